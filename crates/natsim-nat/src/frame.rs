@@ -1,0 +1,339 @@
+//! Locating and rewriting the headers of one Ethernet frame.
+//!
+//! [`Parsed::parse`] validates the Ethernet, optional 802.1Q, IPv4 and
+//! transport headers with `etherparse` slices and records fixed offsets;
+//! the rewrite functions then patch addresses, ports and checksums in place
+//! (RFC 1624 incremental updates). Nothing here allocates.
+//!
+//! Contract: after `parse` succeeds, every offset it recorded is in bounds,
+//! so the accessors and rewrites below do not panic.
+
+use crate::checksum::Delta;
+use crate::flow::{Endpoint, Flow, Proto};
+use crate::verdict::{DropReason, Layer};
+use etherparse::{Ipv4HeaderSlice, TcpHeaderSlice};
+use std::net::Ipv4Addr;
+
+pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_VLAN: u16 = 0x8100;
+pub(crate) const ETH_LEN: usize = 14;
+
+/// TCP flag bits (RFC 793).
+pub(crate) mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
+}
+
+/// What the transport header turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum L4 {
+    Tcp { flags: u8 },
+    Udp,
+    /// ICMP query (echo and friends); `request` says which side the
+    /// identifier belongs to.
+    IcmpQuery { request: bool },
+    /// ICMP error (destination unreachable, time exceeded, parameter problem).
+    IcmpError,
+    /// Another ICMP type.
+    IcmpOther { icmp_type: u8 },
+    /// Another IP protocol: no ports.
+    Other,
+}
+
+/// Offsets and fields of a validated frame.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Parsed {
+    /// Offset of the IPv4 header.
+    pub l3: usize,
+    /// Offset of the transport header.
+    pub l4: usize,
+    /// End of the IP packet (Ethernet padding excluded).
+    pub end: usize,
+    pub l4_kind: L4,
+    pub flow: Flow,
+}
+
+/// Returns the IPv4 offset of an Ethernet II frame (after one optional
+/// 802.1Q tag, which stays in place).
+pub(crate) fn ipv4_offset(frame: &[u8]) -> Result<usize, DropReason> {
+    if frame.len() < ETH_LEN {
+        return Err(DropReason::Truncated {
+            layer: Layer::Ethernet,
+        });
+    }
+    let mut ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let mut l3 = ETH_LEN;
+    if ethertype == ETHERTYPE_VLAN {
+        if frame.len() < ETH_LEN + 4 {
+            return Err(DropReason::Truncated { layer: Layer::Vlan });
+        }
+        ethertype = u16::from_be_bytes([frame[16], frame[17]]);
+        l3 += 4;
+    }
+    if ethertype != ETHERTYPE_IPV4 {
+        return Err(DropReason::NotIpv4 { ethertype });
+    }
+    Ok(l3)
+}
+
+fn icmp_is_query_request(t: u8) -> Option<bool> {
+    match t {
+        8 | 13 | 15 | 17 => Some(true),
+        0 | 14 | 16 | 18 => Some(false),
+        _ => None,
+    }
+}
+
+pub(crate) fn icmp_is_error(t: u8) -> bool {
+    matches!(t, 3 | 11 | 12)
+}
+
+/// Reads the transport header at `buf[l4..end]` for protocol `proto`,
+/// giving its kind and (src port, dst port). `quoted` relaxes the length
+/// rules for the truncated packet inside an ICMP error: 8 bytes suffice.
+pub(crate) fn transport(
+    buf: &[u8],
+    l4: usize,
+    end: usize,
+    proto: u8,
+    quoted: bool,
+) -> Result<(L4, u16, u16), DropReason> {
+    let seg = buf.get(l4..end).unwrap_or(&[]);
+    let port = |i: usize| u16::from_be_bytes([seg[i], seg[i + 1]]);
+    match proto {
+        6 => {
+            if quoted {
+                if seg.len() < 8 {
+                    return Err(DropReason::Truncated {
+                        layer: Layer::IcmpInner,
+                    });
+                }
+                let flags = seg.get(13).copied().unwrap_or(0);
+                return Ok((L4::Tcp { flags }, port(0), port(2)));
+            }
+            let tcp = TcpHeaderSlice::from_slice(seg).map_err(|_| DropReason::Truncated {
+                layer: Layer::Tcp,
+            })?;
+            let flags = seg[13];
+            Ok((L4::Tcp { flags }, tcp.source_port(), tcp.destination_port()))
+        }
+        17 => {
+            if seg.len() < 8 {
+                return Err(DropReason::Truncated {
+                    layer: if quoted { Layer::IcmpInner } else { Layer::Udp },
+                });
+            }
+            Ok((L4::Udp, port(0), port(2)))
+        }
+        1 => {
+            if seg.len() < 8 {
+                return Err(DropReason::Truncated {
+                    layer: if quoted { Layer::IcmpInner } else { Layer::Icmp },
+                });
+            }
+            let t = seg[0];
+            if let Some(request) = icmp_is_query_request(t) {
+                let id = port(4);
+                Ok(if request {
+                    (L4::IcmpQuery { request }, id, 0)
+                } else {
+                    (L4::IcmpQuery { request }, 0, id)
+                })
+            } else if icmp_is_error(t) {
+                Ok((L4::IcmpError, 0, 0))
+            } else {
+                Ok((L4::IcmpOther { icmp_type: t }, 0, 0))
+            }
+        }
+        _ => Ok((L4::Other, 0, 0)),
+    }
+}
+
+impl Parsed {
+    /// Validates `frame` down to the transport header.
+    pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
+        let l3 = ipv4_offset(frame)?;
+        let ip = Ipv4HeaderSlice::from_slice(&frame[l3..]).map_err(|e| match e {
+            etherparse::err::ipv4::HeaderSliceError::Len(_) => DropReason::Truncated {
+                layer: Layer::Ipv4,
+            },
+            etherparse::err::ipv4::HeaderSliceError::Content(_) => DropReason::BadIpHeader,
+        })?;
+        let hlen = usize::from(ip.ihl()) * 4;
+        let total = usize::from(ip.total_len());
+        if total < hlen {
+            return Err(DropReason::BadIpHeader);
+        }
+        let end = l3 + total;
+        if end > frame.len() {
+            return Err(DropReason::Truncated { layer: Layer::Ipv4 });
+        }
+        if ip.more_fragments() || u16::from(ip.fragments_offset()) != 0 {
+            return Err(DropReason::Fragment);
+        }
+        let l4 = l3 + hlen;
+        let proto_num = ip.protocol().0;
+        let (l4_kind, sport, dport) = transport(frame, l4, end, proto_num, false)?;
+        let flow = Flow {
+            proto: Proto::from_ip_number(proto_num),
+            src: Endpoint::new(ip.source_addr(), sport),
+            dst: Endpoint::new(ip.destination_addr(), dport),
+        };
+        Ok(Parsed {
+            l3,
+            l4,
+            end,
+            l4_kind,
+            flow,
+        })
+    }
+}
+
+fn get16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+fn get32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn put32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Where the checksum of a transport header lives and how it behaves.
+fn l4_checksum_offset(kind: L4) -> Option<(usize, bool)> {
+    match kind {
+        L4::Tcp { .. } => Some((16, false)),
+        L4::Udp => Some((6, true)),
+        L4::IcmpQuery { .. } => Some((2, false)),
+        _ => None,
+    }
+}
+
+/// Rewrites the IPv4 addresses and transport ports/identifier of the packet
+/// whose IP header is at `l3` and transport header at `l4` so that its tuple
+/// becomes `new`. `avail` is how many transport bytes are present (the
+/// quoted packet of an ICMP error may stop before the checksum field, which
+/// is then left alone). Checksums are updated incrementally.
+pub(crate) fn rewrite(buf: &mut [u8], l3: usize, l4: usize, avail: usize, kind: L4, old: Flow, new: Flow) {
+    let (os, od) = (old.src.addr.to_bits(), old.dst.addr.to_bits());
+    let (ns, nd) = (new.src.addr.to_bits(), new.dst.addr.to_bits());
+    let mut ip = Delta::default();
+    let mut l4d = Delta::default();
+    if os != ns {
+        put32(buf, l3 + 12, ns);
+        ip.field32(os, ns);
+    }
+    if od != nd {
+        put32(buf, l3 + 16, nd);
+        ip.field32(od, nd);
+    }
+    if !ip.is_empty() {
+        let c = get16(buf, l3 + 10);
+        put16(buf, l3 + 10, ip.apply(c));
+    }
+    match kind {
+        L4::Tcp { .. } | L4::Udp => {
+            // The pseudo-header makes address changes count too.
+            l4d.field32(os, ns);
+            l4d.field32(od, nd);
+            if old.src.port != new.src.port {
+                put16(buf, l4, new.src.port);
+                l4d.field16(old.src.port, new.src.port);
+            }
+            if old.dst.port != new.dst.port {
+                put16(buf, l4 + 2, new.dst.port);
+                l4d.field16(old.dst.port, new.dst.port);
+            }
+        }
+        L4::IcmpQuery { request } => {
+            let (o, n) = if request {
+                (old.src.port, new.src.port)
+            } else {
+                (old.dst.port, new.dst.port)
+            };
+            if o != n {
+                put16(buf, l4 + 4, n);
+                l4d.field16(o, n);
+            }
+        }
+        _ => {}
+    }
+    if let Some((off, udp)) = l4_checksum_offset(kind) {
+        if avail >= off + 2 && (os != ns || od != nd || !l4d.is_empty()) {
+            let c = get16(buf, l4 + off);
+            let v = if udp { l4d.apply_udp(c) } else { l4d.apply(c) };
+            put16(buf, l4 + off, v);
+        }
+    }
+}
+
+/// Reads the IPv4 source and destination of the header at `l3`.
+pub(crate) fn addrs(buf: &[u8], l3: usize) -> (Ipv4Addr, Ipv4Addr) {
+    (Ipv4Addr::from_bits(get32(buf, l3 + 12)), Ipv4Addr::from_bits(get32(buf, l3 + 16)))
+}
+
+/// Sets the IPv4 source/destination of the header at `l3`, fixing its
+/// checksum but no transport checksum (for ICMP errors' outer header).
+pub(crate) fn set_addrs(buf: &mut [u8], l3: usize, src: Ipv4Addr, dst: Ipv4Addr) {
+    let (os, od) = addrs(buf, l3);
+    let mut d = Delta::default();
+    d.field32(os.to_bits(), src.to_bits());
+    d.field32(od.to_bits(), dst.to_bits());
+    put32(buf, l3 + 12, src.to_bits());
+    put32(buf, l3 + 16, dst.to_bits());
+    let c = get16(buf, l3 + 10);
+    put16(buf, l3 + 10, d.apply(c));
+}
+
+/// Recomputes the ICMP checksum over `buf[l4..end]`.
+pub(crate) fn recompute_icmp(buf: &mut [u8], l4: usize, end: usize) {
+    put16(buf, l4 + 2, 0);
+    let c = crate::checksum::checksum(&buf[l4..end]);
+    put16(buf, l4 + 2, c);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_with_ethertype(t: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[12..14].copy_from_slice(&t.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn arp_is_not_ipv4() {
+        assert_eq!(
+            Parsed::parse(&frame_with_ethertype(0x0806)).unwrap_err(),
+            DropReason::NotIpv4 { ethertype: 0x0806 }
+        );
+    }
+
+    #[test]
+    fn every_truncation_of_an_ethernet_header_is_a_verdict() {
+        for n in 0..14 {
+            assert_eq!(
+                Parsed::parse(&vec![0u8; n]).unwrap_err(),
+                DropReason::Truncated {
+                    layer: Layer::Ethernet
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn bad_ihl_is_a_bad_header() {
+        let mut f = frame_with_ethertype(0x0800);
+        f[14] = 0x44; // IHL 4 < 5
+        assert_eq!(Parsed::parse(&f).unwrap_err(), DropReason::BadIpHeader);
+    }
+}

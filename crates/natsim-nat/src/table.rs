@@ -1,0 +1,423 @@
+//! The connection table: a slab of [`Conn`]s and the indexes over it.
+//!
+//! * `by_tuple` finds a connection from either direction's tuple.
+//! * `by_internal` finds a live mapping from its internal endpoint (and,
+//!   for address- or port-dependent mapping, the remote), so new
+//!   connections reuse it (RFC 4787 §4.1).
+//! * `by_external` finds a mapping from its external endpoint, for
+//!   filtering decisions and to keep external endpoints unique.
+//! * `by_remote_addr` (address-dependent filtering only) answers "has this
+//!   mapping sent to address Z?".
+//!
+//! Indexes are `hashbrown::HashTable<u32>` holding only slab indexes; the
+//! keys are read back from the slab, so an index entry costs 4 bytes plus a
+//! control byte. A mapping is not a separate object: it is the set of live
+//! connections that share an (internal, external) pair, so it ends when the
+//! last of them does. Expiry uses a binary heap of (deadline, slot,
+//! generation) with lazy deletion: refreshing a connection only writes its
+//! deadline. Hashing is seeded (foldhash) so the table is deterministic and
+//! not predictable from outside.
+
+use crate::flow::{Endpoint, Flow, Proto};
+use crate::trace::{ConnId, TcpState};
+use core::cmp::Reverse;
+use core::hash::BuildHasher;
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+use std::collections::{BinaryHeap, VecDeque};
+
+/// Connection flags.
+pub(crate) mod flag {
+    /// Slot holds a live connection.
+    pub const LIVE: u8 = 1;
+    /// Created by a packet from inside (outbound origin).
+    pub const OUTBOUND: u8 = 2;
+    /// A packet in the reply direction has been seen.
+    pub const REPLIED: u8 = 4;
+    /// Holds a mapping (source NAT or filter-admitted inbound).
+    pub const MAPPED: u8 = 8;
+    /// The mapping was admitted inbound by filtering (internal side is the
+    /// reply's source).
+    pub const ADMITTED: u8 = 16;
+    /// Indexed in `by_remote_addr`.
+    pub const REMOTE_INDEXED: u8 = 32;
+    /// Indexed in `by_external`.
+    pub const EXT_INDEXED: u8 = 64;
+}
+
+/// One tracked connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Conn {
+    /// When it expires unless refreshed.
+    pub expires: u64,
+    /// Earliest deadline queued for it in the timer heap.
+    pub queued: u64,
+    pub gen: u32,
+    /// Tuple of the first packet, as received.
+    pub orig: Flow,
+    /// Tuple a reply is expected to carry, as received.
+    pub reply: Flow,
+    /// Rule that created the translation (u16::MAX: none).
+    pub rule: u16,
+    pub tcp: TcpState,
+    pub flags: u8,
+    /// Mapping key discriminator for address/port-dependent mapping.
+    pub map_mode: u8,
+}
+
+impl Conn {
+    pub fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+    /// (internal, external) endpoints of the conn's mapping.
+    pub fn mapping(&self) -> (Endpoint, Endpoint) {
+        if self.has(flag::ADMITTED) {
+            (self.reply.src, self.orig.dst)
+        } else {
+            (self.orig.src, self.reply.dst)
+        }
+    }
+    /// The remote endpoint of a mapped connection.
+    pub fn remote(&self) -> Endpoint {
+        if self.has(flag::ADMITTED) {
+            self.orig.src
+        } else {
+            self.orig.dst
+        }
+    }
+}
+
+/// Mapping key discriminators (how much of the remote the key includes).
+pub(crate) mod map_mode {
+    pub const EIM: u8 = 0;
+    pub const ADM: u8 = 1;
+    pub const APDM: u8 = 2;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey(u64, u64);
+
+fn flow_key(f: &Flow) -> FlowKey {
+    FlowKey(
+        (u64::from(f.src.addr.to_bits()) << 32) | u64::from(f.dst.addr.to_bits()),
+        (u64::from(f.src.port) << 32) | (u64::from(f.dst.port) << 16) | u64::from(f.proto.ip_number()),
+    )
+}
+
+/// Key of a mapping seen from inside.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct InternalKey {
+    pub proto: Proto,
+    pub internal: Endpoint,
+    pub remote: Endpoint,
+    pub mode: u8,
+}
+
+impl InternalKey {
+    pub fn new(proto: Proto, internal: Endpoint, remote: Endpoint, mode: u8) -> Self {
+        let remote = match mode {
+            map_mode::EIM => Endpoint::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
+            map_mode::ADM => Endpoint::new(remote.addr, 0),
+            _ => remote,
+        };
+        InternalKey {
+            proto,
+            internal,
+            remote,
+            mode,
+        }
+    }
+    fn of(c: &Conn) -> Self {
+        let (internal, _) = c.mapping();
+        InternalKey::new(c.orig.proto, internal, c.remote(), c.map_mode)
+    }
+}
+
+pub(crate) struct Table {
+    slots: Vec<Conn>,
+    free: Vec<u32>,
+    live: usize,
+    capacity: usize,
+    hasher: FixedState,
+    by_tuple: HashTable<u32>,
+    by_internal: HashTable<u32>,
+    by_external: HashTable<u32>,
+    by_remote_addr: HashTable<u32>,
+    timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    /// Connections not yet replied to, oldest first (eviction candidates).
+    embryonic: VecDeque<(u32, u32)>,
+}
+
+const DIR_BIT: u32 = 1;
+
+impl Table {
+    pub fn new(capacity: usize, seed: u64) -> Table {
+        // Pre-size for small tables; large ones grow on demand.
+        let pre = capacity.min(4096);
+        Table {
+            slots: Vec::with_capacity(pre),
+            free: Vec::new(),
+            live: 0,
+            capacity,
+            hasher: FixedState::with_seed(seed),
+            by_tuple: HashTable::with_capacity(pre * 2),
+            by_internal: HashTable::with_capacity(pre),
+            by_external: HashTable::new(),
+            by_remote_addr: HashTable::new(),
+            timers: BinaryHeap::with_capacity(pre),
+            embryonic: VecDeque::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.live
+    }
+    pub fn is_full(&self) -> bool {
+        self.live >= self.capacity
+    }
+    pub fn get(&self, id: ConnId) -> &Conn {
+        &self.slots[id.0 as usize]
+    }
+    pub fn get_mut(&mut self, id: ConnId) -> &mut Conn {
+        &mut self.slots[id.0 as usize]
+    }
+
+    fn hash_flow(&self, f: &Flow) -> u64 {
+        self.hasher.hash_one(flow_key(f))
+    }
+
+    /// Finds the connection a packet with tuple `f` belongs to.
+    #[inline]
+    pub fn lookup(&self, f: &Flow) -> Option<(ConnId, crate::flow::Dir)> {
+        let h = self.hash_flow(f);
+        let slots = &self.slots;
+        self.by_tuple
+            .find(h, |&e| {
+                let c = &slots[(e >> 1) as usize];
+                let t = if e & DIR_BIT == 0 { &c.orig } else { &c.reply };
+                t == f
+            })
+            .map(|&e| {
+                let dir = if e & DIR_BIT == 0 {
+                    crate::flow::Dir::Original
+                } else {
+                    crate::flow::Dir::Reply
+                };
+                (ConnId(e >> 1), dir)
+            })
+    }
+
+    pub fn contains_tuple(&self, f: &Flow) -> bool {
+        self.lookup(f).is_some()
+    }
+
+    /// A live connection carrying the mapping for `key`.
+    pub fn find_internal(&self, key: &InternalKey) -> Option<ConnId> {
+        let h = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        self.by_internal
+            .find(h, |&i| InternalKey::of(&slots[i as usize]) == *key)
+            .map(|&i| ConnId(i))
+    }
+
+    /// A live connection whose mapping's external endpoint is `ext`.
+    pub fn find_external(&self, proto: Proto, ext: Endpoint) -> Option<ConnId> {
+        let h = self.hasher.hash_one((proto, ext));
+        let slots = &self.slots;
+        self.by_external
+            .find(h, |&i| {
+                let c = &slots[i as usize];
+                c.orig.proto == proto && c.mapping().1 == ext
+            })
+            .map(|&i| ConnId(i))
+    }
+
+    /// Whether the mapping with external endpoint `ext` has a connection
+    /// with a remote at `addr` (address-dependent filtering).
+    pub fn external_has_remote_addr(&self, proto: Proto, ext: Endpoint, addr: std::net::Ipv4Addr) -> bool {
+        let h = self.hasher.hash_one((proto, ext, addr));
+        let slots = &self.slots;
+        self.by_remote_addr
+            .find(h, |&i| {
+                let c = &slots[i as usize];
+                c.orig.proto == proto && c.mapping().1 == ext && c.remote().addr == addr
+            })
+            .is_some()
+    }
+
+    /// Inserts a connection; the caller has checked capacity and that
+    /// neither tuple is present. `index_external`/`index_remote` say which
+    /// mapping indexes it joins.
+    pub fn insert(&mut self, mut conn: Conn, index_external: bool, index_remote: bool) -> ConnId {
+        conn.flags |= flag::LIVE;
+        if index_external && conn.has(flag::MAPPED) {
+            conn.flags |= flag::EXT_INDEXED;
+        }
+        if index_remote && conn.has(flag::MAPPED) {
+            conn.flags |= flag::REMOTE_INDEXED;
+        }
+        let idx = match self.free.pop() {
+            Some(i) => {
+                conn.gen = self.slots[i as usize].gen.wrapping_add(1);
+                self.slots[i as usize] = conn;
+                i
+            }
+            None => {
+                conn.gen = 0;
+                self.slots.push(conn);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.live += 1;
+        let c = self.slots[idx as usize];
+        let hasher = self.hasher.clone();
+        let slots = &self.slots;
+        let rehash_tuple = |&e: &u32| {
+            let c = &slots[(e >> 1) as usize];
+            let t = if e & DIR_BIT == 0 { &c.orig } else { &c.reply };
+            hasher.hash_one(flow_key(t))
+        };
+        self.by_tuple
+            .insert_unique(hasher.hash_one(flow_key(&c.orig)), idx << 1, rehash_tuple);
+        self.by_tuple
+            .insert_unique(hasher.hash_one(flow_key(&c.reply)), (idx << 1) | DIR_BIT, rehash_tuple);
+        if c.has(flag::MAPPED) {
+            self.by_internal.insert_unique(hasher.hash_one(InternalKey::of(&c)), idx, |&i| {
+                hasher.hash_one(InternalKey::of(&slots[i as usize]))
+            });
+            if c.has(flag::EXT_INDEXED) {
+                let ext_hash = |c: &Conn| hasher.hash_one((c.orig.proto, c.mapping().1));
+                self.by_external
+                    .insert_unique(ext_hash(&c), idx, |&i| ext_hash(&slots[i as usize]));
+            }
+            if c.has(flag::REMOTE_INDEXED) {
+                let rem_hash =
+                    |c: &Conn| hasher.hash_one((c.orig.proto, c.mapping().1, c.remote().addr));
+                self.by_remote_addr
+                    .insert_unique(rem_hash(&c), idx, |&i| rem_hash(&slots[i as usize]));
+            }
+        }
+        self.timers.push(Reverse((c.expires, idx, c.gen)));
+        self.slots[idx as usize].queued = c.expires;
+        if !c.has(flag::REPLIED) {
+            self.embryonic.push_back((idx, c.gen));
+            self.compact_embryonic();
+        }
+        ConnId(idx)
+    }
+
+    /// Sets a new expiry; queues a timer only when it moved earlier.
+    #[inline]
+    pub fn set_expiry(&mut self, id: ConnId, expires: u64) {
+        let c = &mut self.slots[id.0 as usize];
+        c.expires = expires;
+        if expires < c.queued {
+            c.queued = expires;
+            self.timers.push(Reverse((expires, id.0, c.gen)));
+        }
+    }
+
+    /// Removes a connection and its index entries.
+    pub fn remove(&mut self, id: ConnId) -> Conn {
+        let idx = id.0;
+        let c = self.slots[idx as usize];
+        let hasher = self.hasher.clone();
+        let remove_from = |t: &mut HashTable<u32>, h: u64, want: u32| {
+            if let Ok(e) = t.find_entry(h, |&v| v == want) {
+                e.remove();
+            }
+        };
+        remove_from(&mut self.by_tuple, hasher.hash_one(flow_key(&c.orig)), idx << 1);
+        remove_from(&mut self.by_tuple, hasher.hash_one(flow_key(&c.reply)), (idx << 1) | DIR_BIT);
+        if c.has(flag::MAPPED) {
+            remove_from(&mut self.by_internal, hasher.hash_one(InternalKey::of(&c)), idx);
+            if c.has(flag::EXT_INDEXED) {
+                remove_from(&mut self.by_external, hasher.hash_one((c.orig.proto, c.mapping().1)), idx);
+            }
+            if c.has(flag::REMOTE_INDEXED) {
+                remove_from(
+                    &mut self.by_remote_addr,
+                    hasher.hash_one((c.orig.proto, c.mapping().1, c.remote().addr)),
+                    idx,
+                );
+            }
+        }
+        self.slots[idx as usize].flags = 0;
+        self.free.push(idx);
+        self.live -= 1;
+        c
+    }
+
+    /// Earliest queued deadline (may be earlier than any real expiry, never later).
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.timers.peek().map(|Reverse((d, _, _))| *d)
+    }
+
+    /// Pops the next connection that has expired by `now`, if any.
+    pub fn pop_expired(&mut self, now: u64) -> Option<ConnId> {
+        while let Some(&Reverse((d, idx, gen))) = self.timers.peek() {
+            if d > now {
+                return None;
+            }
+            self.timers.pop();
+            let c = &mut self.slots[idx as usize];
+            if c.flags & flag::LIVE == 0 || c.gen != gen || c.queued != d {
+                continue; // stale or duplicate entry
+            }
+            if c.expires <= now {
+                return Some(ConnId(idx));
+            }
+            c.queued = c.expires;
+            let e = c.expires;
+            self.timers.push(Reverse((e, idx, gen)));
+        }
+        None
+    }
+
+    /// The oldest connection that has seen no reply yet (eviction victim).
+    pub fn oldest_embryonic(&mut self) -> Option<ConnId> {
+        while let Some(&(idx, gen)) = self.embryonic.front() {
+            let c = &self.slots[idx as usize];
+            if c.flags & flag::LIVE != 0 && c.gen == gen && c.flags & flag::REPLIED == 0 {
+                return Some(ConnId(idx));
+            }
+            self.embryonic.pop_front();
+        }
+        None
+    }
+
+    /// Keeps the embryonic queue bounded: entries of connections that got a
+    /// reply or ended are dropped once the queue outgrows the table.
+    fn compact_embryonic(&mut self) {
+        if self.embryonic.len() > 2 * self.capacity.max(64) {
+            let slots = &self.slots;
+            self.embryonic.retain(|&(idx, gen)| {
+                let c = &slots[idx as usize];
+                c.flags & flag::LIVE != 0 && c.gen == gen && c.flags & flag::REPLIED == 0
+            });
+        }
+    }
+
+    /// Live connections in slot order (deterministic).
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.flags & flag::LIVE != 0)
+            .map(|(i, c)| (ConnId(i as u32), c))
+    }
+
+    /// Bytes of heap memory the table holds (for the memory benchmark).
+    pub fn heap_bytes(&self) -> usize {
+        use core::mem::size_of;
+        let idx = |t: &HashTable<u32>| t.capacity() * (size_of::<u32>() + 1);
+        self.slots.capacity() * size_of::<Conn>()
+            + self.free.capacity() * 4
+            + idx(&self.by_tuple)
+            + idx(&self.by_internal)
+            + idx(&self.by_external)
+            + idx(&self.by_remote_addr)
+            + self.timers.capacity() * 16
+            + self.embryonic.capacity() * 8
+    }
+}

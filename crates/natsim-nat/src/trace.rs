@@ -1,0 +1,127 @@
+//! Trace steps: the engine's decisions as data.
+//!
+//! The engine reports every decision to a [`TraceSink`] supplied by the
+//! caller. Steps are small `Copy` values (rules are named by [`RuleId`]) so
+//! that recording costs no allocation; `()` is the sink that records nothing.
+//! Reports and `natsim explain` render these steps; they never re-derive
+//! what the engine did.
+
+use crate::config::{IfaceId, RuleId};
+use crate::flow::{Dir, Endpoint, Flow, Proto};
+use crate::verdict::DropReason;
+
+/// TCP connection-tracking states (a simplification of Linux conntrack's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TcpState {
+    SynSent,
+    SynRecv,
+    Established,
+    FinWait,
+    CloseWait,
+    LastAck,
+    TimeWait,
+    Close,
+}
+
+impl TcpState {
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+        }
+    }
+}
+
+/// Index of a tracked connection; stable while it lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u32);
+
+/// Why a connection left the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EndReason {
+    Expired,
+    /// Removed to make room (embryonic/unreplied entries go first).
+    Evicted,
+}
+
+/// Which kind of answer the engine generated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReplyKind {
+    TcpRst,
+    IcmpPortUnreachable,
+}
+
+/// One decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NatStep {
+    /// The frame was parsed; `flow` is its tuple as received.
+    Received { iface: IfaceId, flow: Flow },
+    /// The frame belongs to a tracked connection.
+    ConnMatched { conn: ConnId, dir: Dir },
+    /// A new connection entry was created.
+    ConnCreated { conn: ConnId, flow: Flow },
+    /// A rule matched on the connection's first packet.
+    RuleMatched { rule: RuleId },
+    /// A stateless one-to-one rule rewrote the packet.
+    StaticRule { rule: RuleId },
+    /// An external endpoint was bound to an internal one.
+    MappingCreated {
+        proto: Proto,
+        internal: Endpoint,
+        external: Endpoint,
+    },
+    /// An existing mapping was used for a new connection.
+    MappingReused {
+        proto: Proto,
+        internal: Endpoint,
+        external: Endpoint,
+    },
+    /// Inbound traffic to an external endpoint admitted by the mapping's
+    /// filtering behaviour (no rule, no prior connection to this sender).
+    FilterAdmitted { proto: Proto, external: Endpoint },
+    /// Headers rewritten.
+    Translated { before: Flow, after: Flow },
+    /// An ICMP error's quoted packet was rewritten.
+    IcmpInnerTranslated { before: Flow, after: Flow },
+    /// The inside host addressed the external address; hairpinned.
+    Hairpinned,
+    TcpStateChanged {
+        conn: ConnId,
+        from: TcpState,
+        to: TcpState,
+    },
+    /// A connection left the table (expired, or evicted to make room).
+    ConnEnded {
+        conn: ConnId,
+        flow: Flow,
+        reason: EndReason,
+    },
+    /// The engine answered in place of forwarding.
+    Replied { kind: ReplyKind },
+    /// The final decision was a drop.
+    Dropped { reason: DropReason },
+}
+
+/// Receives the engine's steps.
+pub trait TraceSink {
+    fn step(&mut self, step: NatStep);
+}
+
+/// Records nothing (the benchmark and fuzz sink).
+impl TraceSink for () {
+    #[inline(always)]
+    fn step(&mut self, _: NatStep) {}
+}
+
+/// Records everything, in order.
+impl TraceSink for Vec<NatStep> {
+    fn step(&mut self, step: NatStep) {
+        self.push(step);
+    }
+}

@@ -1,0 +1,199 @@
+//! What the engine decides for a frame, and the routing question it asks.
+
+use crate::config::{FilteringBehaviour, IfaceId, RuleId};
+use crate::flow::Proto;
+use core::fmt;
+use std::net::Ipv4Addr;
+
+/// The answer of the caller's routing table for a destination address,
+/// asked between prerouting and postrouting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Send out of `iface` towards `next_hop` (the destination itself when
+    /// it is on-link).
+    Forward { iface: IfaceId, next_hop: Ipv4Addr },
+    /// The router itself owns the address.
+    Local,
+    /// No route.
+    Unreachable,
+}
+
+/// The caller's routing table.
+pub trait Routes {
+    fn route(&self, dst: Ipv4Addr) -> Route;
+}
+
+impl<F: Fn(Ipv4Addr) -> Route> Routes for F {
+    fn route(&self, dst: Ipv4Addr) -> Route {
+        self(dst)
+    }
+}
+
+/// The fate of one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Verdict {
+    /// Send the (possibly rewritten) frame out of `iface` towards
+    /// `next_hop`. The engine never touches MAC addresses or the TTL.
+    Forward { iface: IfaceId, next_hop: Ipv4Addr },
+    /// Deliver the (possibly rewritten) frame to the router's own stack.
+    Local,
+    /// The frame buffer now holds a generated answer (TCP RST or ICMP
+    /// error) to send back out of `iface`, MAC addresses already swapped.
+    Reply { iface: IfaceId },
+    /// Discard the frame.
+    Drop(DropReason),
+}
+
+impl Verdict {
+    pub fn is_drop(&self) -> bool {
+        matches!(self, Verdict::Drop(_))
+    }
+}
+
+/// Why a frame was discarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DropReason {
+    /// Shorter than its headers claim, or shorter than a header.
+    Truncated { layer: Layer },
+    /// Not IPv4 (ARP and the like are the router's business, not NAT's).
+    NotIpv4 { ethertype: u16 },
+    /// IPv4 header with version ≠ 4, IHL < 5 or total length < IHL.
+    BadIpHeader,
+    /// IP fragments are not reassembled; see the crate docs.
+    Fragment,
+    /// Unsolicited traffic from outside that no connection, rule or mapping
+    /// admits, sent to a NAT-owned address (no mapping there at all).
+    NoMapping { proto: Proto },
+    /// A mapping exists but its filtering behaviour refuses this remote.
+    Filtered {
+        proto: Proto,
+        filtering: FilteringBehaviour,
+    },
+    /// Traffic from outside to an inside address with no state admitting it
+    /// (stateful inbound filter on).
+    InboundNotAllowed,
+    /// An ICMP error quoting a packet of no known connection (RFC 5508).
+    IcmpErrorNoMatch,
+    /// An ICMP type the engine does not translate.
+    IcmpUnsupported { icmp_type: u8 },
+    /// The state table is full of established entries and none could be
+    /// evicted.
+    TableFull,
+    /// No free external port in the rule's range or pool.
+    PortsExhausted { rule: RuleId },
+    /// An inside host reached the external address and hairpinning is off.
+    HairpinDisabled,
+    /// The routing table has no route to the (translated) destination.
+    NoRoute,
+    /// A TCP segment that no tracked connection state admits (e.g. an ACK
+    /// for a connection the engine never saw, sent from outside).
+    InvalidTcpState,
+    /// The translated tuple is already used by another connection.
+    TupleClash,
+}
+
+/// Protocol layer of a parse error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Layer {
+    Ethernet,
+    Vlan,
+    Ipv4,
+    Tcp,
+    Udp,
+    Icmp,
+    /// The packet quoted inside an ICMP error.
+    IcmpInner,
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layer::Ethernet => "ethernet",
+            Layer::Vlan => "802.1q",
+            Layer::Ipv4 => "ipv4",
+            Layer::Tcp => "tcp",
+            Layer::Udp => "udp",
+            Layer::Icmp => "icmp",
+            Layer::IcmpInner => "icmp-quoted packet",
+        })
+    }
+}
+
+impl DropReason {
+    /// A stable kebab-case identifier for reports and expectations
+    /// (`dropped-by-nat-filter`, `no-mapping`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            DropReason::Truncated { .. } => "truncated",
+            DropReason::NotIpv4 { .. } => "not-ipv4",
+            DropReason::BadIpHeader => "bad-ip-header",
+            DropReason::Fragment => "fragment",
+            DropReason::NoMapping { .. } => "no-mapping",
+            DropReason::Filtered { .. } => "filtered",
+            DropReason::InboundNotAllowed => "inbound-not-allowed",
+            DropReason::IcmpErrorNoMatch => "icmp-error-no-match",
+            DropReason::IcmpUnsupported { .. } => "icmp-unsupported",
+            DropReason::TableFull => "table-full",
+            DropReason::PortsExhausted { .. } => "ports-exhausted",
+            DropReason::HairpinDisabled => "hairpin-disabled",
+            DropReason::NoRoute => "no-route",
+            DropReason::InvalidTcpState => "invalid-tcp-state",
+            DropReason::TupleClash => "tuple-clash",
+        }
+    }
+
+    /// True for the reasons that mean "the NAT's filter refused unsolicited
+    /// traffic" (the Batfish-style disposition `dropped-by-nat-filter`).
+    pub fn is_nat_filter(&self) -> bool {
+        matches!(
+            self,
+            DropReason::NoMapping { .. }
+                | DropReason::Filtered { .. }
+                | DropReason::InboundNotAllowed
+                | DropReason::HairpinDisabled
+                | DropReason::InvalidTcpState
+        )
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropReason::Truncated { layer } => write!(f, "truncated {layer} header"),
+            DropReason::NotIpv4 { ethertype } => write!(f, "not IPv4 (ethertype 0x{ethertype:04x})"),
+            DropReason::BadIpHeader => f.write_str("malformed IPv4 header"),
+            DropReason::Fragment => f.write_str("IP fragment (not reassembled)"),
+            DropReason::NoMapping { proto } => {
+                write!(f, "unsolicited {proto}: no mapping, connection or forward for this destination")
+            }
+            DropReason::Filtered { proto, filtering } => write!(
+                f,
+                "unsolicited {proto}: a mapping exists but {filtering} filtering refuses this sender"
+            ),
+            DropReason::InboundNotAllowed => {
+                f.write_str("unsolicited traffic from outside to an inside address")
+            }
+            DropReason::IcmpErrorNoMatch => {
+                f.write_str("ICMP error quoting a packet of no known connection")
+            }
+            DropReason::IcmpUnsupported { icmp_type } => {
+                write!(f, "ICMP type {icmp_type} is not translated")
+            }
+            DropReason::TableFull => f.write_str("connection table full, nothing evictable"),
+            DropReason::PortsExhausted { rule } => {
+                write!(f, "no free external port left for {rule}")
+            }
+            DropReason::HairpinDisabled => {
+                f.write_str("hairpinning is off: inside host addressed the external address")
+            }
+            DropReason::NoRoute => f.write_str("no route to destination"),
+            DropReason::InvalidTcpState => {
+                f.write_str("TCP segment outside any tracked connection")
+            }
+            DropReason::TupleClash => {
+                f.write_str("the translated tuple is already in use by another connection")
+            }
+        }
+    }
+}
