@@ -309,8 +309,9 @@ impl NatEngine {
             _ => timeouts.generic,
         };
         if dir == Dir::Reply && !c.has(flag::REPLIED) {
+            // Later refreshes use the replied timeout; this packet itself
+            // refreshes only if the refresh policy says so (RFC 4787 REQ-6).
             c.flags |= flag::REPLIED;
-            refresh = true; // the first reply switches to the replied timeout
         }
         if refresh {
             let e = (now + timeout).total_micros();
