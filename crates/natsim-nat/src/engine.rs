@@ -92,6 +92,37 @@ pub struct NatEngine {
     /// Addresses the router must answer ARP for (external + NETMAP targets).
     owned: Vec<Prefix>,
     local_services: Vec<(Proto, u16)>,
+    /// The profile's timeouts in microseconds, for the hot path.
+    timeouts_us: TimeoutsUs,
+}
+
+/// [`crate::Timeouts`] pre-converted to microseconds.
+#[derive(Clone, Copy, Debug)]
+struct TimeoutsUs {
+    /// Indexed by `TcpState as usize`.
+    tcp: [u64; 8],
+    udp_unreplied: u64,
+    udp_replied: u64,
+    icmp: u64,
+    generic: u64,
+}
+
+impl TimeoutsUs {
+    fn new(t: &crate::config::Timeouts) -> Self {
+        let us = |d: crate::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        use TcpState::*;
+        let mut tcp = [0; 8];
+        for s in [SynSent, SynRecv, Established, FinWait, CloseWait, LastAck, TimeWait, Close] {
+            tcp[s as usize] = us(tcp::timeout(t, s));
+        }
+        TimeoutsUs {
+            tcp,
+            udp_unreplied: us(t.udp_unreplied),
+            udp_replied: us(t.udp_replied),
+            icmp: us(t.icmp),
+            generic: us(t.generic),
+        }
+    }
 }
 
 impl NatEngine {
@@ -138,6 +169,7 @@ impl NatEngine {
             external,
             owned,
             local_services: Vec::new(),
+            timeouts_us: TimeoutsUs::new(&cfg.behaviour.timeouts),
             table,
             cfg,
         })
@@ -276,7 +308,7 @@ impl NatEngine {
         trace: &mut T,
     ) -> Verdict {
         trace.step(NatStep::ConnMatched { conn: id, dir });
-        let timeouts = self.cfg.behaviour.timeouts;
+        let tus = &self.timeouts_us;
         let udp_refresh = self.cfg.behaviour.udp_refresh;
         let c = self.table.get_mut(id);
         let target = match dir {
@@ -292,7 +324,7 @@ impl NatEngine {
                     c.tcp = to;
                     trace.step(NatStep::TcpStateChanged { conn: id, from, to });
                 }
-                tcp::timeout(&timeouts, to)
+                tus.tcp[to as usize]
             }
             L4::Udp => {
                 let outbound = (dir == Dir::Original) == c.has(flag::OUTBOUND);
@@ -300,13 +332,13 @@ impl NatEngine {
                     refresh = false;
                 }
                 if dir == Dir::Reply || c.has(flag::REPLIED) {
-                    timeouts.udp_replied
+                    tus.udp_replied
                 } else {
-                    timeouts.udp_unreplied
+                    tus.udp_unreplied
                 }
             }
-            L4::IcmpQuery { .. } => timeouts.icmp,
-            _ => timeouts.generic,
+            L4::IcmpQuery { .. } => tus.icmp,
+            _ => tus.generic,
         };
         if dir == Dir::Reply && !c.has(flag::REPLIED) {
             // Later refreshes use the replied timeout; this packet itself
@@ -314,8 +346,7 @@ impl NatEngine {
             c.flags |= flag::REPLIED;
         }
         if refresh {
-            let e = (now + timeout).total_micros();
-            self.table.set_expiry(id, e);
+            self.table.set_expiry(id, now.total_micros().saturating_add(timeout));
         }
         if target != p.flow {
             frame::rewrite(frame, p.l3, p.l4, p.end - p.l4, p.l4_kind, p.flow, target);

@@ -57,6 +57,7 @@ pub(crate) struct Parsed {
 
 /// Returns the IPv4 offset of an Ethernet II frame (after one optional
 /// 802.1Q tag, which stays in place).
+#[inline]
 pub(crate) fn ipv4_offset(frame: &[u8]) -> Result<usize, DropReason> {
     if frame.len() < ETH_LEN {
         return Err(DropReason::Truncated {
@@ -93,6 +94,7 @@ pub(crate) fn icmp_is_error(t: u8) -> bool {
 /// Reads the transport header at `buf[l4..end]` for protocol `proto`,
 /// giving its kind and (src port, dst port). `quoted` relaxes the length
 /// rules for the truncated packet inside an ICMP error: 8 bytes suffice.
+#[inline]
 pub(crate) fn transport(
     buf: &[u8],
     l4: usize,
@@ -153,6 +155,7 @@ pub(crate) fn transport(
 
 impl Parsed {
     /// Validates `frame` down to the transport header.
+    #[inline]
     pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
         let l3 = ipv4_offset(frame)?;
         let ip = Ipv4HeaderSlice::from_slice(&frame[l3..]).map_err(|e| match e {
@@ -222,6 +225,7 @@ fn l4_checksum_offset(kind: L4) -> Option<(usize, bool)> {
 /// becomes `new`. `avail` is how many transport bytes are present (the
 /// quoted packet of an ICMP error may stop before the checksum field, which
 /// is then left alone). Checksums are updated incrementally.
+#[inline]
 pub(crate) fn rewrite(buf: &mut [u8], l3: usize, l4: usize, avail: usize, kind: L4, old: Flow, new: Flow) {
     let (os, od) = (old.src.addr.to_bits(), old.dst.addr.to_bits());
     let (ns, nd) = (new.src.addr.to_bits(), new.dst.addr.to_bits());

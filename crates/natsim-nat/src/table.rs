@@ -182,6 +182,7 @@ impl Table {
         &mut self.slots[id.0 as usize]
     }
 
+    #[inline]
     fn hash_flow(&self, f: &Flow) -> u64 {
         self.hasher.hash_one(flow_key(f))
     }
