@@ -20,7 +20,7 @@
 //! `Netmap` rules, one in each chain, and is applied statelessly to every
 //! protocol.
 
-use crate::flow::{Prefix, PortRange, Proto};
+use crate::flow::{PortRange, Prefix, Proto};
 use crate::time::Duration;
 use core::fmt;
 use std::net::Ipv4Addr;
@@ -582,6 +582,8 @@ pub struct NatConfig {
     pub capacity: usize,
     /// Seed for random port selection and hashing.
     pub seed: u64,
+    /// Application-level gateways (none by default, as in Linux ≥ 4.7).
+    pub algs: crate::alg::AlgConfig,
 }
 
 impl NatConfig {
@@ -592,7 +594,14 @@ impl NatConfig {
             behaviour,
             capacity: 65_536,
             seed: 0,
+            algs: crate::alg::AlgConfig::default(),
         }
+    }
+
+    /// Turns on an ALG on its well-known port (EPM: TCP 135, FTP: TCP 21).
+    pub fn alg(mut self, kind: crate::alg::AlgKind) -> Self {
+        self.algs.enable(kind);
+        self
     }
 
     pub fn interface(mut self, id: IfaceId, addr: Ipv4Addr, prefix_len: u8, role: Role) -> Self {
@@ -614,26 +623,51 @@ impl NatConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigError {
     DuplicateInterface(IfaceId),
-    BadPrefixLength { iface: IfaceId, len: u8 },
-    UnknownInterface { rule: RuleId, iface: IfaceId },
+    BadPrefixLength {
+        iface: IfaceId,
+        len: u8,
+    },
+    UnknownInterface {
+        rule: RuleId,
+        iface: IfaceId,
+    },
     /// An action that does not belong in its chain (e.g. DNAT in postrouting).
-    ActionNotAllowedInChain { rule: RuleId },
-    EmptyPortRange { rule: RuleId },
-    EmptyPool { rule: RuleId },
+    ActionNotAllowedInChain {
+        rule: RuleId,
+    },
+    EmptyPortRange {
+        rule: RuleId,
+    },
+    EmptyPool {
+        rule: RuleId,
+    },
     /// NETMAP prefixes must have the same length.
-    NetmapLengthMismatch { rule: RuleId },
+    NetmapLengthMismatch {
+        rule: RuleId,
+    },
     /// Destination ports without TCP or UDP.
-    PortsNeedTcpOrUdp { rule: RuleId },
+    PortsNeedTcpOrUdp {
+        rule: RuleId,
+    },
     /// A DNAT port range that would run past 65535.
-    DnatRangeOverflow { rule: RuleId },
+    DnatRangeOverflow {
+        rule: RuleId,
+    },
     /// A rule is never reached because an earlier one matches everything it does.
-    Shadowed { rule: RuleId, by: RuleId },
+    Shadowed {
+        rule: RuleId,
+        by: RuleId,
+    },
     /// Port overloading needs address-and-port-dependent filtering.
     OverloadingNeedsApdf,
     ZeroCapacity,
     TooManyRules,
     /// A pool larger than the engine supports (65536 addresses).
-    PoolTooLarge { rule: RuleId },
+    PoolTooLarge {
+        rule: RuleId,
+    },
+    /// An ALG is bound to a rule name no rule has.
+    UnknownAlgRule(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -671,6 +705,9 @@ impl fmt::Display for ConfigError {
             Self::TooManyRules => f.write_str("at most 65535 rules are supported"),
             Self::PoolTooLarge { rule } => {
                 write!(f, "{rule}: an address pool may hold at most 65536 addresses")
+            }
+            Self::UnknownAlgRule(name) => {
+                write!(f, "an ALG is bound to rule `{name}`, but no rule has that name")
             }
         }
     }

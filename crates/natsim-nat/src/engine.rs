@@ -15,9 +15,12 @@
 //! Determinism: the only randomness is a SplitMix64 generator seeded from
 //! [`NatConfig::seed`]; hashing is seeded too; no clock is read.
 
+use crate::alg::conn::{AlgConn, Env};
+use crate::alg::expect::Expectations;
+use crate::alg::AlgKind;
 use crate::config::{
     Action, Chain, ConfigError, FilteringBehaviour, Hairpin, IfaceId, MappingBehaviour, Match,
-    NatConfig, PortStrategy, Role, Rule, RuleId, SnatPool, Unsolicited, UdpRefresh,
+    NatConfig, PortStrategy, Role, Rule, RuleId, SnatPool, UdpRefresh, Unsolicited,
 };
 use crate::flow::{Dir, Endpoint, Flow, PortRange, Prefix, Proto};
 use crate::frame::{self, Parsed, L4};
@@ -27,6 +30,7 @@ use crate::time::Instant;
 use crate::trace::{ConnId, EndReason, NatStep, ReplyKind, TcpState, TraceSink};
 use crate::verdict::{DropReason, Route, Routes, Verdict};
 use crate::{reply, tcp};
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 const NO_RULE: u16 = u16::MAX;
@@ -94,6 +98,10 @@ pub struct NatEngine {
     local_services: Vec<(Proto, u16)>,
     /// The profile's timeouts in microseconds, for the hot path.
     timeouts_us: TimeoutsUs,
+    /// ALG state by connection slot (connections flagged `ALG`).
+    algs: BTreeMap<u32, AlgConn>,
+    /// Pinholes the ALGs opened.
+    expects: Expectations,
 }
 
 /// [`crate::Timeouts`] pre-converted to microseconds.
@@ -112,7 +120,16 @@ impl TimeoutsUs {
         let us = |d: crate::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         use TcpState::*;
         let mut tcp = [0; 8];
-        for s in [SynSent, SynRecv, Established, FinWait, CloseWait, LastAck, TimeWait, Close] {
+        for s in [
+            SynSent,
+            SynRecv,
+            Established,
+            FinWait,
+            CloseWait,
+            LastAck,
+            TimeWait,
+            Close,
+        ] {
             tcp[s as usize] = us(tcp::timeout(t, s));
         }
         TimeoutsUs {
@@ -170,6 +187,8 @@ impl NatEngine {
             owned,
             local_services: Vec::new(),
             timeouts_us: TimeoutsUs::new(&cfg.behaviour.timeouts),
+            algs: BTreeMap::new(),
+            expects: Expectations::default(),
             table,
             cfg,
         })
@@ -241,13 +260,35 @@ impl NatEngine {
     /// Changed by `process` (new connections, state changes) and
     /// `handle_timeout`.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.table.next_deadline().map(Instant::from_micros)
+        let conns = self.table.next_deadline().map(Instant::from_micros);
+        match (conns, self.expects.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Open ALG pinholes as (kind, peer, external, internal, expires).
+    pub fn pinholes(
+        &self,
+    ) -> impl Iterator<Item = (AlgKind, Ipv4Addr, Endpoint, Endpoint, Instant)> + '_ {
+        self.expects
+            .iter()
+            .map(|(ext, e)| (e.kind, e.peer, *ext, e.internal, e.expires))
     }
 
     /// Expires every connection whose idle timeout has passed by `now`.
     pub fn handle_timeout<T: TraceSink>(&mut self, now: Instant, trace: &mut T) {
+        for (external, e) in self.expects.expire(now) {
+            trace.step(NatStep::PinholeClosed {
+                kind: e.kind,
+                external,
+            });
+        }
         while let Some(id) = self.table.pop_expired(now.total_micros()) {
             let c = self.table.remove(id);
+            if c.has(flag::ALG) {
+                self.algs.remove(&id.0);
+            }
             self.stats.proto_mut(c.orig.proto).expired += 1;
             trace.step(NatStep::ConnEnded {
                 conn: id,
@@ -277,13 +318,19 @@ impl NatEngine {
             flow: p.flow,
         });
         match p.l4_kind {
-            L4::IcmpError => return crate::icmp::translate_error(self, ingress, frame, &p, routes, trace),
+            L4::IcmpError => {
+                return crate::icmp::translate_error(self, ingress, frame, &p, routes, trace)
+            }
             L4::IcmpOther { icmp_type } => {
                 // Not a query, not an error: only the router itself may
                 // want it (RFC 5508 leaves the rest to configuration).
                 return match routes.route(p.flow.dst.addr) {
                     Route::Local => Verdict::Local,
-                    _ => self.drop(Proto::Icmp, DropReason::IcmpUnsupported { icmp_type }, trace),
+                    _ => self.drop(
+                        Proto::Icmp,
+                        DropReason::IcmpUnsupported { icmp_type },
+                        trace,
+                    ),
                 };
             }
             _ => {}
@@ -300,7 +347,7 @@ impl NatEngine {
     fn tracked<R: Routes + ?Sized, T: TraceSink>(
         &mut self,
         now: Instant,
-        frame: &mut [u8],
+        frame: &mut Vec<u8>,
         p: &Parsed,
         id: ConnId,
         dir: Dir,
@@ -345,8 +392,10 @@ impl NatEngine {
             // refreshes only if the refresh policy says so (RFC 4787 REQ-6).
             c.flags |= flag::REPLIED;
         }
+        let alg = c.has(flag::ALG);
         if refresh {
-            self.table.set_expiry(id, now.total_micros().saturating_add(timeout));
+            self.table
+                .set_expiry(id, now.total_micros().saturating_add(timeout));
         }
         if target != p.flow {
             frame::rewrite(frame, p.l3, p.l4, p.end - p.l4, p.l4_kind, p.flow, target);
@@ -355,6 +404,11 @@ impl NatEngine {
                 before: p.flow,
                 after: target,
             });
+        }
+        if alg {
+            if let Err(reason) = self.alg_segment(now, id, dir, frame, p, trace) {
+                return self.drop(p.flow.proto, reason, trace);
+            }
         }
         self.route_verdict(p.flow.proto, target.dst.addr, routes, trace)
     }
@@ -373,7 +427,12 @@ impl NatEngine {
         }
     }
 
-    pub(crate) fn drop<T: TraceSink>(&mut self, proto: Proto, reason: DropReason, trace: &mut T) -> Verdict {
+    pub(crate) fn drop<T: TraceSink>(
+        &mut self,
+        proto: Proto,
+        reason: DropReason,
+        trace: &mut T,
+    ) -> Verdict {
         self.stats.proto_mut(proto).dropped += 1;
         *self.stats.drops_by_reason.entry(reason.code()).or_insert(0) += 1;
         trace.step(NatStep::Dropped { reason });
@@ -447,7 +506,27 @@ impl NatEngine {
         let mut rule = NO_RULE;
         let mut static_rule = false;
         let mut pre_matched = false;
+        if proto == Proto::Tcp
+            && !self.expects.is_empty()
+            && !from_inside
+            && ingress != IfaceId::LOCAL
+        {
+            if let Some(e) = self.expects.take(flow.src.addr, flow.dst, now) {
+                // An ALG announced this connection: forward it as announced
+                // (Linux: expectations are matched before the nat table).
+                trace.step(NatStep::PinholeUsed {
+                    kind: e.kind,
+                    external: flow.dst,
+                    internal: e.internal,
+                });
+                dst = e.internal;
+                pre_matched = true;
+            }
+        }
         for k in 0..self.pre.len() {
+            if pre_matched {
+                break;
+            }
             let ri = self.pre[k];
             let r = &self.cfg.rules.rules[usize::from(ri)];
             if !self.rule_matches(r, &flow, ingress, None) {
@@ -462,7 +541,14 @@ impl NatEngine {
                         (Some(tp), None) => *tp,
                         (None, _) => flow.dst.port,
                     };
-                    dst = Endpoint::new(*to, if proto.has_ports() && proto != Proto::Icmp { port } else { flow.dst.port });
+                    dst = Endpoint::new(
+                        *to,
+                        if proto.has_ports() && proto != Proto::Icmp {
+                            port
+                        } else {
+                            flow.dst.port
+                        },
+                    );
                     rule = ri;
                 }
                 Action::Redirect { to_port } => {
@@ -497,7 +583,8 @@ impl NatEngine {
                 let ok = match filtering {
                     FilteringBehaviour::EndpointIndependent => true,
                     FilteringBehaviour::AddressDependent => {
-                        self.table.external_has_remote_addr(proto, external, flow.src.addr)
+                        self.table
+                            .external_has_remote_addr(proto, external, flow.src.addr)
                     }
                     FilteringBehaviour::AddressAndPortDependent => false,
                 };
@@ -558,7 +645,14 @@ impl NatEngine {
                     let via = flow.dst.addr;
                     let range = PortRange::ALL;
                     let hr = if rule == NO_RULE { 0 } else { rule };
-                    match self.allocate(proto, flow.src, dst, AddrChoice::One(via), range, RuleId(hr)) {
+                    match self.allocate(
+                        proto,
+                        flow.src,
+                        dst,
+                        AddrChoice::One(via),
+                        range,
+                        RuleId(hr),
+                    ) {
                         Ok((ext, reused)) => {
                             src = ext;
                             mapping = Some((flow.src, ext, reused));
@@ -577,7 +671,9 @@ impl NatEngine {
                 }
                 trace.step(NatStep::RuleMatched { rule: RuleId(ri) });
                 let choice = match &r.action {
-                    Action::Masquerade { ports } => self.iface_addr(e).map(|a| (AddrChoice::One(a), *ports)),
+                    Action::Masquerade { ports } => {
+                        self.iface_addr(e).map(|a| (AddrChoice::One(a), *ports))
+                    }
                     Action::Snat(pool) => Some((AddrChoice::Pool(pool), pool.ports)),
                     Action::Netmap { to } => {
                         src.addr = to.netmap(src.addr);
@@ -596,12 +692,22 @@ impl NatEngine {
                             AddrChoice::One(a) => OwnedChoice::One(a),
                         };
                         let res = match &choice {
-                            OwnedChoice::One(a) => {
-                                self.allocate(proto, flow.src, dst, AddrChoice::One(*a), ports, RuleId(ri))
-                            }
-                            OwnedChoice::Pool(p) => {
-                                self.allocate(proto, flow.src, dst, AddrChoice::Pool(p), ports, RuleId(ri))
-                            }
+                            OwnedChoice::One(a) => self.allocate(
+                                proto,
+                                flow.src,
+                                dst,
+                                AddrChoice::One(*a),
+                                ports,
+                                RuleId(ri),
+                            ),
+                            OwnedChoice::Pool(p) => self.allocate(
+                                proto,
+                                flow.src,
+                                dst,
+                                AddrChoice::Pool(p),
+                                ports,
+                                RuleId(ri),
+                            ),
                         };
                         match res {
                             Ok((ext, reused)) => {
@@ -619,13 +725,18 @@ impl NatEngine {
 
         let after = Flow::new(proto, src, dst);
 
-        // Stateless paths: one-to-one rules, and protocols without ports.
-        if static_rule || !proto.has_ports() {
+        // Stateless paths: one-to-one rules (unless an ALG must follow the
+        // connection), and protocols without ports.
+        let alg_static = static_rule && self.alg_for(proto, rule, dst.port).is_some();
+        if (static_rule && !alg_static) || !proto.has_ports() {
             if after != flow {
                 frame::rewrite(frame, p.l3, p.l4, p.end - p.l4, p.l4_kind, flow, after);
                 self.stats.static_translated += 1;
                 trace.step(NatStep::StaticRule { rule: RuleId(rule) });
-                trace.step(NatStep::Translated { before: flow, after });
+                trace.step(NatStep::Translated {
+                    before: flow,
+                    after,
+                });
             }
             return self.route_verdict(proto, after.dst.addr, routes, trace);
         }
@@ -652,7 +763,7 @@ impl NatEngine {
         &mut self,
         now: Instant,
         ingress: IfaceId,
-        frame: &mut [u8],
+        frame: &mut Vec<u8>,
         p: &Parsed,
         nf: NewFlow,
         route: Route,
@@ -662,13 +773,17 @@ impl NatEngine {
         let proto = flow.proto;
         let after = Flow::new(proto, nf.src, nf.dst);
         let reply = after.reversed();
-        if self.table.contains_tuple(&reply) || (reply != flow && self.table.contains_tuple(&flow)) {
+        if self.table.contains_tuple(&reply) || (reply != flow && self.table.contains_tuple(&flow))
+        {
             return self.drop(proto, DropReason::TupleClash, trace);
         }
         if self.table.is_full() {
             match self.table.oldest_embryonic() {
                 Some(victim) => {
                     let c = self.table.remove(victim);
+                    if c.has(flag::ALG) {
+                        self.algs.remove(&victim.0);
+                    }
                     self.stats.proto_mut(c.orig.proto).evicted += 1;
                     trace.step(NatStep::ConnEnded {
                         conn: victim,
@@ -734,7 +849,28 @@ impl NatEngine {
         if after != flow {
             frame::rewrite(frame, p.l3, p.l4, p.end - p.l4, p.l4_kind, flow, after);
             self.stats.proto_mut(proto).translated += 1;
-            trace.step(NatStep::Translated { before: flow, after });
+            trace.step(NatStep::Translated {
+                before: flow,
+                after,
+            });
+        }
+        if !self.algs.is_empty() {
+            self.algs.remove(&id.0); // a previous tenant of the slot
+        }
+        if let Some(kind) = self.alg_for(proto, nf.rule, nf.dst.port) {
+            let from_inside = self.role(ingress) != Some(Role::Outside);
+            if let Some(a) = AlgConn::new(kind, flow, after, from_inside) {
+                self.algs.insert(id.0, a);
+                self.table.get_mut(id).flags |= flag::ALG;
+                trace.step(NatStep::Alg {
+                    conn: id,
+                    kind,
+                    event: crate::alg::AlgEvent::Attached,
+                });
+                if let Err(reason) = self.alg_segment(now, id, Dir::Original, frame, p, trace) {
+                    return self.drop(proto, reason, trace);
+                }
+            }
         }
         match route {
             Route::Forward { iface, next_hop } => Verdict::Forward { iface, next_hop },
@@ -805,7 +941,8 @@ impl NatEngine {
             AddrChoice::One(a) => (a.to_bits(), 1),
             AddrChoice::Pool(p) => (p.first.to_bits(), p.len()),
         };
-        let pooling_paired = matches!(choice, AddrChoice::Pool(p) if p.pooling == crate::config::Pooling::Paired);
+        let pooling_paired =
+            matches!(choice, AddrChoice::Pool(p) if p.pooling == crate::config::Pooling::Paired);
         let start_addr = if addrs.1 > 1 {
             // Paired pooling (REQ-2): one internal address, one external
             // address; a deterministic spread of internal addresses.
@@ -817,8 +954,11 @@ impl NatEngine {
         let addr_tries = if pooling_paired { 1 } else { addrs.1 };
         let range = self.effective_range(proto, internal.port, range);
         for k in 0..addr_tries {
-            let addr = Ipv4Addr::from_bits(addrs.0.wrapping_add(((start_addr + k) % addrs.1) as u32));
-            if let Some(port) = self.find_port(proto, internal.port, remote, addr, range, overloading) {
+            let addr =
+                Ipv4Addr::from_bits(addrs.0.wrapping_add(((start_addr + k) % addrs.1) as u32));
+            if let Some(port) =
+                self.find_port(proto, internal.port, remote, addr, range, overloading)
+            {
                 return Ok((Endpoint::new(addr, port), false));
             }
         }
@@ -843,6 +983,9 @@ impl NatEngine {
     }
 
     fn port_free(&self, proto: Proto, remote: Endpoint, ext: Endpoint, overloading: bool) -> bool {
+        if proto == Proto::Tcp && !self.expects.is_empty() && self.expects.reserved(ext) {
+            return false;
+        }
         if overloading {
             !self.table.contains_tuple(&Flow::new(proto, remote, ext))
         } else {
@@ -865,7 +1008,10 @@ impl NatEngine {
         }
         let ports = self.cfg.behaviour.ports;
         let strategy = ports.strategy;
-        let try_preserve = matches!(strategy, PortStrategy::Preserve | PortStrategy::PreserveThenRandom);
+        let try_preserve = matches!(
+            strategy,
+            PortStrategy::Preserve | PortStrategy::PreserveThenRandom
+        );
         if try_preserve
             && range.contains(orig)
             && self.port_free(proto, remote, Endpoint::new(addr, orig), overloading)
@@ -881,7 +1027,9 @@ impl NatEngine {
                 self.cursor = self.cursor.wrapping_add(step);
                 s
             }
-            PortStrategy::Random | PortStrategy::PreserveThenRandom => (self.rng.next() % u64::from(len)) as u32,
+            PortStrategy::Random | PortStrategy::PreserveThenRandom => {
+                (self.rng.next() % u64::from(len)) as u32
+            }
         };
         let slots = if parity { len.div_ceil(2) } else { len };
         let attempts = slots.min(ports.max_attempts);
@@ -896,6 +1044,47 @@ impl NatEngine {
             }
         }
         None
+    }
+
+    // ----- application-level gateways ---------------------------------------
+
+    /// The ALG a new TCP connection gets: by the rule that translated it,
+    /// else by its (translated) destination port.
+    fn alg_for(&self, proto: Proto, rule: u16, port: u16) -> Option<AlgKind> {
+        let algs = &self.cfg.algs;
+        if proto != Proto::Tcp || algs.is_empty() {
+            return None;
+        }
+        if rule != NO_RULE && !algs.rules.is_empty() {
+            let name = &self.cfg.rules.rules[usize::from(rule)].name;
+            let base = name.split(" (").next().unwrap_or(name);
+            if let Some(k) = algs.rules.get(name).or_else(|| algs.rules.get(base)) {
+                return Some(*k);
+            }
+        }
+        algs.ports.get(&port).copied()
+    }
+
+    fn alg_segment<T: TraceSink>(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        dir: Dir,
+        frame: &mut Vec<u8>,
+        p: &Parsed,
+        trace: &mut T,
+    ) -> Result<(), DropReason> {
+        let Some(a) = self.algs.get_mut(&id.0) else {
+            return Ok(());
+        };
+        let mut env = Env {
+            expects: &mut self.expects,
+            table: &self.table,
+            local_services: &self.local_services,
+            cfg: &self.cfg.algs,
+            now,
+        };
+        a.segment(&mut env, id, dir, frame, p.l3, p.l4, p.end, trace)
     }
 
     // ----- helpers for the ICMP error path ---------------------------------
@@ -986,6 +1175,16 @@ fn validate(cfg: &NatConfig) -> Result<(), ConfigError> {
     if cfg.capacity == 0 {
         return Err(ConfigError::ZeroCapacity);
     }
+    for name in cfg.algs.rules.keys() {
+        let known = cfg
+            .rules
+            .rules
+            .iter()
+            .any(|r| r.name == *name || r.name.split(" (").next() == Some(name));
+        if !known {
+            return Err(ConfigError::UnknownAlgRule(name.clone()));
+        }
+    }
     if cfg.rules.rules.len() >= usize::from(u16::MAX) {
         return Err(ConfigError::TooManyRules);
     }
@@ -1011,17 +1210,26 @@ fn validate(cfg: &NatConfig) -> Result<(), ConfigError> {
     for (i, r) in cfg.rules.rules.iter().enumerate() {
         let id = RuleId(i as u16);
         let m = &r.matches;
-        for iface in [m.in_iface, m.out_iface, m.dst_iface_addr].into_iter().flatten() {
+        for iface in [m.in_iface, m.out_iface, m.dst_iface_addr]
+            .into_iter()
+            .flatten()
+        {
             if cfg.iface(iface).is_none() {
                 return Err(ConfigError::UnknownInterface { rule: id, iface });
             }
         }
-        let allowed = match (&r.action, r.chain) {
-            (Action::Accept | Action::Netmap { .. }, _) => true,
-            (Action::Dnat { .. } | Action::Redirect { .. }, Chain::Prerouting) => true,
-            (Action::Masquerade { .. } | Action::Snat(_), Chain::Postrouting) => true,
-            _ => false,
-        };
+        let allowed = matches!(
+            (&r.action, r.chain),
+            (Action::Accept | Action::Netmap { .. }, _)
+                | (
+                    Action::Dnat { .. } | Action::Redirect { .. },
+                    Chain::Prerouting
+                )
+                | (
+                    Action::Masquerade { .. } | Action::Snat(_),
+                    Chain::Postrouting
+                )
+        );
         if !allowed {
             return Err(ConfigError::ActionNotAllowedInChain { rule: id });
         }

@@ -230,7 +230,10 @@ mod tests {
     #[test]
     fn netmap_keeps_host_bits() {
         let p = Prefix::new(Ipv4Addr::new(203, 0, 113, 0), 24);
-        assert_eq!(p.netmap(Ipv4Addr::new(192, 168, 1, 10)), Ipv4Addr::new(203, 0, 113, 10));
+        assert_eq!(
+            p.netmap(Ipv4Addr::new(192, 168, 1, 10)),
+            Ipv4Addr::new(203, 0, 113, 10)
+        );
     }
 
     #[test]

@@ -29,15 +29,21 @@ pub(crate) mod tcp_flags {
 /// What the transport header turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum L4 {
-    Tcp { flags: u8 },
+    Tcp {
+        flags: u8,
+    },
     Udp,
     /// ICMP query (echo and friends); `request` says which side the
     /// identifier belongs to.
-    IcmpQuery { request: bool },
+    IcmpQuery {
+        request: bool,
+    },
     /// ICMP error (destination unreachable, time exceeded, parameter problem).
     IcmpError,
     /// Another ICMP type.
-    IcmpOther { icmp_type: u8 },
+    IcmpOther {
+        icmp_type: u8,
+    },
     /// Another IP protocol: no ports.
     Other,
 }
@@ -115,9 +121,8 @@ pub(crate) fn transport(
                 let flags = seg.get(13).copied().unwrap_or(0);
                 return Ok((L4::Tcp { flags }, port(0), port(2)));
             }
-            let tcp = TcpHeaderSlice::from_slice(seg).map_err(|_| DropReason::Truncated {
-                layer: Layer::Tcp,
-            })?;
+            let tcp = TcpHeaderSlice::from_slice(seg)
+                .map_err(|_| DropReason::Truncated { layer: Layer::Tcp })?;
             let flags = seg[13];
             Ok((L4::Tcp { flags }, tcp.source_port(), tcp.destination_port()))
         }
@@ -132,7 +137,11 @@ pub(crate) fn transport(
         1 => {
             if seg.len() < 8 {
                 return Err(DropReason::Truncated {
-                    layer: if quoted { Layer::IcmpInner } else { Layer::Icmp },
+                    layer: if quoted {
+                        Layer::IcmpInner
+                    } else {
+                        Layer::Icmp
+                    },
                 });
             }
             let t = seg[0];
@@ -159,9 +168,9 @@ impl Parsed {
     pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
         let l3 = ipv4_offset(frame)?;
         let ip = Ipv4HeaderSlice::from_slice(&frame[l3..]).map_err(|e| match e {
-            etherparse::err::ipv4::HeaderSliceError::Len(_) => DropReason::Truncated {
-                layer: Layer::Ipv4,
-            },
+            etherparse::err::ipv4::HeaderSliceError::Len(_) => {
+                DropReason::Truncated { layer: Layer::Ipv4 }
+            }
             etherparse::err::ipv4::HeaderSliceError::Content(_) => DropReason::BadIpHeader,
         })?;
         let hlen = usize::from(ip.ihl()) * 4;
@@ -226,7 +235,15 @@ fn l4_checksum_offset(kind: L4) -> Option<(usize, bool)> {
 /// quoted packet of an ICMP error may stop before the checksum field, which
 /// is then left alone). Checksums are updated incrementally.
 #[inline]
-pub(crate) fn rewrite(buf: &mut [u8], l3: usize, l4: usize, avail: usize, kind: L4, old: Flow, new: Flow) {
+pub(crate) fn rewrite(
+    buf: &mut [u8],
+    l3: usize,
+    l4: usize,
+    avail: usize,
+    kind: L4,
+    old: Flow,
+    new: Flow,
+) {
     let (os, od) = (old.src.addr.to_bits(), old.dst.addr.to_bits());
     let (ns, nd) = (new.src.addr.to_bits(), new.dst.addr.to_bits());
     let mut ip = Delta::default();
@@ -281,7 +298,10 @@ pub(crate) fn rewrite(buf: &mut [u8], l3: usize, l4: usize, avail: usize, kind: 
 
 /// Reads the IPv4 source and destination of the header at `l3`.
 pub(crate) fn addrs(buf: &[u8], l3: usize) -> (Ipv4Addr, Ipv4Addr) {
-    (Ipv4Addr::from_bits(get32(buf, l3 + 12)), Ipv4Addr::from_bits(get32(buf, l3 + 16)))
+    (
+        Ipv4Addr::from_bits(get32(buf, l3 + 12)),
+        Ipv4Addr::from_bits(get32(buf, l3 + 16)),
+    )
 }
 
 /// Sets the IPv4 source/destination of the header at `l3`, fixing its

@@ -79,8 +79,16 @@ pub(crate) fn translate_error<R: Routes + ?Sized, T: TraceSink>(
             Dir::Original => (c.orig, c.reply),
         };
         let new_inner = b;
-        let new_src = if outer_src == a.src.addr { b.dst.addr } else { outer_src };
-        let new_dst = if outer_dst == a.dst.addr { b.src.addr } else { outer_dst };
+        let new_src = if outer_src == a.src.addr {
+            b.dst.addr
+        } else {
+            outer_src
+        };
+        let new_dst = if outer_dst == a.dst.addr {
+            b.src.addr
+        } else {
+            outer_dst
+        };
         Some((new_inner, new_src, new_dst))
     } else {
         static_translation(nat, ingress, &inner, outer_src, outer_dst)
@@ -93,7 +101,15 @@ pub(crate) fn translate_error<R: Routes + ?Sized, T: TraceSink>(
         return nat.drop(Proto::Icmp, DropReason::IcmpErrorNoMatch, trace);
     };
     if new_inner != inner.flow {
-        frame::rewrite(frame, inner.l3, inner.l4, inner.avail, inner.kind, inner.flow, new_inner);
+        frame::rewrite(
+            frame,
+            inner.l3,
+            inner.l4,
+            inner.avail,
+            inner.kind,
+            inner.flow,
+            new_inner,
+        );
         trace.step(NatStep::IcmpInnerTranslated {
             before: inner.flow,
             after: new_inner,
@@ -127,21 +143,29 @@ fn static_translation(
 ) -> Option<(Flow, Ipv4Addr, Ipv4Addr)> {
     let outside = nat.role_of(ingress) == Some(Role::Outside);
     for (_, r) in nat.static_rules() {
-        let Action::Netmap { to } = r.action else { continue };
+        let Action::Netmap { to } = r.action else {
+            continue;
+        };
         match r.chain {
-            Chain::Prerouting if outside => {
-                if r.matches.dst.is_some_and(|d| d.contains(outer_dst) && d.contains(inner.flow.src.addr)) {
-                    let mut f = inner.flow;
-                    f.src.addr = to.netmap(f.src.addr);
-                    return Some((f, outer_src, to.netmap(outer_dst)));
-                }
+            Chain::Prerouting
+                if outside
+                    && r.matches.dst.is_some_and(|d| {
+                        d.contains(outer_dst) && d.contains(inner.flow.src.addr)
+                    }) =>
+            {
+                let mut f = inner.flow;
+                f.src.addr = to.netmap(f.src.addr);
+                return Some((f, outer_src, to.netmap(outer_dst)));
             }
-            Chain::Postrouting if !outside => {
-                if r.matches.src.is_some_and(|s| s.contains(outer_src) && s.contains(inner.flow.dst.addr)) {
-                    let mut f = inner.flow;
-                    f.dst.addr = to.netmap(f.dst.addr);
-                    return Some((f, to.netmap(outer_src), outer_dst));
-                }
+            Chain::Postrouting
+                if !outside
+                    && r.matches.src.is_some_and(|s| {
+                        s.contains(outer_src) && s.contains(inner.flow.dst.addr)
+                    }) =>
+            {
+                let mut f = inner.flow;
+                f.dst.addr = to.netmap(f.dst.addr);
+                return Some((f, to.netmap(outer_src), outer_dst));
             }
             _ => {}
         }

@@ -80,6 +80,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod alg;
 pub mod checksum;
 pub mod config;
 mod engine;
@@ -94,9 +95,10 @@ pub mod time;
 pub mod trace;
 pub mod verdict;
 
+pub use alg::{AlgConfig, AlgEvent, AlgKind, AlgPass, AlgPolicy, FtpVerb};
 pub use config::{
     Action, Behaviour, Chain, ConfigError, FilteringBehaviour, Hairpin, IfaceId, Interface,
-    Match, MappingBehaviour, NatConfig, PortAssignment, PortStrategy, Pooling, ProtoBehaviour,
+    MappingBehaviour, Match, NatConfig, Pooling, PortAssignment, PortStrategy, ProtoBehaviour,
     Role, Rule, RuleId, RuleSet, SnatPool, Timeouts, UdpRefresh, Unsolicited,
 };
 pub use engine::{ConnInfo, NatEngine};

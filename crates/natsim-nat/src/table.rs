@@ -43,6 +43,8 @@ pub(crate) mod flag {
     pub const REMOTE_INDEXED: u8 = 32;
     /// Indexed in `by_external`.
     pub const EXT_INDEXED: u8 = 64;
+    /// An application-level gateway inspects it.
+    pub const ALG: u8 = 128;
 }
 
 /// One tracked connection.
@@ -100,7 +102,9 @@ struct FlowKey(u64, u64);
 fn flow_key(f: &Flow) -> FlowKey {
     FlowKey(
         (u64::from(f.src.addr.to_bits()) << 32) | u64::from(f.dst.addr.to_bits()),
-        (u64::from(f.src.port) << 32) | (u64::from(f.dst.port) << 16) | u64::from(f.proto.ip_number()),
+        (u64::from(f.src.port) << 32)
+            | (u64::from(f.dst.port) << 16)
+            | u64::from(f.proto.ip_number()),
     )
 }
 
@@ -235,7 +239,12 @@ impl Table {
 
     /// Whether the mapping with external endpoint `ext` has a connection
     /// with a remote at `addr` (address-dependent filtering).
-    pub fn external_has_remote_addr(&self, proto: Proto, ext: Endpoint, addr: std::net::Ipv4Addr) -> bool {
+    pub fn external_has_remote_addr(
+        &self,
+        proto: Proto,
+        ext: Endpoint,
+        addr: std::net::Ipv4Addr,
+    ) -> bool {
         let h = self.hasher.hash_one((proto, ext, addr));
         let slots = &self.slots;
         self.by_remote_addr
@@ -280,12 +289,16 @@ impl Table {
         };
         self.by_tuple
             .insert_unique(hasher.hash_one(flow_key(&c.orig)), idx << 1, rehash_tuple);
-        self.by_tuple
-            .insert_unique(hasher.hash_one(flow_key(&c.reply)), (idx << 1) | DIR_BIT, rehash_tuple);
+        self.by_tuple.insert_unique(
+            hasher.hash_one(flow_key(&c.reply)),
+            (idx << 1) | DIR_BIT,
+            rehash_tuple,
+        );
         if c.has(flag::MAPPED) {
-            self.by_internal.insert_unique(hasher.hash_one(InternalKey::of(&c)), idx, |&i| {
-                hasher.hash_one(InternalKey::of(&slots[i as usize]))
-            });
+            self.by_internal
+                .insert_unique(hasher.hash_one(InternalKey::of(&c)), idx, |&i| {
+                    hasher.hash_one(InternalKey::of(&slots[i as usize]))
+                });
             if c.has(flag::EXT_INDEXED) {
                 let ext_hash = |c: &Conn| hasher.hash_one((c.orig.proto, c.mapping().1));
                 self.by_external
@@ -328,12 +341,28 @@ impl Table {
                 e.remove();
             }
         };
-        remove_from(&mut self.by_tuple, hasher.hash_one(flow_key(&c.orig)), idx << 1);
-        remove_from(&mut self.by_tuple, hasher.hash_one(flow_key(&c.reply)), (idx << 1) | DIR_BIT);
+        remove_from(
+            &mut self.by_tuple,
+            hasher.hash_one(flow_key(&c.orig)),
+            idx << 1,
+        );
+        remove_from(
+            &mut self.by_tuple,
+            hasher.hash_one(flow_key(&c.reply)),
+            (idx << 1) | DIR_BIT,
+        );
         if c.has(flag::MAPPED) {
-            remove_from(&mut self.by_internal, hasher.hash_one(InternalKey::of(&c)), idx);
+            remove_from(
+                &mut self.by_internal,
+                hasher.hash_one(InternalKey::of(&c)),
+                idx,
+            );
             if c.has(flag::EXT_INDEXED) {
-                remove_from(&mut self.by_external, hasher.hash_one((c.orig.proto, c.mapping().1)), idx);
+                remove_from(
+                    &mut self.by_external,
+                    hasher.hash_one((c.orig.proto, c.mapping().1)),
+                    idx,
+                );
             }
             if c.has(flag::REMOTE_INDEXED) {
                 remove_from(

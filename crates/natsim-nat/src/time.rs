@@ -75,7 +75,12 @@ impl Sub<Instant> for Instant {
 impl fmt::Display for Instant {
     /// Seconds with microsecond precision, e.g. `21.000000s`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}s", self.micros / 1_000_000, self.micros % 1_000_000)
+        write!(
+            f,
+            "{}.{:06}s",
+            self.micros / 1_000_000,
+            self.micros % 1_000_000
+        )
     }
 }
 

@@ -6,6 +6,7 @@
 //! Reports and `natsim explain` render these steps; they never re-derive
 //! what the engine did.
 
+use crate::alg::{AlgEvent, AlgKind};
 use crate::config::{IfaceId, RuleId};
 use crate::flow::{Dir, Endpoint, Flow, Proto};
 use crate::verdict::DropReason;
@@ -106,6 +107,20 @@ pub enum NatStep {
     Replied { kind: ReplyKind },
     /// The final decision was a drop.
     Dropped { reason: DropReason },
+    /// An application-level gateway acted on a connection's payload.
+    Alg {
+        conn: ConnId,
+        kind: AlgKind,
+        event: AlgEvent,
+    },
+    /// A new connection was admitted by an ALG's expectation (pinhole).
+    PinholeUsed {
+        kind: AlgKind,
+        external: Endpoint,
+        internal: Endpoint,
+    },
+    /// An expectation timed out unused (or after its last use).
+    PinholeClosed { kind: AlgKind, external: Endpoint },
 }
 
 /// Receives the engine's steps.

@@ -91,6 +91,11 @@ pub enum DropReason {
     InvalidTcpState,
     /// The translated tuple is already used by another connection.
     TupleClash,
+    /// An ALG-inspected segment beyond a gap, or one the ALG cut to
+    /// nothing: the sender retransmits it in order (see [`crate::alg`]).
+    AlgOutOfOrder,
+    /// Malformed payload under the ALG's drop policy.
+    AlgBlocked,
 }
 
 /// Protocol layer of a parse error.
@@ -140,6 +145,8 @@ impl DropReason {
             DropReason::NoRoute => "no-route",
             DropReason::InvalidTcpState => "invalid-tcp-state",
             DropReason::TupleClash => "tuple-clash",
+            DropReason::AlgOutOfOrder => "alg-out-of-order",
+            DropReason::AlgBlocked => "alg-blocked",
         }
     }
 
@@ -194,6 +201,10 @@ impl fmt::Display for DropReason {
             DropReason::TupleClash => {
                 f.write_str("the translated tuple is already in use by another connection")
             }
+            DropReason::AlgOutOfOrder => f.write_str(
+                "the ALG passes an inspected stream in order only; the sender will retransmit",
+            ),
+            DropReason::AlgBlocked => f.write_str("malformed application payload (ALG policy: drop)"),
         }
     }
 }

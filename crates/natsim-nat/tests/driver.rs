@@ -35,18 +35,30 @@ impl Pair {
 
     /// One event; false when nothing is left to do.
     fn step(&mut self) -> bool {
-        let Some(t) = self.next_deadline() else { return false };
+        let Some(t) = self.next_deadline() else {
+            return false;
+        };
         assert!(t >= self.now, "time never goes backwards");
         self.now = t;
         let mut steps = Vec::new();
         self.nat.handle_timeout(t, &mut steps);
         for (side, ingress) in [(0, LAN), (1, WAN)] {
-            let script = if side == 0 { &mut self.inside } else { &mut self.outside };
+            let script = if side == 0 {
+                &mut self.inside
+            } else {
+                &mut self.outside
+            };
             if script.sends.front().is_some_and(|s| s.0 == t) {
                 let (_, mut frame) = script.sends.pop_front().unwrap();
-                let v = self.nat.process(t, ingress, &mut frame, &routes, &mut steps);
+                let v = self
+                    .nat
+                    .process(t, ingress, &mut frame, &routes, &mut steps);
                 if let Verdict::Forward { iface, .. } = v {
-                    let to = if iface == LAN { &mut self.inside } else { &mut self.outside };
+                    let to = if iface == LAN {
+                        &mut self.inside
+                    } else {
+                        &mut self.outside
+                    };
                     to.received.push((t, frame));
                 }
             }
@@ -74,7 +86,7 @@ fn an_idle_udp_mapping_expires_exactly_at_its_timeout() {
     let _ = nat.process(Instant::ZERO, LAN, &mut probe, &routes, &mut ());
     let ext = flow_of(&probe).src;
     let timeout = Behaviour::linux().timeouts.udp_unreplied; // 30 s, no reply seen
-    // A fresh engine with the same configuration picks the same port.
+                                                             // A fresh engine with the same configuration picks the same port.
     let nat = masq(Behaviour::linux());
     let t_out = Instant::ZERO + timeout;
     let just_before = Instant::from_micros(t_out.total_micros() - 1);
@@ -88,30 +100,57 @@ fn an_idle_udp_mapping_expires_exactly_at_its_timeout() {
         outside: Script {
             // The remote writes back 1 µs before and exactly at the expiry.
             sends: VecDeque::from([
-                (Instant::from_secs(10), udp((REMOTE, 9), (ext.addr, ext.port), b"other port")),
-                (t_out, udp((REMOTE, 3478), (ext.addr, ext.port), b"too late")),
+                (
+                    Instant::from_secs(10),
+                    udp((REMOTE, 9), (ext.addr, ext.port), b"other port"),
+                ),
+                (
+                    t_out,
+                    udp((REMOTE, 3478), (ext.addr, ext.port), b"too late"),
+                ),
             ]),
             received: vec![],
         },
         log: vec![],
     };
     pair.drive_bounded(100);
-    assert_eq!(pair.outside.received.len(), 1, "the first datagram went out");
+    assert_eq!(
+        pair.outside.received.len(),
+        1,
+        "the first datagram went out"
+    );
     assert!(pair.inside.received.is_empty(), "nothing got back in");
     let ended: Vec<_> = pair
         .log
         .iter()
-        .filter(|(_, s)| matches!(s, NatStep::ConnEnded { reason: EndReason::Expired, .. }))
+        .filter(|(_, s)| {
+            matches!(
+                s,
+                NatStep::ConnEnded {
+                    reason: EndReason::Expired,
+                    ..
+                }
+            )
+        })
         .collect();
     assert_eq!(ended.len(), 1);
-    assert_eq!(ended[0].0, t_out, "expired at exactly 30 s, not a tick later");
-    assert!(pair.log.iter().all(|(t, s)| !matches!(s, NatStep::ConnEnded { .. }) || *t > just_before));
-    // the reply arriving at the expiry instant met no mapping (Linux
-    // answers it with port unreachable instead of forwarding it)
+    assert_eq!(
+        ended[0].0, t_out,
+        "expired at exactly 30 s, not a tick later"
+    );
     assert!(pair
         .log
         .iter()
-        .any(|(t, s)| *t == t_out && matches!(s, NatStep::Replied { kind: ReplyKind::IcmpPortUnreachable })));
+        .all(|(t, s)| !matches!(s, NatStep::ConnEnded { .. }) || *t > just_before));
+    // the reply arriving at the expiry instant met no mapping (Linux
+    // answers it with port unreachable instead of forwarding it)
+    assert!(pair.log.iter().any(|(t, s)| *t == t_out
+        && matches!(
+            s,
+            NatStep::Replied {
+                kind: ReplyKind::IcmpPortUnreachable
+            }
+        )));
 }
 
 #[test]
@@ -134,20 +173,34 @@ fn a_reply_keeps_the_mapping_alive_and_outbound_refresh_extends_it() {
         outside: Script {
             // inbound traffic does not refresh (REQ-6 "outbound refresh")
             sends: VecDeque::from([
-                (mid + timeout / 4, udp((REMOTE, 3478), (ext.addr, ext.port), b"a")),
-                (mid + (timeout - Duration::from_secs(1)), udp((REMOTE, 3478), (ext.addr, ext.port), b"b")),
+                (
+                    mid + timeout / 4,
+                    udp((REMOTE, 3478), (ext.addr, ext.port), b"a"),
+                ),
+                (
+                    mid + (timeout - Duration::from_secs(1)),
+                    udp((REMOTE, 3478), (ext.addr, ext.port), b"b"),
+                ),
             ]),
             received: vec![],
         },
         log: vec![],
     };
     pair.drive_bounded(100);
-    assert_eq!(pair.inside.received.len(), 2, "both answers arrive within the refreshed timeout");
+    assert_eq!(
+        pair.inside.received.len(),
+        2,
+        "both answers arrive within the refreshed timeout"
+    );
     let expired_at = pair
         .log
         .iter()
         .find(|(_, s)| matches!(s, NatStep::ConnEnded { .. }))
         .map(|(t, _)| *t)
         .unwrap();
-    assert_eq!(expired_at, mid + timeout, "expiry counts from the last outbound packet");
+    assert_eq!(
+        expired_at,
+        mid + timeout,
+        "expiry counts from the last outbound packet"
+    );
 }

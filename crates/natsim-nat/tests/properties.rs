@@ -14,23 +14,64 @@ use std::net::Ipv4Addr;
 #[derive(Clone, Debug)]
 enum Op {
     /// An inside host sends to a remote; the remote answers at once.
-    Out { host: u8, sport: u16, remote: u8, rport: u16, proto: u8, zero_udp_sum: bool },
+    Out {
+        host: u8,
+        sport: u16,
+        remote: u8,
+        rport: u16,
+        proto: u8,
+        zero_udp_sum: bool,
+    },
     /// A remote sends to the external address at some port.
-    In { remote: u8, rport: u16, port_pick: u16, use_known: bool, proto: u8 },
+    In {
+        remote: u8,
+        rport: u16,
+        port_pick: u16,
+        use_known: bool,
+        proto: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..4, prop_oneof![Just(1000u16), Just(1001), Just(53), Just(5000), 1u16..65535], 0u8..3,
-         prop_oneof![Just(53u16), Just(80), Just(3478)], 0u8..3, any::<bool>())
-            .prop_map(|(host, sport, remote, rport, proto, zero_udp_sum)| Op::Out { host, sport, remote, rport, proto, zero_udp_sum }),
-        (0u8..3, prop_oneof![Just(53u16), Just(80), Just(3478), Just(3479)], any::<u16>(), any::<bool>(), 0u8..2)
-            .prop_map(|(remote, rport, port_pick, use_known, proto)| Op::In { remote, rport, port_pick, use_known, proto }),
+        (
+            0u8..4,
+            prop_oneof![Just(1000u16), Just(1001), Just(53), Just(5000), 1u16..65535],
+            0u8..3,
+            prop_oneof![Just(53u16), Just(80), Just(3478)],
+            0u8..3,
+            any::<bool>()
+        )
+            .prop_map(
+                |(host, sport, remote, rport, proto, zero_udp_sum)| Op::Out {
+                    host,
+                    sport,
+                    remote,
+                    rport,
+                    proto,
+                    zero_udp_sum
+                }
+            ),
+        (
+            0u8..3,
+            prop_oneof![Just(53u16), Just(80), Just(3478), Just(3479)],
+            any::<u16>(),
+            any::<bool>(),
+            0u8..2
+        )
+            .prop_map(|(remote, rport, port_pick, use_known, proto)| Op::In {
+                remote,
+                rport,
+                port_pick,
+                use_known,
+                proto
+            }),
     ]
 }
 
 fn profile() -> impl Strategy<Value = Behaviour> {
-    prop::sample::select(Behaviour::PROFILE_NAMES.to_vec()).prop_map(|n| Behaviour::by_name(n).unwrap())
+    prop::sample::select(Behaviour::PROFILE_NAMES.to_vec())
+        .prop_map(|n| Behaviour::by_name(n).unwrap())
 }
 
 fn host(i: u8) -> Ipv4Addr {
@@ -67,7 +108,14 @@ struct Model {
 fn replay(b: &Behaviour, seed: u64, ops: &[Op]) -> Result<Vec<(Verdict, Vec<u8>)>, TestCaseError> {
     let mut cfg = config(b.clone());
     cfg.seed = seed;
-    cfg.rules.forward("web", WAN, Proto::Tcp, PortRange::single(8080), HOST_A, Some(80));
+    cfg.rules.forward(
+        "web",
+        WAN,
+        Proto::Tcp,
+        PortRange::single(8080),
+        HOST_A,
+        Some(80),
+    );
     cfg.rules.masquerade("masq", WAN, None);
     let mut nat = NatEngine::new(cfg).unwrap();
     let now = Instant::from_secs(1);
@@ -76,13 +124,22 @@ fn replay(b: &Behaviour, seed: u64, ops: &[Op]) -> Result<Vec<(Verdict, Vec<u8>)
     let mut known_ext: Vec<(u8, Endpoint)> = Vec::new();
     for op in ops {
         match *op {
-            Op::Out { host: h, sport, remote: r, rport, proto, zero_udp_sum } => {
+            Op::Out {
+                host: h,
+                sport,
+                remote: r,
+                rport,
+                proto,
+                zero_udp_sum,
+            } => {
                 let inside = Endpoint::new(host(h), sport);
                 let rem = Endpoint::new(remote(r), if proto == 2 { 0 } else { rport });
                 let mut f = build(proto, inside, rem, zero_udp_sum);
                 let (v, _) = run(&mut nat, now, LAN, &mut f);
                 outputs.push((v, f.clone()));
-                let Verdict::Forward { iface, .. } = v else { continue };
+                let Verdict::Forward { iface, .. } = v else {
+                    continue;
+                };
                 prop_assert_eq!(iface, WAN);
                 verify_checksums(&f).map_err(TestCaseError::fail)?;
                 let out = flow_of(&f);
@@ -91,22 +148,49 @@ fn replay(b: &Behaviour, seed: u64, ops: &[Op]) -> Result<Vec<(Verdict, Vec<u8>)
                 known_ext.push((proto, out.src));
                 // Round trip: the remote's answer reaches exactly the inside endpoint.
                 let mut back = match proto {
-                    0 => tcp((rem.addr, rem.port), (out.src.addr, out.src.port), "SA", b""),
-                    1 => udp((rem.addr, rem.port), (out.src.addr, out.src.port), b"answer"),
+                    0 => tcp(
+                        (rem.addr, rem.port),
+                        (out.src.addr, out.src.port),
+                        "SA",
+                        b"",
+                    ),
+                    1 => udp(
+                        (rem.addr, rem.port),
+                        (out.src.addr, out.src.port),
+                        b"answer",
+                    ),
                     _ => ping(rem.addr, out.src.addr, out.src.port, false),
                 };
                 let (v, _) = run(&mut nat, now, WAN, &mut back);
                 outputs.push((v, back.clone()));
-                prop_assert_eq!(v, Verdict::Forward { iface: LAN, next_hop: inside.addr });
+                prop_assert_eq!(
+                    v,
+                    Verdict::Forward {
+                        iface: LAN,
+                        next_hop: inside.addr
+                    }
+                );
                 verify_checksums(&back).map_err(TestCaseError::fail)?;
                 let got = flow_of(&back).dst;
-                let want = if proto == 2 { Endpoint::new(inside.addr, sport) } else { inside };
+                let want = if proto == 2 {
+                    Endpoint::new(inside.addr, sport)
+                } else {
+                    inside
+                };
                 prop_assert_eq!(got, want);
             }
-            Op::In { remote: r, rport, port_pick, use_known, proto } => {
+            Op::In {
+                remote: r,
+                rport,
+                port_pick,
+                use_known,
+                proto,
+            } => {
                 let (proto, ext) = if use_known && !known_ext.is_empty() {
                     let (p, e) = known_ext[usize::from(port_pick) % known_ext.len()];
-                    if p == 2 { continue }
+                    if p == 2 {
+                        continue;
+                    }
                     (p, e)
                 } else {
                     (proto, Endpoint::new(WAN_ADDR, port_pick))
@@ -120,18 +204,29 @@ fn replay(b: &Behaviour, seed: u64, ops: &[Op]) -> Result<Vec<(Verdict, Vec<u8>)
                         prop_assert_eq!(iface, LAN);
                         verify_checksums(&f).map_err(TestCaseError::fail)?;
                         let to = flow_of(&f).dst;
-                        let by_forward = proto == 0 && ext.port == 8080 && to == Endpoint::new(HOST_A, 80);
+                        let by_forward =
+                            proto == 0 && ext.port == 8080 && to == Endpoint::new(HOST_A, 80);
                         let pb = b.for_proto(if proto == 0 { Proto::Tcp } else { Proto::Udp });
                         // Which of the recipient's own mappings admits this sender?
                         let by_filter = model.ext_of.iter().any(|(&(p, inside, rem), &e)| {
-                            p == proto && inside == to && e == ext && match pb.filtering {
-                                FilteringBehaviour::EndpointIndependent => true,
-                                FilteringBehaviour::AddressDependent => rem.addr == src.addr,
-                                FilteringBehaviour::AddressAndPortDependent => rem == src,
-                            }
+                            p == proto
+                                && inside == to
+                                && e == ext
+                                && match pb.filtering {
+                                    FilteringBehaviour::EndpointIndependent => true,
+                                    FilteringBehaviour::AddressDependent => rem.addr == src.addr,
+                                    FilteringBehaviour::AddressAndPortDependent => rem == src,
+                                }
                         });
-                        prop_assert!(by_forward || by_filter,
-                            "unsolicited {:?} from {} to {} reached {} ({:?})", proto, src, ext, to, steps);
+                        prop_assert!(
+                            by_forward || by_filter,
+                            "unsolicited {:?} from {} to {} reached {} ({:?})",
+                            proto,
+                            src,
+                            ext,
+                            to,
+                            steps
+                        );
                     }
                     Verdict::Reply { iface } => {
                         prop_assert_eq!(iface, WAN);
@@ -152,12 +247,21 @@ fn check_no_forbidden_sharing(nat: &NatEngine, b: &Behaviour) -> Result<(), Test
     let mut owner: BTreeMap<(Proto, Endpoint), Endpoint> = BTreeMap::new();
     let mut replies = BTreeSet::new();
     for c in nat.connections() {
-        prop_assert!(replies.insert(c.reply), "two connections share reply tuple {}", c.reply);
+        prop_assert!(
+            replies.insert(c.reply),
+            "two connections share reply tuple {}",
+            c.reply
+        );
         if let Some((internal, external)) = c.mapping {
             if !b.ports.allow_overloading {
                 let prev = owner.insert((c.original.proto, external), internal);
-                prop_assert!(prev.is_none() || prev == Some(internal),
-                    "{} shared by {} and {:?}", external, internal, prev);
+                prop_assert!(
+                    prev.is_none() || prev == Some(internal),
+                    "{} shared by {} and {:?}",
+                    external,
+                    internal,
+                    prev
+                );
             }
         }
     }

@@ -8,7 +8,10 @@ use std::net::Ipv4Addr;
 const T0: Instant = Instant::ZERO;
 
 fn fwd_wan() -> Verdict {
-    Verdict::Forward { iface: WAN, next_hop: WAN_GW }
+    Verdict::Forward {
+        iface: WAN,
+        next_hop: WAN_GW,
+    }
 }
 
 #[test]
@@ -18,14 +21,26 @@ fn masquerade_rewrites_the_source_and_the_reply_restores_the_inside_endpoint() {
     let (v, steps) = run(&mut nat, T0, LAN, &mut out);
     assert_eq!(v, fwd_wan());
     let f = flow_of(&out);
-    assert_eq!(f.src, Endpoint::new(WAN_ADDR, 40000), "linux keeps a free source port");
+    assert_eq!(
+        f.src,
+        Endpoint::new(WAN_ADDR, 40000),
+        "linux keeps a free source port"
+    );
     assert_eq!(f.dst, Endpoint::new(REMOTE, 25));
     verify_checksums(&out).unwrap();
-    assert!(steps.iter().any(|s| matches!(s, NatStep::MappingCreated { .. })));
+    assert!(steps
+        .iter()
+        .any(|s| matches!(s, NatStep::MappingCreated { .. })));
 
     let mut back = tcp((REMOTE, 25), (WAN_ADDR, 40000), "SA", b"");
     let (v, _) = run(&mut nat, T0, WAN, &mut back);
-    assert_eq!(v, Verdict::Forward { iface: LAN, next_hop: HOST_A });
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            iface: LAN,
+            next_hop: HOST_A
+        }
+    );
     assert_eq!(flow_of(&back).dst, Endpoint::new(HOST_A, 40000));
     verify_checksums(&back).unwrap();
 }
@@ -38,7 +53,10 @@ fn linux_picks_another_port_on_a_clash_and_overloads_toward_other_destinations()
     let mut b = udp((HOST_B, 5000), (REMOTE, 53), b"q");
     fwd(&mut nat, T0, LAN, &mut b);
     let pb = flow_of(&b).src.port;
-    assert_ne!(pb, 5000, "same destination: the second host needs another port");
+    assert_ne!(
+        pb, 5000,
+        "same destination: the second host needs another port"
+    );
     assert!((1024..=65535).contains(&pb));
     // toward another destination the same external port may be shared
     let mut c = udp((HOST_B, 6000), (REMOTE2, 53), b"q");
@@ -46,12 +64,20 @@ fn linux_picks_another_port_on_a_clash_and_overloads_toward_other_destinations()
     fwd(&mut nat, T0, LAN, &mut c);
     fwd(&mut nat, T0, LAN, &mut d);
     assert_eq!(flow_of(&c).src.port, 6000);
-    assert_eq!(flow_of(&d).src.port, 6000, "linux overloads: uniqueness is per 5-tuple");
+    assert_eq!(
+        flow_of(&d).src.port,
+        6000,
+        "linux overloads: uniqueness is per 5-tuple"
+    );
 }
 
 #[test]
 fn a_second_flow_from_the_same_endpoint_reuses_its_mapping() {
-    for b in [Behaviour::linux(), Behaviour::full_cone(), Behaviour::rfc_recommended()] {
+    for b in [
+        Behaviour::linux(),
+        Behaviour::full_cone(),
+        Behaviour::rfc_recommended(),
+    ] {
         let mut nat = masq(b);
         // occupy port 7000 so the mapping is not simply the preserved port
         let mut x = udp((HOST_B, 7000), (REMOTE, 9), b"");
@@ -61,7 +87,9 @@ fn a_second_flow_from_the_same_endpoint_reuses_its_mapping() {
         let mut c = udp((HOST_A, 7000), (REMOTE2, 10), b"");
         let (_, steps) = run(&mut nat, T0, LAN, &mut c);
         assert_eq!(flow_of(&a).src, flow_of(&c).src);
-        assert!(steps.iter().any(|s| matches!(s, NatStep::MappingReused { .. })));
+        assert!(steps
+            .iter()
+            .any(|s| matches!(s, NatStep::MappingReused { .. })));
     }
 }
 
@@ -78,14 +106,31 @@ fn symmetric_nat_gives_each_destination_its_own_mapping() {
 #[test]
 fn port_forward_to_a_different_inside_port_rewrites_both_ways() {
     let mut cfg = config(Behaviour::linux());
-    cfg.rules.forward("smtp", WAN, Proto::Tcp, PortRange::single(2525), HOST_A, Some(25));
+    cfg.rules.forward(
+        "smtp",
+        WAN,
+        Proto::Tcp,
+        PortRange::single(2525),
+        HOST_A,
+        Some(25),
+    );
     cfg.rules.masquerade("masq", WAN, None);
     let mut nat = NatEngine::new(cfg).unwrap();
     let mut syn = tcp((REMOTE, 33000), (WAN_ADDR, 2525), "S", b"");
     let (v, steps) = run(&mut nat, T0, WAN, &mut syn);
-    assert_eq!(v, Verdict::Forward { iface: LAN, next_hop: HOST_A });
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            iface: LAN,
+            next_hop: HOST_A
+        }
+    );
     assert_eq!(flow_of(&syn).dst, Endpoint::new(HOST_A, 25));
-    assert_eq!(flow_of(&syn).src, Endpoint::new(REMOTE, 33000), "DNAT leaves the source alone");
+    assert_eq!(
+        flow_of(&syn).src,
+        Endpoint::new(REMOTE, 33000),
+        "DNAT leaves the source alone"
+    );
     verify_checksums(&syn).unwrap();
     assert!(steps.contains(&NatStep::RuleMatched { rule: RuleId(0) }));
     let mut synack = tcp((HOST_A, 25), (REMOTE, 33000), "SA", b"");
@@ -98,7 +143,14 @@ fn port_forward_to_a_different_inside_port_rewrites_both_ways() {
 #[test]
 fn a_forward_port_range_keeps_the_offset() {
     let mut cfg = config(Behaviour::linux());
-    cfg.rules.forward("range", WAN, Proto::Udp, PortRange::new(6000, 6009), HOST_A, Some(7000));
+    cfg.rules.forward(
+        "range",
+        WAN,
+        Proto::Udp,
+        PortRange::new(6000, 6009),
+        HOST_A,
+        Some(7000),
+    );
     let mut nat = NatEngine::new(cfg).unwrap();
     let mut f = udp((REMOTE, 1), (WAN_ADDR, 6004), b"x");
     fwd(&mut nat, T0, WAN, &mut f);
@@ -118,11 +170,17 @@ fn a_forward_restricted_by_source_prefix_ignores_other_senders() {
             dst_ports: Some(PortRange::single(22)),
             ..Match::default()
         },
-        action: Action::Dnat { to: HOST_A, to_port: None },
+        action: Action::Dnat {
+            to: HOST_A,
+            to_port: None,
+        },
     });
     let mut nat = NatEngine::new(cfg).unwrap();
     let mut ok = tcp((REMOTE, 40000), (WAN_ADDR, 22), "S", b"");
-    assert!(matches!(run(&mut nat, T0, WAN, &mut ok).0, Verdict::Forward { .. }));
+    assert!(matches!(
+        run(&mut nat, T0, WAN, &mut ok).0,
+        Verdict::Forward { .. }
+    ));
     let mut no = tcp((REMOTE2, 40000), (WAN_ADDR, 22), "S", b"");
     assert_eq!(
         run(&mut nat, T0, WAN, &mut no).0,
@@ -134,15 +192,27 @@ fn a_forward_restricted_by_source_prefix_ignores_other_senders() {
 fn one_to_one_maps_every_port_and_protocol_both_ways() {
     let public = Ipv4Addr::new(203, 0, 113, 10);
     let mut cfg = config(Behaviour::port_restricted_cone());
-    cfg.rules.one_to_one("pipe", WAN, Prefix::host(HOST_A), Prefix::host(public));
+    cfg.rules
+        .one_to_one("pipe", WAN, Prefix::host(HOST_A), Prefix::host(public));
     cfg.rules.masquerade("masq", WAN, None);
     let mut nat = NatEngine::new(cfg).unwrap();
-    assert!(nat.owns(public), "the router must proxy-ARP the 1:1 address");
+    assert!(
+        nat.owns(public),
+        "the router must proxy-ARP the 1:1 address"
+    );
     let mut syn = tcp((REMOTE, 40000), (public, 31337), "S", b"");
     let (v, steps) = run(&mut nat, T0, WAN, &mut syn);
-    assert_eq!(v, Verdict::Forward { iface: LAN, next_hop: HOST_A });
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            iface: LAN,
+            next_hop: HOST_A
+        }
+    );
     assert_eq!(flow_of(&syn).dst, Endpoint::new(HOST_A, 31337));
-    assert!(steps.iter().any(|s| matches!(s, NatStep::StaticRule { .. })));
+    assert!(steps
+        .iter()
+        .any(|s| matches!(s, NatStep::StaticRule { .. })));
     verify_checksums(&syn).unwrap();
     let mut out = udp((HOST_A, 5000), (REMOTE, 53), b"q");
     fwd(&mut nat, T0, LAN, &mut out);
@@ -155,7 +225,9 @@ fn one_to_one_maps_every_port_and_protocol_both_ways() {
 }
 
 fn gre_frame(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
-    let mut ip = etherparse::Ipv4Header::new(4, 64, etherparse::IpNumber(47), src.octets(), dst.octets()).unwrap();
+    let mut ip =
+        etherparse::Ipv4Header::new(4, 64, etherparse::IpNumber(47), src.octets(), dst.octets())
+            .unwrap();
     ip.header_checksum = ip.calc_header_checksum();
     let mut v = Vec::new();
     etherparse::Ethernet2Header {
@@ -219,7 +291,9 @@ fn redirect_sends_the_flow_to_the_router_itself_and_back() {
             dst_ports: Some(PortRange::single(80)),
             ..Match::default()
         },
-        action: Action::Redirect { to_port: Some(3128) },
+        action: Action::Redirect {
+            to_port: Some(3128),
+        },
     });
     cfg.rules.masquerade("masq", WAN, None);
     let mut nat = NatEngine::new(cfg).unwrap();
@@ -229,7 +303,10 @@ fn redirect_sends_the_flow_to_the_router_itself_and_back() {
     let mut synack = tcp((LAN_ADDR, 3128), (HOST_A, 40000), "SA", b"");
     assert_eq!(
         run(&mut nat, T0, IfaceId::LOCAL, &mut synack).0,
-        Verdict::Forward { iface: LAN, next_hop: HOST_A }
+        Verdict::Forward {
+            iface: LAN,
+            next_hop: HOST_A
+        }
     );
     assert_eq!(flow_of(&synack).src, Endpoint::new(REMOTE, 80));
 }
@@ -238,7 +315,8 @@ fn hairpin_nat(h: Hairpin) -> NatEngine {
     let mut b = Behaviour::linux();
     b.hairpin = h;
     let mut cfg = config(b);
-    cfg.rules.forward("web", WAN, Proto::Tcp, PortRange::single(80), HOST_A, None);
+    cfg.rules
+        .forward("web", WAN, Proto::Tcp, PortRange::single(80), HOST_A, None);
     cfg.rules.masquerade("masq", WAN, None);
     NatEngine::new(cfg).unwrap()
 }
@@ -247,7 +325,10 @@ fn hairpin_nat(h: Hairpin) -> NatEngine {
 fn hairpin_off_drops_inside_traffic_to_the_external_address() {
     let mut nat = hairpin_nat(Hairpin::Off);
     let mut syn = tcp((HOST_B, 40000), (WAN_ADDR, 80), "S", b"");
-    assert_eq!(run(&mut nat, T0, LAN, &mut syn).0, Verdict::Drop(DropReason::HairpinDisabled));
+    assert_eq!(
+        run(&mut nat, T0, LAN, &mut syn).0,
+        Verdict::Drop(DropReason::HairpinDisabled)
+    );
 }
 
 #[test]
@@ -255,7 +336,14 @@ fn hairpin_dnat_only_leaves_the_inside_source_as_linux_does() {
     let mut nat = hairpin_nat(Hairpin::DnatOnly);
     let mut syn = tcp((HOST_B, 40000), (WAN_ADDR, 80), "S", b"");
     fwd(&mut nat, T0, LAN, &mut syn);
-    assert_eq!(flow_of(&syn), Flow::new(Proto::Tcp, Endpoint::new(HOST_B, 40000), Endpoint::new(HOST_A, 80)));
+    assert_eq!(
+        flow_of(&syn),
+        Flow::new(
+            Proto::Tcp,
+            Endpoint::new(HOST_B, 40000),
+            Endpoint::new(HOST_A, 80)
+        )
+    );
 }
 
 #[test]
@@ -263,7 +351,13 @@ fn hairpin_on_rewrites_the_source_to_the_external_mapping() {
     let mut nat = hairpin_nat(Hairpin::On);
     let mut syn = tcp((HOST_B, 40000), (WAN_ADDR, 80), "S", b"");
     let (v, steps) = run(&mut nat, T0, LAN, &mut syn);
-    assert_eq!(v, Verdict::Forward { iface: LAN, next_hop: HOST_A });
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            iface: LAN,
+            next_hop: HOST_A
+        }
+    );
     assert_eq!(flow_of(&syn).src.addr, WAN_ADDR, "RFC 4787 REQ-9a");
     assert!(steps.contains(&NatStep::Hairpinned));
     verify_checksums(&syn).unwrap();
@@ -271,7 +365,10 @@ fn hairpin_on_rewrites_the_source_to_the_external_mapping() {
     let mut synack = tcp((HOST_A, 80), (ext.addr, ext.port), "SA", b"");
     assert_eq!(
         run(&mut nat, T0, LAN, &mut synack).0,
-        Verdict::Forward { iface: LAN, next_hop: HOST_B }
+        Verdict::Forward {
+            iface: LAN,
+            next_hop: HOST_B
+        }
     );
     assert_eq!(flow_of(&synack).src, Endpoint::new(WAN_ADDR, 80));
     assert_eq!(flow_of(&synack).dst, Endpoint::new(HOST_B, 40000));
@@ -282,7 +379,10 @@ fn a_silent_drop_router_drops_unsolicited_syns() {
     let mut nat = masq(Behaviour::port_restricted_cone());
     let mut syn = tcp((REMOTE, 40000), (WAN_ADDR, 25), "S", b"");
     let (v, steps) = run(&mut nat, T0, WAN, &mut syn);
-    assert_eq!(v, Verdict::Drop(DropReason::NoMapping { proto: Proto::Tcp }));
+    assert_eq!(
+        v,
+        Verdict::Drop(DropReason::NoMapping { proto: Proto::Tcp })
+    );
     assert!(steps.contains(&NatStep::Dropped {
         reason: DropReason::NoMapping { proto: Proto::Tcp }
     }));
@@ -297,9 +397,15 @@ fn linux_answers_an_unsolicited_syn_with_a_valid_rst() {
     assert_eq!(v, Verdict::Reply { iface: WAN });
     verify_checksums(&syn).unwrap();
     let s = etherparse::SlicedPacket::from_ethernet(&syn).unwrap();
-    let Some(etherparse::TransportSlice::Tcp(t)) = s.transport else { panic!("not tcp") };
+    let Some(etherparse::TransportSlice::Tcp(t)) = s.transport else {
+        panic!("not tcp")
+    };
     assert!(t.rst() && t.ack());
-    assert_eq!(t.acknowledgment_number(), 1001, "SYN consumes one sequence number");
+    assert_eq!(
+        t.acknowledgment_number(),
+        1001,
+        "SYN consumes one sequence number"
+    );
     assert_eq!(flow_of(&syn).dst, Endpoint::new(REMOTE, 40000));
     assert_eq!(&syn[0..6], &MAC_HOST, "sent back to the sender's MAC");
 }
@@ -310,7 +416,9 @@ fn linux_answers_unsolicited_udp_with_a_valid_port_unreachable() {
     let mut dgram = udp((REMOTE, 40000), (WAN_ADDR, 53), b"query");
     let (v, steps) = run(&mut nat, T0, WAN, &mut dgram);
     assert_eq!(v, Verdict::Reply { iface: WAN });
-    assert!(steps.contains(&NatStep::Replied { kind: ReplyKind::IcmpPortUnreachable }));
+    assert!(steps.contains(&NatStep::Replied {
+        kind: ReplyKind::IcmpPortUnreachable
+    }));
     verify_checksums(&dgram).unwrap();
     assert_eq!(dgram[14 + 20], 3);
     assert_eq!(dgram[14 + 21], 3);
@@ -335,8 +443,16 @@ fn filtering_behaviours_decide_who_may_use_a_mapping() {
         let v1 = run(&mut nat, T0, WAN, &mut p1).0;
         let mut p2 = udp((REMOTE2, 3478), (ext.addr, ext.port), b"");
         let v2 = run(&mut nat, T0, WAN, &mut p2).0;
-        assert_eq!(matches!(v1, Verdict::Forward { .. }), same_addr, "{name}: other port");
-        assert_eq!(matches!(v2, Verdict::Forward { .. }), other_addr, "{name}: other address");
+        assert_eq!(
+            matches!(v1, Verdict::Forward { .. }),
+            same_addr,
+            "{name}: other port"
+        );
+        assert_eq!(
+            matches!(v2, Verdict::Forward { .. }),
+            other_addr,
+            "{name}: other address"
+        );
         if same_addr {
             assert_eq!(flow_of(&p1).dst, Endpoint::new(HOST_A, 4000));
         }
@@ -349,7 +465,11 @@ fn icmp_echo_identifiers_are_mapped_like_ports() {
     let mut req = ping(HOST_A, REMOTE, 0x1234, true);
     fwd(&mut nat, T0, LAN, &mut req);
     let f = flow_of(&req);
-    assert_eq!(f.src, Endpoint::new(WAN_ADDR, 0x1234), "linux keeps a free identifier");
+    assert_eq!(
+        f.src,
+        Endpoint::new(WAN_ADDR, 0x1234),
+        "linux keeps a free identifier"
+    );
     verify_checksums(&req).unwrap();
     // a second host with the same identifier to the same destination
     let mut req2 = ping(HOST_B, REMOTE, 0x1234, true);
@@ -359,7 +479,10 @@ fn icmp_echo_identifiers_are_mapped_like_ports() {
     let mut rep = ping(REMOTE, WAN_ADDR, id2, false);
     assert_eq!(
         run(&mut nat, T0, WAN, &mut rep).0,
-        Verdict::Forward { iface: LAN, next_hop: HOST_B }
+        Verdict::Forward {
+            iface: LAN,
+            next_hop: HOST_B
+        }
     );
     assert_eq!(flow_of(&rep).dst, Endpoint::new(HOST_B, 0x1234));
     verify_checksums(&rep).unwrap();
@@ -374,9 +497,17 @@ fn icmp_errors_are_translated_outer_and_inner_with_the_inner_udp_checksum_restor
     // the remote answers port unreachable, quoting the translated datagram
     let mut err = icmp_error(REMOTE, WAN_ADDR, 3, 3, &out, 28 + 5);
     let (v, steps) = run(&mut nat, T0, WAN, &mut err);
-    assert_eq!(v, Verdict::Forward { iface: LAN, next_hop: HOST_A });
+    assert_eq!(
+        v,
+        Verdict::Forward {
+            iface: LAN,
+            next_hop: HOST_A
+        }
+    );
     verify_checksums(&err).unwrap();
-    assert!(steps.iter().any(|s| matches!(s, NatStep::IcmpInnerTranslated { .. })));
+    assert!(steps
+        .iter()
+        .any(|s| matches!(s, NatStep::IcmpInnerTranslated { .. })));
     assert_eq!(flow_of(&err).dst.addr, HOST_A);
     // the quoted packet is now byte-identical to what the host sent
     let quoted = &err[14 + 20 + 8..];
@@ -392,7 +523,10 @@ fn a_time_exceeded_from_a_router_on_the_path_keeps_its_source() {
     let mut err = icmp_error(hop, WAN_ADDR, 11, 0, &out, 28);
     assert_eq!(
         run(&mut nat, T0, WAN, &mut err).0,
-        Verdict::Forward { iface: LAN, next_hop: HOST_A }
+        Verdict::Forward {
+            iface: LAN,
+            next_hop: HOST_A
+        }
     );
     let f = flow_of(&err);
     assert_eq!((f.src.addr, f.dst.addr), (hop, HOST_A));
@@ -404,13 +538,17 @@ fn an_icmp_error_about_no_known_connection_is_dropped() {
     let mut nat = masq(Behaviour::linux());
     let stray = udp((WAN_ADDR, 5555), (REMOTE, 9), b"");
     let mut err = icmp_error(REMOTE, WAN_ADDR, 3, 3, &stray, 28);
-    assert_eq!(run(&mut nat, T0, WAN, &mut err).0, Verdict::Drop(DropReason::IcmpErrorNoMatch));
+    assert_eq!(
+        run(&mut nat, T0, WAN, &mut err).0,
+        Verdict::Drop(DropReason::IcmpErrorNoMatch)
+    );
 }
 
 #[test]
 fn an_error_from_an_inside_server_goes_out_with_the_public_address() {
     let mut cfg = config(Behaviour::linux());
-    cfg.rules.forward("dns", WAN, Proto::Udp, PortRange::single(53), HOST_A, None);
+    cfg.rules
+        .forward("dns", WAN, Proto::Udp, PortRange::single(53), HOST_A, None);
     let mut nat = NatEngine::new(cfg).unwrap();
     let mut q = udp((REMOTE, 40000), (WAN_ADDR, 53), b"q");
     fwd(&mut nat, T0, WAN, &mut q);
@@ -418,7 +556,12 @@ fn an_error_from_an_inside_server_goes_out_with_the_public_address() {
     assert_eq!(run(&mut nat, T0, LAN, &mut err).0, fwd_wan());
     let f = flow_of(&err);
     assert_eq!((f.src.addr, f.dst.addr), (WAN_ADDR, REMOTE));
-    let quoted_dst = Ipv4Addr::new(err[14 + 28 + 16], err[14 + 28 + 17], err[14 + 28 + 18], err[14 + 28 + 19]);
+    let quoted_dst = Ipv4Addr::new(
+        err[14 + 28 + 16],
+        err[14 + 28 + 17],
+        err[14 + 28 + 18],
+        err[14 + 28 + 19],
+    );
     assert_eq!(quoted_dst, WAN_ADDR);
     verify_checksums(&err).unwrap();
 }
@@ -461,7 +604,10 @@ fn malformed_frames_are_verdicts() {
     }
     let mut frag = udp((HOST_A, 1), (REMOTE, 2), b"x");
     frag[14 + 6] |= 0x20; // more fragments
-    assert_eq!(run(&mut nat, T0, LAN, &mut frag).0, Verdict::Drop(DropReason::Fragment));
+    assert_eq!(
+        run(&mut nat, T0, LAN, &mut frag).0,
+        Verdict::Drop(DropReason::Fragment)
+    );
     let mut v6 = good.clone();
     v6[12] = 0x86;
     v6[13] = 0xdd;
@@ -495,7 +641,10 @@ fn port_exhaustion_is_a_clear_drop_and_leaves_old_flows_alone() {
     let mut nat = NatEngine::new(cfg).unwrap();
     for p in [1, 2] {
         let mut f = udp((HOST_A, p), (REMOTE, 9), b"");
-        assert!(matches!(run(&mut nat, T0, LAN, &mut f).0, Verdict::Forward { .. }));
+        assert!(matches!(
+            run(&mut nat, T0, LAN, &mut f).0,
+            Verdict::Forward { .. }
+        ));
     }
     let mut third = udp((HOST_A, 3), (REMOTE, 9), b"");
     assert_eq!(
@@ -503,7 +652,10 @@ fn port_exhaustion_is_a_clear_drop_and_leaves_old_flows_alone() {
         Verdict::Drop(DropReason::PortsExhausted { rule: RuleId(0) })
     );
     let mut old = udp((HOST_A, 1), (REMOTE, 9), b"again");
-    assert!(matches!(run(&mut nat, T0, LAN, &mut old).0, Verdict::Forward { .. }));
+    assert!(matches!(
+        run(&mut nat, T0, LAN, &mut old).0,
+        Verdict::Forward { .. }
+    ));
 }
 
 #[test]
@@ -528,13 +680,19 @@ fn a_full_table_evicts_the_oldest_unreplied_entry_before_established_ones() {
     assert_eq!(nat.stats().udp.evicted, 1);
     // the replied flow still translates
     let mut ra2 = udp((REMOTE, 9), (ea.addr, ea.port), b"");
-    assert!(matches!(run(&mut nat, T0, WAN, &mut ra2).0, Verdict::Forward { .. }));
+    assert!(matches!(
+        run(&mut nat, T0, WAN, &mut ra2).0,
+        Verdict::Forward { .. }
+    ));
     // reply to flow c, then a fourth flow finds nothing evictable
     let ec = flow_of(&c).src;
     let mut rc = udp((REMOTE, 9), (ec.addr, ec.port), b"");
     fwd(&mut nat, T0, WAN, &mut rc);
     let mut d = udp((HOST_A, 4), (REMOTE, 9), b"");
-    assert_eq!(run(&mut nat, T0, LAN, &mut d).0, Verdict::Drop(DropReason::TableFull));
+    assert_eq!(
+        run(&mut nat, T0, LAN, &mut d).0,
+        Verdict::Drop(DropReason::TableFull)
+    );
 }
 
 #[test]
@@ -547,9 +705,19 @@ fn tcp_idle_timeouts_follow_the_connection_state() {
     fwd(&mut nat, T0, WAN, &mut synack);
     let mut ack = tcp((HOST_A, 40000), (REMOTE, 80), "A", b"");
     let (_, steps) = run(&mut nat, T0, LAN, &mut ack);
-    assert!(steps.iter().any(|s| matches!(s, NatStep::TcpStateChanged { to: TcpState::Established, .. })));
+    assert!(steps.iter().any(|s| matches!(
+        s,
+        NatStep::TcpStateChanged {
+            to: TcpState::Established,
+            ..
+        }
+    )));
     let est = nat.connections().next().unwrap();
-    assert_eq!(est.expires, T0 + Duration::from_secs(2 * 3600 + 4 * 60), "RFC 5382 REQ-5");
+    assert_eq!(
+        est.expires,
+        T0 + Duration::from_secs(2 * 3600 + 4 * 60),
+        "RFC 5382 REQ-5"
+    );
     // idle just under 2 h 4 min: still there
     nat.handle_timeout(Instant::from_secs(7439), &mut ());
     assert_eq!(nat.connection_count(), 1);
@@ -563,7 +731,13 @@ fn a_fin_exchange_shortens_the_timeout_to_the_transitory_one() {
     let mut syn = tcp((HOST_A, 40000), (REMOTE, 80), "S", b"");
     fwd(&mut nat, T0, LAN, &mut syn);
     let ext = flow_of(&syn).src;
-    for (dir, flags) in [(WAN, "SA"), (LAN, "A"), (LAN, "FA"), (WAN, "FA"), (LAN, "A")] {
+    for (dir, flags) in [
+        (WAN, "SA"),
+        (LAN, "A"),
+        (LAN, "FA"),
+        (WAN, "FA"),
+        (LAN, "A"),
+    ] {
         let mut f = if dir == WAN {
             tcp((REMOTE, 80), (ext.addr, ext.port), flags, b"")
         } else {
@@ -623,26 +797,55 @@ fn low_ports_stay_low_with_range_class_preservation() {
 #[test]
 fn contradictory_rule_sets_are_rejected_with_the_rule_named() {
     let mut cfg = config(Behaviour::linux());
-    cfg.rules.forward("all-smtp", WAN, Proto::Tcp, PortRange::new(20, 30), HOST_A, None);
-    cfg.rules.forward("smtp-to-b", WAN, Proto::Tcp, PortRange::single(25), HOST_B, None);
+    cfg.rules.forward(
+        "all-smtp",
+        WAN,
+        Proto::Tcp,
+        PortRange::new(20, 30),
+        HOST_A,
+        None,
+    );
+    cfg.rules.forward(
+        "smtp-to-b",
+        WAN,
+        Proto::Tcp,
+        PortRange::single(25),
+        HOST_B,
+        None,
+    );
     assert_eq!(
         NatEngine::new(cfg).unwrap_err(),
-        ConfigError::Shadowed { rule: RuleId(1), by: RuleId(0) }
+        ConfigError::Shadowed {
+            rule: RuleId(1),
+            by: RuleId(0)
+        }
     );
     let mut cfg = config(Behaviour::linux());
     cfg.rules.push(Rule {
         name: "dnat-in-post".into(),
         chain: Chain::Postrouting,
         matches: Match::default(),
-        action: Action::Dnat { to: HOST_A, to_port: None },
+        action: Action::Dnat {
+            to: HOST_A,
+            to_port: None,
+        },
     });
-    assert_eq!(NatEngine::new(cfg).unwrap_err(), ConfigError::ActionNotAllowedInChain { rule: RuleId(0) });
+    assert_eq!(
+        NatEngine::new(cfg).unwrap_err(),
+        ConfigError::ActionNotAllowedInChain { rule: RuleId(0) }
+    );
     let mut cfg = config(Behaviour::linux());
     cfg.rules.masquerade("m", IfaceId(9), None);
-    assert!(matches!(NatEngine::new(cfg).unwrap_err(), ConfigError::UnknownInterface { .. }));
+    assert!(matches!(
+        NatEngine::new(cfg).unwrap_err(),
+        ConfigError::UnknownInterface { .. }
+    ));
     let mut b = Behaviour::full_cone();
     b.ports.allow_overloading = true;
-    assert_eq!(NatEngine::new(config(b)).unwrap_err(), ConfigError::OverloadingNeedsApdf);
+    assert_eq!(
+        NatEngine::new(config(b)).unwrap_err(),
+        ConfigError::OverloadingNeedsApdf
+    );
 }
 
 #[test]
@@ -651,7 +854,10 @@ fn the_router_answers_for_pool_addresses() {
     cfg.rules.push(Rule {
         name: "pool".into(),
         chain: Chain::Postrouting,
-        matches: Match { out_iface: Some(WAN), ..Match::default() },
+        matches: Match {
+            out_iface: Some(WAN),
+            ..Match::default()
+        },
         action: Action::Snat(SnatPool {
             first: Ipv4Addr::new(203, 0, 113, 100),
             last: Ipv4Addr::new(203, 0, 113, 103),
@@ -670,7 +876,10 @@ fn paired_pooling_keeps_one_external_address_per_inside_host() {
     cfg.rules.push(Rule {
         name: "pool".into(),
         chain: Chain::Postrouting,
-        matches: Match { out_iface: Some(WAN), ..Match::default() },
+        matches: Match {
+            out_iface: Some(WAN),
+            ..Match::default()
+        },
         action: Action::Snat(SnatPool {
             first: Ipv4Addr::new(203, 0, 113, 100),
             last: Ipv4Addr::new(203, 0, 113, 103),
@@ -686,5 +895,8 @@ fn paired_pooling_keeps_one_external_address_per_inside_host() {
             flow_of(&f).src.addr
         })
         .collect();
-    assert!(addrs.iter().all(|a| *a == addrs[0]), "RFC 4787 REQ-2: {addrs:?}");
+    assert!(
+        addrs.iter().all(|a| *a == addrs[0]),
+        "RFC 4787 REQ-2: {addrs:?}"
+    );
 }

@@ -25,11 +25,20 @@ pub fn routes(dst: Ipv4Addr) -> Route {
     if dst == LAN_ADDR || dst == WAN_ADDR {
         Route::Local
     } else if Prefix::new(LAN_ADDR, 24).contains(dst) {
-        Route::Forward { iface: LAN, next_hop: dst }
+        Route::Forward {
+            iface: LAN,
+            next_hop: dst,
+        }
     } else if Prefix::new(WAN_ADDR, 24).contains(dst) {
-        Route::Forward { iface: WAN, next_hop: dst }
+        Route::Forward {
+            iface: WAN,
+            next_hop: dst,
+        }
     } else {
-        Route::Forward { iface: WAN, next_hop: WAN_GW }
+        Route::Forward {
+            iface: WAN,
+            next_hop: WAN_GW,
+        }
     }
 }
 
@@ -91,14 +100,23 @@ pub fn ping(src: Ipv4Addr, dst: Ipv4Addr, id: u16, request: bool) -> Vec<u8> {
 
 /// An ICMP error of `icmp_type`/`code` from `from` to `to` quoting the IP
 /// packet of `offending` (a full frame), truncated to `quote` bytes.
-pub fn icmp_error(from: Ipv4Addr, to: Ipv4Addr, icmp_type: u8, code: u8, offending: &[u8], quote: usize) -> Vec<u8> {
+pub fn icmp_error(
+    from: Ipv4Addr,
+    to: Ipv4Addr,
+    icmp_type: u8,
+    code: u8,
+    offending: &[u8],
+    quote: usize,
+) -> Vec<u8> {
     let ip = &offending[14..];
     let q = &ip[..quote.min(ip.len())];
     let t = match icmp_type {
         3 => Icmpv4Type::DestinationUnreachable(
             etherparse::icmpv4::DestUnreachableHeader::from_values(code, 0).unwrap(),
         ),
-        11 => Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::from_u8(code).unwrap()),
+        11 => {
+            Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::from_u8(code).unwrap())
+        }
         _ => panic!("unsupported test ICMP type"),
     };
     let b = PacketBuilder::ethernet2(MAC_HOST, MAC_ROUTER)
@@ -154,7 +172,11 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
     };
     let h = ip.header().to_header();
     if h.calc_header_checksum() != h.header_checksum {
-        return Err(format!("ip header checksum {:04x} != {:04x}", h.header_checksum, h.calc_header_checksum()));
+        return Err(format!(
+            "ip header checksum {:04x} != {:04x}",
+            h.header_checksum,
+            h.calc_header_checksum()
+        ));
     }
     match &s.transport {
         Some(TransportSlice::Tcp(t)) => {
@@ -166,15 +188,13 @@ pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
                 return Err(format!("tcp checksum {:04x} != {:04x}", t.checksum(), want));
             }
         }
-        Some(TransportSlice::Udp(u)) => {
-            if u.checksum() != 0 {
-                let want = u
-                    .to_header()
-                    .calc_checksum_ipv4(&h, u.payload())
-                    .map_err(|e| e.to_string())?;
-                if want != u.checksum() {
-                    return Err(format!("udp checksum {:04x} != {:04x}", u.checksum(), want));
-                }
+        Some(TransportSlice::Udp(u)) if u.checksum() != 0 => {
+            let want = u
+                .to_header()
+                .calc_checksum_ipv4(&h, u.payload())
+                .map_err(|e| e.to_string())?;
+            if want != u.checksum() {
+                return Err(format!("udp checksum {:04x} != {:04x}", u.checksum(), want));
             }
         }
         Some(TransportSlice::Icmpv4(i)) => {
@@ -204,7 +224,12 @@ pub fn swap_macs(frame: &mut [u8]) {
 }
 
 /// Runs one frame through the engine with a recording sink.
-pub fn run(nat: &mut NatEngine, now: Instant, ingress: IfaceId, frame: &mut Vec<u8>) -> (Verdict, Vec<NatStep>) {
+pub fn run(
+    nat: &mut NatEngine,
+    now: Instant,
+    ingress: IfaceId,
+    frame: &mut Vec<u8>,
+) -> (Verdict, Vec<NatStep>) {
     let mut steps = Vec::new();
     let v = nat.process(now, ingress, frame, &routes, &mut steps);
     (v, steps)
