@@ -57,9 +57,15 @@ const GW: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
 
 fn routes(dst: Ipv4Addr) -> Route {
     if dst.octets()[0] == 10 {
-        Route::Forward { iface: LAN, next_hop: dst }
+        Route::Forward {
+            iface: LAN,
+            next_hop: dst,
+        }
     } else {
-        Route::Forward { iface: WAN, next_hop: GW }
+        Route::Forward {
+            iface: WAN,
+            next_hop: GW,
+        }
     }
 }
 
@@ -134,7 +140,10 @@ fn floor(buf: &mut [u8], template: &[u8]) {
     let src = Ipv4Addr::new(buf[26], buf[27], buf[28], buf[29]);
     let dst = Ipv4Addr::new(buf[30], buf[31], buf[32], buf[33]);
     let len = u16::from_be_bytes([buf[38], buf[39]]);
-    let s = natsim::nat::checksum::sum(natsim::nat::checksum::pseudo_header_sum(src, dst, 17, len), &buf[34..34 + usize::from(len)]);
+    let s = natsim::nat::checksum::sum(
+        natsim::nat::checksum::pseudo_header_sum(src, dst, 17, len),
+        &buf[34..34 + usize::from(len)],
+    );
     let c = !(s as u16);
     buf[40..42].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
 }
@@ -145,9 +154,19 @@ fn naive_table(frames: &[Vec<u8>]) -> HashMap<Key, (u32, u16)> {
     let mut m = HashMap::new();
     for (i, f) in frames.iter().enumerate() {
         let h = PacketHeaders::from_ethernet_slice(f).unwrap();
-        let Some(etherparse::NetHeaders::Ipv4(ip, _)) = &h.net else { unreachable!() };
-        let Some(TransportHeader::Udp(u)) = &h.transport else { unreachable!() };
-        let key = (u32::from_be_bytes(ip.source), u32::from_be_bytes(ip.destination), u.source_port, u.destination_port, 17);
+        let Some(etherparse::NetHeaders::Ipv4(ip, _)) = &h.net else {
+            unreachable!()
+        };
+        let Some(TransportHeader::Udp(u)) = &h.transport else {
+            unreachable!()
+        };
+        let key = (
+            u32::from_be_bytes(ip.source),
+            u32::from_be_bytes(ip.destination),
+            u.source_port,
+            u.destination_port,
+            17,
+        );
         m.insert(key, (WAN_ADDR.to_bits(), 1024 + (i % 60000) as u16));
     }
     m
@@ -156,12 +175,21 @@ fn naive_table(frames: &[Vec<u8>]) -> HashMap<Key, (u32, u16)> {
 fn naive(map: &HashMap<Key, (u32, u16)>, out: &mut Vec<u8>, template: &[u8]) {
     let h = PacketHeaders::from_ethernet_slice(template).unwrap();
     let payload = h.payload.slice().to_vec();
-    let (Some(link), Some(etherparse::NetHeaders::Ipv4(mut ip, ext)), Some(TransportHeader::Udp(mut u))) =
-        (h.link, h.net, h.transport)
+    let (
+        Some(link),
+        Some(etherparse::NetHeaders::Ipv4(mut ip, ext)),
+        Some(TransportHeader::Udp(mut u)),
+    ) = (h.link, h.net, h.transport)
     else {
         unreachable!()
     };
-    let key = (u32::from_be_bytes(ip.source), u32::from_be_bytes(ip.destination), u.source_port, u.destination_port, 17);
+    let key = (
+        u32::from_be_bytes(ip.source),
+        u32::from_be_bytes(ip.destination),
+        u.source_port,
+        u.destination_port,
+        17,
+    );
     let &(addr, port) = map.get(&key).unwrap();
     ip.source = addr.to_be_bytes();
     ip.header_checksum = ip.calc_header_checksum();
@@ -187,7 +215,9 @@ struct Sized {
 fn sized(n: usize, label: &str) -> Sized {
     let before = ALLOCATED.load(Ordering::Relaxed);
     let (nat, frames, order) = setup(n);
-    let frames_bytes = frames.iter().map(|f| f.capacity()).sum::<usize>() + frames.capacity() * 24 + order.capacity() * 4;
+    let frames_bytes = frames.iter().map(|f| f.capacity()).sum::<usize>()
+        + frames.capacity() * 24
+        + order.capacity() * 4;
     let engine_bytes = ALLOCATED.load(Ordering::Relaxed) - before - frames_bytes;
     println!(
         "bytes/session at {label}: {:.1} (allocator), {:.1} (table's own count)",
@@ -195,7 +225,12 @@ fn sized(n: usize, label: &str) -> Sized {
         nat.table_heap_bytes() as f64 / n as f64
     );
     let map = naive_table(&frames);
-    Sized { nat, frames, order, map }
+    Sized {
+        nat,
+        frames,
+        order,
+        map,
+    }
 }
 
 fn established(c: &mut Criterion) {
