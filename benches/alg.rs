@@ -9,7 +9,6 @@
 #[path = "../crates/natsim-nat/tests/alg_harness/mod.rs"]
 mod alg_harness;
 #[path = "../crates/natsim-nat/tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use alg_harness::*;
