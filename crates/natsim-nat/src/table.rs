@@ -313,6 +313,7 @@ impl Table {
         }
         self.timers.push(Reverse((c.expires, idx, c.gen)));
         self.slots[idx as usize].queued = c.expires;
+        self.compact_timers();
         if !c.has(flag::REPLIED) {
             self.embryonic.push_back((idx, c.gen));
             self.compact_embryonic();
@@ -328,6 +329,21 @@ impl Table {
         if expires < c.queued {
             c.queued = expires;
             self.timers.push(Reverse((expires, id.0, c.gen)));
+            self.compact_timers();
+        }
+    }
+
+    /// Keeps the timer heap bounded: entries of removed connections (a
+    /// flood's evicted SYNs) would otherwise stay until their deadline.
+    /// Rebuilding costs O(n) once the heap doubles past the table, so it is
+    /// amortised O(1) per insertion.
+    fn compact_timers(&mut self) {
+        if self.timers.len() > 2 * self.capacity.max(64) {
+            let slots = &self.slots;
+            self.timers.retain(|&Reverse((d, idx, gen))| {
+                let c = &slots[idx as usize];
+                c.flags & flag::LIVE != 0 && c.gen == gen && c.queued == d
+            });
         }
     }
 
