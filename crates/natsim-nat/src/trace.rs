@@ -140,3 +140,64 @@ impl TraceSink for Vec<NatStep> {
         self.push(step);
     }
 }
+
+impl NatStep {
+    /// A one-line narration, naming rules through `rule_name` (e.g.
+    /// [`crate::NatEngine::rule_name`]). Reports and `natsim explain` use
+    /// this so that every renderer says the same thing.
+    pub fn describe(&self, rule_name: &dyn Fn(RuleId) -> String) -> String {
+        match self {
+            NatStep::Received { iface, flow } => format!("received {flow} on {iface}"),
+            NatStep::ConnMatched { conn, dir } => {
+                let d = match dir {
+                    Dir::Original => "original",
+                    Dir::Reply => "reply",
+                };
+                format!("matched connection #{} ({d} direction)", conn.0)
+            }
+            NatStep::ConnCreated { conn, flow } => format!("new connection #{} for {flow}", conn.0),
+            NatStep::RuleMatched { rule } => format!("rule `{}` matched", rule_name(*rule)),
+            NatStep::StaticRule { rule } => format!("one-to-one rule `{}` applied", rule_name(*rule)),
+            NatStep::MappingCreated {
+                proto,
+                internal,
+                external,
+            } => format!("new {proto} mapping {internal} ⇄ {external}"),
+            NatStep::MappingReused {
+                proto,
+                internal,
+                external,
+            } => format!("reused {proto} mapping {internal} ⇄ {external}"),
+            NatStep::FilterAdmitted { proto, external } => {
+                format!("{proto} to mapping {external} admitted by its filtering behaviour")
+            }
+            NatStep::Translated { before, after } => format!("translated {before}  ⇒  {after}"),
+            NatStep::IcmpInnerTranslated { before, after } => {
+                format!("ICMP error's quoted packet translated {before}  ⇒  {after}")
+            }
+            NatStep::Hairpinned => "inside host addressed the external address (hairpin)".to_string(),
+            NatStep::TcpStateChanged { conn, from, to } => {
+                format!("connection #{} TCP {} → {}", conn.0, from.name(), to.name())
+            }
+            NatStep::ConnEnded { conn, flow, reason } => {
+                let why = match reason {
+                    EndReason::Expired => "expired",
+                    EndReason::Evicted => "evicted to make room",
+                };
+                format!("connection #{} ({flow}) {why}", conn.0)
+            }
+            NatStep::Replied { kind } => match kind {
+                ReplyKind::TcpRst => "answered with a TCP RST".to_string(),
+                ReplyKind::IcmpPortUnreachable => "answered with ICMP port unreachable".to_string(),
+            },
+            NatStep::Dropped { reason } => format!("dropped: {reason}"),
+            NatStep::Alg { conn, kind, event } => format!("{kind} (connection #{}): {event}", conn.0),
+            NatStep::PinholeUsed {
+                kind,
+                external,
+                internal,
+            } => format!("{kind} pinhole {external} admitted the connection, forwarded to {internal}"),
+            NatStep::PinholeClosed { kind, external } => format!("{kind} pinhole {external} closed"),
+        }
+    }
+}
