@@ -157,7 +157,9 @@ impl NatStep {
             }
             NatStep::ConnCreated { conn, flow } => format!("new connection #{} for {flow}", conn.0),
             NatStep::RuleMatched { rule } => format!("rule `{}` matched", rule_name(*rule)),
-            NatStep::StaticRule { rule } => format!("one-to-one rule `{}` applied", rule_name(*rule)),
+            NatStep::StaticRule { rule } => {
+                format!("one-to-one rule `{}` applied", rule_name(*rule))
+            }
             NatStep::MappingCreated {
                 proto,
                 internal,
@@ -175,7 +177,9 @@ impl NatStep {
             NatStep::IcmpInnerTranslated { before, after } => {
                 format!("ICMP error's quoted packet translated {before}  ⇒  {after}")
             }
-            NatStep::Hairpinned => "inside host addressed the external address (hairpin)".to_string(),
+            NatStep::Hairpinned => {
+                "inside host addressed the external address (hairpin)".to_string()
+            }
             NatStep::TcpStateChanged { conn, from, to } => {
                 format!("connection #{} TCP {} → {}", conn.0, from.name(), to.name())
             }
@@ -191,13 +195,19 @@ impl NatStep {
                 ReplyKind::IcmpPortUnreachable => "answered with ICMP port unreachable".to_string(),
             },
             NatStep::Dropped { reason } => format!("dropped: {reason}"),
-            NatStep::Alg { conn, kind, event } => format!("{kind} (connection #{}): {event}", conn.0),
+            NatStep::Alg { conn, kind, event } => {
+                format!("{kind} (connection #{}): {event}", conn.0)
+            }
             NatStep::PinholeUsed {
                 kind,
                 external,
                 internal,
-            } => format!("{kind} pinhole {external} admitted the connection, forwarded to {internal}"),
-            NatStep::PinholeClosed { kind, external } => format!("{kind} pinhole {external} closed"),
+            } => format!(
+                "{kind} pinhole {external} admitted the connection, forwarded to {internal}"
+            ),
+            NatStep::PinholeClosed { kind, external } => {
+                format!("{kind} pinhole {external} closed")
+            }
         }
     }
 }

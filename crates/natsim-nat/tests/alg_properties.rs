@@ -1,4 +1,4 @@
-//! Properties of the ALGs (proptest; case count from `PROPTEST_CASES`).
+//! Properties of the ALGs (proptest; `PROPTEST_CASES`, default 10 000).
 //!
 //! * a rewritten EPM response re-parses, with every tower naming the
 //!   external address and an open pinhole's port;
@@ -60,6 +60,8 @@ fn cuts() -> impl Strategy<Value = Vec<usize>> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig { cases: proptest_cases(), failure_persistence: None, ..ProptestConfig::default() })]
+
     #[test]
     fn rewritten_epm_responses_reparse_with_external_towers(
         ports in prop::collection::vec(1025u16..65535, 1..4),

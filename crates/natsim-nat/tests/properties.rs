@@ -1,8 +1,6 @@
 //! Property tests of the engine's invariants (proptest).
 //!
-//! The case count follows `PROPTEST_CASES` (256 by default); the figures in
-//! BENCHMARKS.md come from `PROPTEST_CASES=10000 cargo test --release -p
-//! natsim-nat --test properties`.
+//! The case count follows `PROPTEST_CASES` (10 000 by default).
 
 mod common;
 use common::*;
@@ -269,7 +267,7 @@ fn check_no_forbidden_sharing(nat: &NatEngine, b: &Behaviour) -> Result<(), Test
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: proptest_cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn invariants_hold_for_any_profile_and_traffic(b in profile(), seed in any::<u64>(), ops in prop::collection::vec(op(), 1..40)) {

@@ -333,7 +333,7 @@ fn check(r: &Rules, ops: &[Op]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: proptest_cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn only_admitted_flows_reach_inside_and_nothing_leaks(r in rules(), ops in prop::collection::vec(op(), 1..24)) {

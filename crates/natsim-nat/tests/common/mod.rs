@@ -243,3 +243,12 @@ pub fn fwd(nat: &mut NatEngine, now: Instant, ingress: IfaceId, frame: &mut Vec<
         "expected the frame to pass, got {v:?}; steps: {steps:?}"
     );
 }
+
+/// Proptest cases: `PROPTEST_CASES` if set, else 10 000 (the bar
+/// for release runs; the whole suite stays well under a minute).
+pub fn proptest_cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
