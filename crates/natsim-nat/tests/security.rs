@@ -26,13 +26,6 @@ use std::net::Ipv4Addr;
 const ONE_IN: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 30);
 const ONE_OUT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 30);
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000)
-}
-
 #[derive(Clone, Debug)]
 struct Rules {
     profile: &'static str,
