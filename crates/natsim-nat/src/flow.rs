@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 
 /// Transport protocols the engine tracks. Other IP protocols are carried
 /// only by one-to-one (static) rules, which need no ports.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {
     Tcp,
@@ -50,6 +51,7 @@ impl fmt::Display for Proto {
 
 /// An address and port. For ICMP queries the port is the echo identifier
 /// on the querying side and 0 on the answering side.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Endpoint {
     pub addr: Ipv4Addr,
@@ -69,6 +71,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// A unidirectional 5-tuple as it appears in one packet's headers.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Flow {
     pub proto: Proto,

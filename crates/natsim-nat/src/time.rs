@@ -9,6 +9,7 @@ use core::ops::{Add, AddAssign, Sub};
 pub use core::time::Duration;
 
 /// A point in virtual time, in microseconds since the caller's epoch.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Instant {
     micros: u64,

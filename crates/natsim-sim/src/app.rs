@@ -1,0 +1,121 @@
+//! Applications: sans-IO state machines a host polls with its sockets.
+//!
+//! An [`App`] owns smoltcp socket handles it created in `poll` through
+//! [`AppCx::sockets`]; the host calls `poll` after every interface poll
+//! and at the app's own [`App::poll_at`]. Apps never read a clock: `now`
+//! is in the context, and randomness comes from the host's seeded stream.
+
+use natsim_nat::Instant;
+use smoltcp::iface::{Interface, SocketSet};
+use std::any::Any;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+/// A program running on a host (or a router's local stack).
+pub trait App: Any {
+    /// Called whenever the host is polled and at [`App::poll_at`].
+    fn poll(&mut self, cx: &mut AppCx<'_>);
+    /// Earliest virtual time the app wants to run again without network
+    /// activity (its timers).
+    fn poll_at(&self) -> Option<Instant> {
+        None
+    }
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// What a host knows about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostInfo {
+    pub name: String,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    /// DNS servers in the order the resolver tries them.
+    pub dns: Vec<Ipv4Addr>,
+}
+
+/// How a host's TCP gives up on a connect that gets no answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpProfile {
+    pub name: &'static str,
+    /// When SYN retransmissions go out, after the first SYN.
+    pub syn_retransmits: Vec<Duration>,
+    /// When the connect attempt reports "timed out".
+    pub connect_timeout: Duration,
+}
+
+impl TcpProfile {
+    /// Windows NT/2000/XP: TcpMaxConnectRetransmissions = 2 with a 3 s
+    /// initial RTO: SYNs at 0, 3 and 9 s, then "timed out" at 21 s.
+    pub fn windows() -> TcpProfile {
+        TcpProfile {
+            name: "windows",
+            syn_retransmits: vec![Duration::from_secs(3), Duration::from_secs(9)],
+            connect_timeout: Duration::from_secs(21),
+        }
+    }
+    /// Linux defaults (tcp_syn_retries = 6): SYNs at 0, 1, 3, 7, 15, 31,
+    /// 63 s, giving up at 127 s.
+    pub fn linux() -> TcpProfile {
+        TcpProfile {
+            name: "linux",
+            syn_retransmits: [1, 3, 7, 15, 31, 63]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            connect_timeout: Duration::from_secs(127),
+        }
+    }
+    pub fn by_name(name: &str) -> Option<TcpProfile> {
+        match name {
+            "windows" => Some(Self::windows()),
+            "linux" => Some(Self::linux()),
+            _ => None,
+        }
+    }
+}
+
+impl Default for TcpProfile {
+    fn default() -> Self {
+        Self::windows()
+    }
+}
+
+/// A line for reports and `explain`: what an app did, when.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AppEvent {
+    pub at: Instant,
+    pub host: String,
+    pub app: &'static str,
+    pub text: String,
+}
+
+/// What an app may touch while it runs.
+pub struct AppCx<'a> {
+    pub now: Instant,
+    pub iface: &'a mut Interface,
+    pub sockets: &'a mut SocketSet<'static>,
+    pub host: &'a HostInfo,
+    pub rng: &'a mut rand_chacha::ChaCha8Rng,
+    pub log: &'a mut Vec<AppEvent>,
+    pub tcp: &'a TcpProfile,
+}
+
+impl AppCx<'_> {
+    /// Records a line in the host's log.
+    pub fn log(&mut self, app: &'static str, text: impl Into<String>) {
+        self.log.push(AppEvent {
+            at: self.now,
+            host: self.host.name.clone(),
+            app,
+            text: text.into(),
+        });
+    }
+    /// A fresh ephemeral port (49152–65535, as Windows Vista+ and Linux
+    /// choose; NT used 1025–5000) from the host's seeded stream.
+    pub fn ephemeral_port(&mut self) -> u16 {
+        use rand::Rng;
+        self.rng.gen_range(49152..=65535)
+    }
+}

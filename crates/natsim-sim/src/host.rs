@@ -1,0 +1,215 @@
+//! A host: a smoltcp interface over a [`SimDevice`], its sockets and apps,
+//! and the TCP connect profile that shapes SYN retransmissions.
+//!
+//! smoltcp retransmits a SYN on its own RTO (1 s, doubling); the host's
+//! [`TcpProfile`] replaces that schedule: the first SYN of a connection
+//! passes, smoltcp's own retransmissions are swallowed, and the host sends
+//! copies of that first SYN at the profile's times (Windows: 3 s and 9 s).
+//! [`crate::tcp::Connector`] reports "timed out" at the profile's deadline.
+
+use crate::app::{App, AppCx, AppEvent, HostInfo, TcpProfile};
+use crate::device::SimDevice;
+use natsim_nat::Instant;
+use rand::SeedableRng;
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpCidr, IpProtocol, Ipv4Packet, TcpPacket,
+};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+pub(crate) fn smol_now(t: Instant) -> smoltcp::time::Instant {
+    smoltcp::time::Instant::from_micros(t.total_micros() as i64)
+}
+
+pub(crate) fn from_smol(t: smoltcp::time::Instant) -> Instant {
+    Instant::from_micros(t.total_micros().max(0) as u64)
+}
+
+/// A SYN the profile is retransmitting: (src port, dst, dst port, seq).
+type SynKey = (u16, Ipv4Addr, u16, u32);
+
+#[derive(Debug)]
+struct SynState {
+    first: Instant,
+    frame: Vec<u8>,
+    sent: usize,
+}
+
+pub(crate) struct Host {
+    pub info: HostInfo,
+    pub mac: [u8; 6],
+    pub iface: Interface,
+    pub device: SimDevice,
+    pub sockets: SocketSet<'static>,
+    pub apps: Vec<Box<dyn App>>,
+    pub rng: rand_chacha::ChaCha8Rng,
+    pub log: Vec<AppEvent>,
+    pub tcp: TcpProfile,
+    syns: BTreeMap<SynKey, SynState>,
+}
+
+impl Host {
+    pub fn new(
+        info: HostInfo,
+        mac: [u8; 6],
+        mtu: usize,
+        tcp: TcpProfile,
+        seed: u64,
+        now: Instant,
+        extra: &[IpCidr],
+    ) -> Host {
+        let mut device = SimDevice::new(mtu);
+        let mut config = Config::new(EthernetAddress(mac).into());
+        config.random_seed = seed;
+        let mut iface = Interface::new(config, &mut device, smol_now(now));
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(info.addr.into(), info.prefix_len));
+            for c in extra {
+                let _ = a.push(*c);
+            }
+        });
+        if let Some(gw) = info.gateway {
+            let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        }
+        Host {
+            info,
+            mac,
+            iface,
+            device,
+            sockets: SocketSet::new(Vec::new()),
+            apps: Vec::new(),
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_a995),
+            log: Vec::new(),
+            tcp,
+            syns: BTreeMap::new(),
+        }
+    }
+
+    /// Runs the stack and the apps at `now`; returns frames to transmit.
+    pub fn poll(&mut self, now: Instant) -> Vec<Vec<u8>> {
+        let t = smol_now(now);
+        for _ in 0..4 {
+            self.iface.poll(t, &mut self.device, &mut self.sockets);
+            let before = self.device.tx.len();
+            for app in &mut self.apps {
+                let mut cx = AppCx {
+                    now,
+                    iface: &mut self.iface,
+                    sockets: &mut self.sockets,
+                    host: &self.info,
+                    rng: &mut self.rng,
+                    log: &mut self.log,
+                    tcp: &self.tcp,
+                };
+                app.poll(&mut cx);
+            }
+            self.iface.poll(t, &mut self.device, &mut self.sockets);
+            if self.device.tx.len() == before && self.device.rx.is_empty() {
+                break;
+            }
+        }
+        let out: Vec<Vec<u8>> = self.device.tx.drain(..).collect();
+        let mut sent = Vec::with_capacity(out.len());
+        for f in out {
+            if self.shape(now, &f) {
+                sent.push(f);
+            }
+        }
+        // The profile's own retransmissions that are due, for connections
+        // still in SYN-SENT (a refused or aborted connect stops them).
+        let mut connecting = std::collections::BTreeSet::new();
+        for (_, sock) in self.sockets.iter() {
+            if let smoltcp::socket::Socket::Tcp(t) = sock {
+                if t.state() == smoltcp::socket::tcp::State::SynSent {
+                    if let (Some(l), Some(r)) = (t.local_endpoint(), t.remote_endpoint()) {
+                        let smoltcp::wire::IpAddress::Ipv4(ra) = r.addr;
+                        connecting.insert((l.port, ra, r.port));
+                    }
+                }
+            }
+        }
+        let profile = &self.tcp.syn_retransmits;
+        let give_up = self.tcp.connect_timeout;
+        self.syns
+            .retain(|k, s| now < s.first + give_up && connecting.contains(&(k.0, k.1, k.2)));
+        for s in self.syns.values_mut() {
+            while s.sent < profile.len() && now >= s.first + profile[s.sent] {
+                sent.push(s.frame.clone());
+                s.sent += 1;
+            }
+        }
+        sent
+    }
+
+    /// The SYN shaper: false drops smoltcp's own SYN retransmission.
+    fn shape(&mut self, now: Instant, frame: &[u8]) -> bool {
+        let Some((key, syn_only)) = tcp_key(frame) else {
+            return true;
+        };
+        if syn_only {
+            if self.syns.contains_key(&key) {
+                return false;
+            }
+            self.syns.insert(
+                key,
+                SynState {
+                    first: now,
+                    frame: frame.to_vec(),
+                    sent: 0,
+                },
+            );
+        } else {
+            // Any later segment of the connection ends its SYN schedule.
+            self.syns
+                .retain(|k, _| !(k.0 == key.0 && k.1 == key.1 && k.2 == key.2));
+        }
+        true
+    }
+
+    /// When the host next needs to run without input.
+    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
+        let mut at = self
+            .iface
+            .poll_at(smol_now(now), &self.sockets)
+            .map(from_smol);
+        let mut consider = |t: Instant| at = Some(at.map_or(t, |a: Instant| a.min(t)));
+        for app in &self.apps {
+            if let Some(t) = app.poll_at() {
+                consider(t);
+            }
+        }
+        for s in self.syns.values() {
+            match self.tcp.syn_retransmits.get(s.sent) {
+                Some(d) => consider(s.first + *d),
+                None => consider(s.first + self.tcp.connect_timeout),
+            }
+        }
+        // Never schedule in the past: the host has just run.
+        at.map(|a| a.max(now))
+    }
+}
+
+/// (src port, dst addr, dst port, seq) of a TCP frame and whether it is a
+/// bare SYN.
+fn tcp_key(frame: &[u8]) -> Option<(SynKey, bool)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    if ip.next_header() != IpProtocol::Tcp {
+        return None;
+    }
+    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+    let syn_only = t.syn() && !t.ack();
+    Some((
+        (
+            t.src_port(),
+            ip.dst_addr(),
+            t.dst_port(),
+            if syn_only { t.seq_number().0 as u32 } else { 0 },
+        ),
+        syn_only,
+    ))
+}

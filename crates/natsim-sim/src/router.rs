@@ -1,0 +1,711 @@
+//! A router: Ethernet interfaces, ARP (with proxy ARP for NAT-owned
+//! addresses), a longest-prefix routing table, TTL, ICMP errors, the NAT
+//! engine between prerouting and postrouting, and optionally its own
+//! smoltcp stack for services it runs (an NT-based firewall's endpoint
+//! mapper, REDIRECT targets).
+
+use crate::host::Host;
+use crate::trace::{nat_step_kind, Disposition, Step};
+use natsim_nat::{IfaceId, Instant, NatEngine, NatStep, Prefix, Proto, Role, Route, Verdict};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct RouterIface {
+    pub name: String,
+    pub segment: usize,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    pub role: Role,
+    pub mac: [u8; 6],
+}
+
+#[derive(Debug)]
+struct Pending {
+    iface: usize,
+    frames: Vec<(Vec<u8>, Option<u64>)>,
+    tries: u8,
+    next_try: Instant,
+}
+
+/// What the router decided about one frame, for the simulator to act on.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// Frames to transmit: (interface, frame, trace id to continue or None).
+    pub tx: Vec<(usize, Vec<u8>, Option<u64>)>,
+    /// Steps for this hop of the frame's trace.
+    pub steps: Vec<Step>,
+    pub iface_out: Option<usize>,
+    /// Final disposition if the frame ends here.
+    pub disposition: Option<Disposition>,
+    /// Frames from the router itself that start new traces.
+    pub originated: Vec<(usize, Vec<u8>)>,
+    /// Frames the router's own stack sent, to route as local traffic.
+    pub local_out: Vec<Vec<u8>>,
+}
+
+pub(crate) struct Router {
+    pub name: String,
+    pub ifaces: Vec<RouterIface>,
+    /// Static routes: (destination, via).
+    pub routes: Vec<(Prefix, Ipv4Addr)>,
+    pub nat: Option<NatEngine>,
+    /// NAT-owned address ranges (pools, one-to-one outside prefixes).
+    pub owned: Vec<(u32, u32)>,
+    arp: BTreeMap<Ipv4Addr, [u8; 6]>,
+    pending: BTreeMap<Ipv4Addr, Pending>,
+    pub local: Option<Host>,
+    pub local_mac: [u8; 6],
+    /// Services of the local stack that answer on the router's addresses
+    /// ahead of any NAT rule (the OS owns the port).
+    pub local_services: BTreeSet<(Proto, u16)>,
+    /// NAT decisions not tied to a frame (expiries), for reports.
+    pub nat_log: Vec<(Instant, String)>,
+}
+
+fn mac_of(f: &[u8], at: usize) -> [u8; 6] {
+    let mut m = [0; 6];
+    m.copy_from_slice(&f[at..at + 6]);
+    m
+}
+
+impl Router {
+    pub fn new(
+        name: &str,
+        ifaces: Vec<RouterIface>,
+        routes: Vec<(Prefix, Ipv4Addr)>,
+        nat: Option<NatEngine>,
+        owned: Vec<(u32, u32)>,
+        local_mac: [u8; 6],
+    ) -> Router {
+        Router {
+            name: name.to_string(),
+            ifaces,
+            routes,
+            nat,
+            owned,
+            arp: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            local: None,
+            local_mac,
+            local_services: BTreeSet::new(),
+            nat_log: Vec::new(),
+        }
+    }
+
+    fn is_mine(ifaces: &[RouterIface], owned: &[(u32, u32)], a: Ipv4Addr) -> bool {
+        ifaces.iter().any(|i| i.addr == a)
+            || owned
+                .iter()
+                .any(|&(f, l)| f <= a.to_bits() && a.to_bits() <= l)
+    }
+
+    /// Longest-prefix match over connected networks and static routes.
+    fn route_in(
+        ifaces: &[RouterIface],
+        routes: &[(Prefix, Ipv4Addr)],
+        owned: &[(u32, u32)],
+        dst: Ipv4Addr,
+    ) -> Route {
+        if Self::is_mine(ifaces, owned, dst) {
+            return Route::Local;
+        }
+        let mut best: Option<(u8, Route)> = None;
+        for (k, i) in ifaces.iter().enumerate() {
+            let p = Prefix::new(i.addr, i.prefix_len);
+            if p.contains(dst) && best.is_none_or(|(l, _)| i.prefix_len > l) {
+                best = Some((
+                    i.prefix_len,
+                    Route::Forward {
+                        iface: IfaceId(k as u16),
+                        next_hop: dst,
+                    },
+                ));
+            }
+        }
+        for (p, via) in routes {
+            if p.contains(dst) && best.is_none_or(|(l, _)| p.len > l) {
+                // The next hop must be on a connected network.
+                if let Some(k) = ifaces
+                    .iter()
+                    .position(|i| Prefix::new(i.addr, i.prefix_len).contains(*via))
+                {
+                    best = Some((
+                        p.len,
+                        Route::Forward {
+                            iface: IfaceId(k as u16),
+                            next_hop: *via,
+                        },
+                    ));
+                }
+            }
+        }
+        best.map_or(Route::Unreachable, |(_, r)| r)
+    }
+
+    pub fn route(&self, dst: Ipv4Addr) -> Route {
+        Self::route_in(&self.ifaces, &self.routes, &self.owned, dst)
+    }
+
+    /// Handles a frame that arrived on `iface`.
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        iface: usize,
+        mut frame: Vec<u8>,
+        trace: Option<u64>,
+        out: &mut Outcome,
+    ) {
+        if frame.len() < 14 {
+            out.disposition = Some(Disposition::Dropped {
+                node: self.name.clone(),
+                reason: "runt frame".into(),
+            });
+            return;
+        }
+        let dst_mac = mac_of(&frame, 0);
+        if dst_mac != self.ifaces[iface].mac && dst_mac[0] & 1 == 0 {
+            return; // not for us (a flooded copy)
+        }
+        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        if ethertype == 0x0806 {
+            self.arp_in(now, iface, &frame, out);
+            return;
+        }
+        out.steps.push(Step::Received);
+        // The router's own services win over NAT rules on its addresses.
+        if let Some(port) = self.local_service_port(&frame) {
+            out.steps.push(Step::Local {
+                text: format!("{} is served by {}'s own stack", port, self.name),
+            });
+            self.deliver_local(now, iface, frame, out);
+            return;
+        }
+        let verdict = match self.nat.as_mut() {
+            Some(nat) => {
+                let (ifaces, routes, owned) = (&self.ifaces, &self.routes, &self.owned);
+                let rf = |d: Ipv4Addr| Self::route_in(ifaces, routes, owned, d);
+                let mut steps: Vec<NatStep> = Vec::new();
+                let v = nat.process(now, IfaceId(iface as u16), &mut frame, &rf, &mut steps);
+                for s in &steps {
+                    if matches!(s, NatStep::Received { .. }) {
+                        continue;
+                    }
+                    out.steps.push(Step::Nat {
+                        kind: nat_step_kind(s),
+                        text: s.describe(&|r| nat.rule_name(r).to_string()),
+                    });
+                }
+                v
+            }
+            None => match Ipv4Packet::new_checked(&frame[14..]) {
+                Ok(ip) => match self.route(ip.dst_addr()) {
+                    Route::Forward { iface, next_hop } => Verdict::Forward { iface, next_hop },
+                    Route::Local => Verdict::Local,
+                    Route::Unreachable => Verdict::Drop(natsim_nat::DropReason::NoRoute),
+                },
+                Err(_) => Verdict::Drop(natsim_nat::DropReason::BadIpHeader),
+            },
+        };
+        self.act(now, iface, frame, verdict, trace, out);
+    }
+
+    fn act(
+        &mut self,
+        now: Instant,
+        ingress: usize,
+        frame: Vec<u8>,
+        verdict: Verdict,
+        trace: Option<u64>,
+        out: &mut Outcome,
+    ) {
+        let node = self.name.clone();
+        match verdict {
+            Verdict::Forward { iface, next_hop } => {
+                let out_iface = usize::from(iface.0);
+                self.forward(now, ingress, out_iface, next_hop, frame, trace, out);
+            }
+            Verdict::Local => {
+                out.steps.push(Step::Local {
+                    text: "addressed to the router".into(),
+                });
+                self.deliver_local(now, ingress, frame, out);
+            }
+            Verdict::Reply { iface } => {
+                let answer = crate::trace::summarize(&frame);
+                out.disposition = Some(Disposition::AnsweredByNat { node, answer });
+                out.originated.push((usize::from(iface.0), frame));
+            }
+            Verdict::Drop(reason) => {
+                out.steps.push(Step::Dropped {
+                    reason: reason.to_string(),
+                });
+                out.disposition = Some(match reason {
+                    natsim_nat::DropReason::NoRoute => {
+                        self.icmp_error(ingress, &frame, Icmpv4Message::DstUnreachable, 0, out);
+                        Disposition::NoRoute { node }
+                    }
+                    r if r.is_nat_filter() => Disposition::DroppedByNatFilter {
+                        node,
+                        reason: r.code().to_string(),
+                    },
+                    r => Disposition::DroppedByNat {
+                        node,
+                        reason: r.code().to_string(),
+                    },
+                });
+            }
+        }
+    }
+
+    /// TTL, MAC rewrite and ARP resolution towards `next_hop`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        now: Instant,
+        ingress: usize,
+        out_iface: usize,
+        next_hop: Ipv4Addr,
+        mut frame: Vec<u8>,
+        trace: Option<u64>,
+        out: &mut Outcome,
+    ) {
+        let ttl = frame.get(22).copied().unwrap_or(0);
+        if ttl <= 1 {
+            self.icmp_error(ingress, &frame, Icmpv4Message::TimeExceeded, 0, out);
+            out.steps.push(Step::Dropped {
+                reason: "TTL exceeded".into(),
+            });
+            out.disposition = Some(Disposition::TtlExceeded {
+                node: self.name.clone(),
+            });
+            return;
+        }
+        // TTL is the high byte of a 16-bit word: RFC 1624 update.
+        let old = u16::from_be_bytes([frame[22], frame[23]]);
+        frame[22] = ttl - 1;
+        let new = u16::from_be_bytes([frame[22], frame[23]]);
+        let c = u16::from_be_bytes([frame[24], frame[25]]);
+        let c = natsim_nat::checksum::update16(c, old, new);
+        frame[24..26].copy_from_slice(&c.to_be_bytes());
+        out.steps.push(Step::TtlDecremented { ttl: ttl - 1 });
+        let mac = self.ifaces[out_iface].mac;
+        frame[6..12].copy_from_slice(&mac);
+        out.iface_out = Some(out_iface);
+        out.steps.push(Step::Forwarded {
+            next_hop: format!("{next_hop} via {}", self.ifaces[out_iface].name),
+        });
+        match self.arp.get(&next_hop) {
+            Some(m) => {
+                frame[0..6].copy_from_slice(m);
+                out.tx.push((out_iface, frame, trace));
+            }
+            None => {
+                let fresh = !self.pending.contains_key(&next_hop);
+                let p = self.pending.entry(next_hop).or_insert(Pending {
+                    iface: out_iface,
+                    frames: Vec::new(),
+                    tries: 0,
+                    next_try: now,
+                });
+                p.frames.push((frame, trace));
+                if fresh {
+                    p.tries = 1;
+                    p.next_try = now + Duration::from_secs(1);
+                    let req = self.arp_request(out_iface, next_hop);
+                    out.originated.push((out_iface, req));
+                }
+            }
+        }
+    }
+
+    fn arp_request(&self, iface: usize, target: Ipv4Addr) -> Vec<u8> {
+        let i = &self.ifaces[iface];
+        let repr = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: EthernetAddress(i.mac),
+            source_protocol_addr: i.addr,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: target,
+        };
+        arp_frame(i.mac, [0xff; 6], &repr)
+    }
+
+    fn arp_in(&mut self, now: Instant, iface: usize, frame: &[u8], out: &mut Outcome) {
+        let Ok(pkt) = ArpPacket::new_checked(&frame[14..]) else {
+            return;
+        };
+        let Ok(ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        }) = ArpRepr::parse(&pkt)
+        else {
+            return;
+        };
+        let i = &self.ifaces[iface];
+        if Prefix::new(i.addr, i.prefix_len).contains(source_protocol_addr) {
+            self.arp
+                .insert(source_protocol_addr, source_hardware_addr.0);
+        }
+        if operation == ArpOperation::Request {
+            let proxy = i.role == Role::Outside
+                && self.owned.iter().any(|&(f, l)| {
+                    f <= target_protocol_addr.to_bits() && target_protocol_addr.to_bits() <= l
+                });
+            if target_protocol_addr == i.addr || proxy {
+                let repr = ArpRepr::EthernetIpv4 {
+                    operation: ArpOperation::Reply,
+                    source_hardware_addr: EthernetAddress(i.mac),
+                    source_protocol_addr: target_protocol_addr,
+                    target_hardware_addr: source_hardware_addr,
+                    target_protocol_addr: source_protocol_addr,
+                };
+                out.originated
+                    .push((iface, arp_frame(i.mac, source_hardware_addr.0, &repr)));
+            }
+        }
+        // Release frames waiting for this address.
+        if let Some(p) = self.pending.remove(&source_protocol_addr) {
+            for (mut f, trace) in p.frames {
+                f[0..6].copy_from_slice(&source_hardware_addr.0);
+                out.tx.push((p.iface, f, trace));
+            }
+        }
+        let _ = now;
+    }
+
+    /// An ICMP error about `frame` back to its sender, out of `ingress`.
+    fn icmp_error(
+        &self,
+        ingress: usize,
+        frame: &[u8],
+        msg: Icmpv4Message,
+        code: u8,
+        out: &mut Outcome,
+    ) {
+        let Ok(ip) = Ipv4Packet::new_checked(&frame[14..]) else {
+            return;
+        };
+        let Ok(orig) = Ipv4Repr::parse(&ip, &ChecksumCapabilities::ignored()) else {
+            return;
+        };
+        let data: Vec<u8> = ip.payload().iter().take(8).copied().collect();
+        let icmp = match msg {
+            Icmpv4Message::TimeExceeded => Icmpv4Repr::TimeExceeded {
+                reason: Icmpv4TimeExceeded::TtlExpired,
+                header: orig,
+                data: &data,
+            },
+            _ => Icmpv4Repr::DstUnreachable {
+                reason: Icmpv4DstUnreachable::from(code),
+                header: orig,
+                data: &data,
+            },
+        };
+        let i = &self.ifaces[ingress];
+        let ip_repr = Ipv4Repr {
+            src_addr: i.addr,
+            dst_addr: orig.src_addr,
+            next_header: IpProtocol::Icmp,
+            payload_len: icmp.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut buf = vec![0u8; 14 + ip_repr.buffer_len() + icmp.buffer_len()];
+        buf[0..6].copy_from_slice(&frame[6..12]);
+        buf[6..12].copy_from_slice(&i.mac);
+        buf[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let caps = ChecksumCapabilities::default();
+        let mut ipp = Ipv4Packet::new_unchecked(&mut buf[14..]);
+        ip_repr.emit(&mut ipp, &caps);
+        let mut ic = Icmpv4Packet::new_unchecked(ipp.payload_mut());
+        icmp.emit(&mut ic, &caps);
+        out.originated.push((ingress, buf));
+    }
+
+    /// The destination port if this frame is for one of the local stack's
+    /// services on a router-owned address.
+    fn local_service_port(&self, frame: &[u8]) -> Option<String> {
+        self.local.as_ref()?;
+        let ip = Ipv4Packet::new_checked(frame.get(14..)?).ok()?;
+        if !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr()) {
+            return None;
+        }
+        let (proto, port) = match ip.next_header() {
+            IpProtocol::Tcp => (
+                Proto::Tcp,
+                TcpPacket::new_checked(ip.payload()).ok()?.dst_port(),
+            ),
+            IpProtocol::Udp => (
+                Proto::Udp,
+                UdpPacket::new_checked(ip.payload()).ok()?.dst_port(),
+            ),
+            _ => return None,
+        };
+        self.local_services
+            .contains(&(proto, port))
+            .then(|| format!("{proto}/{port}"))
+    }
+
+    fn deliver_local(&mut self, now: Instant, ingress: usize, mut frame: Vec<u8>, out: &mut Outcome) {
+        let node = self.name.clone();
+        if let Some(local) = self.local.as_mut() {
+            frame[0..6].copy_from_slice(&self.local_mac);
+            local.device.rx.push_back(frame);
+            out.disposition = Some(Disposition::DeliveredToRouter { node });
+            let sent = local.poll(now);
+            self.handle_local_output(now, sent, out);
+            return;
+        }
+        // No stack: answer pings to our addresses, as any router does.
+        if let Some(reply) = echo_reply(&frame) {
+            out.disposition = Some(Disposition::DeliveredToRouter { node });
+            out.originated.push((ingress, reply));
+        } else {
+            out.disposition = Some(Disposition::DeliveredToRouter { node });
+        }
+    }
+
+    /// Frames the local stack sent: ARP is answered here (every address is
+    /// reachable through the router); IPv4 goes through NAT and routing.
+    pub fn handle_local_output(&mut self, now: Instant, frames: Vec<Vec<u8>>, out: &mut Outcome) {
+        for f in frames {
+            if f.len() < 14 {
+                continue;
+            }
+            if u16::from_be_bytes([f[12], f[13]]) == 0x0806 {
+                if let Some(reply) = self.proxy_all_arp(&f) {
+                    if let Some(local) = self.local.as_mut() {
+                        local.device.rx.push_back(reply);
+                    }
+                }
+                continue;
+            }
+            out.local_out.push(f);
+        }
+        // ARP answers may unblock the stack at once.
+        let again = match self.local.as_mut() {
+            Some(l) if !l.device.rx.is_empty() => l.poll(now),
+            _ => Vec::new(),
+        };
+        if !again.is_empty() {
+            self.handle_local_output(now, again, out);
+        }
+    }
+
+    fn proxy_all_arp(&self, f: &[u8]) -> Option<Vec<u8>> {
+        let pkt = ArpPacket::new_checked(&f[14..]).ok()?;
+        let ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        } = ArpRepr::parse(&pkt).ok()?
+        else {
+            return None;
+        };
+        let me = [
+            self.local_mac[0],
+            self.local_mac[1],
+            self.local_mac[2],
+            self.local_mac[3],
+            self.local_mac[4],
+            0xfe,
+        ];
+        let repr = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: EthernetAddress(me),
+            source_protocol_addr: target_protocol_addr,
+            target_hardware_addr: source_hardware_addr,
+            target_protocol_addr: source_protocol_addr,
+        };
+        Some(arp_frame(me, source_hardware_addr.0, &repr))
+    }
+
+    /// A frame the router's own stack sent: NAT (unless it answers for a
+    /// local service) then routing.
+    pub fn local_frame(
+        &mut self,
+        now: Instant,
+        mut frame: Vec<u8>,
+        trace: Option<u64>,
+        out: &mut Outcome,
+    ) {
+        let bypass = {
+            let ip = Ipv4Packet::new_checked(&frame[14..]).ok();
+            ip.and_then(|ip| match ip.next_header() {
+                IpProtocol::Tcp => TcpPacket::new_checked(ip.payload())
+                    .ok()
+                    .map(|t| (Proto::Tcp, t.src_port())),
+                IpProtocol::Udp => UdpPacket::new_checked(ip.payload())
+                    .ok()
+                    .map(|u| (Proto::Udp, u.src_port())),
+                _ => None,
+            })
+            .is_some_and(|k| self.local_services.contains(&k))
+        };
+        let verdict = match self.nat.as_mut() {
+            Some(nat) if !bypass => {
+                let (ifaces, routes, owned) = (&self.ifaces, &self.routes, &self.owned);
+                let rf = |d: Ipv4Addr| Self::route_in(ifaces, routes, owned, d);
+                let mut steps: Vec<NatStep> = Vec::new();
+                let v = nat.process(now, IfaceId::LOCAL, &mut frame, &rf, &mut steps);
+                for s in &steps {
+                    if !matches!(s, NatStep::Received { .. }) {
+                        out.steps.push(Step::Nat {
+                            kind: nat_step_kind(s),
+                            text: s.describe(&|r| nat.rule_name(r).to_string()),
+                        });
+                    }
+                }
+                v
+            }
+            _ => match Ipv4Packet::new_checked(&frame[14..]).map(|ip| self.route(ip.dst_addr())) {
+                Ok(Route::Forward { iface, next_hop }) => Verdict::Forward { iface, next_hop },
+                _ => Verdict::Drop(natsim_nat::DropReason::NoRoute),
+            },
+        };
+        match verdict {
+            Verdict::Forward { iface, next_hop } => {
+                // Locally generated: no TTL decrement beyond the stack's own.
+                frame[22] = frame[22].saturating_add(1);
+                let c = u16::from_be_bytes([frame[24], frame[25]]);
+                let old = u16::from_be_bytes([frame[22] - 1, frame[23]]);
+                let new = u16::from_be_bytes([frame[22], frame[23]]);
+                let c = natsim_nat::checksum::update16(c, old, new);
+                frame[24..26].copy_from_slice(&c.to_be_bytes());
+                self.forward(
+                    now,
+                    usize::from(iface.0),
+                    usize::from(iface.0),
+                    next_hop,
+                    frame,
+                    trace,
+                    out,
+                );
+            }
+            v => self.act(now, 0, frame, v, trace, out),
+        }
+    }
+
+    /// Timers: NAT expiry, ARP retries, the local stack.
+    pub fn wake(&mut self, now: Instant, out: &mut Outcome) -> Vec<(Vec<u8>, Option<u64>)> {
+        if let Some(nat) = self.nat.as_mut() {
+            let mut steps = Vec::new();
+            nat.handle_timeout(now, &mut steps);
+            for s in steps {
+                self.nat_log
+                    .push((now, s.describe(&|r| nat.rule_name(r).to_string())));
+            }
+        }
+        let mut failed = Vec::new();
+        let due: Vec<Ipv4Addr> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.next_try <= now)
+            .map(|(a, _)| *a)
+            .collect();
+        for a in due {
+            let Some(p) = self.pending.get_mut(&a) else {
+                continue;
+            };
+            if p.tries >= 3 {
+                if let Some(p) = self.pending.remove(&a) {
+                    failed.extend(p.frames);
+                }
+                continue;
+            }
+            p.tries += 1;
+            p.next_try = now + Duration::from_secs(1);
+            let iface = p.iface;
+            let req = self.arp_request(iface, a);
+            out.originated.push((iface, req));
+        }
+        if let Some(local) = self.local.as_mut() {
+            let sent = local.poll(now);
+            self.handle_local_output(now, sent, out);
+        }
+        failed
+    }
+
+    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
+        let mut at = self.nat.as_ref().and_then(|n| n.poll_at());
+        for p in self.pending.values() {
+            at = Some(at.map_or(p.next_try, |a| a.min(p.next_try)));
+        }
+        if let Some(l) = self.local.as_mut() {
+            if let Some(t) = l.poll_at(now) {
+                at = Some(at.map_or(t, |a| a.min(t)));
+            }
+        }
+        at.map(|a| a.max(now))
+    }
+
+    /// A host-unreachable error for a frame whose next hop never answered.
+    pub fn unreachable(&self, frame: &[u8], iface_hint: usize, out: &mut Outcome) {
+        // Send it back out of the interface the source is reachable on.
+        let ingress = Ipv4Packet::new_checked(&frame[14..])
+            .ok()
+            .and_then(|ip| match self.route(ip.src_addr()) {
+                Route::Forward { iface, .. } => Some(usize::from(iface.0)),
+                _ => None,
+            })
+            .unwrap_or(iface_hint);
+        self.icmp_error(ingress, frame, Icmpv4Message::DstUnreachable, 1, out);
+    }
+}
+
+fn arp_frame(src: [u8; 6], dst: [u8; 6], repr: &ArpRepr) -> Vec<u8> {
+    let mut buf = vec![0u8; 14 + repr.buffer_len()];
+    buf[0..6].copy_from_slice(&dst);
+    buf[6..12].copy_from_slice(&src);
+    buf[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    let mut pkt = ArpPacket::new_unchecked(&mut buf[14..]);
+    repr.emit(&mut pkt);
+    buf
+}
+
+/// An echo reply for an echo request frame, addressed back to its sender.
+fn echo_reply(frame: &[u8]) -> Option<Vec<u8>> {
+    let ip = Ipv4Packet::new_checked(frame.get(14..)?).ok()?;
+    if ip.next_header() != IpProtocol::Icmp {
+        return None;
+    }
+    let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
+    let Icmpv4Repr::EchoRequest {
+        ident,
+        seq_no,
+        data,
+    } = Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::default()).ok()?
+    else {
+        return None;
+    };
+    let reply = Icmpv4Repr::EchoReply {
+        ident,
+        seq_no,
+        data,
+    };
+    let ip_repr = Ipv4Repr {
+        src_addr: ip.dst_addr(),
+        dst_addr: ip.src_addr(),
+        next_header: IpProtocol::Icmp,
+        payload_len: reply.buffer_len(),
+        hop_limit: 64,
+    };
+    let mut buf = vec![0u8; 14 + ip_repr.buffer_len() + reply.buffer_len()];
+    buf[0..6].copy_from_slice(&frame[6..12]);
+    buf[6..12].copy_from_slice(&frame[0..6]);
+    buf[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let caps = ChecksumCapabilities::default();
+    let mut ipp = Ipv4Packet::new_unchecked(&mut buf[14..]);
+    ip_repr.emit(&mut ipp, &caps);
+    let mut ic = Icmpv4Packet::new_unchecked(ipp.payload_mut());
+    reply.emit(&mut ic, &caps);
+    Some(buf)
+}

@@ -1,0 +1,236 @@
+//! Flow traces, Batfish-style: every frame's path as data.
+//!
+//! A [`FrameTrace`] starts when a host (or a router's own stack, or a
+//! router generating an ICMP error) sends an IPv4 frame. Each node it
+//! crosses adds a [`Hop`] with the interface in and out and the steps taken
+//! there, NAT decisions included (rendered from the engine's `NatStep`
+//! data by [`natsim_nat::NatStep::describe`]). The final
+//! [`Disposition`] says what became of it. Reports and `natsim explain`
+//! render these; they never re-derive what happened.
+
+use natsim_nat::Instant;
+use serde::Serialize;
+
+/// What became of a frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "code", rename_all = "kebab-case")]
+pub enum Disposition {
+    /// Still travelling when the run ended (or flooded copies disagree).
+    InFlight,
+    /// Reached a host's network interface.
+    Delivered {
+        node: String,
+    },
+    /// Reached a router's own stack (its address, or a REDIRECT).
+    DeliveredToRouter {
+        node: String,
+    },
+    /// The NAT refused unsolicited traffic (no mapping, filtering).
+    DroppedByNatFilter {
+        node: String,
+        reason: String,
+    },
+    /// The NAT answered instead (TCP RST / ICMP port unreachable).
+    AnsweredByNat {
+        node: String,
+        answer: String,
+    },
+    /// Another NAT drop (table full, ports exhausted, malformed...).
+    DroppedByNat {
+        node: String,
+        reason: String,
+    },
+    NoRoute {
+        node: String,
+    },
+    TtlExceeded {
+        node: String,
+    },
+    /// The next hop never answered ARP.
+    HostUnreachable {
+        node: String,
+    },
+    /// Lost on a link (seeded loss).
+    Lost {
+        segment: String,
+    },
+    /// Dropped by a fault rule.
+    DroppedByFault {
+        rule: String,
+    },
+    /// Dropped by a router for another reason.
+    Dropped {
+        node: String,
+        reason: String,
+    },
+}
+
+impl Disposition {
+    /// The kebab-case code expectations match on (`delivered`,
+    /// `dropped-by-nat-filter`, `no-route`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Disposition::InFlight => "in-flight",
+            Disposition::Delivered { .. } => "delivered",
+            Disposition::DeliveredToRouter { .. } => "delivered-to-router",
+            Disposition::DroppedByNatFilter { .. } => "dropped-by-nat-filter",
+            Disposition::AnsweredByNat { .. } => "answered-by-nat",
+            Disposition::DroppedByNat { .. } => "dropped-by-nat",
+            Disposition::NoRoute { .. } => "no-route",
+            Disposition::TtlExceeded { .. } => "ttl-exceeded",
+            Disposition::HostUnreachable { .. } => "host-unreachable",
+            Disposition::Lost { .. } => "lost",
+            Disposition::DroppedByFault { .. } => "dropped-by-fault",
+            Disposition::Dropped { .. } => "dropped",
+        }
+    }
+}
+
+/// One thing that happened to a frame at a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    Sent,
+    Received,
+    /// A NAT engine decision; `kind` is the step's name (`translated`,
+    /// `mapping-created`, `alg`, `dropped`, ...).
+    Nat {
+        kind: &'static str,
+        text: String,
+    },
+    Forwarded {
+        next_hop: String,
+    },
+    TtlDecremented {
+        ttl: u8,
+    },
+    /// Handed to a service on the router itself.
+    Local {
+        text: String,
+    },
+    Dropped {
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Hop {
+    pub at: Instant,
+    pub node: String,
+    pub iface_in: Option<String>,
+    pub iface_out: Option<String>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FrameTrace {
+    pub id: u64,
+    pub at: Instant,
+    pub origin: String,
+    /// The frame as first sent, e.g. `tcp 198.51.100.7:49152 -> 203.0.113.1:25 [S]`.
+    pub summary: String,
+    pub hops: Vec<Hop>,
+    pub disposition: Disposition,
+}
+
+/// The name of a NAT step's variant, for expectations.
+pub fn nat_step_kind(s: &natsim_nat::NatStep) -> &'static str {
+    use natsim_nat::NatStep::*;
+    match s {
+        Received { .. } => "received",
+        ConnMatched { .. } => "conn-matched",
+        ConnCreated { .. } => "conn-created",
+        RuleMatched { .. } => "rule-matched",
+        StaticRule { .. } => "static-rule",
+        MappingCreated { .. } => "mapping-created",
+        MappingReused { .. } => "mapping-reused",
+        FilterAdmitted { .. } => "filter-admitted",
+        Translated { .. } => "translated",
+        IcmpInnerTranslated { .. } => "icmp-inner-translated",
+        Hairpinned => "hairpinned",
+        TcpStateChanged { .. } => "tcp-state",
+        ConnEnded { .. } => "conn-ended",
+        Replied { .. } => "replied",
+        Dropped { .. } => "dropped",
+        Alg { .. } => "alg",
+        PinholeUsed { .. } => "pinhole-used",
+        PinholeClosed { .. } => "pinhole-closed",
+    }
+}
+
+/// A one-line summary of an Ethernet frame (IPv4 TCP/UDP/ICMP, ARP).
+pub fn summarize(frame: &[u8]) -> String {
+    use smoltcp::wire::*;
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return format!("{} bytes (not Ethernet)", frame.len());
+    };
+    match eth.ethertype() {
+        EthernetProtocol::Arp => "arp".to_string(),
+        EthernetProtocol::Ipv4 => {
+            let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+                return "malformed ipv4".into();
+            };
+            let (s, d) = (ip.src_addr(), ip.dst_addr());
+            match ip.next_header() {
+                IpProtocol::Tcp => match TcpPacket::new_checked(ip.payload()) {
+                    Ok(t) => {
+                        let mut fl = String::new();
+                        for (on, c) in [
+                            (t.syn(), 'S'),
+                            (t.ack(), 'A'),
+                            (t.fin(), 'F'),
+                            (t.rst(), 'R'),
+                            (t.psh(), 'P'),
+                        ] {
+                            if on {
+                                fl.push(c);
+                            }
+                        }
+                        let n = t.payload().len();
+                        let len = if n > 0 {
+                            format!(" len {n}")
+                        } else {
+                            String::new()
+                        };
+                        format!(
+                            "tcp {s}:{} -> {d}:{} [{fl}]{len}",
+                            t.src_port(),
+                            t.dst_port()
+                        )
+                    }
+                    Err(_) => format!("tcp {s} -> {d} (truncated)"),
+                },
+                IpProtocol::Udp => match UdpPacket::new_checked(ip.payload()) {
+                    Ok(u) => format!(
+                        "udp {s}:{} -> {d}:{} len {}",
+                        u.src_port(),
+                        u.dst_port(),
+                        u.payload().len()
+                    ),
+                    Err(_) => format!("udp {s} -> {d} (truncated)"),
+                },
+                IpProtocol::Icmp => match Icmpv4Packet::new_checked(ip.payload()) {
+                    Ok(i) => {
+                        let what = match (i.msg_type(), i.msg_code()) {
+                            (Icmpv4Message::EchoRequest, _) => {
+                                format!("echo request id {}", i.echo_ident())
+                            }
+                            (Icmpv4Message::EchoReply, _) => {
+                                format!("echo reply id {}", i.echo_ident())
+                            }
+                            (Icmpv4Message::DstUnreachable, c) => {
+                                format!("destination unreachable (code {c})")
+                            }
+                            (Icmpv4Message::TimeExceeded, _) => "time exceeded".to_string(),
+                            (t, c) => format!("type {t} code {c}"),
+                        };
+                        format!("icmp {s} -> {d} {what}")
+                    }
+                    Err(_) => format!("icmp {s} -> {d} (truncated)"),
+                },
+                p => format!("ip/{p} {s} -> {d}"),
+            }
+        }
+        t => format!("ethertype {t}"),
+    }
+}

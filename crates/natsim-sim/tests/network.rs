@@ -1,0 +1,454 @@
+//! The simulator end to end: smoltcp hosts behind a NAT router.
+
+use natsim_nat::{Behaviour, Hairpin, Instant, PortRange, Prefix, Proto, Role};
+use natsim_sim::probe::{Ping, ProbeOutcome, TcpProbe, TcpSender, TcpSink, UdpEcho, UdpProbe};
+use natsim_sim::tcp::ConnectError;
+use natsim_sim::*;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+const LAN_GW: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
+const WAN_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const INSIDE: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+const INSIDE2: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 20);
+const OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+const PUBLIC_1TO1: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+
+struct Net {
+    sim: Sim,
+    fw: NodeId,
+    inside: NodeId,
+    inside2: NodeId,
+    outside: NodeId,
+    lan: SegmentId,
+    wan: SegmentId,
+}
+
+fn net(
+    seed: u64,
+    behaviour: Behaviour,
+    rules: impl FnOnce(&mut natsim_nat::NatConfig) + 'static,
+) -> Net {
+    let mut sim = Sim::builder().seed(seed).build();
+    let lan = sim.segment("lan", LinkParams::default());
+    let wan = sim.segment("internet", LinkParams::default());
+    let fw = sim
+        .router(
+            "fw",
+            RouterConfig::new()
+                .interface("lan0", lan, LAN_GW, 24, Role::Inside)
+                .interface("wan0", wan, WAN_ADDR, 24, Role::Outside)
+                .nat(behaviour, rules),
+        )
+        .unwrap();
+    let inside = sim
+        .host("exchange", HostConfig::new(lan, INSIDE, 24).gateway(LAN_GW))
+        .unwrap();
+    let inside2 = sim
+        .host(
+            "workstation",
+            HostConfig::new(lan, INSIDE2, 24).gateway(LAN_GW),
+        )
+        .unwrap();
+    let outside = sim
+        .host("internet-client", HostConfig::new(wan, OUTSIDE, 24))
+        .unwrap();
+    Net {
+        sim,
+        fw,
+        inside,
+        inside2,
+        outside,
+        lan,
+        wan,
+    }
+}
+
+fn masq(seed: u64, b: Behaviour) -> Net {
+    net(seed, b, |c| {
+        c.rules.masquerade("masq", natsim_nat::IfaceId(1), None);
+    })
+}
+
+fn done<T: App>(sim: &Sim, id: AppId, f: impl Fn(&T) -> bool) -> bool {
+    sim.app::<T>(id).is_some_and(f)
+}
+
+#[test]
+fn masquerade_lets_inside_ping_tcp_and_udp_out_and_outside_sees_the_router() {
+    let mut n = masq(1, Behaviour::linux());
+    let sink = n
+        .sim
+        .add_app(n.outside, Box::new(TcpSink::new(80)))
+        .unwrap();
+    let echo = n
+        .sim
+        .add_app(n.outside, Box::new(UdpEcho::new(3478)))
+        .unwrap();
+    let ping = n
+        .sim
+        .add_app(n.inside, Box::new(Ping::new(OUTSIDE)))
+        .unwrap();
+    let tcp = n
+        .sim
+        .add_app(n.inside, Box::new(TcpProbe::new((OUTSIDE, 80))))
+        .unwrap();
+    let udp = n
+        .sim
+        .add_app(
+            n.inside,
+            Box::new(UdpProbe::new((OUTSIDE, 3478), 5000, b"hello")),
+        )
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(5));
+    let icmp: Vec<_> = n
+        .sim
+        .traces()
+        .iter()
+        .filter(|t| t.summary.starts_with("icmp"))
+        .collect();
+    assert!(
+        matches!(
+            n.sim.app::<Ping>(ping).unwrap().outcome,
+            Some(ProbeOutcome::Replied { .. })
+        ),
+        "{:?} {icmp:#?}",
+        n.sim.app::<Ping>(ping).unwrap().outcome
+    );
+    assert!(matches!(
+        n.sim.app::<TcpProbe>(tcp).unwrap().outcome,
+        Some(ProbeOutcome::Connected { .. })
+    ));
+    let u = n.sim.app::<UdpProbe>(udp).unwrap();
+    assert!(
+        matches!(u.outcome, Some(ProbeOutcome::Replied { .. })),
+        "{:?}",
+        u.outcome
+    );
+    // The outside host saw the router's address, never the inside one.
+    assert_eq!(n.sim.app::<TcpSink>(sink).unwrap().peers[0].0, WAN_ADDR);
+    assert_eq!(
+        n.sim.app::<UdpEcho>(echo).unwrap().seen[0],
+        (WAN_ADDR, 5000)
+    );
+}
+
+#[test]
+fn inbound_syn_to_masquerading_router_times_out_after_21s() {
+    let mut n = masq(2, Behaviour::rfc_recommended()); // silent drop
+    n.sim.add_app(n.inside, Box::new(TcpSink::new(25))).unwrap();
+    let telnet = n
+        .sim
+        .add_app(n.outside, Box::new(TcpProbe::new((WAN_ADDR, 25))))
+        .unwrap();
+    n.sim.run_until_pred(Duration::from_secs(60), |s| {
+        done::<TcpProbe>(s, telnet, |t| t.outcome.is_some())
+    });
+    let out = n
+        .sim
+        .app::<TcpProbe>(telnet)
+        .unwrap()
+        .outcome
+        .clone()
+        .unwrap();
+    let ProbeOutcome::Failed {
+        error: ConnectError::TimedOut { after_ms },
+    } = out
+    else {
+        panic!("expected a timeout, got {out:?}");
+    };
+    assert!(
+        (20_900..=21_100).contains(&after_ms),
+        "timed out after {after_ms} ms"
+    );
+    // Exactly three SYNs (0, 3, 9 s), each dropped by the NAT filter.
+    let syns: Vec<_> = n
+        .sim
+        .traces()
+        .iter()
+        .filter(|t| t.summary.contains(":25 [S]"))
+        .collect();
+    assert_eq!(
+        syns.len(),
+        3,
+        "{:#?}",
+        syns.iter().map(|t| (&t.summary, t.at)).collect::<Vec<_>>()
+    );
+    let at: Vec<u64> = syns.iter().map(|t| t.at.total_millis()).collect();
+    assert_eq!(at[1] - at[0], 3000);
+    assert_eq!(at[2] - at[0], 9000);
+    for t in syns {
+        assert_eq!(t.disposition.code(), "dropped-by-nat-filter", "{t:#?}");
+    }
+}
+
+#[test]
+fn linux_profile_refuses_unsolicited_syn_with_a_rst() {
+    let mut n = masq(3, Behaviour::linux());
+    let telnet = n
+        .sim
+        .add_app(n.outside, Box::new(TcpProbe::new((WAN_ADDR, 25))))
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(5));
+    assert_eq!(
+        n.sim.app::<TcpProbe>(telnet).unwrap().outcome,
+        Some(ProbeOutcome::Failed {
+            error: ConnectError::Refused
+        })
+    );
+}
+
+#[test]
+fn port_forward_connects_and_transfers_one_megabyte_intact() {
+    let mut n = net(4, Behaviour::linux(), |c| {
+        c.rules.masquerade("masq", natsim_nat::IfaceId(1), None);
+        c.rules.forward(
+            "smtp",
+            natsim_nat::IfaceId(1),
+            Proto::Tcp,
+            PortRange::single(2525),
+            INSIDE,
+            Some(25),
+        );
+    });
+    let sink = n.sim.add_app(n.inside, Box::new(TcpSink::new(25))).unwrap();
+    let data: Vec<u8> = (0..1_048_576u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let sender = n
+        .sim
+        .add_app(
+            n.outside,
+            Box::new(TcpSender::new((WAN_ADDR, 2525), data.clone())),
+        )
+        .unwrap();
+    let ok = n.sim.run_until_pred(Duration::from_secs(120), |s| {
+        done::<TcpSink>(s, sink, |k| k.received.len() == data.len())
+    });
+    assert!(
+        ok,
+        "received {} bytes",
+        n.sim.app::<TcpSink>(sink).unwrap().received.len()
+    );
+    assert_eq!(n.sim.app::<TcpSink>(sink).unwrap().received, data);
+    assert!(matches!(
+        n.sim.app::<TcpSender>(sender).unwrap().outcome,
+        Some(ProbeOutcome::Connected { .. })
+    ));
+    // The server saw the real client (DNAT only).
+    assert_eq!(n.sim.app::<TcpSink>(sink).unwrap().peers[0].0, OUTSIDE);
+}
+
+#[test]
+fn one_to_one_nat_lets_inbound_reach_an_arbitrary_port() {
+    let mut n = net(5, Behaviour::rfc_recommended(), |c| {
+        c.rules.one_to_one(
+            "pipe",
+            natsim_nat::IfaceId(1),
+            Prefix::host(INSIDE),
+            Prefix::host(PUBLIC_1TO1),
+        );
+        c.rules.masquerade("masq", natsim_nat::IfaceId(1), None);
+    });
+    n.sim
+        .add_app(n.inside, Box::new(TcpSink::new(6543)))
+        .unwrap();
+    let telnet = n
+        .sim
+        .add_app(n.outside, Box::new(TcpProbe::new((PUBLIC_1TO1, 6543))))
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(5));
+    assert!(
+        matches!(
+            n.sim.app::<TcpProbe>(telnet).unwrap().outcome,
+            Some(ProbeOutcome::Connected { .. })
+        ),
+        "{:?}",
+        n.sim.app::<TcpProbe>(telnet).unwrap().outcome
+    );
+}
+
+fn hairpin_net(h: Hairpin) -> (Net, AppId) {
+    let mut b = Behaviour::rfc_recommended();
+    b.hairpin = h;
+    let mut n = net(6, b, |c| {
+        c.rules.forward(
+            "web",
+            natsim_nat::IfaceId(1),
+            Proto::Tcp,
+            PortRange::single(80),
+            INSIDE,
+            None,
+        );
+        c.rules.masquerade("masq", natsim_nat::IfaceId(1), None);
+    });
+    n.sim.add_app(n.inside, Box::new(TcpSink::new(80))).unwrap();
+    let probe = n
+        .sim
+        .add_app(n.inside2, Box::new(TcpProbe::new((WAN_ADDR, 80))))
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(30));
+    (n, probe)
+}
+
+#[test]
+fn hairpin_on_reaches_the_forwarded_server_through_the_external_address() {
+    let (n, probe) = hairpin_net(Hairpin::On);
+    assert!(matches!(
+        n.sim.app::<TcpProbe>(probe).unwrap().outcome,
+        Some(ProbeOutcome::Connected { .. })
+    ));
+}
+
+#[test]
+fn hairpin_off_fails_and_the_trace_says_why() {
+    let (n, probe) = hairpin_net(Hairpin::Off);
+    assert!(matches!(
+        n.sim.app::<TcpProbe>(probe).unwrap().outcome,
+        Some(ProbeOutcome::Failed { .. })
+    ));
+    assert!(n.sim.traces().iter().any(|t| matches!(&t.disposition, Disposition::DroppedByNatFilter { reason, .. } if reason == "hairpin-disabled")));
+}
+
+#[test]
+fn idle_udp_mapping_expires_exactly_at_its_timeout() {
+    let b = Behaviour::rfc_recommended();
+    let timeout = b.timeouts.udp_unreplied;
+    let mut n = masq(7, b);
+    n.sim
+        .add_app(n.inside, Box::new(UdpProbe::new((OUTSIDE, 9), 5000, b"x")))
+        .unwrap();
+    n.sim.run_for(Duration::from_millis(100));
+    let nat = n.sim.nat(n.fw).unwrap();
+    let c: Vec<_> = nat.connections().collect();
+    assert_eq!(c.len(), 1);
+    let created = c[0].expires.total_micros() - timeout.as_micros() as u64;
+    let expires = Instant::from_micros(created) + timeout;
+    n.sim
+        .run_until(Instant::from_micros(expires.total_micros() - 1));
+    assert_eq!(
+        n.sim.nat(n.fw).unwrap().connection_count(),
+        1,
+        "alive 1 µs before its timeout"
+    );
+    n.sim.run_until(expires);
+    assert_eq!(
+        n.sim.nat(n.fw).unwrap().connection_count(),
+        0,
+        "gone exactly at its timeout"
+    );
+}
+
+#[test]
+fn a_two_hour_idle_period_takes_few_events() {
+    let mut n = masq(8, Behaviour::linux());
+    let t0 = n.sim.now();
+    n.sim.run_for(Duration::from_secs(7200));
+    assert_eq!(n.sim.now(), t0 + Duration::from_secs(7200));
+}
+
+fn pcaps_of(seed: u64) -> (Vec<u8>, Vec<u8>, String) {
+    let mut n = masq(seed, Behaviour::linux());
+    n.sim
+        .add_app(n.outside, Box::new(TcpSink::new(80)))
+        .unwrap();
+    n.sim
+        .add_app(
+            n.inside,
+            Box::new(TcpSender::new((OUTSIDE, 80), vec![7; 20_000])),
+        )
+        .unwrap();
+    n.sim
+        .add_app(n.inside, Box::new(Ping::new(OUTSIDE)))
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(10));
+    let traces = serde_json::to_string(n.sim.traces()).unwrap();
+    (n.sim.pcap_bytes(n.lan), n.sim.pcap_bytes(n.wan), traces)
+}
+
+#[test]
+fn reruns_with_the_same_seed_give_identical_pcaps_and_traces() {
+    let a = pcaps_of(42);
+    let b = pcaps_of(42);
+    assert!(a.0.len() > 1000);
+    assert_eq!(a, b);
+    let c = pcaps_of(43);
+    assert_ne!(a.1, c.1, "a different seed changes ports/ISNs");
+}
+
+#[test]
+fn captures_dissect_cleanly_in_tshark() {
+    if std::process::Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("note: tshark not installed; skipping the dissection check");
+        return;
+    }
+    let mut n = net(9, Behaviour::linux(), |c| {
+        c.rules.masquerade("masq", natsim_nat::IfaceId(1), None);
+        c.rules.forward(
+            "web",
+            natsim_nat::IfaceId(1),
+            Proto::Tcp,
+            PortRange::single(80),
+            INSIDE,
+            None,
+        );
+    });
+    n.sim.add_app(n.inside, Box::new(TcpSink::new(80))).unwrap();
+    n.sim
+        .add_app(
+            n.outside,
+            Box::new(TcpSender::new((WAN_ADDR, 80), vec![1; 5000])),
+        )
+        .unwrap();
+    n.sim
+        .add_app(n.inside2, Box::new(Ping::new(OUTSIDE)))
+        .unwrap();
+    n.sim
+        .add_app(
+            n.inside2,
+            Box::new(UdpProbe::new((OUTSIDE, 53), 5353, b"not really dns")),
+        )
+        .unwrap();
+    n.sim
+        .add_app(n.outside, Box::new(TcpProbe::new((WAN_ADDR, 25))))
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(10));
+    let dir = std::env::temp_dir().join(format!("natsim-tshark-{}", std::process::id()));
+    let paths = n.sim.write_pcaps(&dir, "t-").unwrap();
+    for p in paths {
+        let out = std::process::Command::new("tshark")
+            .args([
+                "-r",
+                p.to_str().unwrap(),
+                "-o",
+                "tcp.check_checksum:TRUE",
+                "-o",
+                "udp.check_checksum:TRUE",
+                "-o",
+                "ip.check_checksum:TRUE",
+                "-V",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("Frame 1"), "no frames in {p:?}");
+        for bad in [
+            "Malformed",
+            "[Checksum Status: Bad]",
+            "Bad checksum",
+            "Expert Info (Error",
+        ] {
+            assert!(!text.contains(bad), "{p:?} has `{bad}`");
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
