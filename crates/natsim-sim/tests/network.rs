@@ -410,7 +410,7 @@ fn captures_dissect_cleanly_in_tshark() {
     n.sim
         .add_app(
             n.inside2,
-            Box::new(UdpProbe::new((OUTSIDE, 53), 5353, b"not really dns")),
+            Box::new(UdpProbe::new((OUTSIDE, 7777), 40123, b"plain udp payload")),
         )
         .unwrap();
     n.sim
@@ -450,5 +450,5 @@ fn captures_dissect_cleanly_in_tshark() {
             assert!(!text.contains(bad), "{p:?} has `{bad}`");
         }
     }
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(&dir);
 }
