@@ -28,17 +28,48 @@ fn world(tracing: bool) -> (Sim, AppId) {
         "fw",
         RouterConfig::new()
             .interface("lan0", lan, Ipv4Addr::new(192, 168, 1, 1), 24, Role::Inside)
-            .interface("wan0", wan, Ipv4Addr::new(203, 0, 113, 1), 24, Role::Outside)
+            .interface(
+                "wan0",
+                wan,
+                Ipv4Addr::new(203, 0, 113, 1),
+                24,
+                Role::Outside,
+            )
             .nat(Behaviour::linux(), |c| {
                 c.rules.masquerade("masq", IfaceId(1), None);
-                c.rules.forward("bulk", IfaceId(1), Proto::Tcp, PortRange::single(9000), Ipv4Addr::new(192, 168, 1, 10), None);
+                c.rules.forward(
+                    "bulk",
+                    IfaceId(1),
+                    Proto::Tcp,
+                    PortRange::single(9000),
+                    Ipv4Addr::new(192, 168, 1, 10),
+                    None,
+                );
             }),
     )
     .unwrap();
-    let inside = sim.host("server", HostConfig::new(lan, Ipv4Addr::new(192, 168, 1, 10), 24).gateway(Ipv4Addr::new(192, 168, 1, 1))).unwrap();
-    let outside = sim.host("client", HostConfig::new(wan, Ipv4Addr::new(203, 0, 113, 7), 24)).unwrap();
+    let inside = sim
+        .host(
+            "server",
+            HostConfig::new(lan, Ipv4Addr::new(192, 168, 1, 10), 24)
+                .gateway(Ipv4Addr::new(192, 168, 1, 1)),
+        )
+        .unwrap();
+    let outside = sim
+        .host(
+            "client",
+            HostConfig::new(wan, Ipv4Addr::new(203, 0, 113, 7), 24),
+        )
+        .unwrap();
     let sink = sim.add_app(inside, Box::new(TcpSink::new(9000))).unwrap();
-    sim.add_app(outside, Box::new(TcpSender::new((Ipv4Addr::new(203, 0, 113, 1), 9000), vec![0x5a; BYTES]))).unwrap();
+    sim.add_app(
+        outside,
+        Box::new(TcpSender::new(
+            (Ipv4Addr::new(203, 0, 113, 1), 9000),
+            vec![0x5a; BYTES],
+        )),
+    )
+    .unwrap();
     sim.set_capture(false);
     (sim, sink)
 }
@@ -46,7 +77,10 @@ fn world(tracing: bool) -> (Sim, AppId) {
 fn bench(c: &mut Criterion) {
     // Frames one transfer takes, to report throughput in frames.
     let (mut probe, sink) = world(false);
-    probe.run_until_pred(Duration::from_secs(600), |s| s.app::<TcpSink>(sink).is_some_and(|k| k.received.len() == BYTES));
+    probe.run_until_pred(Duration::from_secs(600), |s| {
+        s.app::<TcpSink>(sink)
+            .is_some_and(|k| k.received.len() == BYTES)
+    });
     let frames = probe.frames_delivered();
     eprintln!("one {BYTES}-byte transfer = {frames} frames delivered");
 
@@ -57,7 +91,10 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || world(false),
             |(mut sim, sink)| {
-                sim.run_until_pred(Duration::from_secs(600), |s| s.app::<TcpSink>(sink).is_some_and(|k| k.received.len() == BYTES));
+                sim.run_until_pred(Duration::from_secs(600), |s| {
+                    s.app::<TcpSink>(sink)
+                        .is_some_and(|k| k.received.len() == BYTES)
+                });
                 sim
             },
             BatchSize::LargeInput,
@@ -70,7 +107,10 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let (mut sim, sink) = world(false);
-                sim.run_until_pred(Duration::from_secs(600), |s| s.app::<TcpSink>(sink).is_some_and(|k| k.received.len() == BYTES));
+                sim.run_until_pred(Duration::from_secs(600), |s| {
+                    s.app::<TcpSink>(sink)
+                        .is_some_and(|k| k.received.len() == BYTES)
+                });
                 sim
             },
             |mut sim| {

@@ -8,7 +8,6 @@ use natsim_nat::Instant;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::{icmp, tcp, udp};
 use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress};
-use std::any::Any;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -16,10 +15,10 @@ use std::time::Duration;
 #[macro_export]
 macro_rules! any_impls {
     () => {
-        fn as_any(&self) -> &dyn Any {
+        fn as_any(&self) -> &dyn ::std::any::Any {
             self
         }
-        fn as_any_mut(&mut self) -> &mut dyn Any {
+        fn as_any_mut(&mut self) -> &mut dyn ::std::any::Any {
             self
         }
     };

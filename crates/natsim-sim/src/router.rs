@@ -452,7 +452,13 @@ impl Router {
             .then(|| format!("{proto}/{port}"))
     }
 
-    fn deliver_local(&mut self, now: Instant, ingress: usize, mut frame: Vec<u8>, out: &mut Outcome) {
+    fn deliver_local(
+        &mut self,
+        now: Instant,
+        ingress: usize,
+        mut frame: Vec<u8>,
+        out: &mut Outcome,
+    ) {
         let node = self.name.clone();
         if let Some(local) = self.local.as_mut() {
             frame[0..6].copy_from_slice(&self.local_mac);

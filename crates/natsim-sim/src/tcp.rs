@@ -85,6 +85,25 @@ impl Connector {
         }
     }
 
+    /// Tracks a socket the app connected itself (e.g. from a fixed local
+    /// port, as an FTP server's active data connection from port 20).
+    pub fn adopt(
+        cx: &mut AppCx<'_>,
+        handle: SocketHandle,
+        remote: (Ipv4Addr, u16),
+        local_port: u16,
+    ) -> Connector {
+        Connector {
+            handle,
+            remote,
+            local_port,
+            started: cx.now,
+            deadline: cx.now + cx.tcp.connect_timeout,
+            state: ConnectState::Connecting,
+            was_established: false,
+        }
+    }
+
     /// Advances the attempt; call from the app's `poll`.
     pub fn poll(&mut self, cx: &mut AppCx<'_>) -> &ConnectState {
         if self.state != ConnectState::Connecting {

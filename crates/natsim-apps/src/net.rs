@@ -1,0 +1,138 @@
+//! Socket plumbing shared by the protocol models: a listener that always
+//! keeps one socket listening (smoltcp sockets serve one connection each),
+//! and a line-oriented connection buffer for text protocols.
+
+use natsim_sim::AppCx;
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::tcp::{Socket, State};
+use smoltcp::wire::IpAddress;
+use std::net::Ipv4Addr;
+
+/// Accepts any number of connections on a port.
+#[derive(Debug, Default)]
+pub struct Listener {
+    pub port: u16,
+    listening: Option<SocketHandle>,
+}
+
+impl Listener {
+    pub fn new(port: u16) -> Listener {
+        Listener {
+            port,
+            listening: None,
+        }
+    }
+
+    /// Returns a newly connected socket, if one arrived.
+    pub fn accept(&mut self, cx: &mut AppCx<'_>) -> Option<SocketHandle> {
+        let h = match self.listening {
+            Some(h) => h,
+            None => {
+                let mut s = natsim_sim::tcp::new_socket();
+                let _ = s.listen(self.port);
+                let h = cx.sockets.add(s);
+                self.listening = Some(h);
+                h
+            }
+        };
+        let s = cx.sockets.get_mut::<Socket>(h);
+        if s.state() == State::Listen || s.state() == State::SynReceived {
+            return None;
+        }
+        self.listening = None;
+        // Open the next listener at once so a second client is not refused.
+        let mut n = natsim_sim::tcp::new_socket();
+        let _ = n.listen(self.port);
+        self.listening = Some(cx.sockets.add(n));
+        Some(h)
+    }
+}
+
+/// A text-protocol connection: CRLF lines in, bytes out.
+#[derive(Debug)]
+pub struct LineConn {
+    pub handle: SocketHandle,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+    pub closing: bool,
+}
+
+impl LineConn {
+    pub fn new(handle: SocketHandle) -> LineConn {
+        LineConn {
+            handle,
+            rx: Vec::new(),
+            tx: Vec::new(),
+            closing: false,
+        }
+    }
+
+    pub fn send(&mut self, text: &str) {
+        self.tx.extend_from_slice(text.as_bytes());
+    }
+
+    pub fn send_bytes(&mut self, b: &[u8]) {
+        self.tx.extend_from_slice(b);
+    }
+
+    /// Moves bytes both ways; returns complete lines received (without CRLF).
+    pub fn pump(&mut self, cx: &mut AppCx<'_>) -> Vec<String> {
+        let s = cx.sockets.get_mut::<Socket>(self.handle);
+        while s.can_recv() {
+            let got = s.recv(|b| (b.len(), b.to_vec())).unwrap_or_default();
+            if got.is_empty() {
+                break;
+            }
+            self.rx.extend_from_slice(&got);
+        }
+        if !self.tx.is_empty() && s.can_send() {
+            if let Ok(n) = s.send_slice(&self.tx) {
+                self.tx.drain(..n);
+            }
+        }
+        if self.closing && self.tx.is_empty() && s.send_queue() == 0 {
+            s.close();
+        }
+        let mut lines = Vec::new();
+        while let Some(i) = self.rx.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.rx.drain(..=i).collect();
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
+            lines.push(text);
+        }
+        lines
+    }
+
+    /// Raw received bytes not yet consumed as lines.
+    pub fn take_raw(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.rx)
+    }
+
+    pub fn state(&self, cx: &mut AppCx<'_>) -> State {
+        cx.sockets.get_mut::<Socket>(self.handle).state()
+    }
+
+    pub fn remote(&self, cx: &mut AppCx<'_>) -> Option<(Ipv4Addr, u16)> {
+        let ep = cx
+            .sockets
+            .get_mut::<Socket>(self.handle)
+            .remote_endpoint()?;
+        let IpAddress::Ipv4(a) = ep.addr;
+        Some((a, ep.port))
+    }
+
+    pub fn local(&self, cx: &mut AppCx<'_>) -> Option<(Ipv4Addr, u16)> {
+        let ep = cx.sockets.get_mut::<Socket>(self.handle).local_endpoint()?;
+        let IpAddress::Ipv4(a) = ep.addr;
+        Some((a, ep.port))
+    }
+
+    /// The peer closed or the connection is gone.
+    pub fn finished(&self, cx: &mut AppCx<'_>) -> bool {
+        matches!(
+            self.state(cx),
+            State::Closed | State::TimeWait | State::CloseWait | State::LastAck | State::Closing
+        )
+    }
+}
