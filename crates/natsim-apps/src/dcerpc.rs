@@ -299,7 +299,7 @@ impl Repr {
                 sec.push(0);
                 b.extend_from_slice(&(sec.len() as u16).to_le_bytes());
                 b.extend_from_slice(&sec);
-                while b.len() % 4 != 0 {
+                while !b.len().is_multiple_of(4) {
                     b.push(0);
                 }
                 b.extend_from_slice(&[accepted.len() as u8, 0, 0, 0]);
@@ -397,7 +397,7 @@ pub fn tower(interface: Uuid, major: u16, minor: u16, port: u16, addr: Ipv4Addr)
 }
 
 fn pad4(v: &mut Vec<u8>) {
-    while v.len() % 4 != 0 {
+    while !v.len().is_multiple_of(4) {
         v.push(0);
     }
 }

@@ -316,8 +316,10 @@ impl Lookup {
         if self.result.is_none() && self.deadline.is_some_and(|d| cx.now >= d) {
             self.send_next(cx);
         }
-        if let (Some(_), Some(h)) = (&self.result, self.handle.take()) {
-            cx.sockets.remove(h);
+        if self.result.is_some() {
+            if let Some(h) = self.handle.take() {
+                cx.sockets.remove(h);
+            }
         }
         self.result.as_ref()
     }

@@ -475,7 +475,7 @@ impl App for Outlook {
                     }
                 },
                 Phase::EndpointTalk { handle, mut rx } => {
-                    for pdu in recv_pdus(cx, handle, &mut rx) {
+                    if let Some(pdu) = recv_pdus(cx, handle, &mut rx).into_iter().next() {
                         match pdu {
                             Ok(Repr::BindAck { accepted, .. })
                                 if accepted.first() == Some(&true) =>
