@@ -450,3 +450,49 @@ impl App for TcpSender {
     }
     crate::any_impls!();
 }
+
+/// A UDP endpoint that sends what it is told to and records everything it
+/// receives (no automatic replies): the client side of RFC 5780-style
+/// NAT behaviour tests.
+pub struct UdpPeer {
+    pub port: u16,
+    handle: Option<SocketHandle>,
+    queue: Vec<((Ipv4Addr, u16), Vec<u8>)>,
+    pub received: Vec<(Ipv4Addr, u16, Vec<u8>)>,
+}
+
+impl UdpPeer {
+    pub fn new(port: u16) -> UdpPeer {
+        UdpPeer {
+            port,
+            handle: None,
+            queue: Vec::new(),
+            received: Vec::new(),
+        }
+    }
+    /// Queues a datagram (sent at the next poll).
+    pub fn send(&mut self, to: (Ipv4Addr, u16), payload: &[u8]) {
+        self.queue.push((to, payload.to_vec()));
+    }
+}
+
+impl App for UdpPeer {
+    fn poll(&mut self, cx: &mut AppCx<'_>) {
+        let handle = *self.handle.get_or_insert_with(|| {
+            let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 8192]);
+            let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 8192]);
+            let mut s = udp::Socket::new(rx, tx);
+            let _ = s.bind(self.port);
+            cx.sockets.add(s)
+        });
+        let s = cx.sockets.get_mut::<udp::Socket>(handle);
+        for (to, p) in self.queue.drain(..) {
+            let _ = s.send_slice(&p, to);
+        }
+        while let Ok((data, meta)) = s.recv() {
+            let IpAddress::Ipv4(a) = meta.endpoint.addr;
+            self.received.push((a, meta.endpoint.port, data.to_vec()));
+        }
+    }
+    crate::any_impls!();
+}

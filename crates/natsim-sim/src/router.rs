@@ -240,9 +240,18 @@ impl Router {
                 out.originated.push((usize::from(iface.0), frame));
             }
             Verdict::Drop(reason) => {
-                out.steps.push(Step::Dropped {
-                    reason: reason.to_string(),
-                });
+                // The NAT already recorded its own drop step.
+                if !matches!(
+                    out.steps.last(),
+                    Some(Step::Nat {
+                        kind: "dropped",
+                        ..
+                    })
+                ) {
+                    out.steps.push(Step::Dropped {
+                        reason: reason.to_string(),
+                    });
+                }
                 out.disposition = Some(match reason {
                     natsim_nat::DropReason::NoRoute => {
                         self.icmp_error(ingress, &frame, Icmpv4Message::DstUnreachable, 0, out);

@@ -119,7 +119,9 @@ impl Connector {
                 self.state = ConnectState::Failed(ConnectError::Refused);
             }
             State::SynSent if cx.now >= self.deadline => {
-                s.abort();
+                // Give up quietly, as Windows does: no RST for a connection
+                // that was never answered.
+                s.close();
                 let after = cx.now.saturating_duration_since(self.started);
                 self.state = ConnectState::Failed(ConnectError::TimedOut {
                     after_ms: after.as_millis() as u64,

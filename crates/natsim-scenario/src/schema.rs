@@ -1,0 +1,371 @@
+//! The scenario file format (TOML), as serde types.
+//!
+//! Every table denies unknown fields; names, addresses and expectations are
+//! `Spanned` so that validation can point at them. See the crate docs and
+//! `scenarios/` for examples.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub title: String,
+    /// Where the story comes from, e.g. `KB Q193863`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The symptom, in the article's words.
+    #[serde(default)]
+    pub symptom: Option<String>,
+    /// What the base scenario teaches (printed by `explain`).
+    #[serde(default)]
+    pub lesson: Option<String>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default, rename = "segment")]
+    pub segments: Vec<Segment>,
+    #[serde(default, rename = "router")]
+    pub routers: Vec<Router>,
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<Host>,
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Step>,
+    #[serde(default, rename = "variant")]
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    pub name: S<String>,
+    /// e.g. `1ms`, `20ms`.
+    #[serde(default)]
+    pub latency: Option<S<String>>,
+    /// e.g. `100Mbps`, `56kbps`.
+    #[serde(default)]
+    pub bandwidth: Option<S<String>>,
+    #[serde(default)]
+    pub mtu: Option<S<u32>>,
+    #[serde(default)]
+    pub loss: Option<S<f64>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Interface {
+    pub name: S<String>,
+    pub segment: S<String>,
+    /// `address/prefix`, e.g. `192.168.1.1/24`.
+    pub address: S<String>,
+    /// `inside` or `outside` (for NAT).
+    #[serde(default)]
+    pub role: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEntry {
+    /// Destination prefix, e.g. `0.0.0.0/0`.
+    pub to: S<String>,
+    pub via: S<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    /// `tcp` or `udp`.
+    pub proto: S<String>,
+    /// A port or a range `first-last`.
+    pub port: S<toml::Value>,
+    /// Inside address.
+    pub to: S<String>,
+    #[serde(default)]
+    pub to_port: Option<S<u32>>,
+    /// The outside interface (default: the first outside interface).
+    #[serde(default)]
+    pub interface: Option<S<String>>,
+    /// Only from this source prefix.
+    #[serde(default)]
+    pub from: Option<S<String>>,
+    #[serde(default)]
+    pub name: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OneToOne {
+    pub inside: S<String>,
+    pub outside: S<String>,
+    #[serde(default)]
+    pub interface: Option<S<String>>,
+    #[serde(default)]
+    pub name: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Nat {
+    /// `linux`, `rfc-recommended`, `full-cone`, `restricted-cone`,
+    /// `port-restricted-cone`, `symmetric`.
+    pub profile: S<String>,
+    /// `drop` (silent; the client times out) or `reject` (RST / ICMP).
+    #[serde(default)]
+    pub unsolicited: Option<S<String>>,
+    /// `off`, `dnat-only` or `on`.
+    #[serde(default)]
+    pub hairpin: Option<S<String>>,
+    /// Outside interfaces to masquerade behind.
+    #[serde(default)]
+    pub masquerade: Vec<S<String>>,
+    #[serde(default)]
+    pub forwards: Vec<Forward>,
+    #[serde(default)]
+    pub one_to_one: Vec<OneToOne>,
+    /// `epm`, `ftp`.
+    #[serde(default)]
+    pub algs: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Router {
+    pub name: S<String>,
+    pub interfaces: Vec<Interface>,
+    #[serde(default)]
+    pub routes: Vec<RouteEntry>,
+    #[serde(default)]
+    pub nat: Option<Nat>,
+    /// The router runs its own endpoint mapper on TCP 135 (a Windows
+    /// NT-based firewall): it answers on every router address, ahead of
+    /// NAT rules.
+    #[serde(default)]
+    pub own_epm: bool,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub name: S<String>,
+    pub segment: S<String>,
+    pub address: S<String>,
+    #[serde(default)]
+    pub gateway: Option<S<String>>,
+    /// DNS servers in search order.
+    #[serde(default)]
+    pub dns: Vec<S<String>>,
+    /// `windows` (3 SYNs, 21 s) or `linux`.
+    #[serde(default)]
+    pub tcp_profile: Option<S<String>>,
+    #[serde(default)]
+    pub dns_server: Option<DnsServer>,
+    #[serde(default)]
+    pub smtp_server: Option<SmtpServer>,
+    #[serde(default)]
+    pub mta: Option<Mta>,
+    #[serde(default)]
+    pub ims: Option<Ims>,
+    #[serde(default)]
+    pub exchange_rpc: Option<ExchangeRpc>,
+    #[serde(default)]
+    pub http_server: Option<HttpServer>,
+    #[serde(default)]
+    pub ftp_server: Option<FtpServer>,
+    /// UDP echo ("seen a.b.c.d:p") on these ports, for NAT-type probes.
+    #[serde(default)]
+    pub udp_echo: Vec<S<u32>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    pub origin: S<String>,
+    /// `A name address` or `MX name preference exchange`.
+    pub records: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DnsServer {
+    pub zones: Vec<Zone>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpServer {
+    pub hostname: S<String>,
+    /// Domains it accepts mail for.
+    pub domains: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Mta {
+    pub hostname: S<String>,
+    #[serde(default)]
+    pub smart_host: Option<S<String>>,
+    /// e.g. `30m`.
+    #[serde(default)]
+    pub retry_interval: Option<S<String>>,
+    #[serde(default)]
+    pub give_up_after: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingEntry {
+    pub domain: S<String>,
+    #[serde(default)]
+    pub accept_as_inbound: bool,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Ims {
+    pub hostname: S<String>,
+    #[serde(default = "default_org")]
+    pub organization: String,
+    #[serde(default = "default_site")]
+    pub site: String,
+    #[serde(default = "default_server")]
+    pub server: String,
+    /// Site addressing: the default SMTP proxy domain.
+    pub site_domain: S<String>,
+    #[serde(default)]
+    pub service_pack: Option<S<u32>>,
+    /// `TYPE ADDRESS COST`, e.g. `SMTP * 1`.
+    #[serde(default = "default_spaces")]
+    pub address_spaces: Vec<S<String>>,
+    /// "Forward all messages to host" (an IP address).
+    #[serde(default)]
+    pub forward_all_to: Option<S<String>>,
+    /// "Reroute incoming SMTP mail".
+    #[serde(default)]
+    pub reroute: bool,
+    #[serde(default)]
+    pub routing: Vec<RoutingEntry>,
+    #[serde(default)]
+    pub mailboxes: Vec<String>,
+    /// MSExchangeIMC\Parameters values (`OverrideProxyOut`, `SiteDomain`).
+    #[serde(default)]
+    pub registry: BTreeMap<String, String>,
+    #[serde(default)]
+    pub retry_interval: Option<S<String>>,
+}
+
+fn default_org() -> String {
+    "Microsoft".into()
+}
+fn default_site() -> String {
+    "SITE".into()
+}
+fn default_server() -> String {
+    "SERVER".into()
+}
+fn default_spaces() -> Vec<S<String>> {
+    vec![Spanned::new(0..0, "SMTP * 1".to_string())]
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeRpc {
+    /// First dynamic port the RPC runtime hands out (NT: 1025).
+    #[serde(default)]
+    pub first_dynamic_port: Option<S<u32>>,
+    /// Registry-fixed port of the information store (MSExchangeIS\ParametersSystem "TCP/IP port").
+    #[serde(default)]
+    pub store_port: Option<S<u32>>,
+    /// Registry-fixed port of the directory (MSExchangeDS\Parameters "TCP/IP port").
+    #[serde(default)]
+    pub directory_port: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HttpServer {
+    #[serde(default)]
+    pub port: Option<S<u32>>,
+    /// path → body.
+    pub pages: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct FtpServer {
+    /// file name → size in bytes.
+    pub files: BTreeMap<String, S<u32>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: S<String>,
+    /// `ping`, `tcp-connect`, `send-mail`, `dns-lookup`, `outlook-connect`,
+    /// `http-get`, `ftp-get`, `nat-type`, `wait`.
+    pub action: S<String>,
+    #[serde(default)]
+    pub from: Option<S<String>>,
+    /// A host name or address (ping, tcp-connect, http-get, ftp-get,
+    /// outlook-connect) or a mail address (send-mail).
+    #[serde(default)]
+    pub to: Option<S<String>>,
+    #[serde(default)]
+    pub port: Option<S<u32>>,
+    #[serde(default)]
+    pub sender: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// dns-lookup: the name to look up and its record type (`A`, `MX`).
+    #[serde(default)]
+    pub query: Option<S<String>>,
+    #[serde(default, rename = "type")]
+    pub rtype: Option<S<String>>,
+    /// outlook-connect: `dialled-address` (default) or `tower-address`.
+    #[serde(default)]
+    pub address_mode: Option<S<String>>,
+    /// ftp-get: `active`, `eprt`, `passive`, `epsv`.
+    #[serde(default)]
+    pub mode: Option<S<String>>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub file: Option<String>,
+    /// wait: how long (e.g. `2h`); other steps: the most to wait.
+    #[serde(default)]
+    pub duration: Option<S<String>>,
+    /// nat-type: the two probe servers (addresses or host names).
+    #[serde(default)]
+    pub servers: Vec<S<String>>,
+    /// Expectations: one string or a list, all must hold.
+    #[serde(default)]
+    pub expect: Option<S<toml::Value>>,
+    /// Prose for `explain`.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: S<String>,
+    /// What this variant teaches.
+    #[serde(default)]
+    pub lesson: Option<String>,
+    /// Routers replaced (by name) or added.
+    #[serde(default, rename = "router")]
+    pub routers: Vec<Router>,
+    /// Hosts replaced (by name) or added.
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<Host>,
+    /// Nodes removed.
+    #[serde(default)]
+    pub remove: Vec<S<String>>,
+    /// Step expectations replaced, by step name.
+    #[serde(default)]
+    pub expect: BTreeMap<String, S<toml::Value>>,
+    /// Steps replaced (by name) or added.
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Step>,
+}
