@@ -8,6 +8,7 @@
 use natsim_nat::Instant;
 use smoltcp::iface::{Interface, SocketSet};
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -91,6 +92,22 @@ pub struct AppEvent {
     pub text: String,
 }
 
+/// An ICMP error (destination unreachable, time exceeded) a host received
+/// about a TCP or UDP packet it sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IcmpError {
+    pub at: Instant,
+    /// Who sent the error (a router, or the destination itself).
+    pub from: Ipv4Addr,
+    pub icmp_type: u8,
+    pub code: u8,
+}
+
+/// The latest ICMP error per quoted flow: key is (IP protocol, local port,
+/// remote address, remote port) of the packet the error quotes (RFC 792:
+/// the IP header plus the first 8 bytes, enough for both ports).
+pub type IcmpErrors = BTreeMap<(u8, u16, Ipv4Addr, u16), IcmpError>;
+
 /// What an app may touch while it runs.
 pub struct AppCx<'a> {
     pub now: Instant,
@@ -100,6 +117,10 @@ pub struct AppCx<'a> {
     pub rng: &'a mut rand_chacha::ChaCha8Rng,
     pub log: &'a mut Vec<AppEvent>,
     pub tcp: &'a TcpProfile,
+    /// ICMP errors this host received recently (kept for the profile's
+    /// connect timeout), so connects and probes can tell "unreachable"
+    /// from "timed out"; smoltcp's sockets ignore ICMP errors.
+    pub icmp_errors: &'a IcmpErrors,
 }
 
 impl AppCx<'_> {
@@ -111,6 +132,20 @@ impl AppCx<'_> {
             app,
             text: text.into(),
         });
+    }
+    /// The latest ICMP error about our `proto` packets from `local_port`
+    /// to `remote`, if it arrived at or after `since`.
+    pub fn icmp_error(
+        &self,
+        proto: u8,
+        local_port: u16,
+        remote: (Ipv4Addr, u16),
+        since: Instant,
+    ) -> Option<IcmpError> {
+        self.icmp_errors
+            .get(&(proto, local_port, remote.0, remote.1))
+            .filter(|e| e.at >= since)
+            .copied()
     }
     /// A fresh ephemeral port (49152–65535, as Windows Vista+ and Linux
     /// choose; NT used 1025–5000) from the host's seeded stream.

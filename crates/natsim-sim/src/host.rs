@@ -7,7 +7,7 @@
 //! copies of that first SYN at the profile's times (Windows: 3 s and 9 s).
 //! [`crate::tcp::Connector`] reports "timed out" at the profile's deadline.
 
-use crate::app::{App, AppCx, AppEvent, HostInfo, TcpProfile};
+use crate::app::{App, AppCx, AppEvent, HostInfo, IcmpError, IcmpErrors, TcpProfile};
 use crate::device::SimDevice;
 use natsim_nat::Instant;
 use rand::SeedableRng;
@@ -47,6 +47,7 @@ pub(crate) struct Host {
     pub log: Vec<AppEvent>,
     pub tcp: TcpProfile,
     syns: BTreeMap<SynKey, SynState>,
+    icmp_errors: IcmpErrors,
 }
 
 impl Host {
@@ -83,12 +84,22 @@ impl Host {
             log: Vec::new(),
             tcp,
             syns: BTreeMap::new(),
+            icmp_errors: BTreeMap::new(),
         }
     }
 
     /// Runs the stack and the apps at `now`; returns frames to transmit.
     pub fn poll(&mut self, now: Instant) -> Vec<Vec<u8>> {
         let t = smol_now(now);
+        if !self.icmp_errors.is_empty() {
+            let keep = self.tcp.connect_timeout;
+            self.icmp_errors.retain(|_, e| now < e.at + keep);
+        }
+        for f in &self.device.rx {
+            if let Some((key, err)) = icmp_error_of(self.info.addr, now, f) {
+                self.icmp_errors.insert(key, err);
+            }
+        }
         for _ in 0..4 {
             self.iface.poll(t, &mut self.device, &mut self.sockets);
             let before = self.device.tx.len();
@@ -101,6 +112,7 @@ impl Host {
                     rng: &mut self.rng,
                     log: &mut self.log,
                     tcp: &self.tcp,
+                    icmp_errors: &self.icmp_errors,
                 };
                 app.poll(&mut cx);
             }
@@ -211,5 +223,54 @@ fn tcp_key(frame: &[u8]) -> Option<(SynKey, bool)> {
             if syn_only { t.seq_number().0 as u32 } else { 0 },
         ),
         syn_only,
+    ))
+}
+
+/// An ICMP destination-unreachable or time-exceeded frame addressed to
+/// `me`, quoting a TCP or UDP packet `me` sent: the quoted flow's key and
+/// the error. Cheap rejection first: this runs on every received frame.
+fn icmp_error_of(
+    me: Ipv4Addr,
+    now: Instant,
+    frame: &[u8],
+) -> Option<((u8, u16, Ipv4Addr, u16), IcmpError)> {
+    // Ethernet II, IPv4, protocol ICMP.
+    if frame.len() < 14 + 20 + 8 + 20 + 4 || frame[12..14] != [0x08, 0x00] || frame[23] != 1 {
+        return None;
+    }
+    let ip = Ipv4Packet::new_checked(&frame[14..]).ok()?;
+    if ip.dst_addr() != me {
+        return None;
+    }
+    let icmp = ip.payload();
+    let (icmp_type, code) = (*icmp.first()?, *icmp.get(1)?);
+    // RFC 792: type 3 destination unreachable, type 11 time exceeded.
+    if icmp_type != 3 && icmp_type != 11 {
+        return None;
+    }
+    let quoted = icmp.get(8..)?;
+    let ihl = usize::from(quoted.first()? & 0x0f) * 4;
+    if ihl < 20 || quoted.len() < ihl + 4 {
+        return None;
+    }
+    let proto = quoted[9];
+    if proto != 6 && proto != 17 {
+        return None;
+    }
+    let src = Ipv4Addr::new(quoted[12], quoted[13], quoted[14], quoted[15]);
+    if src != me {
+        return None;
+    }
+    let dst = Ipv4Addr::new(quoted[16], quoted[17], quoted[18], quoted[19]);
+    let sport = u16::from_be_bytes([quoted[ihl], quoted[ihl + 1]]);
+    let dport = u16::from_be_bytes([quoted[ihl + 2], quoted[ihl + 3]]);
+    Some((
+        (proto, sport, dst, dport),
+        IcmpError {
+            at: now,
+            from: ip.src_addr(),
+            icmp_type,
+            code,
+        },
     ))
 }

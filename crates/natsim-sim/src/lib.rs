@@ -37,7 +37,7 @@ pub mod sim;
 pub mod tcp;
 pub mod trace;
 
-pub use app::{App, AppCx, AppEvent, HostInfo, TcpProfile};
+pub use app::{App, AppCx, AppEvent, HostInfo, IcmpError, IcmpErrors, TcpProfile};
 pub use device::SimDevice;
 pub use fault::{FaultRule, FaultVerdict, InFlight};
 pub use link::LinkParams;

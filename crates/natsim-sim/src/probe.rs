@@ -235,6 +235,8 @@ pub struct UdpProbe {
     pub local_port: u16,
     pub payload: Vec<u8>,
     pub timeout: Duration,
+    /// IP TTL of the request (None: smoltcp's default, 64).
+    pub ttl: Option<u8>,
     handle: Option<SocketHandle>,
     deadline: Option<Instant>,
     started: Option<Instant>,
@@ -249,12 +251,18 @@ impl UdpProbe {
             local_port,
             payload: payload.to_vec(),
             timeout: Duration::from_secs(2),
+            ttl: None,
             handle: None,
             deadline: None,
             started: None,
             answers: Vec::new(),
             outcome: None,
         }
+    }
+    /// Sends the request with this IP TTL (a traceroute-style probe).
+    pub fn ttl(mut self, ttl: u8) -> UdpProbe {
+        self.ttl = Some(ttl);
+        self
     }
 }
 
@@ -270,6 +278,7 @@ impl App for UdpProbe {
                 let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 4096]);
                 let mut s = udp::Socket::new(rx, tx);
                 let _ = s.bind(self.local_port);
+                s.set_hop_limit(self.ttl);
                 let _ = s.send_slice(&self.payload, (self.target.0, self.target.1));
                 self.started = Some(cx.now);
                 self.deadline = Some(cx.now + self.timeout);
@@ -287,6 +296,12 @@ impl App for UdpProbe {
         let after_ms = cx.now.saturating_duration_since(started).as_millis() as u64;
         if let Some(&(from, _, _)) = self.answers.first() {
             self.outcome = Some(ProbeOutcome::Replied { after_ms, from });
+        } else if let Some(e) = cx.icmp_error(17, self.local_port, self.target, started) {
+            self.outcome = Some(ProbeOutcome::IcmpError {
+                from: e.from,
+                icmp_type: e.icmp_type,
+                code: e.code,
+            });
         } else if self.deadline.is_some_and(|d| cx.now >= d) {
             self.outcome = Some(ProbeOutcome::NoReply { after_ms });
         }

@@ -184,6 +184,15 @@ impl Router {
             self.deliver_local(now, iface, frame, out);
             return;
         }
+        // A transit packet expires before postrouting NAT sees it, as in
+        // Linux's ip_forward: the error then quotes the packet as its
+        // sender sent it, so the sender can match it to its socket.
+        if let Some(ip) = frame.get(14..).and_then(|b| Ipv4Packet::new_checked(b).ok()) {
+            if ip.hop_limit() <= 1 && !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr()) {
+                self.ttl_exceeded(iface, &frame, out);
+                return;
+            }
+        }
         let verdict = match self.nat.as_mut() {
             Some(nat) => {
                 let (ifaces, routes, owned) = (&self.ifaces, &self.routes, &self.owned);
@@ -270,6 +279,18 @@ impl Router {
         }
     }
 
+    /// Drops an expiring frame with an ICMP time exceeded to its sender
+    /// (RFC 1812 §5.3.1, §4.3.2.2).
+    fn ttl_exceeded(&self, ingress: usize, frame: &[u8], out: &mut Outcome) {
+        self.icmp_error(ingress, frame, Icmpv4Message::TimeExceeded, 0, out);
+        out.steps.push(Step::Dropped {
+            reason: "TTL exceeded".into(),
+        });
+        out.disposition = Some(Disposition::TtlExceeded {
+            node: self.name.clone(),
+        });
+    }
+
     /// TTL, MAC rewrite and ARP resolution towards `next_hop`.
     #[allow(clippy::too_many_arguments)]
     fn forward(
@@ -284,13 +305,7 @@ impl Router {
     ) {
         let ttl = frame.get(22).copied().unwrap_or(0);
         if ttl <= 1 {
-            self.icmp_error(ingress, &frame, Icmpv4Message::TimeExceeded, 0, out);
-            out.steps.push(Step::Dropped {
-                reason: "TTL exceeded".into(),
-            });
-            out.disposition = Some(Disposition::TtlExceeded {
-                node: self.name.clone(),
-            });
+            self.ttl_exceeded(ingress, &frame, out);
             return;
         }
         // TTL is the high byte of a 16-bit word: RFC 1624 update.

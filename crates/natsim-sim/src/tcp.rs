@@ -16,7 +16,9 @@ pub enum ConnectError {
     TimedOut { after_ms: u64 },
     /// The peer (or a NAT on its behalf) answered with RST.
     Refused,
-    /// The socket could not be opened (no route, bad address).
+    /// The socket could not be opened (bad address), or an ICMP
+    /// destination unreachable answered a SYN (no route, host or port
+    /// unreachable, administratively prohibited).
     Unreachable,
 }
 
@@ -109,6 +111,9 @@ impl Connector {
         if self.state != ConnectState::Connecting {
             return &self.state;
         }
+        let icmp_unreachable = cx
+            .icmp_error(6, self.local_port, self.remote, self.started)
+            .is_some_and(|e| e.icmp_type == 3);
         let s = cx.sockets.get_mut::<Socket>(self.handle);
         match s.state() {
             State::Established | State::CloseWait => {
@@ -117,6 +122,10 @@ impl Connector {
             }
             State::Closed | State::TimeWait if !self.was_established => {
                 self.state = ConnectState::Failed(ConnectError::Refused);
+            }
+            State::SynSent if icmp_unreachable => {
+                s.abort();
+                self.state = ConnectState::Failed(ConnectError::Unreachable);
             }
             State::SynSent if cx.now >= self.deadline => {
                 // Give up quietly, as Windows does: no RST for a connection

@@ -452,3 +452,167 @@ fn captures_dissect_cleanly_in_tshark() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn connect_with_no_route_fails_unreachable_and_the_trace_says_no_route() {
+    // The router has connected routes only: 198.51.100.0/24 is nowhere.
+    let mut n = masq(11, Behaviour::linux());
+    let far = Ipv4Addr::new(198, 51, 100, 9);
+    let telnet = n
+        .sim
+        .add_app(n.inside, Box::new(TcpProbe::new((far, 80))))
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(30));
+    // The router's ICMP net unreachable ends the connect at once, not at
+    // the 21 s timeout.
+    assert_eq!(
+        n.sim.app::<TcpProbe>(telnet).unwrap().outcome,
+        Some(ProbeOutcome::Failed {
+            error: ConnectError::Unreachable
+        })
+    );
+    let syns: Vec<_> = n
+        .sim
+        .traces()
+        .iter()
+        .filter(|t| t.summary.contains(":80 [S]"))
+        .collect();
+    // One SYN: the ICMP error stopped the 3 s and 9 s retransmissions.
+    assert_eq!(syns.len(), 1, "{syns:#?}");
+    assert_eq!(syns[0].disposition.code(), "no-route", "{:#?}", syns[0]);
+    let icmp = n
+        .sim
+        .traces()
+        .iter()
+        .find(|t| t.summary.contains("destination unreachable"))
+        .expect("the router sent an ICMP error");
+    assert_eq!(icmp.origin, "fw");
+    assert_eq!(icmp.disposition.code(), "delivered");
+}
+
+#[test]
+fn udp_with_ttl_one_expires_at_the_router_and_the_sender_hears_time_exceeded() {
+    let mut n = masq(12, Behaviour::linux());
+    n.sim
+        .add_app(n.outside, Box::new(UdpEcho::new(3478)))
+        .unwrap();
+    let probe = n
+        .sim
+        .add_app(
+            n.inside,
+            Box::new(UdpProbe::new((OUTSIDE, 3478), 5001, b"ttl").ttl(1)),
+        )
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(5));
+    // RFC 792 type 11 code 0 from the router's LAN address: the error
+    // quotes the packet before NAT, so the probe matched it to its socket.
+    assert_eq!(
+        n.sim.app::<UdpProbe>(probe).unwrap().outcome,
+        Some(ProbeOutcome::IcmpError {
+            from: LAN_GW,
+            icmp_type: 11,
+            code: 0
+        })
+    );
+    let req = n
+        .sim
+        .traces()
+        .iter()
+        .find(|t| t.summary.contains(":3478 len 3"))
+        .unwrap();
+    assert_eq!(req.disposition.code(), "ttl-exceeded", "{req:#?}");
+    // Nothing crossed to the internet side but ARP.
+    assert!(n
+        .sim
+        .capture(n.wan)
+        .iter()
+        .all(|(_, f)| f[12..14] == [0x08, 0x06]));
+}
+
+/// Fills the ARP caches on both sides of the router with one UDP exchange
+/// (fault rules act on every frame, ARP included).
+fn warm_up_arp(n: &mut Net) {
+    n.sim
+        .add_app(n.outside, Box::new(UdpEcho::new(3478)))
+        .unwrap();
+    let warm = n
+        .sim
+        .add_app(
+            n.inside,
+            Box::new(UdpProbe::new((OUTSIDE, 3478), 5000, b"warm")),
+        )
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(1));
+    assert!(matches!(
+        n.sim.app::<UdpProbe>(warm).unwrap().outcome,
+        Some(ProbeOutcome::Replied { .. })
+    ));
+}
+
+#[test]
+fn one_way_partition_drops_only_one_direction_and_removing_it_heals() {
+    let mut n = masq(13, Behaviour::linux());
+    warm_up_arp(&mut n);
+    // Replies from the internet host to the router are lost.
+    n.sim
+        .add_fault(FaultRule::partition_one_way("internet-client", "fw"));
+    let first = n
+        .sim
+        .add_app(
+            n.inside,
+            Box::new(UdpProbe::new((OUTSIDE, 3478), 5002, b"one")),
+        )
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(5));
+    assert!(matches!(
+        n.sim.app::<UdpProbe>(first).unwrap().outcome,
+        Some(ProbeOutcome::NoReply { .. })
+    ));
+    // The request got through (the echo answered it); the answer did not.
+    let answers: Vec<_> = n
+        .sim
+        .traces()
+        .iter()
+        .filter(|t| t.origin == "internet-client" && t.summary.contains(":5002 "))
+        .collect();
+    assert_eq!(answers.len(), 1, "{answers:#?}");
+    assert_eq!(answers[0].disposition.code(), "dropped-by-fault");
+    n.sim.remove_fault("partition internet-client → fw");
+    let second = n
+        .sim
+        .add_app(
+            n.inside,
+            Box::new(UdpProbe::new((OUTSIDE, 3478), 5003, b"two")),
+        )
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(5));
+    assert!(matches!(
+        n.sim.app::<UdpProbe>(second).unwrap().outcome,
+        Some(ProbeOutcome::Replied { .. })
+    ));
+}
+
+#[test]
+fn a_one_way_hold_delays_delivery_by_its_duration() {
+    let mut n = masq(14, Behaviour::linux());
+    warm_up_arp(&mut n);
+    n.sim.add_fault(FaultRule::hold_one_way(
+        "internet-client",
+        "fw",
+        Duration::from_millis(700),
+    ));
+    let p = n
+        .sim
+        .add_app(
+            n.inside,
+            Box::new(UdpProbe::new((OUTSIDE, 3478), 5004, b"slow")),
+        )
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(5));
+    let Some(ProbeOutcome::Replied { after_ms, .. }) = n.sim.app::<UdpProbe>(p).unwrap().outcome
+    else {
+        panic!("no reply");
+    };
+    // Without the hold a LAN-speed round trip takes well under 100 ms.
+    assert!((700..800).contains(&after_ms), "{after_ms} ms");
+}
