@@ -105,9 +105,9 @@ fn load_all(paths: &[PathBuf]) -> (Vec<Loaded>, Vec<(Vec<Problem>, String)>) {
 fn print_problems(bad: &[(Vec<Problem>, String)]) {
     for (ps, src) in bad {
         for p in ps {
-            if src.is_empty() || p.line == 0 {
-                eprintln!("{p}");
-            } else {
+            // One greppable line, then the snippet.
+            eprintln!("{p}");
+            if !src.is_empty() && p.line > 0 {
                 eprintln!("{:?}", natsim_scenario::diag::report(p, src));
             }
         }

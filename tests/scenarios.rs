@@ -1,0 +1,227 @@
+//! Every shipped scenario, through the library: each variant must pass,
+//! reruns must be identical, and the reports must be well-formed.
+
+use natsim::scenario::{collect, explain::explain, load_file, report, run_variant, VariantResult};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run_file(path: &Path) -> Vec<VariantResult> {
+    let l = load_file(path).unwrap_or_else(|ps| {
+        panic!(
+            "{}",
+            ps.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    l.variants()
+        .into_iter()
+        .map(|v| run_variant(&l, v, None, true).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_shipped_scenario_and_variant_passes() {
+    let files = collect(&root().join("scenarios")).unwrap();
+    assert!(files.len() >= 8, "{files:?}");
+    let mut failed = Vec::new();
+    for f in &files {
+        for r in run_file(f) {
+            for s in r.steps.iter().filter(|s| !s.pass) {
+                failed.push(format!(
+                    "{}::{}::{}: {}",
+                    f.display(),
+                    r.variant,
+                    s.name,
+                    s.failures.join("; ")
+                ));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "failing steps:\n{}", failed.join("\n"));
+}
+
+#[test]
+fn all_five_kb_articles_are_replayed() {
+    for kb in ["Q193863", "Q182339", "Q249100", "Q183801", "KB291615"] {
+        let p = root().join("scenarios/kb").join(format!("{kb}.toml"));
+        assert!(p.exists(), "missing {}", p.display());
+    }
+}
+
+#[test]
+fn reruns_with_the_same_seed_are_identical() {
+    for f in ["scenarios/kb/KB291615.toml", "scenarios/ftp.toml"] {
+        let a = run_file(&root().join(f));
+        let b = run_file(&root().join(f));
+        assert_eq!(report::json(&a), report::json(&b), "{f}");
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.pcaps, y.pcaps, "{f} {}", x.variant);
+        }
+    }
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = root().join("tests/golden").join(name);
+    if std::env::var_os("NATSIM_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "missing golden {} (run with NATSIM_BLESS=1)",
+            path.display()
+        )
+    });
+    assert!(want == actual, "{} differs from the run; rerun with NATSIM_BLESS=1 if the change is intended\n--- actual ---\n{actual}", path.display());
+}
+
+#[test]
+fn explain_output_matches_its_golden() {
+    let l = load_file(&root().join("scenarios/kb/Q193863.toml")).unwrap();
+    let r = run_variant(&l, None, None, false).unwrap();
+    golden("Q193863-base.explain.txt", &explain(&r, None));
+    let l = load_file(&root().join("scenarios/kb/KB291615.toml")).unwrap();
+    let v = l
+        .scenario
+        .variants
+        .iter()
+        .find(|v| v.name.get_ref() == "ms-rpc-alg");
+    let r = run_variant(&l, v, None, false).unwrap();
+    golden(
+        "KB291615-ms-rpc-alg.step1.explain.txt",
+        &explain(&r, Some(1)),
+    );
+}
+
+#[test]
+fn json_output_matches_its_golden() {
+    let l = load_file(&root().join("scenarios/hairpin.toml")).unwrap();
+    let r: Vec<_> = l
+        .variants()
+        .into_iter()
+        .map(|v| run_variant(&l, v, None, false).unwrap())
+        .collect();
+    golden("hairpin.json", &report::json(&r));
+}
+
+#[test]
+fn junit_output_is_well_formed_xml_with_one_testcase_per_step() {
+    let l = load_file(&root().join("scenarios/kb/Q183801.toml")).unwrap();
+    let r: Vec<_> = l
+        .variants()
+        .into_iter()
+        .map(|v| run_variant(&l, v, None, false).unwrap())
+        .collect();
+    let xml = report::junit(&r);
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let (mut suites, mut cases, mut depth) = (0, 0, 0i32);
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Start(e)) => {
+                depth += 1;
+                match e.name().as_ref() {
+                    b"testsuite" => suites += 1,
+                    b"testcase" => {
+                        cases += 1;
+                        assert!(e
+                            .attributes()
+                            .any(|a| a.is_ok_and(|a| a.key.as_ref() == b"name")));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(quick_xml::events::Event::End(_)) => depth -= 1,
+            Ok(quick_xml::events::Event::Eof) => break,
+            Err(e) => panic!("invalid XML at {}: {e}", reader.buffer_position()),
+            _ => {}
+        }
+    }
+    assert_eq!(depth, 0);
+    assert_eq!(suites, r.len());
+    assert_eq!(cases, r.iter().map(|x| x.steps.len()).sum::<usize>());
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites"));
+}
+
+/// Each file in tests/bad-scenarios starts with `# error: LINE:COL: text`:
+/// loading it must fail with a problem at that place containing the text.
+#[test]
+fn malformed_scenarios_get_located_errors() {
+    let dir = root().join("tests/bad-scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 30,
+        "only {} malformed scenarios",
+        files.len()
+    );
+    for f in files {
+        let src = std::fs::read_to_string(&f).unwrap_or_default();
+        let first = src.lines().next().unwrap_or("");
+        let want = first.strip_prefix("# error: ").unwrap_or_else(|| {
+            panic!(
+                "{}: first line must be `# error: LINE:COL: text`",
+                f.display()
+            )
+        });
+        let (pos, text) = want.split_once(": ").unwrap();
+        let (line, col) = pos.split_once(':').unwrap();
+        let (line, col): (usize, usize) = (line.parse().unwrap(), col.parse().unwrap());
+        let probs = match load_file(&f) {
+            Ok(_) => panic!("{} loaded without error", f.display()),
+            Err(p) => p,
+        };
+        assert!(
+            probs.iter().any(|p| p.line == line
+                && p.col == col
+                && p.message.contains(text)
+                && p.file.ends_with(f.file_name().unwrap().to_str().unwrap())),
+            "{}: want {line}:{col} `{text}`, got:\n{}",
+            f.display(),
+            probs
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+#[test]
+fn hostile_scenarios_get_errors_within_hard_limits() {
+    use natsim::scenario::load_str;
+    // 300 hosts: over the documented limit of 256.
+    let mut s = String::from("title = \"many\"\n[[segment]]\nname = \"lan\"\n");
+    for i in 0..300 {
+        s.push_str(&format!(
+            "[[host]]\nname = \"h{i}\"\nsegment = \"lan\"\naddress = \"10.{}.{}.1/8\"\n",
+            i / 250,
+            i % 250
+        ));
+    }
+    let e = load_str("many.toml", &s).unwrap_err();
+    assert!(e[0].message.contains("300 hosts; at most 256"), "{}", e[0]);
+    // A million hosts cannot even be read: the file is over 1 MiB.
+    let big = "#".repeat((1 << 20) + 1);
+    let e = load_str("big.toml", &big).unwrap_err();
+    assert!(e[0].message.contains("at most 1048576 bytes"), "{}", e[0]);
+    // Deep nesting, absurd numbers, unicode, empty input: located errors, no panic.
+    for (name, src) in [
+        ("deep", format!("title = \"x\"\nseed = {}{}", "[".repeat(5000), "]".repeat(5000))),
+        ("huge", "title = \"x\"\nseed = 1e400".to_string()),
+        ("unicode", "title = \"ñandú 🦤\"\n[[segment]]\nname = \"🦤\"\nlatency = \"5µs\"\nmtu = 1500\nloss = -0.5".to_string()),
+        ("empty", String::new()),
+        ("zero-length-link", "title = \"x\"\n[[segment]]\nname = \"\"\nmtu = 0".to_string()),
+    ] {
+        let e = load_str(&format!("{name}.toml"), &src).unwrap_err();
+        assert!(e.iter().all(|p| p.line >= 1 && p.col >= 1), "{name}: {e:?}");
+    }
+}
