@@ -36,7 +36,11 @@ pub struct Domains(pub Vec<String>);
 impl RcptPolicy for Domains {
     fn rcpt(&self, addr: &str) -> Result<(), String> {
         let dom = addr.rsplit('@').next().unwrap_or("").to_ascii_lowercase();
-        if self.0.iter().any(|d| d == "*" || d.eq_ignore_ascii_case(&dom)) {
+        if self
+            .0
+            .iter()
+            .any(|d| d == "*" || d.eq_ignore_ascii_case(&dom))
+        {
             Ok(())
         } else {
             Err(format!("550 5.7.1 Unable to relay for {addr}"))

@@ -69,19 +69,43 @@ impl FaultRule {
     }
     /// Drops everything between `a` and `b`, both ways.
     pub fn partition(a: &str, b: &str) -> FaultRule {
-        Self::between(format!("partition {a} | {b}"), a, b, false, FaultVerdict::Drop)
+        Self::between(
+            format!("partition {a} | {b}"),
+            a,
+            b,
+            false,
+            FaultVerdict::Drop,
+        )
     }
     /// Drops frames from `a` to `b` only.
     pub fn partition_one_way(a: &str, b: &str) -> FaultRule {
-        Self::between(format!("partition {a} → {b}"), a, b, true, FaultVerdict::Drop)
+        Self::between(
+            format!("partition {a} → {b}"),
+            a,
+            b,
+            true,
+            FaultVerdict::Drop,
+        )
     }
     /// Delays frames between `a` and `b` by `d`, both ways.
     pub fn delay(a: &str, b: &str, d: Duration) -> FaultRule {
-        Self::between(format!("delay {a} | {b}"), a, b, false, FaultVerdict::Deliver(d))
+        Self::between(
+            format!("delay {a} | {b}"),
+            a,
+            b,
+            false,
+            FaultVerdict::Deliver(d),
+        )
     }
     /// Delays frames from `a` to `b` by `d`.
     pub fn delay_one_way(a: &str, b: &str, d: Duration) -> FaultRule {
-        Self::between(format!("delay {a} → {b}"), a, b, true, FaultVerdict::Deliver(d))
+        Self::between(
+            format!("delay {a} → {b}"),
+            a,
+            b,
+            true,
+            FaultVerdict::Deliver(d),
+        )
     }
     /// Holds frames between `a` and `b`, both ways, until released.
     pub fn hold(a: &str, b: &str) -> FaultRule {
@@ -139,7 +163,10 @@ mod tests {
         let d = Duration::from_millis(5);
         for (r, v) in [
             (FaultRule::partition_one_way("a", "b"), FaultVerdict::Drop),
-            (FaultRule::delay_one_way("a", "b", d), FaultVerdict::Deliver(d)),
+            (
+                FaultRule::delay_one_way("a", "b", d),
+                FaultVerdict::Deliver(d),
+            ),
             (FaultRule::hold_one_way("a", "b"), FaultVerdict::Hold),
             (
                 FaultRule::drop_one_way_if("x", "a", "b", |_| true),
@@ -154,17 +181,17 @@ mod tests {
     #[test]
     fn drop_if_sees_the_frame_bytes() {
         let r = FaultRule::drop_if("arp", |f| f.frame.get(12..14) == Some(&[0x08, 0x06][..]));
-        let mut arp = [0u8; 14];
-        arp[12] = 0x08;
-        arp[13] = 0x06;
-        let f = |frame: &'static [u8]| InFlight {
-            segment: "s",
-            from: "a",
-            to: "b",
-            frame,
+        let mut frame = [0u8; 14];
+        let verdict = |frame: &[u8]| {
+            (r.rule)(&InFlight {
+                segment: "s",
+                from: "a",
+                to: "b",
+                frame,
+            })
         };
-        let arp: &'static [u8] = Box::leak(Box::new(arp));
-        assert_eq!((r.rule)(&f(arp)), FaultVerdict::Drop);
-        assert_eq!((r.rule)(&f(&[0u8; 14])), FaultVerdict::Pass);
+        assert_eq!(verdict(&frame), FaultVerdict::Pass);
+        frame[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(verdict(&frame), FaultVerdict::Drop);
     }
 }

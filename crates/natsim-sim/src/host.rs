@@ -6,6 +6,15 @@
 //! passes, smoltcp's own retransmissions are swallowed, and the host sends
 //! copies of that first SYN at the profile's times (Windows: 3 s and 9 s).
 //! [`crate::tcp::Connector`] reports "timed out" at the profile's deadline.
+//! The schedule is keyed by the SYN's (ports, destination, ISN), so the
+//! copies are byte-identical retransmissions, as a real stack's are.
+//!
+//! smoltcp does not hand ICMP errors to TCP or UDP sockets. The host reads
+//! every received destination-unreachable and time-exceeded message that
+//! quotes one of its own TCP/UDP packets (RFC 792 quotes the IP header and
+//! 8 bytes: both ports) into [`IcmpErrors`], which apps see in
+//! [`AppCx::icmp_errors`]: a connect answered by "unreachable" fails at
+//! once instead of timing out.
 
 use crate::app::{App, AppCx, AppEvent, HostInfo, IcmpError, IcmpErrors, TcpProfile};
 use crate::device::SimDevice;
@@ -121,12 +130,10 @@ impl Host {
                 break;
             }
         }
-        let out: Vec<Vec<u8>> = self.device.tx.drain(..).collect();
-        let mut sent = Vec::with_capacity(out.len());
-        for f in out {
-            if self.shape(now, &f) {
-                sent.push(f);
-            }
+        let mut sent = std::mem::take(&mut self.device.tx);
+        sent.retain(|f| self.shape(now, f));
+        if self.syns.is_empty() {
+            return sent;
         }
         // The profile's own retransmissions that are due, for connections
         // still in SYN-SENT (a refused or aborted connect stops them).
@@ -173,8 +180,10 @@ impl Host {
             );
         } else {
             // Any later segment of the connection ends its SYN schedule.
-            self.syns
-                .retain(|k, _| !(k.0 == key.0 && k.1 == key.1 && k.2 == key.2));
+            if !self.syns.is_empty() {
+                self.syns
+                    .retain(|k, _| !(k.0 == key.0 && k.1 == key.1 && k.2 == key.2));
+            }
         }
         true
     }

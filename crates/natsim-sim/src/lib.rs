@@ -6,10 +6,13 @@
 //!   builder API ([`Sim::builder`], [`Sim::segment`], [`Sim::router`],
 //!   [`Sim::host`], [`Sim::add_app`]) and the run loops.
 //! * [`link`]: L2 segments (learning switch) with latency, bandwidth, MTU,
-//!   seeded loss; [`fault`]: `Pass | Deliver(delay) | Drop` rules.
+//!   seeded loss; [`fault`]: `Pass | Deliver(delay) | Hold | Drop` rules
+//!   (partition, delay, hold/[`Sim::release`], drop-by-predicate, each
+//!   with a one-way variant).
 //! * [`host`] + [`device`]: a smoltcp `Interface` over [`SimDevice`], with
 //!   the host's TCP connect profile ([`TcpProfile`]: Windows-like 3 SYNs
-//!   over 21 s by default).
+//!   over 21 s by default) and the ICMP errors it received
+//!   ([`IcmpErrors`], which smoltcp's sockets ignore) for apps to read.
 //! * [`router`]: ARP (proxy ARP for NAT-owned addresses), longest-prefix
 //!   routing, TTL, ICMP errors, the natsim-nat engine, an optional local
 //!   stack for the router's own services.

@@ -96,3 +96,62 @@ impl Segment {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[0..6].copy_from_slice(&dst);
+        f[6..12].copy_from_slice(&src);
+        f
+    }
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+    const BCAST: [u8; 6] = [0xff; 6];
+
+    fn segment(ports: usize) -> Segment {
+        let mut s = Segment::new("s", LinkParams::default());
+        for node in 0..ports {
+            s.ports.push(Port { node, iface: 0 });
+        }
+        s
+    }
+
+    #[test]
+    fn the_switch_floods_until_it_learns_then_forwards_to_one_port() {
+        let mut s = segment(3);
+        // B is unknown: flooded everywhere but back to the sender.
+        assert_eq!(s.forward(0, &frame(B, A)), vec![1, 2]);
+        // B answers from port 1: A was learnt, so one port.
+        assert_eq!(s.forward(1, &frame(A, B)), vec![0]);
+        assert_eq!(s.forward(0, &frame(B, A)), vec![1]);
+        // Broadcasts always flood.
+        assert_eq!(s.forward(0, &frame(BCAST, A)), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_frame_for_the_senders_own_port_goes_nowhere_and_runts_are_dropped() {
+        let mut s = segment(2);
+        s.forward(0, &frame(BCAST, A));
+        assert!(s.forward(0, &frame(A, B)).is_empty());
+        assert!(s.forward(0, &[0u8; 10]).is_empty());
+    }
+
+    #[test]
+    fn serialisation_counts_framing_overhead_and_zero_bandwidth_is_instant() {
+        let p = LinkParams {
+            bandwidth_bps: 100_000_000,
+            ..LinkParams::default()
+        };
+        // (1514 + 24) bytes * 8 bits / 100 Mbit/s = 123.04 µs.
+        assert_eq!(p.serialisation(1514), Duration::from_nanos(123_040));
+        let unlimited = LinkParams {
+            bandwidth_bps: 0,
+            ..LinkParams::default()
+        };
+        assert_eq!(unlimited.serialisation(1514), Duration::ZERO);
+    }
+}

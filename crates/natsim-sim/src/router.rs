@@ -5,7 +5,7 @@
 //! mapper, REDIRECT targets).
 
 use crate::host::Host;
-use crate::trace::{nat_step_kind, Disposition, Step};
+use crate::trace::{nat_step, Disposition, Step};
 use natsim_nat::{IfaceId, Instant, NatEngine, NatStep, Prefix, Proto, Role, Route, Verdict};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::*;
@@ -45,6 +45,24 @@ pub(crate) struct Outcome {
     pub originated: Vec<(usize, Vec<u8>)>,
     /// Frames the router's own stack sent, to route as local traffic.
     pub local_out: Vec<Vec<u8>>,
+    /// Record steps (off: the hot path builds no strings).
+    pub tracing: bool,
+}
+
+impl Outcome {
+    pub fn new(tracing: bool) -> Outcome {
+        Outcome {
+            tracing,
+            ..Outcome::default()
+        }
+    }
+    /// Records a step; `step` only runs when tracing.
+    #[inline]
+    pub fn step(&mut self, step: impl FnOnce() -> Step) {
+        if self.tracing {
+            self.steps.push(step());
+        }
+    }
 }
 
 pub(crate) struct Router {
@@ -175,10 +193,10 @@ impl Router {
             self.arp_in(now, iface, &frame, out);
             return;
         }
-        out.steps.push(Step::Received);
+        out.step(|| Step::Received);
         // The router's own services win over NAT rules on its addresses.
         if let Some(port) = self.local_service_port(&frame) {
-            out.steps.push(Step::Local {
+            out.step(|| Step::Local {
                 text: format!("{} is served by {}'s own stack", port, self.name),
             });
             self.deliver_local(now, iface, frame, out);
@@ -187,7 +205,10 @@ impl Router {
         // A transit packet expires before postrouting NAT sees it, as in
         // Linux's ip_forward: the error then quotes the packet as its
         // sender sent it, so the sender can match it to its socket.
-        if let Some(ip) = frame.get(14..).and_then(|b| Ipv4Packet::new_checked(b).ok()) {
+        if let Some(ip) = frame
+            .get(14..)
+            .and_then(|b| Ipv4Packet::new_checked(b).ok())
+        {
             if ip.hop_limit() <= 1 && !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr()) {
                 self.ttl_exceeded(iface, &frame, out);
                 return;
@@ -197,18 +218,7 @@ impl Router {
             Some(nat) => {
                 let (ifaces, routes, owned) = (&self.ifaces, &self.routes, &self.owned);
                 let rf = |d: Ipv4Addr| Self::route_in(ifaces, routes, owned, d);
-                let mut steps: Vec<NatStep> = Vec::new();
-                let v = nat.process(now, IfaceId(iface as u16), &mut frame, &rf, &mut steps);
-                for s in &steps {
-                    if matches!(s, NatStep::Received { .. }) {
-                        continue;
-                    }
-                    out.steps.push(Step::Nat {
-                        kind: nat_step_kind(s),
-                        text: s.describe(&|r| nat.rule_name(r).to_string()),
-                    });
-                }
-                v
+                run_nat(nat, now, IfaceId(iface as u16), &mut frame, &rf, out)
             }
             None => match Ipv4Packet::new_checked(&frame[14..]) {
                 Ok(ip) => match self.route(ip.dst_addr()) {
@@ -231,21 +241,23 @@ impl Router {
         trace: Option<u64>,
         out: &mut Outcome,
     ) {
-        let node = self.name.clone();
         match verdict {
             Verdict::Forward { iface, next_hop } => {
                 let out_iface = usize::from(iface.0);
                 self.forward(now, ingress, out_iface, next_hop, frame, trace, out);
             }
             Verdict::Local => {
-                out.steps.push(Step::Local {
+                out.step(|| Step::Local {
                     text: "addressed to the router".into(),
                 });
                 self.deliver_local(now, ingress, frame, out);
             }
             Verdict::Reply { iface } => {
                 let answer = crate::trace::summarize(&frame);
-                out.disposition = Some(Disposition::AnsweredByNat { node, answer });
+                out.disposition = Some(Disposition::AnsweredByNat {
+                    node: self.name.clone(),
+                    answer,
+                });
                 out.originated.push((usize::from(iface.0), frame));
             }
             Verdict::Drop(reason) => {
@@ -257,10 +269,11 @@ impl Router {
                         ..
                     })
                 ) {
-                    out.steps.push(Step::Dropped {
+                    out.step(|| Step::Dropped {
                         reason: reason.to_string(),
                     });
                 }
+                let node = self.name.clone();
                 out.disposition = Some(match reason {
                     natsim_nat::DropReason::NoRoute => {
                         self.icmp_error(ingress, &frame, Icmpv4Message::DstUnreachable, 0, out);
@@ -283,7 +296,7 @@ impl Router {
     /// (RFC 1812 §5.3.1, §4.3.2.2).
     fn ttl_exceeded(&self, ingress: usize, frame: &[u8], out: &mut Outcome) {
         self.icmp_error(ingress, frame, Icmpv4Message::TimeExceeded, 0, out);
-        out.steps.push(Step::Dropped {
+        out.step(|| Step::Dropped {
             reason: "TTL exceeded".into(),
         });
         out.disposition = Some(Disposition::TtlExceeded {
@@ -315,11 +328,11 @@ impl Router {
         let c = u16::from_be_bytes([frame[24], frame[25]]);
         let c = natsim_nat::checksum::update16(c, old, new);
         frame[24..26].copy_from_slice(&c.to_be_bytes());
-        out.steps.push(Step::TtlDecremented { ttl: ttl - 1 });
+        out.step(|| Step::TtlDecremented { ttl: ttl - 1 });
         let mac = self.ifaces[out_iface].mac;
         frame[6..12].copy_from_slice(&mac);
         out.iface_out = Some(out_iface);
-        out.steps.push(Step::Forwarded {
+        out.step(|| Step::Forwarded {
             next_hop: format!("{next_hop} via {}", self.ifaces[out_iface].name),
         });
         match self.arp.get(&next_hop) {
@@ -584,17 +597,7 @@ impl Router {
             Some(nat) if !bypass => {
                 let (ifaces, routes, owned) = (&self.ifaces, &self.routes, &self.owned);
                 let rf = |d: Ipv4Addr| Self::route_in(ifaces, routes, owned, d);
-                let mut steps: Vec<NatStep> = Vec::new();
-                let v = nat.process(now, IfaceId::LOCAL, &mut frame, &rf, &mut steps);
-                for s in &steps {
-                    if !matches!(s, NatStep::Received { .. }) {
-                        out.steps.push(Step::Nat {
-                            kind: nat_step_kind(s),
-                            text: s.describe(&|r| nat.rule_name(r).to_string()),
-                        });
-                    }
-                }
-                v
+                run_nat(nat, now, IfaceId::LOCAL, &mut frame, &rf, out)
             }
             _ => match Ipv4Packet::new_checked(&frame[14..]).map(|ip| self.route(ip.dst_addr())) {
                 Ok(Route::Forward { iface, next_hop }) => Verdict::Forward { iface, next_hop },
@@ -691,6 +694,30 @@ impl Router {
     }
 }
 
+/// Runs the NAT engine on a frame, recording its steps (all but the
+/// `Received` one, which the hop already says) only when tracing: with
+/// tracing off the engine's `()` sink costs nothing.
+fn run_nat(
+    nat: &mut NatEngine,
+    now: Instant,
+    ingress: IfaceId,
+    frame: &mut Vec<u8>,
+    routes: &impl natsim_nat::Routes,
+    out: &mut Outcome,
+) -> Verdict {
+    if !out.tracing {
+        return nat.process(now, ingress, frame, routes, &mut ());
+    }
+    let mut steps: Vec<NatStep> = Vec::new();
+    let v = nat.process(now, ingress, frame, routes, &mut steps);
+    for s in &steps {
+        if !matches!(s, NatStep::Received { .. }) {
+            out.steps.push(nat_step(s, nat));
+        }
+    }
+    v
+}
+
 fn arp_frame(src: [u8; 6], dst: [u8; 6], repr: &ArpRepr) -> Vec<u8> {
     let mut buf = vec![0u8; 14 + repr.buffer_len()];
     buf[0..6].copy_from_slice(&dst);
@@ -738,4 +765,94 @@ fn echo_reply(frame: &[u8]) -> Option<Vec<u8>> {
     let mut ic = Icmpv4Packet::new_unchecked(ipp.payload_mut());
     reply.emit(&mut ic, &caps);
     Some(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface(name: &str, addr: [u8; 4], len: u8) -> RouterIface {
+        RouterIface {
+            name: name.into(),
+            segment: 0,
+            addr: Ipv4Addr::from(addr),
+            prefix_len: len,
+            role: Role::Inside,
+            mac: [2, 0, 0, 0, 0, 1],
+        }
+    }
+
+    fn router() -> Router {
+        let p = |a: [u8; 4], l| Prefix::new(Ipv4Addr::from(a), l);
+        Router::new(
+            "r",
+            vec![
+                iface("lan", [192, 168, 1, 1], 24),
+                iface("wan", [203, 0, 113, 1], 24),
+            ],
+            vec![
+                (p([0, 0, 0, 0], 0), Ipv4Addr::new(203, 0, 113, 254)),
+                (p([10, 0, 0, 0], 8), Ipv4Addr::new(192, 168, 1, 2)),
+                (p([10, 1, 0, 0], 16), Ipv4Addr::new(203, 0, 113, 9)),
+                // Unusable: its next hop is on no connected network.
+                (p([172, 16, 0, 0], 12), Ipv4Addr::new(9, 9, 9, 9)),
+            ],
+            None,
+            vec![(
+                u32::from(Ipv4Addr::new(198, 51, 100, 0)),
+                u32::from(Ipv4Addr::new(198, 51, 100, 3)),
+            )],
+            [2, 0, 0, 0, 0, 0xff],
+        )
+    }
+
+    fn fwd(iface: u16, hop: [u8; 4]) -> Route {
+        Route::Forward {
+            iface: IfaceId(iface),
+            next_hop: Ipv4Addr::from(hop),
+        }
+    }
+
+    #[test]
+    fn the_longest_matching_prefix_wins() {
+        let r = router();
+        assert_eq!(
+            r.route(Ipv4Addr::new(10, 2, 3, 4)),
+            fwd(0, [192, 168, 1, 2])
+        );
+        assert_eq!(
+            r.route(Ipv4Addr::new(10, 1, 3, 4)),
+            fwd(1, [203, 0, 113, 9])
+        );
+        assert_eq!(
+            r.route(Ipv4Addr::new(8, 8, 8, 8)),
+            fwd(1, [203, 0, 113, 254])
+        );
+        // Connected networks are delivered to the destination itself.
+        assert_eq!(
+            r.route(Ipv4Addr::new(192, 168, 1, 77)),
+            fwd(0, [192, 168, 1, 77])
+        );
+    }
+
+    #[test]
+    fn own_and_nat_owned_addresses_are_local() {
+        let r = router();
+        assert_eq!(r.route(Ipv4Addr::new(203, 0, 113, 1)), Route::Local);
+        assert_eq!(r.route(Ipv4Addr::new(198, 51, 100, 3)), Route::Local);
+        assert_ne!(r.route(Ipv4Addr::new(198, 51, 100, 4)), Route::Local);
+    }
+
+    #[test]
+    fn a_route_via_an_unconnected_next_hop_is_ignored() {
+        let mut r = router();
+        // Falls back to the default route...
+        assert_eq!(
+            r.route(Ipv4Addr::new(172, 16, 5, 5)),
+            fwd(1, [203, 0, 113, 254])
+        );
+        // ...and without one there is no route at all.
+        r.routes.retain(|(p, _)| p.len != 0);
+        assert_eq!(r.route(Ipv4Addr::new(172, 16, 5, 5)), Route::Unreachable);
+    }
 }

@@ -164,6 +164,16 @@ pub(crate) enum Node {
     Router(Box<Router>),
 }
 
+/// A frame a fault rule is holding.
+#[derive(Debug)]
+struct Held {
+    rule: String,
+    latency: Duration,
+    to: Port,
+    frame: Vec<u8>,
+    trace: Option<u64>,
+}
+
 #[derive(Debug)]
 enum Ev {
     Arrive {
@@ -209,10 +219,12 @@ impl SimBuilder {
             attach: Vec::new(),
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ 0x6c69_6e6b),
             faults: Vec::new(),
+            held: Vec::new(),
             traces: Vec::new(),
             tracing: self.tracing,
             capture: true,
             frames_delivered: 0,
+            events_processed: 0,
         }
     }
 }
@@ -233,10 +245,12 @@ pub struct Sim {
     attach: Vec<Vec<usize>>,
     rng: rand_chacha::ChaCha8Rng,
     faults: Vec<FaultRule>,
+    held: Vec<Held>,
     traces: Vec<FrameTrace>,
     tracing: bool,
     capture: bool,
     frames_delivered: u64,
+    events_processed: u64,
 }
 
 impl Sim {
@@ -256,6 +270,11 @@ impl Sim {
     /// Frames handed to a node so far (the benchmark's unit).
     pub fn frames_delivered(&self) -> u64 {
         self.frames_delivered
+    }
+    /// Events processed so far (arrivals and wake-ups, superseded wake-ups
+    /// excluded): what a run costs, independent of virtual time.
+    pub fn events_processed(&self) -> u64 {
+        self.events_processed
     }
     /// Keep frames for pcaps (on by default).
     pub fn set_capture(&mut self, on: bool) {
@@ -525,11 +544,16 @@ impl Sim {
         self.segments.iter().map(|s| s.name.clone()).collect()
     }
 
-    pub fn add_fault(&mut self, rule: FaultRule) {
+    /// Adds a fault rule after the existing ones; returns its name (for
+    /// [`Sim::remove_fault`] / [`Sim::release`]).
+    pub fn add_fault(&mut self, rule: FaultRule) -> String {
+        let name = rule.name.clone();
         self.faults.push(rule);
+        name
     }
+    /// Removes a rule; frames it held are delivered (as [`Sim::release`]).
     pub fn remove_fault(&mut self, name: &str) {
-        self.faults.retain(|f| f.name != name);
+        self.release(name);
     }
 
     // ----- events -----------------------------------------------------------
@@ -574,11 +598,15 @@ impl Sim {
                 iface,
                 frame,
                 trace,
-            } => self.arrive(node, iface, frame, trace),
+            } => {
+                self.events_processed += 1;
+                self.arrive(node, iface, frame, trace)
+            }
             Ev::Wake { node } => {
                 if self.wake_at[node] != Some(at) {
                     return true; // superseded by an earlier wake
                 }
+                self.events_processed += 1;
                 self.wake_at[node] = None;
                 self.wake(node);
             }
@@ -672,7 +700,7 @@ impl Sim {
     }
 
     /// Puts `frame` on the wire of `node`'s interface `iface`.
-    fn transmit(&mut self, node: usize, iface: usize, frame: Vec<u8>, trace: Option<u64>) {
+    fn transmit(&mut self, node: usize, iface: usize, mut frame: Vec<u8>, trace: Option<u64>) {
         let seg_id = self.attach[node][iface];
         let from = self.segments[seg_id]
             .ports
@@ -705,65 +733,61 @@ impl Sim {
         let latency = seg.params.latency;
         let loss = seg.params.loss;
         let dests = seg.forward(from, &frame);
-        let seg_name = seg.name.clone();
         let n = dests.len();
         for (k, p) in dests.into_iter().enumerate() {
             let to = self.segments[seg_id].ports[p];
             let mut delay = Duration::ZERO;
-            let mut verdict = FaultVerdict::Pass;
-            for rule in &self.faults {
-                let f = InFlight {
-                    segment: &seg_name,
+            // The first rule with an opinion decides (turmoil's order).
+            let verdict = self.faults.iter().enumerate().find_map(|(i, rule)| {
+                let v = (rule.rule)(&InFlight {
+                    segment: &self.segments[seg_id].name,
                     from: &self.names[node],
                     to: &self.names[to.node],
                     frame: &frame,
-                };
-                verdict = (rule.rule)(&f);
-                if verdict != FaultVerdict::Pass {
-                    break;
-                }
-            }
+                });
+                (v != FaultVerdict::Pass).then_some((i, v))
+            });
             match verdict {
-                FaultVerdict::Drop => {
-                    let rule = self
-                        .faults
-                        .iter()
-                        .find(|r| {
-                            (r.rule)(&InFlight {
-                                segment: &seg_name,
-                                from: &self.names[node],
-                                to: &self.names[to.node],
-                                frame: &frame,
-                            }) == FaultVerdict::Drop
-                        })
-                        .map(|r| r.name.clone())
-                        .unwrap_or_default();
+                Some((i, FaultVerdict::Drop)) => {
                     if n == 1 {
+                        let rule = self.faults[i].name.clone();
                         self.set_disposition(trace, Disposition::DroppedByFault { rule });
                     }
                     continue;
                 }
-                FaultVerdict::Deliver(d) => delay = d,
-                FaultVerdict::Pass => {}
+                Some((i, FaultVerdict::Hold)) => {
+                    let rule = self.faults[i].name.clone();
+                    let f = if k + 1 == n {
+                        std::mem::take(&mut frame)
+                    } else {
+                        frame.clone()
+                    };
+                    self.held.push(Held {
+                        rule,
+                        latency,
+                        to,
+                        frame: f,
+                        trace,
+                    });
+                    continue;
+                }
+                Some((_, FaultVerdict::Deliver(d))) => delay = d,
+                Some((_, FaultVerdict::Pass)) | None => {}
             }
             if loss > 0.0 && self.rng.gen_bool(loss.clamp(0.0, 1.0)) {
                 if n == 1 {
-                    self.set_disposition(
-                        trace,
-                        Disposition::Lost {
-                            segment: seg_name.clone(),
-                        },
-                    );
+                    let segment = self.segments[seg_id].name.clone();
+                    self.set_disposition(trace, Disposition::Lost { segment });
                 }
                 continue;
             }
-            let copy = if k + 1 == n {
-                None
+            // The last copy takes the buffer itself: no per-frame clone.
+            let f = if k + 1 == n {
+                std::mem::take(&mut frame)
             } else {
-                Some(frame.clone())
+                frame.clone()
             };
             let at = start + ser + latency + delay;
-            let f = copy.unwrap_or_else(|| frame.clone());
             self.push_event(
                 at,
                 Ev::Arrive {
@@ -776,6 +800,35 @@ impl Sim {
         }
     }
 
+    /// Delivers the frames `rule` held, in the order it held them, and
+    /// removes the rule. Returns how many frames were released.
+    pub fn release(&mut self, rule: &str) -> usize {
+        self.faults.retain(|f| f.name != rule);
+        let (go, keep): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| h.rule == rule);
+        self.held = keep;
+        let n = go.len();
+        for h in go {
+            let at = self.now + h.latency;
+            self.push_event(
+                at,
+                Ev::Arrive {
+                    node: h.to.node,
+                    iface: h.to.iface,
+                    frame: h.frame,
+                    trace: h.trace,
+                },
+            );
+        }
+        n
+    }
+
+    /// Frames held by fault rules, not yet released.
+    pub fn held_frames(&self) -> usize {
+        self.held.len()
+    }
+
     fn arrive(&mut self, node: usize, iface: usize, frame: Vec<u8>, trace: Option<u64>) {
         self.frames_delivered += 1;
         let now = self.now;
@@ -785,8 +838,8 @@ impl Sim {
                     return; // a flooded copy for someone else
                 }
                 h.device.rx.push_back(frame);
-                let name = self.names[node].clone();
                 if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
+                    let name = self.names[node].clone();
                     t.hops.push(Hop {
                         at: now,
                         node: name.clone(),
@@ -799,10 +852,9 @@ impl Sim {
                 self.run_host(node);
             }
             Node::Router(r) => {
-                let mut out = Outcome::default();
+                let mut out = Outcome::new(self.tracing);
                 r.receive(now, iface, frame, trace, &mut out);
-                let in_name = r.ifaces[iface].name.clone();
-                self.router_outcome(node, Some(in_name), trace, out);
+                self.router_outcome(node, Some(iface), trace, out);
             }
         }
     }
@@ -810,22 +862,22 @@ impl Sim {
     fn router_outcome(
         &mut self,
         node: usize,
-        iface_in: Option<String>,
+        iface_in: Option<usize>,
         trace: Option<u64>,
         out: Outcome,
     ) {
-        let name = self.names[node].clone();
         let Node::Router(r) = &self.nodes[node] else {
             return;
         };
-        let iface_out = out.iface_out.map(|i| r.ifaces[i].name.clone());
         if !out.steps.is_empty() {
             if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
+                let name =
+                    |i: Option<usize>| i.and_then(|i| r.ifaces.get(i)).map(|i| i.name.clone());
                 t.hops.push(Hop {
                     at: self.now,
-                    node: name.clone(),
-                    iface_in,
-                    iface_out,
+                    node: self.names[node].clone(),
+                    iface_in: name(iface_in),
+                    iface_out: name(out.iface_out),
                     steps: out.steps,
                 });
             }
@@ -837,18 +889,28 @@ impl Sim {
             self.transmit(node, iface, frame, t);
         }
         for (iface, frame) in out.originated {
-            let iname = match &self.nodes[node] {
-                Node::Router(r) => r.ifaces.get(iface).map(|i| i.name.clone()),
-                Node::Host(_) => None,
+            let t = if self.tracing {
+                let iname = match &self.nodes[node] {
+                    Node::Router(r) => r.ifaces.get(iface).map(|i| i.name.clone()),
+                    Node::Host(_) => None,
+                };
+                let name = self.names[node].clone();
+                self.new_trace(&name, &frame, iname)
+            } else {
+                None
             };
-            let t = self.new_trace(&name, &frame, iname);
             if iface < self.attach[node].len() {
                 self.transmit(node, iface, frame, t);
             }
         }
         for frame in out.local_out {
-            let t = self.new_trace(&format!("{name} (local stack)"), &frame, None);
-            let mut o = Outcome::default();
+            let t = if self.tracing {
+                let name = format!("{} (local stack)", self.names[node]);
+                self.new_trace(&name, &frame, None)
+            } else {
+                None
+            };
+            let mut o = Outcome::new(self.tracing);
             if let Node::Router(r) = &mut self.nodes[node] {
                 r.local_frame(self.now, frame, t, &mut o);
             }
@@ -863,9 +925,13 @@ impl Sim {
             return;
         };
         let out = h.poll(now);
-        let name = self.names[node].clone();
         for f in out {
-            let t = self.new_trace(&name, &f, Some("eth0".into()));
+            let t = if self.tracing {
+                let name = self.names[node].clone();
+                self.new_trace(&name, &f, Some("eth0".into()))
+            } else {
+                None
+            };
             self.transmit(node, 0, f, t);
         }
         self.reschedule(node);
@@ -876,7 +942,7 @@ impl Sim {
         match &mut self.nodes[node] {
             Node::Host(_) => self.run_host(node),
             Node::Router(r) => {
-                let mut out = Outcome::default();
+                let mut out = Outcome::new(self.tracing);
                 let failed = r.wake(now, &mut out);
                 for (frame, trace) in failed {
                     let node_name = r.name.clone();

@@ -8,7 +8,7 @@
 //! [`Disposition`] says what became of it. Reports and `natsim explain`
 //! render these; they never re-derive what happened.
 
-use natsim_nat::Instant;
+use natsim_nat::{Flow, Instant, NatEngine, NatStep};
 use serde::Serialize;
 
 /// What became of a frame.
@@ -93,10 +93,21 @@ pub enum Step {
     Sent,
     Received,
     /// A NAT engine decision; `kind` is the step's name (`translated`,
-    /// `mapping-created`, `alg`, `dropped`, ...).
+    /// `mapping-created`, `alg`, `dropped`, ...), `text` its narration
+    /// ([`natsim_nat::NatStep::describe`]). The structured fields carry
+    /// what expectations check without parsing text: the flow before and
+    /// after a rewrite, the rule that matched, the drop reason's code.
     Nat {
         kind: &'static str,
         text: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        before: Option<Flow>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        after: Option<Flow>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
     },
     Forwarded {
         next_hop: String,
@@ -131,6 +142,34 @@ pub struct FrameTrace {
     pub summary: String,
     pub hops: Vec<Hop>,
     pub disposition: Disposition,
+}
+
+/// A NAT engine step as a trace step, rules named through `nat`.
+pub fn nat_step(s: &NatStep, nat: &NatEngine) -> Step {
+    let (before, after) = match s {
+        NatStep::Translated { before, after } | NatStep::IcmpInnerTranslated { before, after } => {
+            (Some(*before), Some(*after))
+        }
+        _ => (None, None),
+    };
+    let rule = match s {
+        NatStep::RuleMatched { rule } | NatStep::StaticRule { rule } => {
+            Some(nat.rule_name(*rule).to_string())
+        }
+        _ => None,
+    };
+    let reason = match s {
+        NatStep::Dropped { reason } => Some(reason.code()),
+        _ => None,
+    };
+    Step::Nat {
+        kind: nat_step_kind(s),
+        text: s.describe(&|r| nat.rule_name(r).to_string()),
+        before,
+        after,
+        rule,
+        reason,
+    }
 }
 
 /// The name of a NAT step's variant, for expectations.

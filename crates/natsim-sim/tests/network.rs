@@ -127,6 +127,31 @@ fn masquerade_lets_inside_ping_tcp_and_udp_out_and_outside_sees_the_router() {
     );
     // The outside host saw the router's address, never the inside one.
     assert_eq!(n.sim.app::<TcpSink>(sink).unwrap().peers[0].0, WAN_ADDR);
+    // The trace carries the rewrite as data: the SYN's flow before and
+    // after the masquerade rule, at the router's hop.
+    let syn = n
+        .sim
+        .traces()
+        .iter()
+        .find(|t| t.summary.contains(":80 [S]"))
+        .unwrap();
+    let fw = syn.hops.iter().find(|h| h.node == "fw").unwrap();
+    let rewrite = fw.steps.iter().find_map(|s| match s {
+        Step::Nat {
+            kind: "translated",
+            before: Some(b),
+            after: Some(a),
+            ..
+        } => Some((*b, *a)),
+        _ => None,
+    });
+    let (before, after) = rewrite.expect("a translated step");
+    assert_eq!((before.src.addr, after.src.addr), (INSIDE, WAN_ADDR));
+    assert_eq!(before.dst, after.dst);
+    assert!(fw.steps.iter().any(
+        |s| matches!(s, Step::Nat { kind: "rule-matched", rule: Some(r), .. } if r == "masq")
+    ));
+    assert_eq!(syn.disposition.code(), "delivered");
     assert_eq!(
         n.sim.app::<UdpEcho>(echo).unwrap().seen[0],
         (WAN_ADDR, 5000)
@@ -179,6 +204,14 @@ fn inbound_syn_to_masquerading_router_times_out_after_21s() {
     assert_eq!(at[2] - at[0], 9000);
     for t in syns {
         assert_eq!(t.disposition.code(), "dropped-by-nat-filter", "{t:#?}");
+        // The NAT's own drop step names the reason as data.
+        assert!(
+            t.hops
+                .iter()
+                .flat_map(|h| &h.steps)
+                .any(|s| matches!(s, Step::Nat { reason: Some(r), .. } if *r == "no-mapping")),
+            "{t:#?}"
+        );
     }
 }
 
@@ -319,11 +352,17 @@ fn idle_udp_mapping_expires_exactly_at_its_timeout() {
         .add_app(n.inside, Box::new(UdpProbe::new((OUTSIDE, 9), 5000, b"x")))
         .unwrap();
     n.sim.run_for(Duration::from_millis(100));
-    let nat = n.sim.nat(n.fw).unwrap();
-    let c: Vec<_> = nat.connections().collect();
-    assert_eq!(c.len(), 1);
-    let created = c[0].expires.total_micros() - timeout.as_micros() as u64;
-    let expires = Instant::from_micros(created) + timeout;
+    assert_eq!(n.sim.nat(n.fw).unwrap().connection_count(), 1);
+    // The mapping was made when the datagram crossed the router.
+    let crossed = n
+        .sim
+        .traces()
+        .iter()
+        .find(|t| t.summary.starts_with("udp 192.168.1.10:5000"))
+        .and_then(|t| t.hops.iter().find(|h| h.node == "fw"))
+        .map(|h| h.at)
+        .unwrap();
+    let expires = crossed + timeout;
     n.sim
         .run_until(Instant::from_micros(expires.total_micros() - 1));
     assert_eq!(
@@ -337,6 +376,8 @@ fn idle_udp_mapping_expires_exactly_at_its_timeout() {
         0,
         "gone exactly at its timeout"
     );
+    // The expiry is recorded at that instant, not at a later tick.
+    assert!(n.sim.nat_log(n.fw).iter().any(|(at, _)| *at == expires));
 }
 
 #[test]
@@ -345,6 +386,12 @@ fn a_two_hour_idle_period_takes_few_events() {
     let t0 = n.sim.now();
     n.sim.run_for(Duration::from_secs(7200));
     assert_eq!(n.sim.now(), t0 + Duration::from_secs(7200));
+    // Start-up wake-ups only: a ticking simulator would need millions.
+    assert!(
+        n.sim.events_processed() < 20,
+        "{} events",
+        n.sim.events_processed()
+    );
 }
 
 fn pcaps_of(seed: u64) -> (Vec<u8>, Vec<u8>, String) {
@@ -416,7 +463,24 @@ fn captures_dissect_cleanly_in_tshark() {
     n.sim
         .add_app(n.outside, Box::new(TcpProbe::new((WAN_ADDR, 25))))
         .unwrap();
+    // Router-made ICMP errors: time exceeded and net unreachable.
+    n.sim
+        .add_app(
+            n.inside2,
+            Box::new(UdpProbe::new((OUTSIDE, 7778), 40124, b"ttl 1").ttl(1)),
+        )
+        .unwrap();
+    n.sim
+        .add_app(
+            n.inside2,
+            Box::new(TcpProbe::new((Ipv4Addr::new(198, 51, 100, 9), 80))),
+        )
+        .unwrap();
     n.sim.run_for(Duration::from_secs(10));
+    let kinds: Vec<&str> = n.sim.traces().iter().map(|t| t.summary.as_str()).collect();
+    for want in ["time exceeded", "destination unreachable (code 0)"] {
+        assert!(kinds.iter().any(|k| k.contains(want)), "no {want}");
+    }
     let dir = std::env::temp_dir().join(format!("natsim-tshark-{}", std::process::id()));
     let paths = n.sim.write_pcaps(&dir, "t-").unwrap();
     for p in paths {
@@ -448,6 +512,10 @@ fn captures_dissect_cleanly_in_tshark() {
             "Expert Info (Error",
         ] {
             assert!(!text.contains(bad), "{p:?} has `{bad}`");
+        }
+        // Warnings are fine (a RST is one), checksum warnings are not.
+        for line in text.lines().filter(|l| l.contains("Expert Info (Warning")) {
+            assert!(!line.to_lowercase().contains("checksum"), "{p:?}: {line}");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -593,10 +661,10 @@ fn one_way_partition_drops_only_one_direction_and_removing_it_heals() {
 }
 
 #[test]
-fn a_one_way_hold_delays_delivery_by_its_duration() {
+fn a_one_way_delay_delays_delivery_by_its_duration() {
     let mut n = masq(14, Behaviour::linux());
     warm_up_arp(&mut n);
-    n.sim.add_fault(FaultRule::hold_one_way(
+    n.sim.add_fault(FaultRule::delay_one_way(
         "internet-client",
         "fw",
         Duration::from_millis(700),
@@ -615,4 +683,175 @@ fn a_one_way_hold_delays_delivery_by_its_duration() {
     };
     // Without the hold a LAN-speed round trip takes well under 100 ms.
     assert!((700..800).contains(&after_ms), "{after_ms} ms");
+}
+
+#[test]
+fn held_frames_are_delivered_when_released() {
+    let mut n = masq(15, Behaviour::linux());
+    warm_up_arp(&mut n);
+    let hold = n.sim.add_fault(FaultRule::hold("fw", "internet-client"));
+    let p = n
+        .sim
+        .add_app(
+            n.inside,
+            Box::new(UdpProbe::new((OUTSIDE, 3478), 5005, b"held")),
+        )
+        .unwrap();
+    // Longer than the probe's 2 s timeout: the request is still held.
+    n.sim.run_for(Duration::from_secs(3));
+    assert!(matches!(
+        n.sim.app::<UdpProbe>(p).unwrap().outcome,
+        Some(ProbeOutcome::NoReply { .. })
+    ));
+    assert_eq!(n.sim.held_frames(), 1);
+    let sent = n
+        .sim
+        .traces()
+        .iter()
+        .find(|t| t.summary.contains(":3478 len 4"))
+        .unwrap()
+        .id;
+    assert_eq!(n.sim.release(&hold), 1);
+    n.sim.run_for(Duration::from_secs(1));
+    assert_eq!(n.sim.held_frames(), 0);
+    // Released, the request reached the echo server after all.
+    assert_eq!(
+        n.sim.traces()[sent as usize].disposition.code(),
+        "delivered"
+    );
+}
+
+#[test]
+fn a_router_without_nat_just_routes_and_decrements_ttl() {
+    let mut sim = Sim::builder().seed(16).build();
+    let a = sim.segment("a", LinkParams::default());
+    let b = sim.segment("b", LinkParams::default());
+    sim.router(
+        "r",
+        RouterConfig::new()
+            .interface("a0", a, Ipv4Addr::new(10, 0, 1, 1), 24, Role::Inside)
+            .interface("b0", b, Ipv4Addr::new(10, 0, 2, 1), 24, Role::Outside),
+    )
+    .unwrap();
+    let client = sim
+        .host(
+            "client",
+            HostConfig::new(a, Ipv4Addr::new(10, 0, 1, 5), 24).gateway(Ipv4Addr::new(10, 0, 1, 1)),
+        )
+        .unwrap();
+    let server = sim
+        .host(
+            "server",
+            HostConfig::new(b, Ipv4Addr::new(10, 0, 2, 5), 24).gateway(Ipv4Addr::new(10, 0, 2, 1)),
+        )
+        .unwrap();
+    let sink = sim.add_app(server, Box::new(TcpSink::new(80))).unwrap();
+    let telnet = sim
+        .add_app(
+            client,
+            Box::new(TcpProbe::new((Ipv4Addr::new(10, 0, 2, 5), 80))),
+        )
+        .unwrap();
+    sim.run_for(Duration::from_secs(5));
+    assert!(matches!(
+        sim.app::<TcpProbe>(telnet).unwrap().outcome,
+        Some(ProbeOutcome::Connected { .. })
+    ));
+    // No translation: the server saw the client's own address.
+    assert_eq!(
+        sim.app::<TcpSink>(sink).unwrap().peers[0].0,
+        Ipv4Addr::new(10, 0, 1, 5)
+    );
+    let syn = sim
+        .traces()
+        .iter()
+        .find(|t| t.summary.contains(":80 [S]"))
+        .unwrap();
+    let hop = syn.hops.iter().find(|h| h.node == "r").unwrap();
+    assert_eq!(hop.iface_in.as_deref(), Some("a0"));
+    assert_eq!(hop.iface_out.as_deref(), Some("b0"));
+    assert!(hop.steps.contains(&Step::TtlDecremented { ttl: 63 }));
+    assert!(!hop.steps.iter().any(|s| matches!(s, Step::Nat { .. })));
+}
+
+#[test]
+fn linux_profile_answers_unsolicited_udp_with_port_unreachable() {
+    let mut n = masq(17, Behaviour::linux());
+    let probe = n
+        .sim
+        .add_app(
+            n.outside,
+            Box::new(UdpProbe::new((WAN_ADDR, 5353), 5006, b"anyone?")),
+        )
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(5));
+    // RFC 792 type 3 code 3, from the router's external address.
+    assert_eq!(
+        n.sim.app::<UdpProbe>(probe).unwrap().outcome,
+        Some(ProbeOutcome::IcmpError {
+            from: WAN_ADDR,
+            icmp_type: 3,
+            code: 3
+        })
+    );
+    let req = n
+        .sim
+        .traces()
+        .iter()
+        .find(|t| t.summary.contains(":5353 len 7"))
+        .unwrap();
+    assert_eq!(req.disposition.code(), "answered-by-nat", "{req:#?}");
+}
+
+#[test]
+fn a_router_service_on_its_own_port_wins_over_a_port_forward() {
+    // KB 291615: an NT-based firewall's own endpoint mapper owns TCP 135 on
+    // its addresses, so a forward of 135 to the inside server never fires.
+    let mut sim = Sim::builder().seed(18).build();
+    let lan = sim.segment("lan", LinkParams::default());
+    let wan = sim.segment("internet", LinkParams::default());
+    let fw = sim
+        .router(
+            "fw",
+            RouterConfig::new()
+                .interface("lan0", lan, LAN_GW, 24, Role::Inside)
+                .interface("wan0", wan, WAN_ADDR, 24, Role::Outside)
+                .nat(Behaviour::linux(), |c| {
+                    c.rules.forward(
+                        "epm",
+                        natsim_nat::IfaceId(1),
+                        Proto::Tcp,
+                        PortRange::single(135),
+                        INSIDE,
+                        None,
+                    );
+                    c.rules.masquerade("masq", natsim_nat::IfaceId(1), None);
+                })
+                .local_service(Proto::Tcp, 135),
+        )
+        .unwrap();
+    let server = sim
+        .host("exchange", HostConfig::new(lan, INSIDE, 24).gateway(LAN_GW))
+        .unwrap();
+    let client = sim
+        .host("outlook", HostConfig::new(wan, OUTSIDE, 24))
+        .unwrap();
+    let inside_epm = sim.add_app(server, Box::new(TcpSink::new(135))).unwrap();
+    let fw_epm = sim.add_app(fw, Box::new(TcpSink::new(135))).unwrap();
+    let telnet = sim
+        .add_app(client, Box::new(TcpProbe::new((WAN_ADDR, 135))))
+        .unwrap();
+    sim.run_for(Duration::from_secs(5));
+    assert!(matches!(
+        sim.app::<TcpProbe>(telnet).unwrap().outcome,
+        Some(ProbeOutcome::Connected { .. })
+    ));
+    assert_eq!(sim.app::<TcpSink>(fw_epm).unwrap().peers[0].0, OUTSIDE);
+    assert!(sim.app::<TcpSink>(inside_epm).unwrap().peers.is_empty());
+    let syn = sim
+        .traces()
+        .iter()
+        .find(|t| t.summary.contains(":135 [S]"))
+        .unwrap();
+    assert_eq!(syn.disposition.code(), "delivered-to-router", "{syn:#?}");
 }
