@@ -32,7 +32,7 @@ pub fn parse_bandwidth(s: &str) -> Option<u64> {
         _ => return None,
     };
     let v = n * mult;
-    (v.is_finite() && v >= 1.0 && v <= 1e12).then_some(v as u64)
+    (v.is_finite() && (1.0..=1e12).contains(&v)).then_some(v as u64)
 }
 
 /// A DNS record line: `A name address` or `MX name preference exchange`.
