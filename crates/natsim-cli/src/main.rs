@@ -5,9 +5,24 @@ use clap::{Parser, Subcommand};
 use natsim_scenario::{
     collect, explain::explain, load_file, report, run_variant, Loaded, Problem, VariantResult,
 };
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+// Output that never panics: a closed pipe (`natsim run | head`) must not
+// turn a finished run into a crash, so write errors are ignored.
+macro_rules! out {
+    ($($t:tt)*) => {{ let _ = write!(std::io::stdout(), $($t)*); }};
+}
+macro_rules! outln {
+    ($($t:tt)*) => {{ let _ = writeln!(std::io::stdout(), $($t)*); }};
+}
+macro_rules! err {
+    ($($t:tt)*) => {{ let _ = write!(std::io::stderr(), $($t)*); }};
+}
+macro_rules! errln {
+    ($($t:tt)*) => {{ let _ = writeln!(std::io::stderr(), $($t)*); }};
+}
 
 #[derive(Parser)]
 #[command(name = "natsim", version, about = "Packet-level NAT router simulator: replay NAT failures and their workarounds", long_about = None)]
@@ -41,7 +56,7 @@ enum Cmd {
         /// Only variants whose `file::variant` contains this text.
         #[arg(long)]
         filter: Option<String>,
-        /// No progress line.
+        /// No progress line (it is only drawn when stderr is a terminal).
         #[arg(long, short)]
         quiet: bool,
     },
@@ -106,9 +121,9 @@ fn print_problems(bad: &[(Vec<Problem>, String)]) {
     for (ps, src) in bad {
         for p in ps {
             // One greppable line, then the snippet.
-            eprintln!("{p}");
+            errln!("{p}");
             if !src.is_empty() && p.line > 0 {
-                eprintln!("{:?}", natsim_scenario::diag::report(p, src));
+                errln!("{:?}", natsim_scenario::diag::report(p, src));
             }
         }
     }
@@ -146,9 +161,11 @@ fn run(
     }
     let mut results: Vec<VariantResult> = Vec::new();
     let total = work.len();
+    // The progress line redraws itself; only a terminal shows that well.
+    let progress = !quiet && std::io::stderr().is_terminal();
     for (k, (l, v, name)) in work.into_iter().enumerate() {
-        if !quiet {
-            eprint!("\r\x1b[2K[{}/{total}] {name}", k + 1);
+        if progress {
+            err!("\r\x1b[2K[{}/{total}] {name}", k + 1);
             let _ = std::io::stderr().flush();
         }
         match run_variant(l, v, seed, pcap.is_some()) {
@@ -162,7 +179,7 @@ fn run(
                         if let Err(e) =
                             std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&p, bytes))
                         {
-                            eprintln!("\ncannot write {}: {e}", p.display());
+                            errln!("\ncannot write {}: {e}", p.display());
                         }
                     }
                 }
@@ -171,19 +188,19 @@ fn run(
             Err(p) => print_problems(&[(vec![p], l.src.clone())]),
         }
     }
-    if !quiet && total > 0 {
-        eprintln!("\r\x1b[2K");
+    if progress && total > 0 {
+        errln!("\r\x1b[2K");
     }
-    print!("{}", report::table(&results));
+    out!("{}", report::table(&results));
     if let Some(p) = json {
         if let Err(e) = write(&p, &report::json(&results)) {
-            eprintln!("cannot write {}: {e}", p.display());
+            errln!("cannot write {}: {e}", p.display());
             return ExitCode::from(2);
         }
     }
     if let Some(p) = junit {
         if let Err(e) = write(&p, &report::junit(&results)) {
-            eprintln!("cannot write {}: {e}", p.display());
+            errln!("cannot write {}: {e}", p.display());
             return ExitCode::from(2);
         }
     }
@@ -213,7 +230,7 @@ fn main() -> ExitCode {
             let (ok, bad) = load_all(&paths);
             print_problems(&bad);
             for l in &ok {
-                println!(
+                outln!(
                     "{}: ok ({} variants, {} steps)",
                     l.file,
                     l.scenario.variants.len() + 1,
@@ -256,7 +273,7 @@ fn main() -> ExitCode {
                             .iter()
                             .map(|v| v.name.get_ref().as_str())
                             .collect();
-                        eprintln!(
+                        errln!(
                             "{}: no variant `{name}` (variants: {})",
                             l.file,
                             names.join(", ")
@@ -267,7 +284,7 @@ fn main() -> ExitCode {
             };
             match run_variant(&l, v, seed, false) {
                 Ok(r) => {
-                    print!("{}", explain(&r, step));
+                    out!("{}", explain(&r, step));
                     if r.pass {
                         ExitCode::SUCCESS
                     } else {

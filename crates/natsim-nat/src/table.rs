@@ -79,6 +79,19 @@ impl Conn {
             (self.orig.src, self.reply.dst)
         }
     }
+    /// Embryonic: no reply yet, or a TCP connection that never reached
+    /// ESTABLISHED or already closed. A spoofed SYN flood against a
+    /// forwarded port leaves exactly these behind: SYNs answered by a
+    /// SYN-ACK nobody acknowledges, or by a RST (Linux's early_drop
+    /// likewise takes only unassured entries).
+    pub fn evictable(&self) -> bool {
+        self.flags & flag::REPLIED == 0
+            || (self.orig.proto == Proto::Tcp
+                && matches!(
+                    self.tcp,
+                    TcpState::SynSent | TcpState::SynRecv | TcpState::Close | TcpState::TimeWait
+                ))
+    }
     /// The remote endpoint of a mapped connection.
     pub fn remote(&self) -> Endpoint {
         if self.has(flag::ADMITTED) {
@@ -148,7 +161,7 @@ pub(crate) struct Table {
     by_external: HashTable<u32>,
     by_remote_addr: HashTable<u32>,
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
-    /// Connections not yet replied to, oldest first (eviction candidates).
+    /// Embryonic connections, oldest first (eviction candidates).
     embryonic: VecDeque<(u32, u32)>,
 }
 
@@ -420,11 +433,11 @@ impl Table {
         None
     }
 
-    /// The oldest connection that has seen no reply yet (eviction victim).
+    /// The oldest embryonic connection (eviction victim; see [`Conn::evictable`]).
     pub fn oldest_embryonic(&mut self) -> Option<ConnId> {
         while let Some(&(idx, gen)) = self.embryonic.front() {
             let c = &self.slots[idx as usize];
-            if c.flags & flag::LIVE != 0 && c.gen == gen && c.flags & flag::REPLIED == 0 {
+            if c.flags & flag::LIVE != 0 && c.gen == gen && c.evictable() {
                 return Some(ConnId(idx));
             }
             self.embryonic.pop_front();
@@ -439,7 +452,7 @@ impl Table {
             let slots = &self.slots;
             self.embryonic.retain(|&(idx, gen)| {
                 let c = &slots[idx as usize];
-                c.flags & flag::LIVE != 0 && c.gen == gen && c.flags & flag::REPLIED == 0
+                c.flags & flag::LIVE != 0 && c.gen == gen && c.evictable()
             });
         }
     }

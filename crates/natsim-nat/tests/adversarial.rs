@@ -30,6 +30,8 @@ fn syn_flood_of_ten_times_capacity_evicts_only_embryonic_entries() {
         let ext = flow_of(&f).src;
         let mut back = tcp((REMOTE, 443), (ext.addr, ext.port), "SA", b"");
         fwd(&mut nat, now, WAN, &mut back);
+        let mut ack = tcp((HOST_B, 2000 + i), (REMOTE, 443), "A", b"");
+        fwd(&mut nat, now, LAN, &mut ack);
         established.push((2000 + i, ext));
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);

@@ -670,6 +670,19 @@ impl Sim {
 
     // ----- frames -----------------------------------------------------------
 
+    /// Puts a raw frame on the wire of `node`'s interface `iface`, as if its
+    /// NIC had sent it (adversarial load, spoofed traffic, replays). The
+    /// frame is traced like any other. Out-of-range nodes or interfaces
+    /// are ignored.
+    pub fn inject(&mut self, node: NodeId, iface: usize, frame: Vec<u8>) {
+        if self.attach.get(node.0).is_none_or(|a| iface >= a.len()) {
+            return;
+        }
+        let name = self.names[node.0].clone();
+        let t = self.new_trace(&name, &frame, None);
+        self.transmit(node.0, iface, frame, t);
+    }
+
     fn new_trace(&mut self, origin: &str, frame: &[u8], iface_out: Option<String>) -> Option<u64> {
         if !self.tracing || frame.len() < 14 || u16::from_be_bytes([frame[12], frame[13]]) != 0x0800
         {
