@@ -230,12 +230,20 @@ fn hostile_scenarios_get_errors_within_hard_limits() {
 /// rewritten address in the `epm` fields (skipped without tshark).
 #[test]
 fn tshark_sees_the_rewritten_tower_on_the_outside() {
-    if std::process::Command::new("tshark").arg("--version").output().is_err() {
+    if std::process::Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("note: tshark not installed; skipping");
         return;
     }
     let l = load_file(&root().join("scenarios/kb/KB291615.toml")).unwrap();
-    let v = l.scenario.variants.iter().find(|v| v.name.get_ref() == "ms-rpc-alg");
+    let v = l
+        .scenario
+        .variants
+        .iter()
+        .find(|v| v.name.get_ref() == "ms-rpc-alg");
     let r = run_variant(&l, v, None, true).unwrap();
     let dir = std::env::temp_dir().join(format!("natsim-epm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -244,15 +252,39 @@ fn tshark_sees_the_rewritten_tower_on_the_outside() {
         let p = dir.join(format!("{seg}.pcap"));
         std::fs::write(&p, bytes).unwrap();
         let out = std::process::Command::new("tshark")
-            .args(["-r", p.to_str().unwrap(), "-Y", "epm.proto.ip", "-T", "fields", "-e", "epm.proto.ip", "-e", "epm.proto.tcp_port"])
+            .args([
+                "-r",
+                p.to_str().unwrap(),
+                "-Y",
+                "epm.proto.ip",
+                "-T",
+                "fields",
+                "-e",
+                "epm.proto.ip",
+                "-e",
+                "epm.proto.tcp_port",
+            ])
             .output()
             .unwrap();
         // Requests carry a template tower (0.0.0.0:0); keep the answers.
-        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with("0.0.0.0")).map(String::from).collect()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("0.0.0.0"))
+            .map(String::from)
+            .collect()
     };
     // Inside, the server wrote its private address; outside, the client saw the public one.
-    assert!(fields("corp-lan").iter().any(|l| l.starts_with("192.168.1.10")), "{:?}", fields("corp-lan"));
+    assert!(
+        fields("corp-lan")
+            .iter()
+            .any(|l| l.starts_with("192.168.1.10")),
+        "{:?}",
+        fields("corp-lan")
+    );
     let outside = fields("internet");
-    assert!(!outside.is_empty() && outside.iter().all(|l| l.starts_with("203.0.113.1\t")), "{outside:?}");
+    assert!(
+        !outside.is_empty() && outside.iter().all(|l| l.starts_with("203.0.113.1\t")),
+        "{outside:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
