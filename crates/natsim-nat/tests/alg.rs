@@ -405,3 +405,78 @@ fn eprt_split_across_segments_is_rewritten_whole() {
         b"NOOP\r\nEPRT |1|203.0.113.1|6000|\r\nNOOP\r\n".to_vec()
     );
 }
+
+#[test]
+fn ept_lookup_responses_have_their_towers_rewritten_too() {
+    let mut nat = epm_router(true);
+    let mut c = Conn::open(&mut nat, outlook(), exchange(135), (WAN_ADDR, 135));
+    c.send(
+        &mut nat,
+        0,
+        &[bind(1), ept_lookup_request(7)].concat(),
+        &[1460],
+    );
+    let entries = vec![
+        (tower(EMSMDB_UUID, 1100, EXCHANGE), "Exchange store"),
+        (tower(EMSMDB_UUID, 1101, EXCHANGE), ""),
+    ];
+    let stub = ept_lookup_stub(&entries);
+    let resp = response(7, &stub, 4096);
+    let got = c.send(&mut nat, 1, &resp, &[33]);
+    // Both towers now name the external address; the annotations survive.
+    let text = alg_events(&c.steps)
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        text.iter()
+            .filter(|t| t.starts_with("rewrote tower floor 5 192.168.1.10 → 203.0.113.1"))
+            .count(),
+        2,
+        "{text:?}"
+    );
+    assert_ne!(got, resp);
+    let inside = |b: &[u8]| b.windows(4).filter(|w| *w == EXCHANGE.octets()).count();
+    assert_eq!(inside(&got), 0, "no private address left in the answer");
+    assert!(got.windows(14).any(|w| w == b"Exchange store"));
+}
+
+#[test]
+fn malformed_dcerpc_under_the_drop_policy_is_dropped_and_says_so() {
+    let mut cfg = config(natsim_nat::Behaviour::linux()).alg(AlgKind::Epm);
+    cfg.algs.policy = natsim_nat::AlgPolicy::Drop;
+    cfg.rules.forward(
+        "epm",
+        WAN,
+        Proto::Tcp,
+        PortRange::single(135),
+        EXCHANGE,
+        None,
+    );
+    let mut nat = NatEngine::new(cfg).unwrap();
+    let mut c = Conn::open(&mut nat, outlook(), exchange(135), (WAN_ADDR, 135));
+    c.send(
+        &mut nat,
+        0,
+        &[bind(1), ept_map_request(2)].concat(),
+        &[1460],
+    );
+    // Version 4 is not DCE/RPC v5: malformed.
+    let mut bad = response(
+        2,
+        &ept_map_stub(&[tower(EMSMDB_UUID, 1097, EXCHANGE)]),
+        4096,
+    );
+    bad[0] = 4;
+    let mut f = segment(
+        (EXCHANGE, 135),
+        c.server_sees,
+        exchange(135).isn + 1,
+        c.rcv_next[1],
+        false,
+        &bad,
+    );
+    let (v, steps) = run(&mut nat, c.now, LAN, &mut f);
+    assert_eq!(v, Verdict::Drop(DropReason::AlgBlocked));
+    assert!(alg_events(&steps).contains(&AlgEvent::Blocked));
+}

@@ -336,3 +336,47 @@ impl Conn {
         got
     }
 }
+
+/// The NDR stub of an ept_lookup response: entries (object UUID, tower
+/// pointer, annotation) and then the deferred towers.
+pub fn ept_lookup_stub(entries: &[(Vec<u8>, &str)]) -> Vec<u8> {
+    let n = entries.len() as u32;
+    let mut s = vec![0u8; 20];
+    s.extend_from_slice(&n.to_le_bytes());
+    s.extend_from_slice(&n.to_le_bytes());
+    s.extend_from_slice(&0u32.to_le_bytes());
+    s.extend_from_slice(&n.to_le_bytes());
+    for (i, (_, ann)) in entries.iter().enumerate() {
+        s.extend_from_slice(&[0x11; 16]);
+        s.extend_from_slice(&(10 + i as u32).to_le_bytes());
+        let mut a = ann.as_bytes().to_vec();
+        a.push(0);
+        s.extend_from_slice(&0u32.to_le_bytes());
+        s.extend_from_slice(&(a.len() as u32).to_le_bytes());
+        s.extend_from_slice(&a);
+        while !s.len().is_multiple_of(4) {
+            s.push(0);
+        }
+    }
+    for (t, _) in entries {
+        s.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        s.extend_from_slice(&(t.len() as u32).to_le_bytes());
+        s.extend_from_slice(t);
+        while !s.len().is_multiple_of(4) {
+            s.push(0);
+        }
+    }
+    s.extend_from_slice(&0u32.to_le_bytes());
+    s
+}
+
+/// An ept_lookup request (opnum 2).
+pub fn ept_lookup_request(call_id: u32) -> Vec<u8> {
+    let stub = vec![0u8; 48];
+    let mut b = Vec::new();
+    b.extend_from_slice(&(stub.len() as u32).to_le_bytes());
+    b.extend_from_slice(&0u16.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&stub);
+    pdu(0, 3, call_id, &b)
+}
