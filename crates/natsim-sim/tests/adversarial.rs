@@ -139,3 +139,180 @@ fn syn_flood_of_ten_times_capacity_leaves_an_established_transfer_intact() {
         "memory bounded"
     );
 }
+
+fn world(pool_ports: Option<(u16, u16)>) -> (Sim, NodeId, NodeId, NodeId, NodeId) {
+    let mut sim = Sim::builder().seed(5).build();
+    let lan = sim.segment("lan", LinkParams::default());
+    let wan = sim.segment("internet", LinkParams::default());
+    let fw = sim
+        .router(
+            "fw",
+            RouterConfig::new()
+                .interface("lan0", lan, Ipv4Addr::new(192, 168, 1, 1), 24, Role::Inside)
+                .interface(
+                    "wan0",
+                    wan,
+                    Ipv4Addr::new(203, 0, 113, 1),
+                    24,
+                    Role::Outside,
+                )
+                .nat(Behaviour::symmetric(), move |c| match pool_ports {
+                    Some((a, b)) => {
+                        c.rules.push(natsim_nat::Rule {
+                            name: "tiny-pool".into(),
+                            chain: natsim_nat::Chain::Postrouting,
+                            matches: natsim_nat::Match {
+                                out_iface: Some(IfaceId(1)),
+                                ..Default::default()
+                            },
+                            action: natsim_nat::Action::Snat(natsim_nat::SnatPool {
+                                first: Ipv4Addr::new(203, 0, 113, 1),
+                                last: Ipv4Addr::new(203, 0, 113, 1),
+                                ports: PortRange::new(a, b),
+                                pooling: natsim_nat::Pooling::Paired,
+                            }),
+                        });
+                    }
+                    None => {
+                        c.rules.masquerade("masq", IfaceId(1), None);
+                    }
+                }),
+        )
+        .unwrap();
+    let inside = sim
+        .host(
+            "inside",
+            HostConfig::new(lan, Ipv4Addr::new(192, 168, 1, 10), 24)
+                .gateway(Ipv4Addr::new(192, 168, 1, 1)),
+        )
+        .unwrap();
+    let outside = sim
+        .host(
+            "outside",
+            HostConfig::new(wan, Ipv4Addr::new(203, 0, 113, 7), 24),
+        )
+        .unwrap();
+    let attacker = sim
+        .host(
+            "attacker",
+            HostConfig::new(wan, Ipv4Addr::new(203, 0, 113, 66), 24),
+        )
+        .unwrap();
+    (sim, fw, inside, outside, attacker)
+}
+
+#[test]
+fn port_exhaustion_gives_new_flows_a_clear_reason_and_old_flows_keep_working() {
+    use natsim_sim::probe::{UdpEcho, UdpPeer};
+    let (mut sim, fw, inside, outside, _) = world(Some((40000, 40004)));
+    sim.add_app(outside, Box::new(UdpEcho::new(7))).unwrap();
+    let peers: Vec<AppId> = (0..8)
+        .map(|k| {
+            sim.add_app(inside, Box::new(UdpPeer::new(5000 + k)))
+                .unwrap()
+        })
+        .collect();
+    for &p in &peers {
+        sim.with_app::<UdpPeer, _>(p, |u| u.send((Ipv4Addr::new(203, 0, 113, 7), 7), b"hello"));
+        sim.run_for(Duration::from_millis(100));
+    }
+    let answered: Vec<bool> = peers
+        .iter()
+        .map(|&p| !sim.app::<UdpPeer>(p).unwrap().received.is_empty())
+        .collect();
+    assert_eq!(
+        answered,
+        [true, true, true, true, true, false, false, false]
+    );
+    assert_eq!(
+        sim.nat(fw)
+            .unwrap()
+            .stats()
+            .drops_by_reason
+            .get("ports-exhausted"),
+        Some(&3)
+    );
+    assert!(sim.traces().iter().any(|t| matches!(&t.disposition, Disposition::DroppedByNat { reason, .. } if reason == "ports-exhausted")));
+    // The first flows still work.
+    sim.with_app::<UdpPeer, _>(peers[0], |u| {
+        u.send((Ipv4Addr::new(203, 0, 113, 7), 7), b"again")
+    });
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(sim.app::<UdpPeer>(peers[0]).unwrap().received.len(), 2);
+}
+
+fn icmp_error(attacker_mac: [u8; 6], router_mac: [u8; 6], k: u32) -> Vec<u8> {
+    let mut inner = vec![0u8; 28];
+    inner[0] = 0x45;
+    inner[2..4].copy_from_slice(&28u16.to_be_bytes());
+    inner[8] = 64;
+    inner[9] = if k % 2 == 0 { 17 } else { 6 };
+    inner[12..16].copy_from_slice(&[203, 0, 113, 1]);
+    inner[16..20].copy_from_slice(&(0xc633_0000u32 | (k * 2654435761 >> 16)).to_be_bytes());
+    inner[20..22].copy_from_slice(&((k * 7919) as u16).to_be_bytes());
+    inner[22..24].copy_from_slice(&((k * 104729) as u16).to_be_bytes());
+    let c = natsim_nat::checksum::checksum(&inner[..20]);
+    inner[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut icmp = vec![3u8, 1, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&inner);
+    let c = natsim_nat::checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = Vec::new();
+    f.extend_from_slice(&router_mac);
+    f.extend_from_slice(&attacker_mac);
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 203, 0, 113, 66, 203, 0, 113, 1,
+    ];
+    ip[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    let c = natsim_nat::checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&icmp);
+    f
+}
+
+#[test]
+fn an_icmp_error_storm_quoting_random_packets_reaches_no_inside_host() {
+    let (mut sim, fw, inside, outside, attacker) = world(None);
+    let sink = sim.add_app(outside, Box::new(TcpSink::new(80))).unwrap();
+    let data = vec![7u8; 100_000];
+    sim.add_app(
+        inside,
+        Box::new(TcpSender::new(
+            (Ipv4Addr::new(203, 0, 113, 7), 80),
+            data.clone(),
+        )),
+    )
+    .unwrap();
+    sim.run_for(Duration::from_millis(20));
+    let router_mac = [0x02, 0x4e, 0x53, 0x00, fw.0 as u8, 0x01];
+    let attacker_mac = [0x02, 0x4e, 0x53, 0x00, attacker.0 as u8, 0x00];
+    for k in 0..5000 {
+        sim.inject(attacker, 0, icmp_error(attacker_mac, router_mac, k));
+        if k % 100 == 0 {
+            sim.run_for(Duration::from_millis(2));
+        }
+    }
+    assert!(sim.run_until_pred(Duration::from_secs(60), |s| s
+        .app::<TcpSink>(sink)
+        .is_some_and(|k| k.received.len() == data.len())));
+    sim.run_for(Duration::from_secs(1)); // the last injected frames land
+    let leaked = sim
+        .traces()
+        .iter()
+        .filter(|t| {
+            t.summary.starts_with("icmp")
+                && matches!(&t.disposition, Disposition::Delivered { node } if node == "inside")
+        })
+        .count();
+    assert_eq!(leaked, 0, "storm errors reached the inside host");
+    assert_eq!(
+        sim.nat(fw)
+            .unwrap()
+            .stats()
+            .drops_by_reason
+            .get("icmp-error-no-match"),
+        Some(&5000)
+    );
+}
