@@ -537,6 +537,29 @@ mod tests {
     }
 
     #[test]
+    fn fault_pdu_matches_its_fixture() {
+        let bytes = Repr::Fault {
+            call_id: 2,
+            status: 0x1c01_0002,
+        }
+        .emit();
+        assert_eq!(
+            bytes,
+            [
+                5, 0, 3, 3, 0x10, 0, 0, 0, 32, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
+                0, 0x01, 0x1c, 0, 0, 0, 0
+            ]
+        );
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&bytes[..]).unwrap()).unwrap(),
+            Repr::Fault {
+                call_id: 2,
+                status: 0x1c01_0002
+            }
+        );
+    }
+
+    #[test]
     fn truncated_and_hostile_pdus_are_errors() {
         let mut bytes = Repr::Fault {
             call_id: 9,

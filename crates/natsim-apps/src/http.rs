@@ -198,3 +198,32 @@ impl App for HttpClient {
     }
     natsim_sim::any_impls!();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pages() -> BTreeMap<String, String> {
+        BTreeMap::from([("/exchange".to_string(), "<html>OWA</html>".to_string())])
+    }
+
+    #[test]
+    fn a_get_for_a_page_gets_200_with_its_length() {
+        let (line, resp) = respond(
+            &pages(),
+            b"GET /exchange HTTP/1.1\r\nHost: 203.0.113.1\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(line, "GET /exchange -> 200 OK");
+        assert_eq!(resp, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 16\r\nConnection: close\r\n\r\n<html>OWA</html>");
+    }
+
+    #[test]
+    fn partial_heads_wait_and_garbage_gets_400() {
+        assert!(respond(&pages(), b"GET /exchange HTTP/1.1\r\nHost: x").is_none());
+        let (_, resp) = respond(&pages(), b"\x00\x01 nonsense\r\n\r\n").unwrap();
+        assert!(resp.starts_with(b"HTTP/1.1 400 Bad Request"));
+        let (_, resp) = respond(&pages(), b"GET /nope HTTP/1.1\r\n\r\n").unwrap();
+        assert!(resp.starts_with(b"HTTP/1.1 404 Not Found"));
+    }
+}

@@ -248,7 +248,8 @@ fn icmp_error(attacker_mac: [u8; 6], router_mac: [u8; 6], k: u32) -> Vec<u8> {
     inner[8] = 64;
     inner[9] = if k.is_multiple_of(2) { 17 } else { 6 };
     inner[12..16].copy_from_slice(&[203, 0, 113, 1]);
-    inner[16..20].copy_from_slice(&(0xc633_0000u32 | (k.wrapping_mul(2_654_435_761) >> 16)).to_be_bytes());
+    inner[16..20]
+        .copy_from_slice(&(0xc633_0000u32 | (k.wrapping_mul(2_654_435_761) >> 16)).to_be_bytes());
     inner[20..22].copy_from_slice(&(k.wrapping_mul(7919) as u16).to_be_bytes());
     inner[22..24].copy_from_slice(&(k.wrapping_mul(104_729) as u16).to_be_bytes());
     let c = natsim_nat::checksum::checksum(&inner[..20]);
