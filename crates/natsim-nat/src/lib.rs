@@ -69,6 +69,16 @@
 //! machine with per-state timeouts (RFC 5382 REQ-5 in the RFC profiles,
 //! nf_conntrack's in `linux`).
 //!
+//! ## Application-level gateways
+//! Off by default (as in Linux). [`NatConfig::alg`] binds a helper to its
+//! well-known port; [`AlgConfig::rules`] binds one to a rule by name. The
+//! EPM helper rewrites DCE/RPC protocol towers in `ept_map`/`ept_lookup`
+//! answers (the server's inside address becomes the one the client dialled)
+//! and opens a pinhole for the endpoint; the FTP helper rewrites PORT,
+//! EPRT, 227 and 229 with sequence adjustment. Pinholes are checked before
+//! the prerouting chain. Each action is a [`NatStep::Alg`] step. See
+//! [`alg`] for the stream model and the policy for malformed payloads.
+//!
 //! ## Checksums and bad input
 //! IPv4, TCP, UDP and ICMP checksums are updated incrementally (RFC 1624
 //! eqn. 3; a zero UDP checksum stays zero, a computed zero goes out as
