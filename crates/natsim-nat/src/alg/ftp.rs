@@ -5,7 +5,7 @@
 //! EPRT commands, and an inside server's 227 and 229 replies. The address
 //! becomes the one the peer knows (the mapping's external address, or the
 //! address it dialled), the port a pinhole's external port, and the text
-//! usually changes length, which [`super::stream`] absorbs.
+//! usually changes length, which `stream` absorbs.
 //!
 //! Lines are inspected whole. A line that could be one of these verbs and
 //! is cut by a segment boundary makes the driver trim the segment before

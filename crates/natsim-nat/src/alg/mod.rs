@@ -8,10 +8,10 @@
 //!   endpoint mapper, 21 for FTP). Only translated connections get one:
 //!   an untranslated connection carries no address the ALG could fix.
 //! * The helper sees each direction's payload bytes exactly once and in
-//!   order ([`stream`]). It returns edits (stream offset, old length,
+//!   order (`stream`). It returns edits (stream offset, old length,
 //!   replacement) and may open *pinholes* ([`expect`]): expectations that
 //!   admit the related connection from the peer, with a timeout.
-//! * Edits that change length shift later sequence numbers; [`stream`]
+//! * Edits that change length shift later sequence numbers; `stream`
 //!   keeps the edit log and maps SEQ, ACK and SACK both ways, so each TCP
 //!   side sees a consistent byte stream (Linux nf_nat_seqadj).
 //! * A unit the helper must see whole (an EPM tower, an FTP command line)
