@@ -9,7 +9,7 @@
 //!   an untranslated connection carries no address the ALG could fix.
 //! * The helper sees each direction's payload bytes exactly once and in
 //!   order (`stream`). It returns edits (stream offset, old length,
-//!   replacement) and may open *pinholes* ([`expect`]): expectations that
+//!   replacement) and may open *pinholes* (`expect`): expectations that
 //!   admit the related connection from the peer, with a timeout.
 //! * Edits that change length shift later sequence numbers; `stream`
 //!   keeps the edit log and maps SEQ, ACK and SACK both ways, so each TCP
