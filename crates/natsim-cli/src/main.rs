@@ -78,6 +78,7 @@ enum Cmd {
         /// Only this step (1-based).
         #[arg(long)]
         step: Option<usize>,
+        /// Seed for the run (default: the file's `seed`, else 1).
         #[arg(long)]
         seed: Option<u64>,
     },
