@@ -62,10 +62,13 @@
 //!
 //! ## State and timeouts
 //! Connections are tracked in a bounded table ([`NatConfig::capacity`]).
-//! When it is full, the oldest connection that has seen no reply is evicted
-//! (embryonic and unreplied entries go before established ones); if every
-//! entry has been replied to, the new flow is dropped with
-//! [`DropReason::TableFull`]. TCP state follows a simplified conntrack
+//! When it is full, the oldest embryonic connection is evicted: one that
+//! has seen no reply, or a TCP connection that never reached ESTABLISHED
+//! (a SYN answered by a SYN-ACK nobody acknowledges) or has already closed
+//! (RST, TIME_WAIT). Established and replied entries are never evicted; if
+//! nothing is evictable the new flow is dropped with
+//! [`DropReason::TableFull`]. Evictions are counted per protocol and
+//! traced ([`EndReason::Evicted`]). TCP state follows a simplified conntrack
 //! machine with per-state timeouts (RFC 5382 REQ-5 in the RFC profiles,
 //! nf_conntrack's in `linux`).
 //!
