@@ -6,7 +6,6 @@ mod common;
 
 use alg_harness::*;
 use common::*;
-use natsim_nat::alg::epm::parse_tower;
 use natsim_nat::{AlgEvent, AlgKind, DropReason, NatEngine, NatStep, PortRange, Proto, Verdict};
 use std::net::Ipv4Addr;
 
@@ -70,27 +69,6 @@ fn ept_map_exchange(nat: &mut NatEngine, cuts: &[usize], frag_stub: usize) -> (C
         "the client must get the whole response"
     );
     (c, got)
-}
-
-/// The towers in a single- or multi-fragment response, re-parsed.
-fn towers_in(resp: &[u8]) -> Vec<natsim_nat::alg::epm::TowerEndpoint> {
-    // Reassemble the stub from the fragments, then walk the NDR.
-    let mut stub = Vec::new();
-    let mut at = 0;
-    while at + 16 <= resp.len() {
-        let len = usize::from(u16::from_le_bytes([resp[at + 8], resp[at + 9]]));
-        stub.extend_from_slice(&resp[at + 24..at + len]);
-        at += len;
-    }
-    let n = u32::from_le_bytes(stub[20..24].try_into().unwrap()) as usize;
-    let mut p = 36 + 4 * n;
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let len = u32::from_le_bytes(stub[p..p + 4].try_into().unwrap()) as usize;
-        out.push(parse_tower(&stub[p + 8..p + 8 + len]).unwrap());
-        p = (p + 8 + len).next_multiple_of(4);
-    }
-    out
 }
 
 fn alg_events(steps: &[NatStep]) -> Vec<AlgEvent> {

@@ -13,7 +13,6 @@ mod common;
 
 use alg_harness::*;
 use common::*;
-use natsim_nat::alg::epm::parse_tower;
 use natsim_nat::{AlgKind, Behaviour, Instant, NatEngine, PortRange, Proto, Verdict};
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
@@ -30,29 +29,6 @@ fn ftp_router() -> NatEngine {
     let mut c = config(Behaviour::linux()).alg(AlgKind::Ftp);
     c.rules.masquerade("masq", WAN, None);
     NatEngine::new(c).unwrap()
-}
-
-fn stub_towers(stub: &[u8]) -> Vec<natsim_nat::alg::epm::TowerEndpoint> {
-    let n = u32::from_le_bytes(stub[20..24].try_into().unwrap()) as usize;
-    let mut p = 36 + 4 * n;
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let len = u32::from_le_bytes(stub[p..p + 4].try_into().unwrap()) as usize;
-        out.push(parse_tower(&stub[p + 8..p + 8 + len]).unwrap());
-        p = (p + 8 + len).next_multiple_of(4);
-    }
-    out
-}
-
-fn reassemble(resp: &[u8]) -> Vec<u8> {
-    let mut stub = Vec::new();
-    let mut at = 0;
-    while at + 16 <= resp.len() {
-        let len = usize::from(u16::from_le_bytes([resp[at + 8], resp[at + 9]]));
-        stub.extend_from_slice(&resp[at + 24..at + len]);
-        at += len;
-    }
-    stub
 }
 
 fn cuts() -> impl Strategy<Value = Vec<usize>> {

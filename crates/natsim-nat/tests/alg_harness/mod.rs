@@ -380,3 +380,33 @@ pub fn ept_lookup_request(call_id: u32) -> Vec<u8> {
     b.extend_from_slice(&stub);
     pdu(0, 3, call_id, &b)
 }
+
+/// The stub of a (possibly multi-fragment) response: fragments' stubs joined.
+pub fn reassemble(resp: &[u8]) -> Vec<u8> {
+    let mut stub = Vec::new();
+    let mut at = 0;
+    while at + 16 <= resp.len() {
+        let len = usize::from(u16::from_le_bytes([resp[at + 8], resp[at + 9]]));
+        stub.extend_from_slice(&resp[at + 24..at + len]);
+        at += len;
+    }
+    stub
+}
+
+/// The towers of an ept_map response stub, re-parsed.
+pub fn stub_towers(stub: &[u8]) -> Vec<natsim_nat::alg::epm::TowerEndpoint> {
+    let n = u32::from_le_bytes(stub[20..24].try_into().unwrap()) as usize;
+    let mut p = 36 + 4 * n;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let len = u32::from_le_bytes(stub[p..p + 4].try_into().unwrap()) as usize;
+        out.push(natsim_nat::alg::epm::parse_tower(&stub[p + 8..p + 8 + len]).unwrap());
+        p = (p + 8 + len).next_multiple_of(4);
+    }
+    out
+}
+
+/// The towers in a single- or multi-fragment ept_map response, re-parsed.
+pub fn towers_in(resp: &[u8]) -> Vec<natsim_nat::alg::epm::TowerEndpoint> {
+    stub_towers(&reassemble(resp))
+}
