@@ -228,6 +228,58 @@ fn hostile_scenarios_get_errors_within_hard_limits() {
     }
 }
 
+/// Issue 8: cyclic routes over zero-latency links are bounded by TTL, not by
+/// luck: the echo request circles until a router drops it, the sender hears
+/// "TTL expired in transit", and the run ends.
+#[test]
+fn cyclic_routes_over_zero_latency_links_end_in_ttl_exceeded() {
+    use natsim::scenario::load_str;
+    let src = r#"
+title = "cyclic routes"
+[[segment]]
+name = "lan"
+latency = "0s"
+[[segment]]
+name = "mid"
+latency = "0s"
+[[router]]
+name = "r1"
+interfaces = [
+  { name = "in0", segment = "lan", address = "10.0.0.254/24", role = "inside" },
+  { name = "mid0", segment = "mid", address = "10.1.0.1/24", role = "outside" },
+]
+routes = [ { to = "0.0.0.0/0", via = "10.1.0.2" } ]
+[[router]]
+name = "r2"
+interfaces = [ { name = "mid0", segment = "mid", address = "10.1.0.2/24", role = "inside" } ]
+routes = [ { to = "0.0.0.0/0", via = "10.1.0.1" } ]
+[[host]]
+name = "a"
+segment = "lan"
+address = "10.0.0.1/24"
+gateway = "10.0.0.254"
+[[step]]
+name = "ping into the loop"
+action = "ping"
+from = "a"
+to = "198.51.100.1"
+expect = ["icmp-error", "trace ttl-exceeded"]
+"#;
+    let l = load_str("cyclic.toml", src).unwrap();
+    let r = run_variant(&l, None, None, false).unwrap();
+    let step = &r.steps[0];
+    assert!(step.pass, "{}: {:?}", step.actual, step.failures);
+    assert!(
+        step.actual.contains("TTL expired in transit"),
+        "{}",
+        step.actual
+    );
+    // TTL 64 from the host: at most 64 forwarding hops and the one that
+    // drops it, then the error comes back.
+    let hops: usize = r.traces.iter().map(|t| t.hops.len()).max().unwrap();
+    assert!(hops <= 65, "{hops} hops");
+}
+
 /// Issue 7: the capture of the ALG variant dissects in tshark with the
 /// rewritten address in the `epm` fields (skipped without tshark).
 #[test]

@@ -9,7 +9,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 use libfuzzer_sys::fuzz_target;
 use natsim_nat::{AlgKind, Behaviour, IfaceId, Instant, NatConfig, NatEngine, PortRange, Prefix, Proto, Role, Route, Verdict};
 use std::net::Ipv4Addr;
@@ -62,12 +62,11 @@ fn seg(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), seq: u32, ack: u32, syn: bool
 }
 
 fn payload_if_valid(f: &[u8]) -> Vec<u8> {
+    if let Err(e) = natsim_nat::checksum::verify_frame(f) {
+        panic!("{e}");
+    }
     let s = SlicedPacket::from_ethernet(f).expect("forwarded frame parses");
-    let Some(NetSlice::Ipv4(ip)) = &s.net else { panic!("not ipv4") };
-    let h = ip.header().to_header();
-    assert_eq!(h.calc_header_checksum(), h.header_checksum, "ip checksum");
     let Some(TransportSlice::Tcp(t)) = &s.transport else { panic!("not tcp") };
-    assert_eq!(t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap(), t.checksum(), "tcp checksum");
     t.payload().to_vec()
 }
 

@@ -79,23 +79,16 @@ fn tuple(f: &[u8]) -> Option<Tuple> {
 fn tuple_if_valid(f: &[u8]) -> Option<Tuple> {
     let s = SlicedPacket::from_ethernet(f).ok()?;
     let Some(NetSlice::Ipv4(ip)) = &s.net else { return None };
-    let h = ip.header().to_header();
-    if h.calc_header_checksum() != h.header_checksum {
-        return None;
-    }
+    natsim_nat::checksum::verify_frame(f).ok()?;
     let (src, dst) = (ip.header().source_addr(), ip.header().destination_addr());
     match &s.transport {
         Some(TransportSlice::Tcp(t)) => {
-            let ok = t.to_header().calc_checksum_ipv4(&h, t.payload()).ok()? == t.checksum();
-            ok.then_some((6, src, t.source_port(), dst, t.destination_port()))
+            Some((6, src, t.source_port(), dst, t.destination_port()))
         }
         Some(TransportSlice::Udp(u)) => {
-            let ok = u.checksum() == 0 || u.to_header().calc_checksum_ipv4(&h, u.payload()).ok()? == u.checksum();
-            ok.then_some((17, src, u.source_port(), dst, u.destination_port()))
+            Some((17, src, u.source_port(), dst, u.destination_port()))
         }
-        Some(TransportSlice::Icmpv4(i)) => {
-            (natsim_nat::checksum::checksum(i.slice()) == 0).then_some((1, src, 0, dst, 0))
-        }
+        Some(TransportSlice::Icmpv4(_)) => Some((1, src, 0, dst, 0)),
         _ => None,
     }
 }

@@ -8,7 +8,6 @@
 //! gives the same output twice.
 #![no_main]
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use libfuzzer_sys::fuzz_target;
 use natsim_nat::{AlgKind, Behaviour, IfaceId, Instant, NatConfig, NatEngine, PortRange, Prefix, Proto, Role, Route, Verdict};
 use std::net::Ipv4Addr;
@@ -27,18 +26,7 @@ fn routes(dst: Ipv4Addr) -> Route {
 }
 
 fn valid(f: &[u8]) -> bool {
-    let Ok(s) = SlicedPacket::from_ethernet(f) else { return false };
-    let Some(NetSlice::Ipv4(ip)) = &s.net else { return false };
-    let h = ip.header().to_header();
-    if h.calc_header_checksum() != h.header_checksum {
-        return false;
-    }
-    match &s.transport {
-        Some(TransportSlice::Tcp(t)) => t.to_header().calc_checksum_ipv4(&h, t.payload()).ok() == Some(t.checksum()),
-        Some(TransportSlice::Udp(u)) => u.checksum() == 0 || u.to_header().calc_checksum_ipv4(&h, u.payload()).ok() == Some(u.checksum()),
-        Some(TransportSlice::Icmpv4(i)) => natsim_nat::checksum::checksum(i.slice()) == 0,
-        _ => false,
-    }
+    natsim_nat::checksum::verify_frame(f).is_ok()
 }
 
 fn engine() -> NatEngine {
@@ -70,9 +58,10 @@ fn replay(data: &[u8]) -> Vec<(Verdict, Vec<u8>)> {
         now = now + std::time::Duration::from_millis(u64::from(dir >> 1));
         nat.handle_timeout(now, &mut ());
         let was_valid = valid(&frame);
+        let input = frame.clone();
         let v = nat.process(now, if dir & 1 == 1 { WAN } else { LAN }, &mut frame, &routes, &mut ());
         if was_valid && matches!(v, Verdict::Forward { .. }) {
-            assert!(valid(&frame), "a valid frame came out invalid: {frame:02x?}");
+            assert!(valid(&frame), "a valid frame came out invalid:\n in: {input:02x?}\nout: {frame:02x?}");
         }
         out.push((v, frame));
     }

@@ -105,6 +105,81 @@ impl Delta {
     }
 }
 
+/// Why a frame's checksums do not verify (see [`verify_frame`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumFault {
+    /// Not an Ethernet II (optionally 802.1Q) frame carrying IPv4.
+    NotIpv4,
+    Ipv4Header,
+    Tcp,
+    Udp,
+    Icmp,
+    /// The IPv4 header quoted inside an ICMP error (RFC 792).
+    QuotedIpv4Header,
+}
+
+impl std::fmt::Display for ChecksumFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotIpv4 => "not an IPv4 frame",
+            Self::Ipv4Header => "IPv4 header checksum does not verify",
+            Self::Tcp => "TCP checksum does not verify",
+            Self::Udp => "UDP checksum does not verify",
+            Self::Icmp => "ICMP checksum does not verify",
+            Self::QuotedIpv4Header => "quoted IPv4 header checksum does not verify",
+        })
+    }
+}
+
+/// Verifies every checksum of an Ethernet/IPv4 frame by full recomputation
+/// over its raw bytes: the IPv4 header, then TCP/UDP (with the pseudo-header;
+/// a UDP checksum of 0 means none, RFC 768) or ICMP, and the IPv4 header an
+/// ICMP error quotes. Raw bytes matter: a header model that drops reserved
+/// bits (IPv4 flag bit 0, TCP's reserved bits) would verify a frame whose
+/// real checksum is wrong. A fragment's transport checksum covers the whole
+/// datagram, so only its IPv4 header is verified.
+pub fn verify_frame(frame: &[u8]) -> Result<(), ChecksumFault> {
+    use etherparse::{NetSlice, SlicedPacket};
+    let s = SlicedPacket::from_ethernet(frame).map_err(|_| ChecksumFault::NotIpv4)?;
+    let Some(NetSlice::Ipv4(ip)) = &s.net else {
+        return Err(ChecksumFault::NotIpv4);
+    };
+    let hdr = ip.header();
+    if checksum(hdr.slice()) != 0 {
+        return Err(ChecksumFault::Ipv4Header);
+    }
+    if ip.is_payload_fragmented() {
+        return Ok(());
+    }
+    let body = ip.payload().payload;
+    let (src, dst) = (hdr.source_addr(), hdr.destination_addr());
+    let transport_ok = |proto: u8| {
+        u16::try_from(body.len())
+            .is_ok_and(|len| sum(pseudo_header_sum(src, dst, proto, len), body) == 0xffff)
+    };
+    match hdr.protocol().0 {
+        6 if !transport_ok(6) => Err(ChecksumFault::Tcp),
+        17 if body.len() >= 8 && body[6..8] != [0, 0] && !transport_ok(17) => {
+            Err(ChecksumFault::Udp)
+        }
+        1 => {
+            if checksum(body) != 0 {
+                return Err(ChecksumFault::Icmp);
+            }
+            // Destination unreachable, time exceeded, parameter problem.
+            if matches!(body.first(), Some(3 | 11 | 12)) && body.len() >= 28 {
+                let quoted = &body[8..];
+                let ihl = usize::from(quoted[0] & 0x0f) * 4;
+                if ihl >= 20 && quoted.len() >= ihl && checksum(&quoted[..ihl]) != 0 {
+                    return Err(ChecksumFault::QuotedIpv4Header);
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +228,29 @@ mod tests {
         let mut d = Delta::default();
         d.field32(0x0a000001, 0xcb007101);
         assert_eq!(d.apply_udp(0), 0);
+    }
+
+    /// Found by the `engine_replay` fuzz target: etherparse's header model
+    /// drops the reserved flag bit, so a checker built on it accepted this
+    /// header (real checksum wrong) and rejected the engine's correct one.
+    #[test]
+    fn verify_frame_counts_the_reserved_flag_bit() {
+        let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        frame.extend_from_slice(&[
+            0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0, 192, 168, 1, 20, 203, 0, 113, 21,
+        ]);
+        frame.extend_from_slice(&[0x30, 0x39, 0, 53, 0, 8, 0, 0]);
+        let c = checksum(&frame[14..34]);
+        frame[24..26].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(verify_frame(&frame), Ok(()));
+        frame[20] = 0xc0; // reserved bit set, checksum not updated
+        assert_eq!(verify_frame(&frame), Err(ChecksumFault::Ipv4Header));
+        let c = checksum(&{
+            let mut h = frame[14..34].to_vec();
+            h[10..12].copy_from_slice(&[0, 0]);
+            h
+        });
+        frame[24..26].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(verify_frame(&frame), Ok(()));
     }
 }

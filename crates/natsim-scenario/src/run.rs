@@ -395,7 +395,10 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                         code,
                     }) => {
                         a.word = "icmp-error".into();
-                        a.text = format!("ICMP type {icmp_type} code {code} from {from}");
+                        a.text = format!(
+                            "reply from {from}: {} (ICMP type {icmp_type} code {code})",
+                            natsim_sim::probe::icmp_error_text(icmp_type, code)
+                        );
                     }
                     _ => {
                         a.word = "no-reply".into();

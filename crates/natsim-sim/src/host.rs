@@ -11,8 +11,9 @@
 //!
 //! smoltcp does not hand ICMP errors to TCP or UDP sockets. The host reads
 //! every received destination-unreachable and time-exceeded message that
-//! quotes one of its own TCP/UDP packets (RFC 792 quotes the IP header and
-//! 8 bytes: both ports) into [`IcmpErrors`], which apps see in
+//! quotes one of its own TCP/UDP packets or echo requests (RFC 792 quotes
+//! the IP header and 8 bytes: both ports, or the echo identifier) into
+//! [`IcmpErrors`], which apps see in
 //! [`AppCx::icmp_errors`]: a connect answered by "unreachable" fails at
 //! once instead of timing out.
 
@@ -263,16 +264,23 @@ fn icmp_error_of(
         return None;
     }
     let proto = quoted[9];
-    if proto != 6 && proto != 17 {
-        return None;
-    }
     let src = Ipv4Addr::new(quoted[12], quoted[13], quoted[14], quoted[15]);
     if src != me {
         return None;
     }
     let dst = Ipv4Addr::new(quoted[16], quoted[17], quoted[18], quoted[19]);
-    let sport = u16::from_be_bytes([quoted[ihl], quoted[ihl + 1]]);
-    let dport = u16::from_be_bytes([quoted[ihl + 2], quoted[ihl + 3]]);
+    let (sport, dport) = match proto {
+        6 | 17 => (
+            u16::from_be_bytes([quoted[ihl], quoted[ihl + 1]]),
+            u16::from_be_bytes([quoted[ihl + 2], quoted[ihl + 3]]),
+        ),
+        // A quoted echo request (RFC 792 type 8): keyed by its identifier,
+        // since smoltcp hands ICMP errors to no echo socket.
+        1 if quoted[ihl] == 8 && quoted.len() >= ihl + 6 => {
+            (u16::from_be_bytes([quoted[ihl + 4], quoted[ihl + 5]]), 0)
+        }
+        _ => return None,
+    };
     Some((
         (proto, sport, dst, dport),
         IcmpError {

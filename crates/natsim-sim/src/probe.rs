@@ -50,6 +50,23 @@ pub enum ProbeOutcome {
     },
 }
 
+/// What Windows' ping and telnet print for an ICMP error (RFC 792 types
+/// and codes; RFC 1812 code 13).
+pub fn icmp_error_text(icmp_type: u8, code: u8) -> &'static str {
+    match (icmp_type, code) {
+        (11, 0) => "TTL expired in transit",
+        (11, _) => "fragment reassembly time exceeded",
+        (3, 0) => "destination net unreachable",
+        (3, 1) => "destination host unreachable",
+        (3, 2) => "destination protocol unreachable",
+        (3, 3) => "destination port unreachable",
+        (3, 4) => "packet needs to be fragmented but DF set",
+        (3, 13) => "communication administratively prohibited",
+        (3, _) => "destination unreachable",
+        _ => "ICMP error",
+    }
+}
+
 /// `telnet host port`: connect, report, close.
 pub struct TcpProbe {
     pub target: (Ipv4Addr, u16),
@@ -161,28 +178,28 @@ impl App for Ping {
         let s = cx.sockets.get_mut::<icmp::Socket>(handle);
         while let Ok((data, from)) = s.recv() {
             let IpAddress::Ipv4(from) = from;
-            if let Ok(pkt) = Icmpv4Packet::new_checked(data) {
-                match Icmpv4Repr::parse(&pkt, &Default::default()) {
-                    Ok(Icmpv4Repr::EchoReply { ident, .. }) if ident == self.ident => {
-                        let after_ms = cx.now.saturating_duration_since(started).as_millis() as u64;
-                        self.outcome = Some(ProbeOutcome::Replied { after_ms, from });
-                    }
-                    Ok(Icmpv4Repr::DstUnreachable { reason, .. }) => {
-                        self.outcome = Some(ProbeOutcome::IcmpError {
-                            from,
-                            icmp_type: 3,
-                            code: u8::from(reason),
-                        });
-                    }
-                    Ok(Icmpv4Repr::TimeExceeded { reason, .. }) => {
-                        self.outcome = Some(ProbeOutcome::IcmpError {
-                            from,
-                            icmp_type: 11,
-                            code: u8::from(reason),
-                        });
-                    }
-                    _ => {}
+            let Ok(pkt) = Icmpv4Packet::new_checked(data) else {
+                continue;
+            };
+            if let Ok(Icmpv4Repr::EchoReply { ident, .. }) =
+                Icmpv4Repr::parse(&pkt, &Default::default())
+            {
+                if ident == self.ident {
+                    let after_ms = cx.now.saturating_duration_since(started).as_millis() as u64;
+                    self.outcome = Some(ProbeOutcome::Replied { after_ms, from });
                 }
+            }
+        }
+        // Errors quoting our echo request ("TTL expired in transit",
+        // "Destination host unreachable") arrive through the host's ICMP
+        // error table, not the echo socket.
+        if self.outcome.is_none() {
+            if let Some(e) = cx.icmp_error(1, self.ident, (self.target, 0), started) {
+                self.outcome = Some(ProbeOutcome::IcmpError {
+                    from: e.from,
+                    icmp_type: e.icmp_type,
+                    code: e.code,
+                });
             }
         }
         if let Some(o) = &self.outcome {
@@ -190,6 +207,11 @@ impl App for Ping {
                 ProbeOutcome::Replied { from, after_ms } => {
                     format!("reply from {from} after {after_ms} ms")
                 }
+                ProbeOutcome::IcmpError {
+                    from,
+                    icmp_type,
+                    code,
+                } => format!("reply from {from}: {}", icmp_error_text(*icmp_type, *code)),
                 other => format!("{other:?}"),
             };
             cx.log("ping", text);
@@ -205,6 +227,7 @@ impl App for Ping {
                 self.outcome = Some(ProbeOutcome::NoReply { after_ms });
                 return;
             }
+            let s = cx.sockets.get_mut::<icmp::Socket>(handle);
             let repr = Icmpv4Repr::EchoRequest {
                 ident: self.ident,
                 seq_no: self.sent,

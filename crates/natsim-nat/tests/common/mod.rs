@@ -162,58 +162,11 @@ pub fn flow_of(frame: &[u8]) -> Flow {
     }
 }
 
-/// Full, independent recomputation of every checksum in the frame
-/// (etherparse's calculators), including a quoted packet's IP header.
+/// Full recomputation of every checksum in the frame over its raw bytes,
+/// including a quoted packet's IP header: independent of the engine's
+/// incremental (RFC 1624) updates.
 pub fn verify_checksums(frame: &[u8]) -> Result<(), String> {
-    let s = SlicedPacket::from_ethernet(frame).map_err(|e| format!("parse: {e}"))?;
-    let ip = match &s.net {
-        Some(etherparse::NetSlice::Ipv4(ip)) => ip,
-        _ => return Err("not ipv4".into()),
-    };
-    let h = ip.header().to_header();
-    if h.calc_header_checksum() != h.header_checksum {
-        return Err(format!(
-            "ip header checksum {:04x} != {:04x}",
-            h.header_checksum,
-            h.calc_header_checksum()
-        ));
-    }
-    match &s.transport {
-        Some(TransportSlice::Tcp(t)) => {
-            let want = t
-                .to_header()
-                .calc_checksum_ipv4(&h, t.payload())
-                .map_err(|e| e.to_string())?;
-            if want != t.checksum() {
-                return Err(format!("tcp checksum {:04x} != {:04x}", t.checksum(), want));
-            }
-        }
-        Some(TransportSlice::Udp(u)) if u.checksum() != 0 => {
-            let want = u
-                .to_header()
-                .calc_checksum_ipv4(&h, u.payload())
-                .map_err(|e| e.to_string())?;
-            if want != u.checksum() {
-                return Err(format!("udp checksum {:04x} != {:04x}", u.checksum(), want));
-            }
-        }
-        Some(TransportSlice::Icmpv4(i)) => {
-            let bytes = i.slice();
-            let sum = natsim_nat::checksum::checksum(bytes);
-            if sum != 0 {
-                return Err(format!("icmp checksum does not verify (residue {sum:04x})"));
-            }
-            if matches!(bytes[0], 3 | 11 | 12) && bytes.len() >= 28 {
-                let q = &bytes[8..];
-                let ihl = usize::from(q[0] & 0x0f) * 4;
-                if q.len() >= ihl && natsim_nat::checksum::checksum(&q[..ihl]) != 0 {
-                    return Err("quoted ip header checksum wrong".into());
-                }
-            }
-        }
-        _ => {}
-    }
-    Ok(())
+    natsim_nat::checksum::verify_frame(frame).map_err(|e| e.to_string())
 }
 
 /// Swaps MACs so a frame can be "sent back".
