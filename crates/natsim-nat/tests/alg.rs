@@ -458,3 +458,46 @@ fn malformed_dcerpc_under_the_drop_policy_is_dropped_and_says_so() {
     assert_eq!(v, Verdict::Drop(DropReason::AlgBlocked));
     assert!(alg_events(&steps).contains(&AlgEvent::Blocked));
 }
+
+/// The `engine_replay` fuzz finding, at the engine: a PORT line that shrinks
+/// in a packet with the IPv4 reserved flag bit and TCP's reserved bits set.
+/// The engine rewrites only what it must, so both stay as sent, and the
+/// checksums it recomputes for the new length verify over the raw bytes.
+#[test]
+fn reserved_header_bits_survive_an_alg_resize() {
+    let mut nat = ftp_masq(true);
+    let client = End {
+        addr: HOST_A,
+        port: 3000,
+        iface: LAN,
+        isn: 100,
+    };
+    let server = End {
+        addr: REMOTE,
+        port: 21,
+        iface: WAN,
+        isn: 5000,
+    };
+    let c = Conn::open(&mut nat, client, server, (REMOTE, 21));
+    let line = b"PORT 192,168,1,10,240,39\r\n";
+    let mut f = segment((HOST_A, 3000), (REMOTE, 21), 101, 5001, false, line);
+    f[14 + 6] |= 0x80; // IPv4 flags: reserved ("evil") bit
+    f[14 + 20 + 12] |= 0x0e; // TCP: the three reserved bits
+    f[24..26].fill(0);
+    let ip_sum = natsim_nat::checksum::checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+    f[14 + 20 + 16..14 + 20 + 18].fill(0);
+    let len = u16::try_from(f.len() - 34).unwrap();
+    let sum = natsim_nat::checksum::sum(
+        natsim_nat::checksum::pseudo_header_sum(HOST_A, REMOTE, 6, len),
+        &f[34..],
+    );
+    f[50..52].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    verify_checksums(&f).unwrap();
+    let (v, steps) = run(&mut nat, c.now, LAN, &mut f);
+    assert!(forwarded(v), "{v:?} {steps:?}");
+    verify_checksums(&f).unwrap();
+    assert_eq!(f[14 + 6] & 0x80, 0x80, "reserved flag bit kept");
+    assert_eq!(f[14 + 20 + 12] & 0x0e, 0x0e, "TCP reserved bits kept");
+    assert_eq!(seen(&f).payload, b"PORT 203,0,113,1,240,39\r\n");
+}
