@@ -247,9 +247,8 @@ fn ftp_masq(alg: bool) -> NatEngine {
     NatEngine::new(c).unwrap()
 }
 
-#[test]
-fn active_ftp_port_is_rewritten_with_sequence_adjustment() {
-    let mut nat = ftp_masq(true);
+/// An inside FTP client (HOST_A:3000) and an outside server (REMOTE:21).
+fn ftp_ends() -> (End, End) {
     let client = End {
         addr: HOST_A,
         port: 3000,
@@ -262,6 +261,13 @@ fn active_ftp_port_is_rewritten_with_sequence_adjustment() {
         iface: WAN,
         isn: 5000,
     };
+    (client, server)
+}
+
+#[test]
+fn active_ftp_port_is_rewritten_with_sequence_adjustment() {
+    let mut nat = ftp_masq(true);
+    let (client, server) = ftp_ends();
     let mut c = Conn::open(&mut nat, client, server, (REMOTE, 21));
     let got = c.send(&mut nat, 1, b"220 ready\r\n", &[1460]);
     assert_eq!(got, b"220 ready\r\n");
@@ -289,18 +295,7 @@ fn active_ftp_port_is_rewritten_with_sequence_adjustment() {
 #[test]
 fn active_ftp_without_the_alg_leaks_the_private_address() {
     let mut nat = ftp_masq(false);
-    let client = End {
-        addr: HOST_A,
-        port: 3000,
-        iface: LAN,
-        isn: 100,
-    };
-    let server = End {
-        addr: REMOTE,
-        port: 21,
-        iface: WAN,
-        isn: 5000,
-    };
+    let (client, server) = ftp_ends();
     let mut c = Conn::open(&mut nat, client, server, (REMOTE, 21));
     let got = c.send(&mut nat, 0, b"PORT 192,168,1,10,4,1\r\n", &[1460]);
     assert_eq!(got, b"PORT 192,168,1,10,4,1\r\n");
@@ -466,18 +461,7 @@ fn malformed_dcerpc_under_the_drop_policy_is_dropped_and_says_so() {
 #[test]
 fn reserved_header_bits_survive_an_alg_resize() {
     let mut nat = ftp_masq(true);
-    let client = End {
-        addr: HOST_A,
-        port: 3000,
-        iface: LAN,
-        isn: 100,
-    };
-    let server = End {
-        addr: REMOTE,
-        port: 21,
-        iface: WAN,
-        isn: 5000,
-    };
+    let (client, server) = ftp_ends();
     let c = Conn::open(&mut nat, client, server, (REMOTE, 21));
     let line = b"PORT 192,168,1,10,240,39\r\n";
     let mut f = segment((HOST_A, 3000), (REMOTE, 21), 101, 5001, false, line);
