@@ -134,28 +134,42 @@ impl std::fmt::Display for ChecksumFault {
 /// Verifies every checksum of an Ethernet/IPv4 frame by full recomputation
 /// over its raw bytes: the IPv4 header, then TCP/UDP (with the pseudo-header;
 /// a UDP checksum of 0 means none, RFC 768) or ICMP, and the IPv4 header an
-/// ICMP error quotes. Raw bytes matter: a header model that drops reserved
-/// bits (IPv4 flag bit 0, TCP's reserved bits) would verify a frame whose
-/// real checksum is wrong. A fragment's transport checksum covers the whole
-/// datagram, so only its IPv4 header is verified.
+/// ICMP error quotes. The reference the tests and fuzz targets hold the
+/// engine to, so it sums with etherparse's `Sum16BitWords`, not with the
+/// [`sum`] the engine itself uses. Raw bytes matter: a header model that
+/// drops reserved bits (IPv4 flag bit 0, TCP's reserved bits) would verify a
+/// frame whose real checksum is wrong. A fragment's transport checksum
+/// covers the whole datagram, so only its IPv4 header is verified.
 pub fn verify_frame(frame: &[u8]) -> Result<(), ChecksumFault> {
+    use etherparse::checksum::Sum16BitWords;
     use etherparse::{NetSlice, SlicedPacket};
+    // Summed over data that includes its checksum, a valid one leaves 0.
+    let verifies = |bytes: &[u8]| Sum16BitWords::new().add_slice(bytes).ones_complement() == 0;
     let s = SlicedPacket::from_ethernet(frame).map_err(|_| ChecksumFault::NotIpv4)?;
     let Some(NetSlice::Ipv4(ip)) = &s.net else {
         return Err(ChecksumFault::NotIpv4);
     };
     let hdr = ip.header();
-    if checksum(hdr.slice()) != 0 {
+    if !verifies(hdr.slice()) {
         return Err(ChecksumFault::Ipv4Header);
     }
     if ip.is_payload_fragmented() {
         return Ok(());
     }
     let body = ip.payload().payload;
-    let (src, dst) = (hdr.source_addr(), hdr.destination_addr());
     let transport_ok = |proto: u8| {
-        u16::try_from(body.len())
-            .is_ok_and(|len| sum(pseudo_header_sum(src, dst, proto, len), body) == 0xffff)
+        let Ok(len) = u16::try_from(body.len()) else {
+            return false;
+        };
+        let mut pseudo = Sum16BitWords::new();
+        pseudo = pseudo.add_4bytes(hdr.source());
+        pseudo = pseudo.add_4bytes(hdr.destination());
+        pseudo
+            .add_2bytes([0, proto])
+            .add_2bytes(len.to_be_bytes())
+            .add_slice(body)
+            .ones_complement()
+            == 0
     };
     match hdr.protocol().0 {
         6 if !transport_ok(6) => Err(ChecksumFault::Tcp),
@@ -163,14 +177,14 @@ pub fn verify_frame(frame: &[u8]) -> Result<(), ChecksumFault> {
             Err(ChecksumFault::Udp)
         }
         1 => {
-            if checksum(body) != 0 {
+            if !verifies(body) {
                 return Err(ChecksumFault::Icmp);
             }
             // Destination unreachable, time exceeded, parameter problem.
             if matches!(body.first(), Some(3 | 11 | 12)) && body.len() >= 28 {
                 let quoted = &body[8..];
                 let ihl = usize::from(quoted[0] & 0x0f) * 4;
-                if ihl >= 20 && quoted.len() >= ihl && checksum(&quoted[..ihl]) != 0 {
+                if ihl >= 20 && quoted.len() >= ihl && !verifies(&quoted[..ihl]) {
                     return Err(ChecksumFault::QuotedIpv4Header);
                 }
             }
