@@ -83,14 +83,10 @@ fn golden(name: &str, actual: &str) {
 #[test]
 fn explain_output_matches_its_golden() {
     let l = load_file(&root().join("scenarios/kb/Q193863.toml")).unwrap();
-    let r = run_variant(&l, None, None, false).unwrap();
+    let r = run_variant(&l, l.variant("base").unwrap(), None, false).unwrap();
     golden("Q193863-base.explain.txt", &explain(&r, None));
     let l = load_file(&root().join("scenarios/kb/KB291615.toml")).unwrap();
-    let v = l
-        .scenario
-        .variants
-        .iter()
-        .find(|v| v.name.get_ref() == "ms-rpc-alg");
+    let v = l.variant("ms-rpc-alg").unwrap();
     let r = run_variant(&l, v, None, false).unwrap();
     golden(
         "KB291615-ms-rpc-alg.step1.explain.txt",
@@ -149,8 +145,9 @@ fn junit_output_is_well_formed_xml_with_one_testcase_per_step() {
     assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites"));
 }
 
-/// Each file in tests/bad-scenarios starts with `# error: LINE:COL: text`:
-/// loading it must fail with a problem at that place containing the text.
+/// Each file in tests/bad-scenarios starts with `# error: LINE:COL: text`
+/// (loading it must fail with a problem at that place containing the text)
+/// or `# warning: LINE:COL: text` (it loads, with that warning).
 #[test]
 fn malformed_scenarios_get_located_errors() {
     let dir = root().join("tests/bad-scenarios");
@@ -161,29 +158,37 @@ fn malformed_scenarios_get_located_errors() {
         .collect();
     files.sort();
     assert!(
-        files.len() >= 30,
+        files.len() >= 60,
         "only {} malformed scenarios",
         files.len()
     );
     for f in files {
         let src = std::fs::read_to_string(&f).unwrap_or_default();
         let first = src.lines().next().unwrap_or("");
-        let want = first.strip_prefix("# error: ").unwrap_or_else(|| {
-            panic!(
-                "{}: first line must be `# error: LINE:COL: text`",
+        let (warning, want) = match (
+            first.strip_prefix("# error: "),
+            first.strip_prefix("# warning: "),
+        ) {
+            (Some(w), _) => (false, w),
+            (_, Some(w)) => (true, w),
+            _ => panic!(
+                "{}: first line must be `# error: LINE:COL: text` or `# warning: LINE:COL: text`",
                 f.display()
-            )
-        });
+            ),
+        };
         let (pos, text) = want.split_once(": ").unwrap();
         let (line, col) = pos.split_once(':').unwrap();
         let (line, col): (usize, usize) = (line.parse().unwrap(), col.parse().unwrap());
-        let probs = match load_file(&f) {
-            Ok(_) => panic!("{} loaded without error", f.display()),
-            Err(p) => p,
+        let probs = match (load_file(&f), warning) {
+            (Ok(l), true) => l.warnings,
+            (Ok(_), false) => panic!("{} loaded without error", f.display()),
+            (Err(p), true) => panic!("{}: want only a warning, got errors: {p:?}", f.display()),
+            (Err(p), false) => p,
         };
         assert!(
             probs.iter().any(|p| p.line == line
                 && p.col == col
+                && p.is_warning() == warning
                 && p.message.contains(text)
                 && p.file.ends_with(f.file_name().unwrap().to_str().unwrap())),
             "{}: want {line}:{col} `{text}`, got:\n{}",
@@ -200,17 +205,16 @@ fn malformed_scenarios_get_located_errors() {
 #[test]
 fn hostile_scenarios_get_errors_within_hard_limits() {
     use natsim::scenario::load_str;
-    // 300 hosts: over the documented limit of 256.
-    let mut s = String::from("title = \"many\"\n[[segment]]\nname = \"lan\"\n");
-    for i in 0..300 {
-        s.push_str(&format!(
-            "[[host]]\nname = \"h{i}\"\nsegment = \"lan\"\naddress = \"10.{}.{}.1/8\"\n",
-            i / 250,
-            i % 250
-        ));
-    }
-    let e = load_str("many.toml", &s).unwrap_err();
-    assert!(e[0].message.contains("300 hosts; at most 256"), "{}", e[0]);
+    // 20 001 hosts in groups: over the documented limit of 10 000.
+    let s = "title = \"many\"\n[[segment]]\nname = \"lan\"\n\
+        [[host_group]]\nname = \"a\"\ncount = 20000\nsegment = \"lan\"\naddress = \"10.0.0.1/8\"\n\
+        [[host]]\nname = \"h\"\nsegment = \"lan\"\naddress = \"10.200.0.1/8\"\n";
+    let e = load_str("many.toml", s).unwrap_err();
+    assert!(
+        e[0].message.contains("20001 hosts in all; at most 10000"),
+        "{}",
+        e[0]
+    );
     // A million hosts cannot even be read: the file is over 1 MiB.
     let big = "#".repeat((1 << 20) + 1);
     let e = load_str("big.toml", &big).unwrap_err();
@@ -266,7 +270,7 @@ to = "198.51.100.1"
 expect = ["icmp-error", "trace ttl-exceeded"]
 "#;
     let l = load_str("cyclic.toml", src).unwrap();
-    let r = run_variant(&l, None, None, false).unwrap();
+    let r = run_variant(&l, l.variants()[0], None, false).unwrap();
     let step = &r.steps[0];
     assert!(step.pass, "{}: {:?}", step.actual, step.failures);
     assert!(
@@ -293,11 +297,7 @@ fn tshark_sees_the_rewritten_tower_on_the_outside() {
         return;
     }
     let l = load_file(&root().join("scenarios/kb/KB291615.toml")).unwrap();
-    let v = l
-        .scenario
-        .variants
-        .iter()
-        .find(|v| v.name.get_ref() == "ms-rpc-alg");
+    let v = l.variant("ms-rpc-alg").unwrap();
     let r = run_variant(&l, v, None, true).unwrap();
     let dir = std::env::temp_dir().join(format!("natsim-epm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

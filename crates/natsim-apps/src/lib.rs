@@ -21,6 +21,7 @@
 
 pub mod dcerpc;
 pub mod dns;
+pub mod echo;
 pub mod exchange;
 pub mod ftp;
 pub mod http;

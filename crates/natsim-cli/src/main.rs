@@ -59,12 +59,18 @@ enum Cmd {
         /// No progress line (it is only drawn when stderr is a terminal).
         #[arg(long, short)]
         quiet: bool,
+        /// Treat lint warnings as errors (the file does not run).
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Validate scenario files without running them.
     #[command(after_help = "Examples:\n  natsim check scenarios/\n  natsim check my-network.toml")]
     Check {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Treat lint warnings as errors.
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Narrate one scenario variant frame by frame, for teaching.
     #[command(
@@ -84,22 +90,22 @@ enum Cmd {
     },
 }
 
-fn load_all(paths: &[PathBuf]) -> (Vec<Loaded>, Vec<(Vec<Problem>, String)>) {
+/// Loads every scenario under `paths`. Lint warnings are printed; with
+/// `deny_warnings` a file with warnings counts as failed to load.
+fn load_all(paths: &[PathBuf], deny_warnings: bool) -> (Vec<Loaded>, Vec<(Vec<Problem>, String)>) {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
     for p in paths {
         let files = match collect(p) {
             Ok(f) => f,
             Err(e) => {
+                let what = if e.kind() == std::io::ErrorKind::NotFound {
+                    "no such file or folder".to_string()
+                } else {
+                    format!("cannot read: {e}")
+                };
                 bad.push((
-                    vec![Problem {
-                        file: p.display().to_string(),
-                        line: 0,
-                        col: 0,
-                        message: format!("cannot read: {e}"),
-                        hint: None,
-                        span: 0..0,
-                    }],
+                    vec![Problem::whole_file(&p.display().to_string(), what)],
                     String::new(),
                 ));
                 continue;
@@ -107,7 +113,13 @@ fn load_all(paths: &[PathBuf]) -> (Vec<Loaded>, Vec<(Vec<Problem>, String)>) {
         };
         for f in files {
             match load_file(&f) {
-                Ok(l) => ok.push(l),
+                Ok(l) if deny_warnings && !l.warnings.is_empty() => {
+                    bad.push((l.warnings.clone(), l.src.clone()));
+                }
+                Ok(l) => {
+                    print_problems(&[(l.warnings.clone(), l.src.clone())]);
+                    ok.push(l);
+                }
                 Err(ps) => {
                     let src = std::fs::read_to_string(&f).unwrap_or_default();
                     bad.push((ps, src));
@@ -148,13 +160,14 @@ fn run(
     junit: Option<PathBuf>,
     filter: Option<String>,
     quiet: bool,
+    deny_warnings: bool,
 ) -> ExitCode {
-    let (loaded, bad) = load_all(&paths);
+    let (loaded, bad) = load_all(&paths, deny_warnings);
     print_problems(&bad);
     let mut work = Vec::new();
     for l in &loaded {
         for v in l.variants() {
-            let name = format!("{}::{}", l.file, v.map_or("base", |v| v.name.get_ref()));
+            let name = format!("{}::{}", l.file, v.name);
             if filter.as_ref().is_none_or(|f| name.contains(f.as_str())) {
                 work.push((l, v, name));
             }
@@ -226,16 +239,20 @@ fn main() -> ExitCode {
             junit,
             filter,
             quiet,
-        } => run(paths, seed, pcap, json, junit, filter, quiet),
-        Cmd::Check { paths } => {
-            let (ok, bad) = load_all(&paths);
+            deny_warnings,
+        } => run(paths, seed, pcap, json, junit, filter, quiet, deny_warnings),
+        Cmd::Check {
+            paths,
+            deny_warnings,
+        } => {
+            let (ok, bad) = load_all(&paths, deny_warnings);
             print_problems(&bad);
             for l in &ok {
                 outln!(
                     "{}: ok ({} variants, {} steps)",
                     l.file,
-                    l.scenario.variants.len() + 1,
-                    l.scenario.steps.len()
+                    l.variants.len() + 1,
+                    l.base.steps.len()
                 );
             }
             if bad.is_empty() {
@@ -258,30 +275,18 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let v = match &variant {
-                None => None,
-                Some(name) => match l
-                    .scenario
-                    .variants
-                    .iter()
-                    .find(|v| v.name.get_ref() == name)
-                {
-                    Some(v) => Some(v),
-                    None => {
-                        let names: Vec<_> = l
-                            .scenario
-                            .variants
-                            .iter()
-                            .map(|v| v.name.get_ref().as_str())
-                            .collect();
-                        errln!(
-                            "{}: no variant `{name}` (variants: {})",
-                            l.file,
-                            names.join(", ")
-                        );
-                        return ExitCode::from(2);
-                    }
-                },
+            let name = variant.as_deref().unwrap_or("base");
+            let v = match l.variant(name) {
+                Some(v) => v,
+                None => {
+                    let names: Vec<_> = l.variants().iter().map(|v| v.name).collect();
+                    errln!(
+                        "{}: no variant `{name}` (variants: {})",
+                        l.file,
+                        names.join(", ")
+                    );
+                    return ExitCode::from(2);
+                }
             };
             match run_variant(&l, v, seed, false) {
                 Ok(r) => {

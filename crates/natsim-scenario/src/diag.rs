@@ -2,25 +2,62 @@
 
 use std::ops::Range;
 
+/// How bad a problem is: an error stops the file from loading; a warning
+/// is reported and, with `--deny-warnings`, counts as an error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Error,
+    Warning,
+}
+
 /// One problem in a scenario file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     pub file: String,
     pub line: usize,
     pub col: usize,
+    pub severity: Severity,
     pub message: String,
     pub hint: Option<String>,
     #[serde(skip)]
     pub span: Range<usize>,
 }
 
+impl Problem {
+    /// A problem about the file as a whole (it cannot be read, say).
+    pub fn whole_file(file: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            file: file.into(),
+            line: 0,
+            col: 0,
+            severity: Severity::Error,
+            message: message.into(),
+            hint: None,
+            span: 0..0,
+        }
+    }
+    pub fn is_warning(&self) -> bool {
+        self.severity == Severity::Warning
+    }
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: error: {}",
-            self.file, self.line, self.col, self.message
-        )?;
+        let what = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        if self.line == 0 {
+            write!(f, "{}: {what}: {}", self.file, self.message)?;
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {what}: {}",
+                self.file, self.line, self.col, self.message
+            )?;
+        }
         if let Some(h) = &self.hint {
             write!(f, "\n  hint: {h}")?;
         }
@@ -68,9 +105,22 @@ impl Ctx<'_> {
             file: self.file.to_string(),
             line,
             col,
+            severity: Severity::Error,
             message: message.into(),
             hint: hint.map(String::from),
             span,
+        }
+    }
+
+    pub fn warn(
+        &self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        hint: Option<&str>,
+    ) -> Problem {
+        Problem {
+            severity: Severity::Warning,
+            ..self.at(span, message, hint)
         }
     }
 }

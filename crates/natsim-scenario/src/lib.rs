@@ -3,12 +3,17 @@
 //!
 //! ## Map
 //! * [`schema`]: the file format (serde, `deny_unknown_fields`, spans);
-//! * [`load`]: parsing and semantic validation (file:line:col + hint) and
-//!   variants (`effective`);
-//! * [`expect`]: the expectation language;
-//! * [`build`]: scenario → `natsim_sim::Sim` with apps;
+//!   [`patch`]: variants as patches over the file's tree;
+//! * [`load`]: reading a file → for the base and each variant, [`lower`]
+//!   (parse and resolve into the typed [`model`]) and [`lint`];
+//!   [`parse`] holds the leaf parsers, [`expect`] the expectation language;
+//! * [`build`]: model → `natsim_sim::Sim` with apps;
 //! * [`run`]: steps in virtual time, checked expectations;
 //! * [`report`]: table, JSON, JUnit; [`explain`]: the narration.
+//!
+//! Dependencies point one way: `load` → `lower`/`lint`/`patch` →
+//! `model`/`parse`/`expect`; `run` → `build` → `model`. Nothing past
+//! `load` parses a string or looks a node up by name.
 //!
 //! Deterministic: the same file and seed give the same results, traces and
 //! captures. No input makes it panic.
@@ -18,13 +23,18 @@ pub mod build;
 pub mod diag;
 pub mod expect;
 pub mod explain;
+pub mod lint;
 pub mod load;
+pub mod lower;
+pub mod model;
+pub mod parse;
+pub mod patch;
 pub mod report;
 pub mod run;
 pub mod schema;
 
-pub use diag::Problem;
-pub use load::{load_file, load_str, Loaded};
+pub use diag::{Problem, Severity};
+pub use load::{load_file, load_str, Loaded, VariantRef};
 pub use run::{run_variant, StepResult, VariantResult};
 
 /// Scenario files under `path` (a file, or a folder searched recursively

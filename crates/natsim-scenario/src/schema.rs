@@ -4,13 +4,68 @@
 //! `Spanned` so that validation can point at them. See the crate docs and
 //! `scenarios/` for examples.
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
-use toml::Spanned;
+use std::ops::Range;
 
-pub type S<T> = Spanned<T>;
+/// A value with the byte range it came from, so that every later check can
+/// point at it. In the JSON Schema it is just the value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct S<T>(toml::Spanned<T>);
 
-#[derive(Debug, Deserialize, Clone)]
+impl<T> S<T> {
+    pub fn new(span: Range<usize>, value: T) -> S<T> {
+        S(toml::Spanned::new(span, value))
+    }
+    pub fn get_ref(&self) -> &T {
+        self.0.get_ref()
+    }
+    pub fn span(&self) -> Range<usize> {
+        self.0.span()
+    }
+    pub fn into_inner(self) -> T {
+        self.0.into_inner()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for S<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        toml::Spanned::<T>::deserialize(d).map(S)
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for S<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        g.subschema_for::<T>()
+    }
+}
+
+/// `expect`: one expectation or a list (for the JSON Schema only).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A forward's `port`: a number or a range `"first-last"` (for the JSON Schema only).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum PortOrRange {
+    Port(u16),
+    Range(String),
+}
+
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub title: String,
@@ -31,13 +86,15 @@ pub struct Scenario {
     pub routers: Vec<Router>,
     #[serde(default, rename = "host")]
     pub hosts: Vec<Host>,
+    #[serde(default, rename = "host_group")]
+    pub host_groups: Vec<HostGroup>,
     #[serde(default, rename = "step")]
     pub steps: Vec<Step>,
     #[serde(default, rename = "variant")]
     pub variants: Vec<Variant>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Segment {
     pub name: S<String>,
@@ -53,7 +110,7 @@ pub struct Segment {
     pub loss: Option<S<f64>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Interface {
     pub name: S<String>,
@@ -65,7 +122,7 @@ pub struct Interface {
     pub role: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteEntry {
     /// Destination prefix, e.g. `0.0.0.0/0`.
@@ -73,12 +130,13 @@ pub struct RouteEntry {
     pub via: S<String>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Forward {
     /// `tcp` or `udp`.
     pub proto: S<String>,
     /// A port or a range `first-last`.
+    #[schemars(with = "PortOrRange")]
     pub port: S<toml::Value>,
     /// Inside address.
     pub to: S<String>,
@@ -94,7 +152,7 @@ pub struct Forward {
     pub name: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OneToOne {
     pub inside: S<String>,
@@ -105,7 +163,7 @@ pub struct OneToOne {
     pub name: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Nat {
     /// `linux`, `rfc-recommended`, `full-cone`, `restricted-cone`,
@@ -129,7 +187,7 @@ pub struct Nat {
     pub algs: Vec<S<String>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Router {
     pub name: S<String>,
@@ -145,7 +203,7 @@ pub struct Router {
     pub own_epm: bool,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
     pub name: S<String>,
@@ -176,9 +234,33 @@ pub struct Host {
     /// UDP echo ("seen a.b.c.d:p") on these ports, for NAT-type probes.
     #[serde(default)]
     pub udp_echo: Vec<S<u32>>,
+    /// Accept-and-echo services: `["tcp/8443", "udp/1194"]`. Each records
+    /// the source it saw, for `seen-from` expectations.
+    #[serde(default)]
+    pub listen: Vec<S<String>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+/// `count` identical hosts: `name[0]` … `name[count-1]`, addresses counting
+/// up from `address`.
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostGroup {
+    pub name: S<String>,
+    pub count: S<u32>,
+    pub segment: S<String>,
+    /// The first host's `address/prefix`; each next host takes the next address.
+    pub address: S<String>,
+    #[serde(default)]
+    pub gateway: Option<S<String>>,
+    #[serde(default)]
+    pub dns: Vec<S<String>>,
+    #[serde(default)]
+    pub tcp_profile: Option<S<String>>,
+    #[serde(default)]
+    pub listen: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Zone {
     pub origin: S<String>,
@@ -186,13 +268,13 @@ pub struct Zone {
     pub records: Vec<S<String>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DnsServer {
     pub zones: Vec<Zone>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpServer {
     pub hostname: S<String>,
@@ -200,7 +282,7 @@ pub struct SmtpServer {
     pub domains: Vec<S<String>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Mta {
     pub hostname: S<String>,
@@ -213,7 +295,7 @@ pub struct Mta {
     pub give_up_after: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingEntry {
     pub domain: S<String>,
@@ -221,7 +303,7 @@ pub struct RoutingEntry {
     pub accept_as_inbound: bool,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ims {
     pub hostname: S<String>,
@@ -265,10 +347,10 @@ fn default_server() -> String {
     "SERVER".into()
 }
 fn default_spaces() -> Vec<S<String>> {
-    vec![Spanned::new(0..0, "SMTP * 1".to_string())]
+    vec![S::new(0..0, "SMTP * 1".to_string())]
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExchangeRpc {
     /// First dynamic port the RPC runtime hands out (NT: 1025).
@@ -282,7 +364,7 @@ pub struct ExchangeRpc {
     pub directory_port: Option<S<u32>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpServer {
     #[serde(default)]
@@ -291,19 +373,20 @@ pub struct HttpServer {
     pub pages: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FtpServer {
     /// file name → size in bytes.
     pub files: BTreeMap<String, S<u32>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub name: S<String>,
-    /// `ping`, `tcp-connect`, `send-mail`, `dns-lookup`, `outlook-connect`,
-    /// `http-get`, `ftp-get`, `nat-type`, `wait`.
+    /// `ping`, `tcp-connect`, `tcp-send`, `udp-send`, `send-mail`,
+    /// `dns-lookup`, `outlook-connect`, `http-get`, `ftp-get`, `nat-type`,
+    /// `nat-table`, `wait`.
     pub action: S<String>,
     #[serde(default)]
     pub from: Option<S<String>>,
@@ -313,10 +396,33 @@ pub struct Step {
     pub to: Option<S<String>>,
     #[serde(default)]
     pub port: Option<S<u32>>,
+    /// tcp-connect, udp-send: the client's source port (default: ephemeral).
     #[serde(default)]
-    pub sender: Option<String>,
+    pub source_port: Option<S<u32>>,
+    /// udp-send: the datagram's text (default `natsim probe`).
     #[serde(default)]
-    pub subject: Option<String>,
+    pub payload: Option<S<String>>,
+    /// nat-table: the router whose table to list.
+    #[serde(default)]
+    pub router: Option<S<String>>,
+    /// When the step starts: `+5s` after the previous step ended.
+    #[serde(default)]
+    pub at: Option<S<String>>,
+    /// Later steps start while this one runs; its result is taken when the
+    /// scenario ends (or its time runs out).
+    #[serde(default)]
+    pub background: Option<S<bool>>,
+    /// tcp-connect: keep the connection open under this name for a later
+    /// step's `reuse`.
+    #[serde(default)]
+    pub keep: Option<S<String>>,
+    /// tcp-send: send on a connection a previous step kept.
+    #[serde(default)]
+    pub reuse: Option<S<String>>,
+    #[serde(default)]
+    pub sender: Option<S<String>>,
+    #[serde(default)]
+    pub subject: Option<S<String>>,
     /// dns-lookup: the name to look up and its record type (`A`, `MX`).
     #[serde(default)]
     pub query: Option<S<String>>,
@@ -329,24 +435,26 @@ pub struct Step {
     #[serde(default)]
     pub mode: Option<S<String>>,
     #[serde(default)]
-    pub path: Option<String>,
+    pub path: Option<S<String>>,
     #[serde(default)]
-    pub file: Option<String>,
+    pub file: Option<S<String>>,
     /// wait: how long (e.g. `2h`); other steps: the most to wait.
     #[serde(default)]
     pub duration: Option<S<String>>,
     /// nat-type: the two probe servers (addresses or host names).
     #[serde(default)]
     pub servers: Vec<S<String>>,
-    /// Expectations: one string or a list, all must hold.
+    /// Expectations: one string or a list, all must hold. Required: write
+    /// `expect = "anything"` to run a step for its effect alone.
     #[serde(default)]
+    #[schemars(with = "Option<OneOrMany>")]
     pub expect: Option<S<toml::Value>>,
     /// Prose for `explain`.
     #[serde(default)]
-    pub note: Option<String>,
+    pub note: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Variant {
     pub name: S<String>,
@@ -359,12 +467,23 @@ pub struct Variant {
     /// Hosts replaced (by name) or added.
     #[serde(default, rename = "host")]
     pub hosts: Vec<Host>,
-    /// Nodes removed.
+    /// Nodes removed (`"web"`), or any named item by path
+    /// (`"router.edge.nat.forwards.smtp"`).
     #[serde(default)]
     pub remove: Vec<S<String>>,
     /// Step expectations replaced, by step name.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, OneOrMany>")]
     pub expect: BTreeMap<String, S<toml::Value>>,
+    /// Set one field: `"router.edge.nat.hairpin" = "on"`. The path walks
+    /// tables by key and lists by their items' `name`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub set: BTreeMap<String, S<toml::Value>>,
+    /// Append items to a list: `"router.edge.nat.forwards" = [{ ... }]`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Value>")]
+    pub add: BTreeMap<String, S<toml::Value>>,
     /// Steps replaced (by name) or added.
     #[serde(default, rename = "step")]
     pub steps: Vec<Step>,

@@ -68,7 +68,17 @@ pub struct Connector {
 impl Connector {
     /// Opens a socket and sends the first SYN.
     pub fn start(cx: &mut AppCx<'_>, remote: (Ipv4Addr, u16)) -> Connector {
-        let local_port = cx.ephemeral_port();
+        Connector::start_from(cx, remote, None)
+    }
+
+    /// As [`Connector::start`], from `local_port` if given (a client that
+    /// binds its source port), else from an ephemeral port.
+    pub fn start_from(
+        cx: &mut AppCx<'_>,
+        remote: (Ipv4Addr, u16),
+        local_port: Option<u16>,
+    ) -> Connector {
+        let local_port = local_port.unwrap_or_else(|| cx.ephemeral_port());
         let mut sock = new_socket();
         let res = sock.connect(cx.iface.context(), (remote.0, remote.1), local_port);
         let handle = cx.sockets.add(sock);

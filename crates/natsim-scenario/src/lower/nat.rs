@@ -1,0 +1,229 @@
+//! A router's `[router.nat]` table as the engine's [`NatConfig`], with the
+//! span of the item behind each rule so that engine errors point at it.
+
+use crate::diag::{Ctx, Problem};
+use crate::parse;
+use crate::schema::*;
+use natsim_nat::{
+    AlgKind, Behaviour, ConfigError, Hairpin, IfaceId, NatConfig, PortRange, Proto, Role, RuleId,
+    Unsolicited,
+};
+use std::ops::Range;
+
+pub fn profile(name: &S<String>, cx: &Ctx<'_>) -> Result<Behaviour, Problem> {
+    Behaviour::by_name(name.get_ref()).ok_or_else(|| {
+        cx.at(
+            name.span(),
+            format!("unknown NAT profile `{}`", name.get_ref()),
+            Some(&format!("one of {}", Behaviour::PROFILE_NAMES.join(", "))),
+        )
+    })
+}
+
+/// The NAT configuration of `r` (behaviour, rules) and, per rule, the span
+/// of the item that produced it.
+pub fn nat_config(
+    r: &Router,
+    nat: &Nat,
+    cx: &Ctx<'_>,
+) -> Result<(NatConfig, Vec<Range<usize>>), Problem> {
+    let mut b = profile(&nat.profile, cx)?;
+    if let Some(u) = &nat.unsolicited {
+        b.unsolicited = match u.get_ref().as_str() {
+            "drop" => Unsolicited::Drop,
+            "reject" => Unsolicited::Reject,
+            other => {
+                return Err(cx.at(
+                    u.span(),
+                    format!("unknown answer to unsolicited traffic `{other}`"),
+                    Some("`drop` (the client times out) or `reject` (RST / ICMP unreachable)"),
+                ))
+            }
+        };
+    }
+    if let Some(h) = &nat.hairpin {
+        b.hairpin = match h.get_ref().as_str() {
+            "off" => Hairpin::Off,
+            "dnat-only" => Hairpin::DnatOnly,
+            "on" => Hairpin::On,
+            other => {
+                return Err(cx.at(
+                    h.span(),
+                    format!("unknown hairpin setting `{other}`"),
+                    Some("`off`, `dnat-only` or `on`"),
+                ))
+            }
+        };
+    }
+    let mut cfg = NatConfig::new(b);
+    let mut first_outside = None;
+    for (k, i) in r.interfaces.iter().enumerate() {
+        let (addr, len) = parse::cidr(&i.address, cx)?;
+        let role = match i.role.as_ref().map(|x| x.get_ref().as_str()) {
+            None | Some("inside") => Role::Inside,
+            Some("outside") => Role::Outside,
+            Some(o) => {
+                return Err(cx.at(
+                    i.role.as_ref().map_or(0..0, |x| x.span()),
+                    format!("unknown role `{o}`"),
+                    Some("`inside` or `outside`"),
+                ))
+            }
+        };
+        if role == Role::Outside && first_outside.is_none() {
+            first_outside = Some(k);
+        }
+        cfg = cfg.interface(IfaceId(k as u16), addr, len, role);
+    }
+    let iface = |n: &Option<S<String>>, what: Range<usize>| -> Result<IfaceId, Problem> {
+        match n {
+            Some(n) => r
+                .interfaces
+                .iter()
+                .position(|i| i.name.get_ref() == n.get_ref())
+                .map(|k| IfaceId(k as u16))
+                .ok_or_else(|| {
+                    cx.at(
+                        n.span(),
+                        format!(
+                            "router `{}` has no interface `{}`",
+                            r.name.get_ref(),
+                            n.get_ref()
+                        ),
+                        None,
+                    )
+                }),
+            None => first_outside.map(|k| IfaceId(k as u16)).ok_or_else(|| {
+                cx.at(
+                    what,
+                    "no outside interface to apply this to",
+                    Some("give one interface `role = \"outside\"`"),
+                )
+            }),
+        }
+    };
+    let mut spans = Vec::new();
+    for (k, f) in nat.forwards.iter().enumerate() {
+        let proto = match f.proto.get_ref().as_str() {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            o => {
+                return Err(cx.at(
+                    f.proto.span(),
+                    format!("cannot forward protocol `{o}`"),
+                    Some("`tcp` or `udp`"),
+                ))
+            }
+        };
+        let ports = match f.port.get_ref() {
+            toml::Value::Integer(p) if (1..=65535).contains(p) => PortRange::single(*p as u16),
+            toml::Value::String(s) => {
+                let parsed = s.split_once('-').and_then(|(a, b)| {
+                    Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+                });
+                match parsed {
+                    Some((a, b)) if a >= 1 && a <= b => PortRange::new(a, b),
+                    _ => {
+                        return Err(cx.at(
+                            f.port.span(),
+                            format!("`{s}` is not a port range"),
+                            Some("a port 1–65535 or a range such as \"5000-5010\""),
+                        ))
+                    }
+                }
+            }
+            _ => {
+                return Err(cx.at(
+                    f.port.span(),
+                    "expected a port 1–65535 or a range such as \"5000-5010\"",
+                    None,
+                ))
+            }
+        };
+        let to = parse::addr(&f.to, cx)?;
+        let to_port = match &f.to_port {
+            Some(p) if (1..=65535).contains(p.get_ref()) => Some(*p.get_ref() as u16),
+            Some(p) => {
+                return Err(cx.at(
+                    p.span(),
+                    format!("port {} is not in 1–65535", p.get_ref()),
+                    None,
+                ))
+            }
+            None => None,
+        };
+        let out = iface(&f.interface, f.proto.span())?;
+        let name = f
+            .name
+            .as_ref()
+            .map_or_else(|| format!("forward-{k}"), |n| n.get_ref().clone());
+        let id = cfg.rules.forward(&name, out, proto, ports, to, to_port);
+        if let Some(from) = &f.from {
+            cfg.rules.rules[usize::from(id.0)].matches.src = Some(parse::prefix(from, cx)?);
+        }
+        spans.push(f.proto.span());
+    }
+    for (k, o) in nat.one_to_one.iter().enumerate() {
+        let inside = parse::prefix(&o.inside, cx)?;
+        let outside = parse::prefix(&o.outside, cx)?;
+        let out = iface(&o.interface, o.inside.span())?;
+        let name = o
+            .name
+            .as_ref()
+            .map_or_else(|| format!("one-to-one-{k}"), |n| n.get_ref().clone());
+        cfg.rules.one_to_one(&name, out, inside, outside);
+        spans.push(o.inside.span());
+        spans.push(o.inside.span());
+    }
+    for m in &nat.masquerade {
+        let out = iface(&Some(m.clone()), m.span())?;
+        cfg.rules
+            .masquerade(&format!("masquerade-{}", m.get_ref()), out, None);
+        spans.push(m.span());
+    }
+    for a in &nat.algs {
+        match AlgKind::by_name(a.get_ref()) {
+            Some(k) => cfg.algs.enable(k),
+            None => {
+                return Err(cx.at(
+                    a.span(),
+                    format!("unknown ALG `{}`", a.get_ref()),
+                    Some("`epm` (MS-RPC endpoint mapper) or `ftp`"),
+                ))
+            }
+        }
+    }
+    Ok((cfg, spans))
+}
+
+pub fn nat_error(e: &ConfigError, spans: &[Range<usize>], r: &Router, cx: &Ctx<'_>) -> Problem {
+    let at = |id: &RuleId| {
+        spans
+            .get(usize::from(id.0))
+            .cloned()
+            .unwrap_or(r.name.span())
+    };
+    match e {
+        ConfigError::Shadowed { rule, by } => {
+            let (bl, bc) = crate::diag::line_col(cx.src, at(by).start);
+            cx.at(at(rule), format!("this rule can never match: the rule at line {bl}, column {bc} comes first and matches everything it would"), Some("remove one, or narrow the earlier rule (ports, source prefix)"))
+        }
+        ConfigError::UnknownInterface { rule, .. }
+        | ConfigError::ActionNotAllowedInChain { rule }
+        | ConfigError::EmptyPortRange { rule }
+        | ConfigError::NetmapLengthMismatch { rule }
+        | ConfigError::DnatRangeOverflow { rule }
+        | ConfigError::PortsNeedTcpOrUdp { rule }
+        | ConfigError::EmptyPool { rule }
+        | ConfigError::PoolTooLarge { rule } => cx.at(
+            at(rule),
+            format!("router `{}`: {e}", r.name.get_ref()),
+            None,
+        ),
+        _ => cx.at(
+            r.name.span(),
+            format!("router `{}`: {e}", r.name.get_ref()),
+            None,
+        ),
+    }
+}

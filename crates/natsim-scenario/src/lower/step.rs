@@ -1,0 +1,594 @@
+//! Steps: each `[[step]]` becomes an [`Action`] with exactly the fields
+//! its action takes. A field the action would ignore is an error that
+//! names what the action does take.
+
+use super::{Names, NodeRef, Problems};
+use crate::diag::{Ctx, Problem};
+use crate::expect;
+use crate::model::*;
+use crate::parse;
+use crate::schema::{Scenario, Step, S};
+use hickory_proto::rr::RecordType;
+use natsim_apps::exchange::AddressMode;
+use natsim_apps::ftp::FtpMode;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::time::Duration;
+
+/// Every action, and the fields it takes besides `name`, `action`, `at`,
+/// `background`, `duration`, `expect` and `note`.
+pub const ACTIONS: &[(&str, &[&str])] = &[
+    ("wait", &[]),
+    ("ping", &["from", "to"]),
+    (
+        "tcp-connect",
+        &["from", "to", "port", "source_port", "keep"],
+    ),
+    ("tcp-send", &["reuse", "payload"]),
+    (
+        "udp-send",
+        &["from", "to", "port", "source_port", "payload"],
+    ),
+    ("send-mail", &["from", "to", "sender", "subject"]),
+    ("dns-lookup", &["from", "to", "port", "query", "type"]),
+    ("outlook-connect", &["from", "to", "address_mode"]),
+    ("http-get", &["from", "to", "port", "path"]),
+    ("ftp-get", &["from", "to", "port", "file", "mode"]),
+    ("nat-type", &["from", "servers"]),
+    ("nat-table", &["router"]),
+];
+
+/// The optional fields a step has, with where they are.
+fn present(st: &Step) -> Vec<(&'static str, Range<usize>)> {
+    let mut v = Vec::new();
+    let mut f = |name: &'static str, span: Option<Range<usize>>| {
+        if let Some(s) = span {
+            v.push((name, s));
+        }
+    };
+    f("from", st.from.as_ref().map(S::span));
+    f("to", st.to.as_ref().map(S::span));
+    f("port", st.port.as_ref().map(S::span));
+    f("source_port", st.source_port.as_ref().map(S::span));
+    f("payload", st.payload.as_ref().map(S::span));
+    f("router", st.router.as_ref().map(S::span));
+    f("keep", st.keep.as_ref().map(S::span));
+    f("reuse", st.reuse.as_ref().map(S::span));
+    f("sender", st.sender.as_ref().map(S::span));
+    f("subject", st.subject.as_ref().map(S::span));
+    f("query", st.query.as_ref().map(S::span));
+    f("type", st.rtype.as_ref().map(S::span));
+    f("address_mode", st.address_mode.as_ref().map(S::span));
+    f("mode", st.mode.as_ref().map(S::span));
+    f("path", st.path.as_ref().map(S::span));
+    f("file", st.file.as_ref().map(S::span));
+    f("servers", st.servers.first().map(S::span));
+    v
+}
+
+/// The most virtual time each action may take unless `duration` says.
+fn default_limit(action: &str) -> Duration {
+    Duration::from_secs(match action {
+        "send-mail" => 600,
+        "tcp-connect" | "outlook-connect" | "ftp-get" => 180,
+        "http-get" => 120,
+        "ping" | "dns-lookup" | "tcp-send" => 30,
+        "udp-send" => 5,
+        "nat-type" => 20,
+        _ => 0,
+    })
+}
+
+fn expects(st: &Step, action: &str, cx: &Ctx<'_>, p: &mut Problems) -> Vec<ExpectSpec> {
+    let Some(v) = &st.expect else {
+        p.0.push(cx.at(
+            st.name.span(),
+            format!("step `{}` has no `expect`", st.name.get_ref()),
+            Some("say what must happen, e.g. expect = \"connected\"; write expect = \"anything\" to run a step for its effect alone"),
+        ));
+        return Vec::new();
+    };
+    let texts: Vec<String> = match v.get_ref() {
+        toml::Value::String(s) => vec![s.clone()],
+        toml::Value::Array(a) if a.iter().all(|x| x.is_str()) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        _ => {
+            p.0.push(cx.at(
+                v.span(),
+                "expected a string or a list of strings",
+                Some("e.g. expect = \"delivered\" or expect = [\"refused\", \"trace answered-by-nat\"]"),
+            ));
+            return Vec::new();
+        }
+    };
+    if texts.is_empty() || texts.iter().any(|t| t.trim().is_empty()) {
+        p.0.push(cx.at(
+            v.span(),
+            "an empty expectation checks nothing",
+            Some("say what must happen; write expect = \"anything\" to run a step for its effect alone"),
+        ));
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for t in texts {
+        match expect::parse(&t, action) {
+            Ok(e) => out.push(ExpectSpec {
+                text: t,
+                span: v.span(),
+                expect: e,
+            }),
+            Err(why) => p.0.push(cx.at(
+                v.span(),
+                format!("impossible expectation `{t}`: {why}"),
+                None,
+            )),
+        }
+    }
+    for (i, a) in out.iter().enumerate() {
+        for b in &out[i + 1..] {
+            if expect::contradicts(&a.expect, &b.expect) {
+                p.0.push(cx.at(
+                    v.span(),
+                    format!("`{}` and `{}` can never both hold", a.text, b.text),
+                    Some("keep the one the step should meet"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+struct StepCx<'a> {
+    names: &'a Names,
+    hosts: &'a [HostSpec],
+    routers: &'a [RouterSpec],
+    cx: &'a Ctx<'a>,
+}
+
+impl StepCx<'_> {
+    fn host(&self, n: &S<String>) -> Result<HostIx, Problem> {
+        match self.names.nodes.get(n.get_ref()) {
+            Some(NodeRef::Host(h)) => Ok(*h),
+            Some(NodeRef::Router(_)) => Err(self.cx.at(
+                n.span(),
+                format!("`{}` is a router; a step acts from a host", n.get_ref()),
+                None,
+            )),
+            None => Err(self.cx.at(
+                n.span(),
+                format!("there is no host `{}`", n.get_ref()),
+                Some(&format!("hosts: {}", self.host_names())),
+            )),
+        }
+    }
+
+    fn host_names(&self) -> String {
+        let mut v: Vec<&str> = self
+            .hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .take(20)
+            .collect();
+        if self.hosts.len() > 20 {
+            v.push("…");
+        }
+        v.join(", ")
+    }
+
+    fn addr_of(&self, r: NodeRef) -> Option<Ipv4Addr> {
+        match r {
+            NodeRef::Host(h) => self.hosts.get(h.0).map(|h| h.addr),
+            NodeRef::Router(r) => self.routers.get(r.0).and_then(RouterSpec::public_addr),
+        }
+    }
+
+    /// An address, a node, or (where `names_ok`) a DNS name the acting host
+    /// resolves through its `dns` servers.
+    fn target(&self, t: &S<String>, from: HostIx, names_ok: bool) -> Result<Target, Problem> {
+        let text = t.get_ref().trim();
+        if let Ok(a) = text.parse::<Ipv4Addr>() {
+            return Ok(Target::Addr(a));
+        }
+        if let Some(r) = self.names.nodes.get(text) {
+            return self.addr_of(*r).map(Target::Addr).ok_or_else(|| {
+                self.cx
+                    .at(t.span(), format!("node `{text}` has no address"), None)
+            });
+        }
+        if names_ok && text.contains('.') && text.len() <= 253 {
+            if self.hosts.get(from.0).is_some_and(|h| h.dns.is_empty()) {
+                return Err(self.cx.at(
+                    t.span(),
+                    format!("`{text}` is a DNS name, but the acting host has no `dns` servers to resolve it"),
+                    Some("give the host dns = [\"a.b.c.d\"], or use an address"),
+                ));
+            }
+            return Ok(Target::Name(text.to_ascii_lowercase()));
+        }
+        Err(self.cx.at(
+            t.span(),
+            format!("`{text}` is neither an IPv4 address nor a node"),
+            Some(if names_ok {
+                "use an address, the name of a host, or a DNS name (with a dot)"
+            } else {
+                "use an address or the name of a host"
+            }),
+        ))
+    }
+}
+
+fn need<'a, T>(
+    v: &'a Option<S<T>>,
+    what: &str,
+    st: &Step,
+    cx: &Ctx<'_>,
+) -> Result<&'a S<T>, Problem> {
+    v.as_ref().ok_or_else(|| {
+        cx.at(
+            st.action.span(),
+            format!("a `{}` step needs `{what}`", st.action.get_ref()),
+            None,
+        )
+    })
+}
+
+fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
+    let cx = sc.cx;
+    let name = st.action.get_ref().as_str();
+    let from = || -> Result<HostIx, Problem> { sc.host(need(&st.from, "from", st, cx)?) };
+    let port_or =
+        |d: u16| -> Result<u16, Problem> { st.port.as_ref().map_or(Ok(d), |p| parse::port(p, cx)) };
+    let opt_port = |v: &Option<S<u32>>| -> Result<Option<u16>, Problem> {
+        v.as_ref().map(|p| parse::port(p, cx)).transpose()
+    };
+    let text =
+        |v: &Option<S<String>>, d: &str| v.as_ref().map_or(d.to_string(), |x| x.get_ref().clone());
+    Ok(match name {
+        "wait" => {
+            need(&st.duration, "duration", st, cx)?;
+            Action::Wait
+        }
+        "ping" => {
+            let f = from()?;
+            Action::Ping {
+                from: f,
+                to: sc.target(need(&st.to, "to", st, cx)?, f, true)?,
+            }
+        }
+        "tcp-connect" => {
+            let f = from()?;
+            Action::TcpConnect {
+                from: f,
+                to: sc.target(need(&st.to, "to", st, cx)?, f, true)?,
+                port: parse::port(need(&st.port, "port", st, cx)?, cx)?,
+                source_port: opt_port(&st.source_port)?,
+                keep: None,
+            }
+        }
+        "tcp-send" => Action::TcpSend {
+            reuse: {
+                need(&st.reuse, "reuse", st, cx)?;
+                ConnIx(usize::MAX)
+            },
+            payload: text(&st.payload, "natsim probe").into_bytes(),
+        },
+        "udp-send" => {
+            let f = from()?;
+            Action::UdpSend {
+                from: f,
+                to: sc.target(need(&st.to, "to", st, cx)?, f, true)?,
+                port: parse::port(need(&st.port, "port", st, cx)?, cx)?,
+                source_port: opt_port(&st.source_port)?,
+                payload: text(&st.payload, "natsim probe").into_bytes(),
+            }
+        }
+        "send-mail" => {
+            let fs = need(&st.from, "from", st, cx)?;
+            let f = sc.host(fs)?;
+            let to = need(&st.to, "to (a mail address)", st, cx)?;
+            if !to.get_ref().contains('@') {
+                return Err(cx.at(
+                    to.span(),
+                    format!("`{}` is not a mail address", to.get_ref()),
+                    Some("user@domain, user@[192.0.2.1] or [TYPE:user@domain]"),
+                ));
+            }
+            let mailer = sc.hosts[f.0].mailer().ok_or_else(|| {
+                cx.at(
+                    fs.span(),
+                    format!(
+                        "host `{}` runs no MTA or IMS to send mail with",
+                        fs.get_ref()
+                    ),
+                    Some("add [host.mta] or [host.ims] to it"),
+                )
+            })?;
+            Action::SendMail {
+                from: f,
+                mailer,
+                to: to.get_ref().clone(),
+                sender: text(&st.sender, &format!("postmaster@{}", fs.get_ref())),
+                subject: text(&st.subject, "Test Subject"),
+            }
+        }
+        "dns-lookup" => {
+            let f = from()?;
+            let q = need(&st.query, "query (the name to look up)", st, cx)?;
+            if q.get_ref().is_empty() || q.get_ref().len() > 253 {
+                return Err(cx.at(q.span(), "a DNS name must be 1–253 characters", None));
+            }
+            let rtype = match st.rtype.as_ref().map(|t| t.get_ref().to_ascii_uppercase()) {
+                None => RecordType::A,
+                Some(t) if t == "A" => RecordType::A,
+                Some(t) if t == "MX" => RecordType::MX,
+                Some(other) => {
+                    let t = st.rtype.as_ref().map_or(0..0, S::span);
+                    return Err(cx.at(
+                        t,
+                        format!("record type `{other}` is not served"),
+                        Some("`A` or `MX`"),
+                    ));
+                }
+            };
+            let server = match &st.to {
+                None => None,
+                Some(t) => match sc.target(t, f, false)? {
+                    Target::Addr(a) => Some(a),
+                    Target::Name(_) => None,
+                },
+            };
+            if server.is_none() && sc.hosts[f.0].dns.is_empty() {
+                return Err(cx.at(
+                    st.action.span(),
+                    "a `dns-lookup` step needs `to` (the server to ask) or a host with `dns` servers",
+                    None,
+                ));
+            }
+            Action::DnsLookup {
+                from: f,
+                server,
+                port: port_or(53)?,
+                query: q.get_ref().clone(),
+                rtype,
+            }
+        }
+        "outlook-connect" => {
+            let f = from()?;
+            let t = need(
+                &st.to,
+                "to (the Exchange server's address or DNS name)",
+                st,
+                cx,
+            )?;
+            let to = match sc.target(t, f, false) {
+                Ok(x) => x,
+                // Outlook resolves a DNS name itself, through its resolver.
+                Err(_) if t.get_ref().contains('.') => Target::Name(t.get_ref().clone()),
+                Err(e) => return Err(e),
+            };
+            let mode = match st.address_mode.as_ref().map(|m| (m, m.get_ref().as_str())) {
+                None | Some((_, "dialled-address")) => AddressMode::DialledAddress,
+                Some((_, "tower-address")) => AddressMode::TowerAddress,
+                Some((m, o)) => {
+                    return Err(cx.at(m.span(), format!("unknown address mode `{o}`"), Some("`dialled-address` (keep the address it dialled) or `tower-address` (take the tower's IP)")))
+                }
+            };
+            Action::OutlookConnect { from: f, to, mode }
+        }
+        "http-get" => {
+            let f = from()?;
+            Action::HttpGet {
+                from: f,
+                to: sc.target(need(&st.to, "to", st, cx)?, f, true)?,
+                port: port_or(80)?,
+                path: text(&st.path, "/"),
+            }
+        }
+        "ftp-get" => {
+            let f = from()?;
+            let mode = match st.mode.as_ref() {
+                None => FtpMode::Passive,
+                Some(m) => match m.get_ref().as_str() {
+                    "active" | "port" => FtpMode::Active,
+                    "eprt" => FtpMode::ActiveExtended,
+                    "passive" | "pasv" => FtpMode::Passive,
+                    "epsv" => FtpMode::PassiveExtended,
+                    o => {
+                        return Err(cx.at(
+                            m.span(),
+                            format!("unknown FTP mode `{o}`"),
+                            Some("`active`, `eprt`, `passive` or `epsv`"),
+                        ))
+                    }
+                },
+            };
+            Action::FtpGet {
+                from: f,
+                to: sc.target(need(&st.to, "to", st, cx)?, f, true)?,
+                port: port_or(21)?,
+                file: text(&st.file, ""),
+                mode,
+            }
+        }
+        "nat-type" => {
+            let f = from()?;
+            if st.servers.len() != 2 {
+                return Err(cx.at(
+                    st.action.span(),
+                    "a `nat-type` step needs two `servers` running udp_echo = [3478, 3479]",
+                    None,
+                ));
+            }
+            let mut out = [(Ipv4Addr::UNSPECIFIED, None), (Ipv4Addr::UNSPECIFIED, None)];
+            for (k, sv) in st.servers.iter().enumerate() {
+                let Target::Addr(a) = sc.target(sv, f, false)? else {
+                    return Err(cx.at(sv.span(), "a server must be an address or a host", None));
+                };
+                let host = match sc.names.nodes.get(sv.get_ref()) {
+                    Some(NodeRef::Host(h)) => Some(*h),
+                    _ => sc.hosts.iter().position(|h| h.addr == a).map(HostIx),
+                };
+                out[k] = (a, host);
+            }
+            Action::NatType {
+                from: f,
+                servers: out,
+            }
+        }
+        "nat-table" => {
+            let r = need(&st.router, "router", st, cx)?;
+            match sc.names.nodes.get(r.get_ref()) {
+                Some(NodeRef::Router(ix)) if sc.routers[ix.0].nat.is_some() => {
+                    Action::NatTable { router: *ix }
+                }
+                Some(NodeRef::Router(_)) => {
+                    return Err(cx.at(
+                        r.span(),
+                        format!("router `{}` has no NAT", r.get_ref()),
+                        None,
+                    ))
+                }
+                _ => {
+                    return Err(cx.at(
+                        r.span(),
+                        format!("there is no router `{}`", r.get_ref()),
+                        None,
+                    ))
+                }
+            }
+        }
+        other => {
+            let names: Vec<_> = ACTIONS.iter().map(|(a, _)| *a).collect();
+            return Err(cx.at(
+                st.action.span(),
+                format!("unknown action `{other}`"),
+                Some(&format!("one of {}", names.join(", "))),
+            ));
+        }
+    })
+}
+
+pub fn lower_steps(
+    s: &Scenario,
+    names: &Names,
+    hosts: &[HostSpec],
+    routers: &[RouterSpec],
+    cx: &Ctx<'_>,
+    p: &mut Problems,
+) -> (Vec<StepSpec>, Vec<String>) {
+    if s.steps.len() > 256 {
+        p.0.push(cx.at(
+            0..cx.src.len().min(1),
+            format!("{} steps; at most 256 are allowed", s.steps.len()),
+            Some("split the scenario into several files"),
+        ));
+        return (Vec::new(), Vec::new());
+    }
+    let sc = StepCx {
+        names,
+        hosts,
+        routers,
+        cx,
+    };
+    let mut seen = BTreeSet::new();
+    let mut kept: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for st in &s.steps {
+        if !seen.insert(st.name.get_ref().clone()) {
+            p.0.push(cx.at(
+                st.name.span(),
+                format!("step `{}` is defined twice", st.name.get_ref()),
+                Some("give each step its own name"),
+            ));
+        }
+        let aname = st.action.get_ref().as_str();
+        if let Some((_, takes)) = ACTIONS.iter().find(|(a, _)| *a == aname) {
+            for (field, span) in present(st) {
+                if !takes.contains(&field) {
+                    let t = if takes.is_empty() {
+                        "nothing else".to_string()
+                    } else {
+                        takes.join(", ")
+                    };
+                    p.0.push(cx.at(
+                        span,
+                        format!("`{field}` does not apply to a `{aname}` step"),
+                        Some(&format!("a `{aname}` step takes: {t} (and name, action, at, background, duration, expect, note)")),
+                    ));
+                }
+            }
+        }
+        let expect = expects(st, aname, cx, p);
+        let delay = match &st.at {
+            None => Some(Duration::ZERO),
+            Some(a) => match a.get_ref().trim().strip_prefix('+') {
+                Some(d) => p.ok(parse::duration(&S::new(a.span(), d.to_string()), cx)),
+                None => {
+                    p.0.push(cx.at(
+                        a.span(),
+                        format!("`{}` is not a start time", a.get_ref()),
+                        Some("`+5s`: that long after the previous step ended"),
+                    ));
+                    None
+                }
+            },
+        };
+        let limit = match &st.duration {
+            Some(d) => p.ok(parse::duration(d, cx)),
+            None => Some(default_limit(aname)),
+        };
+        let Some(mut act) = p.ok(action(st, &sc)) else {
+            continue;
+        };
+        match &mut act {
+            Action::TcpConnect { keep, .. } => {
+                if let Some(k) = &st.keep {
+                    if kept.contains(k.get_ref()) {
+                        p.0.push(cx.at(
+                            k.span(),
+                            format!("connection `{}` is kept twice", k.get_ref()),
+                            Some("give each kept connection its own name"),
+                        ));
+                    } else {
+                        *keep = Some(ConnIx(kept.len()));
+                        kept.push(k.get_ref().clone());
+                    }
+                }
+            }
+            Action::TcpSend { reuse, .. } => {
+                let r = st
+                    .reuse
+                    .as_ref()
+                    .map_or(String::new(), |r| r.get_ref().clone());
+                match kept.iter().position(|k| *k == r) {
+                    Some(ix) => *reuse = ConnIx(ix),
+                    None => {
+                        let span = st.reuse.as_ref().map_or(st.name.span(), S::span);
+                        p.0.push(cx.at(
+                            span,
+                            format!("no earlier step keeps a connection `{r}`"),
+                            Some("a `tcp-connect` step with keep = \"NAME\" must come first"),
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let (Some(delay), Some(limit)) = (delay, limit) {
+            out.push(StepSpec {
+                name: st.name.get_ref().clone(),
+                span: st.name.span(),
+                delay,
+                background: st.background.as_ref().is_some_and(|b| *b.get_ref()),
+                limit,
+                expect,
+                note: st.note.as_ref().map(|n| n.get_ref().clone()),
+                action: act,
+            });
+        }
+    }
+    (out, kept)
+}

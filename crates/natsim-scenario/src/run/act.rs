@@ -1,0 +1,577 @@
+//! Each action in three parts: `start` it (adding its client app), ask
+//! whether it is `done`, and `finish` it into an [`Actual`]. A step in the
+//! background is started and finished later; others are run in between.
+
+use super::Actual;
+use crate::build::Built;
+use crate::expect::{Behaviour, Outcome};
+use crate::model::*;
+use hickory_proto::rr::RecordType;
+use natsim_apps::dns::{DnsLookup, LookupResult};
+use natsim_apps::echo::{ClientOutcome, TcpClient, UdpClient};
+use natsim_apps::exchange::{Outlook, OutlookOutcome, Server};
+use natsim_apps::ftp::{FtpClient, FtpOutcome};
+use natsim_apps::http::{HttpClient, HttpOutcome};
+use natsim_apps::mail::{DeliveryStatus, Ims, Mta};
+use natsim_nat::{Instant, Proto};
+use natsim_sim::probe::{icmp_error_text, Ping, ProbeOutcome, UdpPeer};
+use natsim_sim::tcp::ConnectError;
+use natsim_sim::{AppId, NodeId, Sim};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+/// Connections kept open by `keep`, by [`ConnIx`].
+pub struct Kept(pub Vec<Option<AppId>>);
+
+/// A started action.
+pub enum Running {
+    /// Finished as it started (wait, nat-type, nat-table, a failed lookup).
+    Done(Box<Actual>),
+    Ping(AppId),
+    Tcp(AppId),
+    TcpSend(AppId),
+    Udp(AppId),
+    Mail {
+        app: AppId,
+        msg: usize,
+        mailer: Mailer,
+    },
+    Dns(AppId),
+    Outlook(AppId),
+    Http(AppId),
+    Ftp(AppId),
+}
+
+fn done_with(outcome: Outcome, text: String) -> Running {
+    Running::Done(Box::new(Actual {
+        outcome: Some(outcome),
+        text,
+        ..Actual::default()
+    }))
+}
+
+/// Resolves a DNS name through the host's `dns` servers, in the simulated
+/// network (the lookup's frames belong to the step).
+fn resolve(sim: &mut Sim, host: NodeId, spec: &HostSpec, t: &Target) -> Result<Ipv4Addr, String> {
+    let name = match t {
+        Target::Addr(a) => return Ok(*a),
+        Target::Name(n) => n,
+    };
+    let Ok(id) = sim.add_app(
+        host,
+        Box::new(DnsLookup::new(name, RecordType::A, spec.dns.clone())),
+    ) else {
+        return Err(format!("could not resolve {name}"));
+    };
+    sim.run_until_pred(Duration::from_secs(30), |s| {
+        s.app::<DnsLookup>(id).is_some_and(|l| l.result().is_some())
+    });
+    match sim.app::<DnsLookup>(id).and_then(|l| l.result().cloned()) {
+        Some(LookupResult::Addresses { addrs, .. }) if !addrs.is_empty() => Ok(addrs[0]),
+        Some(r) => Err(format!("could not resolve {name}: {}", r.describe())),
+        None => Err(format!("could not resolve {name}: no answer")),
+    }
+}
+
+pub fn start(b: &mut Built, m: &Model, st: &StepSpec, kept: &mut Kept) -> Running {
+    let host = |h: &HostIx| (b.hosts[h.0], &m.hosts[h.0]);
+    macro_rules! target {
+        ($from:expr, $to:expr, $fail:expr) => {{
+            let (node, spec) = host($from);
+            match resolve(&mut b.sim, node, spec, $to) {
+                Ok(a) => (node, a),
+                Err(why) => return done_with($fail, why),
+            }
+        }};
+    }
+    macro_rules! app {
+        ($node:expr, $app:expr, $kind:path) => {
+            match b.sim.add_app($node, Box::new($app)) {
+                Ok(id) => $kind(id),
+                Err(e) => return done_with(Outcome::Failed, e.to_string()),
+            }
+        };
+    }
+    match &st.action {
+        Action::Wait => {
+            b.sim.run_for(st.limit);
+            done_with(Outcome::Waited, format!("waited until {}", b.sim.now()))
+        }
+        Action::Ping { from, to } => {
+            let (node, a) = target!(from, to, Outcome::Unreachable);
+            app!(node, Ping::new(a), Running::Ping)
+        }
+        Action::TcpConnect {
+            from,
+            to,
+            port,
+            source_port,
+            keep,
+        } => {
+            let (node, a) = target!(from, to, Outcome::Unreachable);
+            let r = app!(
+                node,
+                TcpClient::new((a, *port), *source_port, keep.is_some()),
+                Running::Tcp
+            );
+            if let (Some(k), Running::Tcp(id)) = (keep, &r) {
+                kept.0[k.0] = Some(*id);
+            }
+            r
+        }
+        Action::TcpSend { reuse, payload } => match kept.0[reuse.0] {
+            None => done_with(Outcome::Failed, "the kept connection never opened".into()),
+            Some(id) => {
+                let now = b.sim.now();
+                b.sim
+                    .with_app::<TcpClient, _>(id, |c| c.send(payload, now, st.limit));
+                Running::TcpSend(id)
+            }
+        },
+        Action::UdpSend {
+            from,
+            to,
+            port,
+            source_port,
+            payload,
+        } => {
+            let (node, a) = target!(from, to, Outcome::Unreachable);
+            app!(
+                node,
+                UdpClient::new((a, *port), *source_port, payload, st.limit),
+                Running::Udp
+            )
+        }
+        Action::SendMail {
+            from,
+            mailer,
+            to,
+            sender,
+            subject,
+        } => {
+            let Some(app) = b.mailers[from.0] else {
+                return done_with(Outcome::Pending, "the host runs no mailer".into());
+            };
+            let now = b.sim.now();
+            let msg = match mailer {
+                Mailer::Ims => b
+                    .sim
+                    .with_app::<Ims, _>(app, |x| x.mta.submit(sender, to, subject, now)),
+                Mailer::Mta => b
+                    .sim
+                    .with_app::<Mta, _>(app, |x| x.submit(sender, to, subject, now)),
+            };
+            Running::Mail {
+                app,
+                msg: msg.unwrap_or(0),
+                mailer: *mailer,
+            }
+        }
+        Action::DnsLookup {
+            from,
+            server,
+            port: _,
+            query,
+            rtype,
+        } => {
+            let (node, spec) = host(from);
+            let servers = server.map_or_else(|| spec.dns.clone(), |s| vec![s]);
+            app!(node, DnsLookup::new(query, *rtype, servers), Running::Dns)
+        }
+        Action::OutlookConnect { from, to, mode } => {
+            let node = b.hosts[from.0];
+            let server = match to {
+                Target::Addr(a) => Server::Addr(*a),
+                Target::Name(n) => Server::Name(n.clone()),
+            };
+            app!(node, Outlook::new(server, *mode), Running::Outlook)
+        }
+        Action::HttpGet {
+            from,
+            to,
+            port,
+            path,
+        } => {
+            let (node, a) = target!(from, to, Outcome::Failed);
+            app!(node, HttpClient::new((a, *port), path), Running::Http)
+        }
+        Action::FtpGet {
+            from,
+            to,
+            port: _,
+            file,
+            mode,
+        } => {
+            let (node, a) = target!(from, to, Outcome::Failed);
+            app!(node, FtpClient::new(a, file, *mode), Running::Ftp)
+        }
+        Action::NatType { from, servers } => Running::Done(Box::new(nat_type(b, *from, servers))),
+        Action::NatTable { router } => Running::Done(Box::new(nat_table(b, m, *router))),
+    }
+}
+
+pub fn done(r: &Running, sim: &Sim) -> bool {
+    match r {
+        Running::Done(_) => true,
+        Running::Ping(id) => sim.app::<Ping>(*id).is_none_or(|p| p.outcome.is_some()),
+        Running::Tcp(id) => sim
+            .app::<TcpClient>(*id)
+            .is_none_or(|c| c.connect.is_some()),
+        Running::TcpSend(id) => sim.app::<TcpClient>(*id).is_none_or(|c| c.reply.is_some()),
+        Running::Udp(id) => sim
+            .app::<UdpClient>(*id)
+            .is_none_or(|c| c.outcome.is_some()),
+        Running::Mail { app, msg, mailer } => {
+            mail_status(sim, *app, *msg, *mailer).is_some_and(|s| s.settled())
+        }
+        Running::Dns(id) => sim
+            .app::<DnsLookup>(*id)
+            .is_none_or(|l| l.result().is_some()),
+        Running::Outlook(id) => sim.app::<Outlook>(*id).is_none_or(|o| o.outcome.is_some()),
+        Running::Http(id) => sim
+            .app::<HttpClient>(*id)
+            .is_none_or(|c| c.outcome.is_some()),
+        Running::Ftp(id) => sim
+            .app::<FtpClient>(*id)
+            .is_none_or(|c| c.outcome.is_some()),
+    }
+}
+
+fn mail_status(sim: &Sim, app: AppId, msg: usize, mailer: Mailer) -> Option<DeliveryStatus> {
+    match mailer {
+        Mailer::Ims => sim.app::<Ims>(app).and_then(|m| m.mta.status(msg).cloned()),
+        Mailer::Mta => sim.app::<Mta>(app).and_then(|m| m.status(msg).cloned()),
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn connect_failed(a: &mut Actual, e: &ConnectError) {
+    match e {
+        ConnectError::TimedOut { after_ms } => {
+            a.outcome = Some(Outcome::TimedOut);
+            a.after_secs = Some(*after_ms as f64 / 1000.0);
+            a.text = format!("timed out after {:.1} s", *after_ms as f64 / 1000.0);
+        }
+        ConnectError::Refused => {
+            a.outcome = Some(Outcome::Refused);
+            a.text = "connection refused (RST)".into();
+        }
+        other => {
+            a.outcome = Some(Outcome::Unreachable);
+            a.text = other.to_string();
+        }
+    }
+}
+
+fn icmp(a: &mut Actual, from: Ipv4Addr, t: u8, c: u8) {
+    a.outcome = Some(Outcome::IcmpError);
+    a.icmp = Some((t, c));
+    a.text = format!(
+        "reply from {from}: {} (ICMP type {t} code {c})",
+        icmp_error_text(t, c)
+    );
+}
+
+pub fn finish(r: Running, b: &mut Built, limit: Duration) -> Actual {
+    let sim = &b.sim;
+    let mut a = Actual::default();
+    match r {
+        Running::Done(x) => return *x,
+        Running::Ping(id) => match sim.app::<Ping>(id).and_then(|p| p.outcome.clone()) {
+            Some(ProbeOutcome::Replied { from, after_ms }) => {
+                a.outcome = Some(Outcome::Replied);
+                a.text = format!("reply from {from} after {after_ms} ms");
+            }
+            Some(ProbeOutcome::IcmpError {
+                from,
+                icmp_type,
+                code,
+            }) => icmp(&mut a, from, icmp_type, code),
+            _ => {
+                a.outcome = Some(Outcome::NoReply);
+                a.text = "request timed out (4 requests)".into();
+            }
+        },
+        Running::Tcp(id) => match sim.app::<TcpClient>(id).and_then(|c| c.connect.clone()) {
+            Some(ClientOutcome::Connected { after, local_port }) => {
+                a.outcome = Some(Outcome::Connected);
+                a.after_secs = Some(secs(after));
+                a.text = format!(
+                    "connected after {:.1} s (from port {local_port})",
+                    secs(after)
+                );
+            }
+            Some(ClientOutcome::ConnectFailed(e)) => connect_failed(&mut a, &e),
+            _ => {
+                a.outcome = Some(Outcome::TimedOut);
+                a.text = format!(
+                    "still connecting when the step's {:.0} s ran out",
+                    secs(limit)
+                );
+            }
+        },
+        Running::TcpSend(id) => match sim.app::<TcpClient>(id).and_then(|c| c.reply.clone()) {
+            Some(ClientOutcome::Replied { from, after }) => {
+                a.outcome = Some(Outcome::Replied);
+                a.text = format!("echo from {from} after {} ms", after.as_millis());
+            }
+            Some(ClientOutcome::Reset) => {
+                a.outcome = Some(Outcome::Reset);
+                a.text = "the connection was reset (RST)".into();
+            }
+            _ => {
+                a.outcome = Some(Outcome::NoReply);
+                a.text = format!("no reply within {:.0} s", secs(limit));
+            }
+        },
+        Running::Udp(id) => match sim.app::<UdpClient>(id).and_then(|c| c.outcome.clone()) {
+            Some(ClientOutcome::Replied { from, after }) => {
+                a.outcome = Some(Outcome::Replied);
+                a.text = format!("reply from {from} after {} ms", after.as_millis());
+            }
+            Some(ClientOutcome::IcmpError {
+                from,
+                icmp_type,
+                code,
+            }) => icmp(&mut a, from, icmp_type, code),
+            _ => {
+                a.outcome = Some(Outcome::NoReply);
+                a.text = format!("no reply within {:.0} s", secs(limit));
+            }
+        },
+        Running::Mail { app, msg, mailer } => {
+            let st = mail_status(sim, app, msg, mailer).unwrap_or(DeliveryStatus::Pending);
+            match st {
+                DeliveryStatus::Delivered { server, reply } => {
+                    a.outcome = Some(Outcome::Delivered);
+                    a.text = format!("delivered to {server}");
+                    a.detail = reply;
+                }
+                DeliveryStatus::Deferred { reason, .. } => {
+                    a.outcome = Some(Outcome::Deferred);
+                    a.text = format!("deferred: {reason}");
+                    a.detail = reason;
+                }
+                DeliveryStatus::Bounced { reason, ndr } => {
+                    a.outcome = Some(Outcome::Bounced);
+                    a.text = format!("bounced: {reason}");
+                    a.detail = format!("{reason}\n{ndr}");
+                }
+                DeliveryStatus::Pending => {
+                    a.outcome = Some(Outcome::Pending);
+                    a.text = format!("still queued when the step's {:.0} s ran out", secs(limit));
+                }
+            }
+        }
+        Running::Dns(id) => {
+            let r = sim
+                .app::<DnsLookup>(id)
+                .and_then(|l| l.result().cloned())
+                .unwrap_or(LookupResult::Timeout);
+            a.text = r.describe();
+            a.outcome = Some(match &r {
+                LookupResult::Addresses { addrs, .. } => {
+                    a.answers = addrs.iter().map(|x| x.to_string()).collect();
+                    Outcome::Answered
+                }
+                LookupResult::Exchanges { mx, .. } => {
+                    a.answers = mx.iter().map(|(_, e)| e.clone()).collect();
+                    Outcome::Answered
+                }
+                LookupResult::NxDomain { .. } => Outcome::NxDomain,
+                LookupResult::NoData { .. } => Outcome::NoData,
+                LookupResult::Refused { .. } => Outcome::Refused,
+                LookupResult::Timeout => Outcome::DnsTimeout,
+            });
+        }
+        Running::Outlook(id) => match sim.app::<Outlook>(id).and_then(|o| o.outcome.clone()) {
+            Some(OutlookOutcome::Connected {
+                via,
+                endpoint_returned,
+            }) => {
+                a.outcome = Some(Outcome::Connected);
+                a.text = format!("connected via {via} (endpoint returned {endpoint_returned})");
+                a.via = Some(via);
+                a.endpoint = Some(endpoint_returned);
+            }
+            Some(OutlookOutcome::Failed {
+                stage,
+                why,
+                endpoint_returned,
+            }) => {
+                a.outcome = Some(Outcome::Failed);
+                a.text = match &endpoint_returned {
+                    Some(e) => format!("failed at {stage}: {why} (endpoint returned {e})"),
+                    None => format!("failed at {stage}: {why}"),
+                };
+                a.detail = why;
+                a.stage = Some(stage);
+                a.endpoint = endpoint_returned;
+            }
+            None => {
+                a.outcome = Some(Outcome::Failed);
+                a.text = format!("no outcome within the step's {:.0} s", secs(limit));
+            }
+        },
+        Running::Http(id) => match sim.app::<HttpClient>(id).and_then(|c| c.outcome.clone()) {
+            Some(HttpOutcome::Response { status, body_len }) => {
+                a.outcome = Some(Outcome::Response);
+                a.status = Some(status);
+                a.text = format!("HTTP {status} ({body_len} bytes)");
+            }
+            Some(HttpOutcome::Failed { why }) => {
+                a.outcome = Some(Outcome::Failed);
+                a.text = why.clone();
+                a.detail = why;
+            }
+            None => {
+                a.outcome = Some(Outcome::Failed);
+                a.text = format!("no response within the step's {:.0} s", secs(limit));
+            }
+        },
+        Running::Ftp(id) => match sim.app::<FtpClient>(id).and_then(|c| c.outcome.clone()) {
+            Some(FtpOutcome::Downloaded { bytes, data_from }) => {
+                a.outcome = Some(Outcome::Downloaded);
+                a.text = format!("downloaded {bytes} bytes (data connection from {data_from})");
+            }
+            Some(FtpOutcome::Failed { stage, why }) => {
+                a.outcome = Some(Outcome::Failed);
+                a.text = format!("failed at {stage}: {why}");
+                a.detail = why;
+                a.stage = Some(stage);
+            }
+            None => {
+                a.outcome = Some(Outcome::Failed);
+                a.text = format!("no outcome within the step's {:.0} s", secs(limit));
+            }
+        },
+    }
+    a
+}
+
+/// RFC 5780-style classification from inside: mapping by comparing the
+/// endpoint each server sees; filtering by who may then send in. Each run
+/// uses fresh source ports, so a second run measures afresh.
+fn nat_type(b: &mut Built, from: HostIx, servers: &[(Ipv4Addr, Option<HostIx>); 2]) -> Actual {
+    let node = b.hosts[from.0];
+    let (s1, s2) = (servers[0].0, servers[1].0);
+    let n1 = servers[0].1.map(|h| b.hosts[h.0]);
+    let n2 = servers[1].1.map(|h| b.hosts[h.0]);
+    let base = b.next_probe_port();
+    let sim = &mut b.sim;
+    let seen = |sim: &Sim, id: AppId, k: usize| -> Option<String> {
+        let p = sim.app::<UdpPeer>(id)?;
+        let d = &p.received.get(k)?.2;
+        String::from_utf8_lossy(d)
+            .strip_prefix("seen ")
+            .map(String::from)
+    };
+    let mut a = Actual::default();
+    let Ok(pa) = sim.add_app(node, Box::new(UdpPeer::new(base))) else {
+        a.outcome = Some(Outcome::Failed);
+        return a;
+    };
+    let mut mapped = Vec::new();
+    for (k, to) in [(s1, 3478), (s1, 3479), (s2, 3478)].into_iter().enumerate() {
+        sim.with_app::<UdpPeer, _>(pa, |p| p.send(to, b"binding request"));
+        sim.run_until_pred(Duration::from_secs(2), |sm| seen(sm, pa, k).is_some());
+        mapped.push(seen(sim, pa, k).unwrap_or_else(|| "none".into()));
+    }
+    let mapping = if mapped[0] == mapped[2] {
+        Behaviour::EndpointIndependent
+    } else if mapped[0] == mapped[1] {
+        Behaviour::AddressDependent
+    } else {
+        Behaviour::AddressAndPortDependent
+    };
+    let Ok(pb) = sim.add_app(node, Box::new(UdpPeer::new(base + 1))) else {
+        a.outcome = Some(Outcome::Failed);
+        return a;
+    };
+    sim.with_app::<UdpPeer, _>(pb, |p| p.send((s1, 3478), b"binding request"));
+    sim.run_until_pred(Duration::from_secs(2), |sm| seen(sm, pb, 0).is_some());
+    let target: Option<SocketAddrV4> = seen(sim, pb, 0).and_then(|m| m.parse().ok());
+    let (mut other_port, mut other_addr) = (false, false);
+    if let (Some(t), Some(n1), Some(n2)) = (target, n1, n2) {
+        for (k, srv) in [n1, n2].into_iter().enumerate() {
+            if let Ok(q) = sim.add_app(srv, Box::new(UdpPeer::new(3480 + (base % 1000)))) {
+                sim.with_app::<UdpPeer, _>(q, |p| p.send((*t.ip(), t.port()), b"unsolicited"));
+                let before = sim.app::<UdpPeer>(pb).map_or(0, |p| p.received.len());
+                sim.run_for(Duration::from_secs(2));
+                let got = sim.app::<UdpPeer>(pb).map_or(0, |p| p.received.len()) > before;
+                if k == 0 {
+                    other_port = got;
+                } else {
+                    other_addr = got;
+                }
+            }
+        }
+    }
+    if mapped.iter().all(|m| m == "none") {
+        a.outcome = Some(Outcome::Failed);
+        a.text = "no binding response from the servers".into();
+        return a;
+    }
+    let filtering = if other_addr {
+        Behaviour::EndpointIndependent
+    } else if other_port {
+        Behaviour::AddressDependent
+    } else {
+        Behaviour::AddressAndPortDependent
+    };
+    a.outcome = Some(Outcome::Classified);
+    a.text = format!(
+        "mapping {}, filtering {} (seen as {})",
+        mapping.word(),
+        filtering.word(),
+        mapped.join(", ")
+    );
+    a.mapping = Some(mapping);
+    a.filtering = Some(filtering);
+    a
+}
+
+/// The router's NAT table now.
+fn nat_table(b: &Built, m: &Model, r: RouterIx) -> Actual {
+    let mut a = Actual::default();
+    let Some(nat) = b.sim.nat(b.routers[r.0]) else {
+        a.outcome = Some(Outcome::Failed);
+        a.text = format!("router `{}` has no NAT", m.routers[r.0].name);
+        return a;
+    };
+    let now = b.sim.now();
+    let mut lines = Vec::new();
+    for c in nat.connections() {
+        let proto = match c.original.proto {
+            Proto::Tcp => L4::Tcp,
+            Proto::Udp => L4::Udp,
+            _ => continue,
+        };
+        let left = c.expires.saturating_duration_since(now).as_secs();
+        if let Some((inside, outside)) = c.mapping {
+            let row = super::NatRow {
+                proto,
+                inside: SocketAddrV4::new(inside.addr, inside.port),
+                outside: SocketAddrV4::new(outside.addr, outside.port),
+            };
+            lines.push(format!(
+                "{proto} {} -> {} (expires in {left} s)",
+                row.inside, row.outside
+            ));
+            a.nat.push(row);
+        } else {
+            lines.push(format!("{} (no mapping; expires in {left} s)", c.original));
+        }
+    }
+    a.outcome = Some(Outcome::Listed);
+    a.text = if lines.is_empty() {
+        "no connections".into()
+    } else {
+        format!("{} connections: {}", lines.len(), lines.join("; "))
+    };
+    let _: Instant = now;
+    a
+}

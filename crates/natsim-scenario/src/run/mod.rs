@@ -1,0 +1,221 @@
+//! Running a scenario variant: build the world from its [`Model`], run
+//! each step in virtual time, and check its expectations against what
+//! happened (the step's outcome and the traces of the frames it caused).
+//!
+//! A step starts `delay` after the previous one ended. A `background` step
+//! is started and left running; it is finished (or given up on at its
+//! time limit) when the scenario's other steps are done, and its traces
+//! are every frame from its start to then.
+
+mod act;
+mod check;
+
+use crate::build::{build, Built};
+use crate::diag::Problem;
+use crate::expect::{Behaviour, Outcome};
+use crate::load::{Loaded, VariantRef};
+use crate::model::{StepSpec, L4};
+use natsim_nat::Instant;
+use natsim_sim::{AppEvent, FrameTrace};
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+/// After a step's outcome, frames still in flight (answers, RSTs) land.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// The result of one step.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepResult {
+    /// 1-based, in file order.
+    pub number: usize,
+    pub name: String,
+    pub action: String,
+    pub expected: Vec<String>,
+    pub outcome: Option<Outcome>,
+    pub actual: String,
+    pub pass: bool,
+    /// Why each failed expectation failed.
+    pub failures: Vec<String>,
+    pub started: Instant,
+    pub ended: Instant,
+    /// Ids of the frame traces this step caused.
+    pub traces: Vec<u64>,
+    pub log: Vec<AppEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The result of one variant (or the base scenario).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VariantResult {
+    pub file: String,
+    pub title: String,
+    pub source: Option<String>,
+    pub variant: String,
+    pub lesson: Option<String>,
+    pub seed: u64,
+    pub pass: bool,
+    pub steps: Vec<StepResult>,
+    pub traces: Vec<FrameTrace>,
+    pub segments: Vec<String>,
+    #[serde(skip)]
+    pub pcaps: Vec<(String, Vec<u8>)>,
+}
+
+/// A NAT table row as `nat-table` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatRow {
+    pub proto: L4,
+    pub inside: SocketAddrV4,
+    pub outside: SocketAddrV4,
+}
+
+/// What a step produced, for the expectations to look at.
+#[derive(Clone, Debug, Default)]
+pub struct Actual {
+    pub outcome: Option<Outcome>,
+    pub text: String,
+    pub detail: String,
+    pub after_secs: Option<f64>,
+    pub via: Option<String>,
+    pub endpoint: Option<String>,
+    pub stage: Option<String>,
+    pub answers: Vec<String>,
+    pub status: Option<u16>,
+    pub mapping: Option<Behaviour>,
+    pub filtering: Option<Behaviour>,
+    pub icmp: Option<(u8, u8)>,
+    /// Sources the scenario's listeners saw during the step.
+    pub seen_from: Vec<SocketAddrV4>,
+    pub nat: Vec<NatRow>,
+}
+
+/// A step under way.
+struct Open {
+    index: usize,
+    running: act::Running,
+    started: Instant,
+    first_trace: u64,
+    log_before: usize,
+}
+
+fn open(b: &mut Built, m: &crate::model::Model, index: usize, kept: &mut act::Kept) -> Open {
+    let st = &m.steps[index];
+    b.sim.run_for(st.delay);
+    let first_trace = b.sim.traces().len() as u64;
+    let log_before = b.sim.logs().len();
+    let started = b.sim.now();
+    let running = act::start(b, m, st, kept);
+    Open {
+        index,
+        running,
+        started,
+        first_trace,
+        log_before,
+    }
+}
+
+fn close(b: &mut Built, st: &StepSpec, o: Open) -> StepResult {
+    let deadline = o.started + st.limit;
+    let left = deadline.saturating_duration_since(b.sim.now());
+    let running = o.running;
+    b.sim.run_until_pred(left, |s| act::done(&running, s));
+    let mut actual = act::finish(running, b, st.limit);
+    b.sim.run_for(SETTLE);
+    let ended = b.sim.now();
+    actual.seen_from = b
+        .listeners
+        .iter()
+        .filter_map(|(_, _, id)| b.sim.app::<natsim_apps::echo::EchoServer>(*id))
+        .flat_map(|e| e.seen.iter())
+        .filter(|(at, _)| *at >= o.started && *at <= ended)
+        .map(|(_, src)| *src)
+        .collect();
+    if actual.text.is_empty() {
+        actual.text = match actual.outcome {
+            Some(x) => x.word().to_string(),
+            None => "ended without an outcome".into(),
+        };
+    }
+    let traces: Vec<&FrameTrace> = b
+        .sim
+        .traces()
+        .iter()
+        .filter(|t| t.id >= o.first_trace)
+        .collect();
+    let failures: Vec<String> = st
+        .expect
+        .iter()
+        .filter_map(|e| check::holds(&e.expect, &actual, &traces).err())
+        .collect();
+    StepResult {
+        number: o.index + 1,
+        name: st.name.clone(),
+        action: st.action.name().to_string(),
+        expected: st.expect.iter().map(|e| e.text.clone()).collect(),
+        outcome: actual.outcome,
+        actual: actual.text,
+        pass: failures.is_empty(),
+        failures,
+        started: o.started,
+        ended,
+        traces: traces.iter().map(|t| t.id).collect(),
+        log: b.sim.logs().into_iter().skip(o.log_before).collect(),
+        note: st.note.clone(),
+    }
+}
+
+/// Runs one variant of a loaded file.
+pub fn run_variant(
+    l: &Loaded,
+    v: VariantRef<'_>,
+    seed_override: Option<u64>,
+    keep_pcaps: bool,
+) -> Result<VariantResult, Problem> {
+    let m = v.model;
+    let seed = seed_override.or(m.seed).unwrap_or(1);
+    let mut b = build(m, seed).map_err(|e| Problem::whole_file(&l.file, e.to_string()))?;
+    // Let ARP and listeners settle before the first step.
+    b.sim.run_for(Duration::from_millis(100));
+    let mut kept = act::Kept(vec![None; m.connections.len()]);
+    let mut results: Vec<Option<StepResult>> = vec![None; m.steps.len()];
+    let mut background = Vec::new();
+    for (k, (st, slot)) in m.steps.iter().zip(results.iter_mut()).enumerate() {
+        let o = open(&mut b, m, k, &mut kept);
+        if st.background {
+            background.push(o);
+        } else {
+            *slot = Some(close(&mut b, st, o));
+        }
+    }
+    for o in background {
+        let k = o.index;
+        results[k] = Some(close(&mut b, &m.steps[k], o));
+    }
+    let steps: Vec<StepResult> = results.into_iter().flatten().collect();
+    let pcaps = if keep_pcaps {
+        (0..b.segments.len())
+            .map(|k| {
+                (
+                    b.segments[k].clone(),
+                    b.sim.pcap_bytes(natsim_sim::SegmentId(k)),
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(VariantResult {
+        file: l.file.clone(),
+        title: m.title.clone(),
+        source: m.source.clone(),
+        variant: v.name.to_string(),
+        lesson: m.lesson.clone(),
+        seed,
+        pass: steps.iter().all(|s| s.pass),
+        steps,
+        traces: b.sim.traces().to_vec(),
+        segments: b.segments.clone(),
+        pcaps,
+    })
+}
