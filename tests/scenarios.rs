@@ -58,7 +58,13 @@ fn reruns_with_the_same_seed_are_identical() {
     for f in ["scenarios/kb/KB291615.toml", "scenarios/ftp.toml"] {
         let a = run_file(&root().join(f));
         let b = run_file(&root().join(f));
-        assert_eq!(report::json(&a), report::json(&b), "{f}");
+        let json = |r: &[VariantResult]| {
+            report::json(
+                &report::Suite::from_results(r.to_vec()),
+                report::JsonLevel::Frames,
+            )
+        };
+        assert_eq!(json(&a), json(&b), "{f}");
         for (x, y) in a.iter().zip(&b) {
             assert_eq!(x.pcaps, y.pcaps, "{f} {}", x.variant);
         }
@@ -107,7 +113,8 @@ fn json_output_matches_its_golden() {
         .map(|v| run_variant(&l, v, None, false).unwrap())
         .collect();
     // Paths in the report are as given; make them relative to the checkout.
-    let json = report::json(&r).replace(&format!("{}/", root().display()), "");
+    let json = report::json(&report::Suite::from_results(r), report::JsonLevel::Frames)
+        .replace(&format!("{}/", root().display()), "");
     golden("hairpin.json", &json);
 }
 
@@ -119,7 +126,7 @@ fn junit_output_is_well_formed_xml_with_one_testcase_per_step() {
         .into_iter()
         .map(|v| run_variant(&l, v, None, false).unwrap())
         .collect();
-    let xml = report::junit(&r);
+    let xml = report::junit(&report::Suite::from_results(r.clone()));
     let mut reader = quick_xml::Reader::from_str(&xml);
     let (mut suites, mut cases, mut depth) = (0, 0, 0i32);
     loop {

@@ -2,9 +2,8 @@
 #![deny(unsafe_code)]
 
 use clap::{Parser, Subcommand};
-use natsim_scenario::{
-    collect, explain::explain, load_file, report, run_variant, Loaded, Problem, VariantResult,
-};
+use natsim_scenario::report::{self, Case, ErrorKind, JsonLevel, Shard, Suite};
+use natsim_scenario::{collect, explain::explain, load_file, run_variant, Loaded, Problem};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,7 +34,7 @@ struct Cli {
 enum Cmd {
     /// Run every scenario and variant under the given files or folders.
     #[command(
-        after_help = "Examples:\n  natsim run scenarios/\n  natsim run scenarios/kb/Q193863.toml --filter option-2 --pcap out/\n  natsim run scenarios/ --json results.json --junit junit.xml --seed 7"
+        after_help = "Examples:\n  natsim run scenarios/\n  natsim run scenarios/kb/Q193863.toml --filter option-2 --pcap out/\n  natsim run scenarios/ --json results.json --junit junit.xml --seed 7\n  natsim run scenarios/ --shard 2/4 --junit junit-2.xml\n\nExit status: 0 every step passed; 1 a step failed; 2 a file or variant could not run, nothing ran, or a report could not be written."
     )]
     Run {
         /// Scenario files or folders (searched for *.toml).
@@ -47,15 +46,24 @@ enum Cmd {
         /// Write a pcap per segment per variant into this folder.
         #[arg(long)]
         pcap: Option<PathBuf>,
-        /// Write full results with traces as JSON.
+        /// Write results as JSON (schema_version, a summary, then each variant).
         #[arg(long)]
         json: Option<PathBuf>,
+        /// How much the JSON holds: `summary` (status per variant), `steps`
+        /// (every step's expectations, outcome and log) or `frames` (plus
+        /// every frame trace with its segment and pcap frame number).
+        #[arg(long, value_name = "summary|steps|frames", default_value = "steps")]
+        json_level: JsonLevel,
         /// Write JUnit XML for CI.
         #[arg(long)]
         junit: Option<PathBuf>,
         /// Only variants whose `file::variant` contains this text.
         #[arg(long)]
         filter: Option<String>,
+        /// Run shard K of N (1-based): the variants whose FNV-1a hash of
+        /// `path::variant` (path relative to the folder given) is K-1 mod N.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
         /// No progress line (it is only drawn when stderr is a terminal).
         #[arg(long, short)]
         quiet: bool,
@@ -84,50 +92,117 @@ enum Cmd {
     },
 }
 
-fn load_all(paths: &[PathBuf]) -> (Vec<Loaded>, Vec<(Vec<Problem>, String)>) {
-    let mut ok = Vec::new();
-    let mut bad = Vec::new();
-    for p in paths {
-        let files = match collect(p) {
-            Ok(f) => f,
-            Err(e) => {
-                bad.push((
-                    vec![Problem {
-                        file: p.display().to_string(),
-                        line: 0,
-                        col: 0,
-                        message: format!("cannot read: {e}"),
-                        hint: None,
-                        span: 0..0,
-                    }],
-                    String::new(),
-                ));
-                continue;
-            }
-        };
-        for f in files {
-            match load_file(&f) {
-                Ok(l) => ok.push(l),
-                Err(ps) => {
-                    let src = std::fs::read_to_string(&f).unwrap_or_default();
-                    bad.push((ps, src));
-                }
-            }
-        }
-    }
-    (ok, bad)
+/// One path given on the command line, read: its scenario files, each
+/// loaded or not, named relative to it.
+struct Given {
+    files: Vec<(String, Result<Loaded, Vec<Problem>>)>,
+    /// The path itself is unusable (missing, unreadable, empty folder).
+    problem: Option<Problem>,
+    shown: String,
 }
 
-fn print_problems(bad: &[(Vec<Problem>, String)]) {
-    for (ps, src) in bad {
-        for p in ps {
-            // One greppable line, then the snippet.
-            errln!("{p}");
-            if !src.is_empty() && p.line > 0 {
-                errln!("{:?}", natsim_scenario::diag::report(p, src));
-            }
-        }
+fn no_place(file: &str, message: impl Into<String>, hint: Option<&str>) -> Problem {
+    Problem {
+        file: file.to_string(),
+        line: 0,
+        col: 0,
+        message: message.into(),
+        hint: hint.map(String::from),
+        span: 0..0,
     }
+}
+
+/// `f` relative to the folder `root` given (or its file name when a file
+/// was given), `/`-separated: the same on every machine and checkout.
+fn relative(root: &Path, f: &Path) -> String {
+    let r = if root.is_dir() {
+        f.strip_prefix(root).unwrap_or(f)
+    } else {
+        f.file_name().map_or(f, Path::new)
+    };
+    r.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Reads a file; a missing one is "no such file", not a located error.
+fn load(f: &Path) -> Result<Loaded, Vec<Problem>> {
+    let shown = f.display().to_string();
+    if !f.exists() {
+        return Err(vec![no_place(&shown, "no such file", None)]);
+    }
+    load_file(f)
+}
+
+fn read_given(paths: &[PathBuf]) -> Vec<Given> {
+    paths
+        .iter()
+        .map(|p| {
+            let shown = p.display().to_string();
+            let mut g = Given {
+                files: Vec::new(),
+                problem: None,
+                shown: shown.clone(),
+            };
+            if !p.exists() {
+                g.problem = Some(no_place(&shown, "no such file or folder", None));
+                return g;
+            }
+            match collect(p) {
+                Err(e) => g.problem = Some(no_place(&shown, format!("cannot read: {e}"), None)),
+                Ok(files) if files.is_empty() => {
+                    g.problem = Some(no_place(
+                        &shown,
+                        "no scenario files (*.toml) in this folder",
+                        None,
+                    ))
+                }
+                Ok(files) => g.files = files.iter().map(|f| (relative(p, f), load(f))).collect(),
+            }
+            g
+        })
+        .collect()
+}
+
+/// One report per problem: `file:line:col: error: message` with the
+/// source snippet and hint under it, or one line when it has no place.
+fn render_problem(p: &Problem, src: &str) -> String {
+    if src.is_empty() || p.line == 0 {
+        return report::problem_line(p);
+    }
+    let label = miette::LabeledSpan::at(p.span.clone(), p.message.clone());
+    let mut d = miette::MietteDiagnostic::new(format!(
+        "{}:{}:{}: error: {}",
+        p.file, p.line, p.col, p.message
+    ))
+    .with_labels(vec![label]);
+    if let Some(h) = &p.hint {
+        d = d.with_help(h.clone());
+    }
+    let r = miette::Report::new(d)
+        .with_source_code(miette::NamedSource::new(p.file.clone(), src.to_string()));
+    let theme = if std::io::stderr().is_terminal() {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let mut out = String::new();
+    match miette::GraphicalReportHandler::new_themed(theme).render_report(&mut out, r.as_ref()) {
+        Ok(()) => out.trim_end().to_string(),
+        Err(_) => report::problem_line(p),
+    }
+}
+
+fn print_problems(ps: &[Problem], src: &str) {
+    for p in ps {
+        errln!("{}", render_problem(p, src));
+    }
+}
+
+/// Source text to show problems against (empty if unreadable).
+fn source_of(file: &str) -> String {
+    std::fs::read_to_string(file).unwrap_or_default()
 }
 
 fn write(path: &Path, text: &str) -> std::io::Result<()> {
@@ -139,39 +214,102 @@ fn write(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
+struct RunOpts {
     paths: Vec<PathBuf>,
     seed: Option<u64>,
     pcap: Option<PathBuf>,
     json: Option<PathBuf>,
+    json_level: JsonLevel,
     junit: Option<PathBuf>,
     filter: Option<String>,
+    shard: Option<Shard>,
     quiet: bool,
-) -> ExitCode {
-    let (loaded, bad) = load_all(&paths);
-    print_problems(&bad);
+}
+
+fn run(o: RunOpts) -> ExitCode {
+    let given = read_given(&o.paths);
+    let mut suite = Suite {
+        cases: Vec::new(),
+        shard: o.shard,
+    };
+    let in_shard = |name: &str| o.shard.is_none_or(|s| s.owns(name));
     let mut work = Vec::new();
-    for l in &loaded {
-        for v in l.variants() {
-            let name = format!("{}::{}", l.file, v.map_or("base", |v| v.name.get_ref()));
-            if filter.as_ref().is_none_or(|f| name.contains(f.as_str())) {
-                work.push((l, v, name));
+    let mut variants_seen = 0usize;
+    let mut filtered_in = 0usize;
+    for g in &given {
+        if let Some(p) = &g.problem {
+            // A path that is unusable is every shard's business.
+            print_problems(std::slice::from_ref(p), "");
+            suite.cases.push(Case::error(
+                g.shown.clone(),
+                g.shown.clone(),
+                None,
+                ErrorKind::Load,
+                vec![p.clone()],
+            ));
+        }
+        for (rel, loaded) in &g.files {
+            match loaded {
+                Err(ps) => {
+                    if in_shard(rel) {
+                        let file = ps.first().map_or_else(|| rel.clone(), |p| p.file.clone());
+                        print_problems(ps, &source_of(&file));
+                        suite
+                            .cases
+                            .push(Case::error(rel, file, None, ErrorKind::Load, ps.clone()));
+                    }
+                }
+                Ok(l) => {
+                    for v in l.variants() {
+                        variants_seen += 1;
+                        let vname = v.map_or("base", |v| v.name.get_ref()).to_string();
+                        let full = format!("{}::{vname}", l.file);
+                        if o.filter
+                            .as_ref()
+                            .is_some_and(|f| !full.contains(f.as_str()))
+                        {
+                            continue;
+                        }
+                        filtered_in += 1;
+                        let key = format!("{rel}::{vname}");
+                        if in_shard(&key) {
+                            work.push((rel.clone(), l, v, vname));
+                        }
+                    }
+                }
             }
         }
     }
-    let mut results: Vec<VariantResult> = Vec::new();
+    let mut nothing = None;
+    if work.is_empty() {
+        nothing = Some(if variants_seen == 0 {
+            "nothing ran: no scenario loaded from the paths given".to_string()
+        } else if filtered_in == 0 {
+            format!(
+                "nothing ran: --filter `{}` matches none of the {variants_seen} variants (it is matched against `file::variant`)",
+                o.filter.as_deref().unwrap_or("")
+            )
+        } else {
+            format!(
+                "nothing ran: shard {} holds none of the {filtered_in} variants (shards go by an FNV-1a hash of `path::variant`); use fewer shards",
+                o.shard.map_or_else(String::new, |s| s.to_string())
+            )
+        });
+    }
     let total = work.len();
     // The progress line redraws itself; only a terminal shows that well.
-    let progress = !quiet && std::io::stderr().is_terminal();
-    for (k, (l, v, name)) in work.into_iter().enumerate() {
+    let progress = !o.quiet && std::io::stderr().is_terminal();
+    for (k, (rel, l, v, vname)) in work.into_iter().enumerate() {
         if progress {
-            err!("\r\x1b[2K[{}/{total}] {name}", k + 1);
+            err!("\r\x1b[2K[{}/{total}] {rel}::{vname}", k + 1);
             let _ = std::io::stderr().flush();
         }
-        match run_variant(l, v, seed, pcap.is_some()) {
+        let t0 = std::time::Instant::now();
+        let r = run_variant(l, v, o.seed, o.pcap.is_some());
+        let wall = t0.elapsed();
+        match r {
             Ok(r) => {
-                if let Some(dir) = &pcap {
+                if let Some(dir) = &o.pcap {
                     let stem = Path::new(&r.file)
                         .file_stem()
                         .map_or("scenario".into(), |s| s.to_string_lossy().to_string());
@@ -184,32 +322,75 @@ fn run(
                         }
                     }
                 }
-                results.push(r);
+                let c = Case::ran(rel, r, Some(wall));
+                if let report::Outcome::Error { problems, .. } = &c.outcome {
+                    print_problems(problems, "");
+                }
+                suite.cases.push(c);
             }
-            Err(p) => print_problems(&[(vec![p], l.src.clone())]),
+            Err(p) => {
+                print_problems(std::slice::from_ref(&p), &l.src);
+                let mut c =
+                    Case::error(rel, l.file.clone(), Some(vname), ErrorKind::Build, vec![p]);
+                c.wall = Some(wall);
+                suite.cases.push(c);
+            }
         }
     }
     if progress && total > 0 {
         errln!("\r\x1b[2K");
     }
-    out!("{}", report::table(&results));
-    if let Some(p) = json {
-        if let Err(e) = write(&p, &report::json(&results)) {
+    if let Some(n) = &nothing {
+        errln!("natsim: {n}");
+    }
+    out!("{}", report::table(&suite));
+    let mut code = 0;
+    if let Some(p) = &o.json {
+        if let Err(e) = write(p, &report::json(&suite, o.json_level)) {
             errln!("cannot write {}: {e}", p.display());
-            return ExitCode::from(2);
+            code = 2;
         }
     }
-    if let Some(p) = junit {
-        if let Err(e) = write(&p, &report::junit(&results)) {
+    if let Some(p) = &o.junit {
+        if let Err(e) = write(p, &report::junit(&suite)) {
             errln!("cannot write {}: {e}", p.display());
-            return ExitCode::from(2);
+            code = 2;
         }
     }
-    let failed = results.iter().any(|r| !r.pass);
-    if !bad.is_empty() {
+    let sum = suite.summary();
+    if code == 0 && (sum.errors > 0 || nothing.is_some()) {
+        code = 2;
+    } else if code == 0 && sum.failed > 0 {
+        code = 1;
+    }
+    ExitCode::from(code)
+}
+
+fn check(paths: &[PathBuf]) -> ExitCode {
+    let mut bad = false;
+    for g in read_given(paths) {
+        if let Some(p) = &g.problem {
+            print_problems(std::slice::from_ref(p), "");
+            bad = true;
+        }
+        for (_, l) in &g.files {
+            match l {
+                Ok(l) => outln!(
+                    "{}: ok ({} variants, {} steps)",
+                    l.file,
+                    l.variants().len(),
+                    l.scenario.steps.len()
+                ),
+                Err(ps) => {
+                    let file = ps.first().map_or_else(String::new, |p| p.file.clone());
+                    print_problems(ps, &source_of(&file));
+                    bad = true;
+                }
+            }
+        }
+    }
+    if bad {
         ExitCode::from(2)
-    } else if failed {
-        ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     }
@@ -223,38 +404,33 @@ fn main() -> ExitCode {
             seed,
             pcap,
             json,
+            json_level,
             junit,
             filter,
+            shard,
             quiet,
-        } => run(paths, seed, pcap, json, junit, filter, quiet),
-        Cmd::Check { paths } => {
-            let (ok, bad) = load_all(&paths);
-            print_problems(&bad);
-            for l in &ok {
-                outln!(
-                    "{}: ok ({} variants, {} steps)",
-                    l.file,
-                    l.scenario.variants.len() + 1,
-                    l.scenario.steps.len()
-                );
-            }
-            if bad.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            }
-        }
+        } => run(RunOpts {
+            paths,
+            seed,
+            pcap,
+            json,
+            json_level,
+            junit,
+            filter,
+            shard,
+            quiet,
+        }),
+        Cmd::Check { paths } => check(&paths),
         Cmd::Explain {
             file,
             variant,
             step,
             seed,
         } => {
-            let l = match load_file(&file) {
+            let l = match load(&file) {
                 Ok(l) => l,
                 Err(ps) => {
-                    let src = std::fs::read_to_string(&file).unwrap_or_default();
-                    print_problems(&[(ps, src)]);
+                    print_problems(&ps, &source_of(&file.display().to_string()));
                     return ExitCode::from(2);
                 }
             };
@@ -293,7 +469,7 @@ fn main() -> ExitCode {
                     }
                 }
                 Err(p) => {
-                    print_problems(&[(vec![p], l.src.clone())]);
+                    print_problems(std::slice::from_ref(&p), &l.src);
                     ExitCode::from(2)
                 }
             }
