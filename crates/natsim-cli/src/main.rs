@@ -7,6 +7,7 @@ use natsim_scenario::{collect, explain::explain, load_file, run_variant, Loaded,
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 // Output that never panics: a closed pipe (`natsim run | head`) must not
 // turn a finished run into a crash, so write errors are ignored.
@@ -61,7 +62,8 @@ enum Cmd {
         #[arg(long)]
         filter: Option<String>,
         /// Run shard K of N (1-based): the variants whose FNV-1a hash of
-        /// `path::variant` (path relative to the folder given) is K-1 mod N.
+        /// `path::variant` (path relative to the folder given) falls in the
+        /// K-th of N equal ranges.
         #[arg(long, value_name = "K/N")]
         shard: Option<Shard>,
         /// No progress line (it is only drawn when stderr is a terminal).
@@ -95,7 +97,8 @@ enum Cmd {
 /// One path given on the command line, read: its scenario files, each
 /// loaded or not, named relative to it.
 struct Given {
-    files: Vec<(String, Result<Loaded, Vec<Problem>>)>,
+    /// (path relative to the one given, the file loaded, wall time it took)
+    files: Vec<(String, Result<Loaded, Vec<Problem>>, Duration)>,
     /// The path itself is unusable (missing, unreadable, empty folder).
     problem: Option<Problem>,
     shown: String,
@@ -158,7 +161,16 @@ fn read_given(paths: &[PathBuf]) -> Vec<Given> {
                         None,
                     ))
                 }
-                Ok(files) => g.files = files.iter().map(|f| (relative(p, f), load(f))).collect(),
+                Ok(files) => {
+                    g.files = files
+                        .iter()
+                        .map(|f| {
+                            let t0 = std::time::Instant::now();
+                            let l = load(f);
+                            (relative(p, f), l, t0.elapsed())
+                        })
+                        .collect()
+                }
             }
             g
         })
@@ -248,15 +260,15 @@ fn run(o: RunOpts) -> ExitCode {
                 vec![p.clone()],
             ));
         }
-        for (rel, loaded) in &g.files {
+        for (rel, loaded, wall) in &g.files {
             match loaded {
                 Err(ps) => {
                     if in_shard(rel) {
                         let file = ps.first().map_or_else(|| rel.clone(), |p| p.file.clone());
                         print_problems(ps, &source_of(&file));
-                        suite
-                            .cases
-                            .push(Case::error(rel, file, None, ErrorKind::Load, ps.clone()));
+                        let mut c = Case::error(rel, file, None, ErrorKind::Load, ps.clone());
+                        c.wall = Some(*wall);
+                        suite.cases.push(c);
                     }
                 }
                 Ok(l) => {
@@ -373,7 +385,7 @@ fn check(paths: &[PathBuf]) -> ExitCode {
             print_problems(std::slice::from_ref(p), "");
             bad = true;
         }
-        for (_, l) in &g.files {
+        for (_, l, _) in &g.files {
             match l {
                 Ok(l) => outln!(
                     "{}: ok ({} variants, {} steps)",

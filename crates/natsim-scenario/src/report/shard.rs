@@ -1,6 +1,6 @@
 //! `--shard K/N`: a deterministic share of a suite for one CI job.
 //!
-//! A case belongs to shard `fnv1a64(name) % N + 1`, where `name` is its
+//! A case belongs to shard `fnv1a64(name) * N / 2^64 + 1`, where `name` is its
 //! stable `path::variant`. The hash is FNV-1a (64-bit, offset basis and
 //! prime from the FNV reference, draft-eastlake-fnv), not std's
 //! `RandomState`, which is seeded per process: every job of a matrix must
@@ -29,7 +29,10 @@ pub struct Shard {
 impl Shard {
     /// Whether the case named `name` (`path::variant`) is this shard's.
     pub fn owns(&self, name: &str) -> bool {
-        fnv1a64(name.as_bytes()) % u64::from(self.count) == u64::from(self.index - 1)
+        // The high bits (Lemire's multiply-shift range reduction): FNV's
+        // low bits mix the last bytes poorly, and names differ at the end.
+        let h = u128::from(fnv1a64(name.as_bytes()));
+        ((h * u128::from(self.count)) >> 64) as u32 == self.index - 1
     }
 }
 
