@@ -178,3 +178,49 @@ pub fn junit(suite: &Suite) -> String {
     x.push_str("</testsuites>\n");
     x
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::Problem;
+
+    #[test]
+    fn text_drops_what_xml_1_0_cannot_carry_and_attributes_keep_newlines() {
+        // XML 1.0 §2.2: of the C0 controls only tab, LF and CR are characters.
+        assert_eq!(t("a\u{1}b\u{1b}[0mc\td\ne"), "ab[0mc\td\ne");
+        assert_eq!(t("<a & \"b\">"), "&lt;a &amp; \"b\"&gt;");
+        assert_eq!(a("x=\"1\"\ny\tz"), "x=&quot;1&quot;&#10;y&#9;z");
+    }
+
+    #[test]
+    fn a_file_that_did_not_load_is_one_error_case_with_its_diagnostics() {
+        let p = Problem {
+            file: "dir/bad.toml".into(),
+            line: 3,
+            col: 7,
+            message: "unknown field `x`".into(),
+            hint: Some("check the spelling".into()),
+            span: 0..0,
+        };
+        let suite = Suite {
+            cases: vec![Case::error(
+                "bad.toml",
+                "dir/bad.toml",
+                None,
+                ErrorKind::Load,
+                vec![p],
+            )],
+            shard: None,
+        };
+        let x = junit(&suite);
+        assert!(
+            x.contains("<testsuites name=\"natsim\" tests=\"1\" failures=\"0\" errors=\"1\""),
+            "{x}"
+        );
+        assert!(
+            x.contains("<testcase classname=\"bad.toml\" name=\"load\""),
+            "{x}"
+        );
+        assert!(x.contains("<error type=\"load-error\" message=\"unknown field `x`\">dir/bad.toml:3:7: error: unknown field `x`\n  hint: check the spelling</error>"), "{x}");
+    }
+}

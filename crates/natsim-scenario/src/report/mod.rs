@@ -242,3 +242,31 @@ pub fn problem_line(p: &Problem) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(line: usize) -> Problem {
+        Problem {
+            file: "a.toml".into(),
+            line,
+            col: if line > 0 { 2 } else { 0 },
+            message: "no such file".into(),
+            hint: None,
+            span: 0..0,
+        }
+    }
+
+    #[test]
+    fn a_problem_without_a_place_has_no_zero_position() {
+        assert_eq!(problem_line(&p(0)), "a.toml: error: no such file");
+        assert_eq!(problem_line(&p(4)), "a.toml:4:2: error: no such file");
+    }
+
+    #[test]
+    fn seconds_print_with_six_decimals_as_surefire_time_allows() {
+        assert_eq!(secs(0), "0.000000");
+        assert_eq!(secs(21_512_106), "21.512106");
+    }
+}
