@@ -547,3 +547,49 @@ fn shards_partition_the_suite_and_agree_between_runs() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("K/N"), "{err}");
 }
+
+#[test]
+fn a_broken_file_is_reported_by_one_shard_and_an_empty_shard_is_not_a_pass() {
+    let dir = mixed_suite("shard-errors");
+    let out = scratch_dir("shard-errors-out");
+    let mut reported = 0;
+    for k in 1..=2 {
+        let j = out.join(format!("junit-{k}.xml"));
+        let shard = format!("{k}/2");
+        let (_, _, err) = run_ok(&[
+            "run".as_ref(),
+            "-q".as_ref(),
+            dir.as_os_str(),
+            "--shard".as_ref(),
+            shard.as_ref(),
+            "--junit".as_ref(),
+            j.as_os_str(),
+        ]);
+        let xml = std::fs::read_to_string(&j).unwrap();
+        reported += xml.matches("<testsuite name=\"typo.toml\"").count();
+        assert_eq!(
+            err.matches("typo.toml:4:1: error:").count(),
+            xml.matches("<testsuite name=\"typo.toml\"").count(),
+            "{err}"
+        );
+    }
+    assert_eq!(reported, 1, "merged shards report the broken file once");
+
+    // Two variants over 8 shards: some shard holds neither.
+    let hairpin = repo().join("scenarios/hairpin.toml");
+    let empty: Vec<_> = (1..=8)
+        .filter_map(|k| {
+            let shard = format!("{k}/8");
+            let (code, _, err) = run_ok(&[
+                "run".as_ref(),
+                hairpin.as_os_str(),
+                "--shard".as_ref(),
+                shard.as_ref(),
+            ]);
+            err.contains("holds none of the 2 variants")
+                .then_some((k, code))
+        })
+        .collect();
+    assert!(empty.len() >= 6, "{empty:?}");
+    assert!(empty.iter().all(|(_, code)| *code == Some(2)), "{empty:?}");
+}
