@@ -200,7 +200,9 @@ fn render_problem(p: &Problem, src: &str) -> String {
         miette::GraphicalTheme::unicode_nocolor()
     };
     let mut out = String::new();
-    match miette::GraphicalReportHandler::new_themed(theme).render_report(&mut out, r.as_ref()) {
+    // No wrapping: the heading stays one greppable line whatever the path.
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_wrap_lines(false);
+    match handler.render_report(&mut out, r.as_ref()) {
         Ok(()) => out.trim_end().to_string(),
         Err(_) => report::problem_line(p),
     }

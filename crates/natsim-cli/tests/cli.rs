@@ -194,13 +194,21 @@ fn run_ok(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
 
 #[test]
 fn each_problem_is_reported_once_with_its_place() {
-    let p = scratch("once.toml", TYPO);
+    // A name long enough that a wrapped heading would split it.
+    let p = scratch(
+        "once-with-a-name-long-enough-to-pass-eighty-columns.toml",
+        TYPO,
+    );
     let (code, _, err) = run_ok(&["check".as_ref(), p.as_os_str()]);
     assert_eq!(code, Some(2));
     assert_eq!(err.matches("unknown field `latencyy`").count(), 2, "{err}");
     // The message once in the heading and once as the snippet's label:
     // one report, one heading with file:line:col.
-    assert_eq!(err.matches("once.toml:4:1: error:").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("once-with-a-name-long-enough-to-pass-eighty-columns.toml:4:1: error: unknown field `latencyy`").count(),
+        1,
+        "{err}"
+    );
     assert!(err.contains("latencyy = \"1ms\""), "the snippet: {err}");
 }
 
