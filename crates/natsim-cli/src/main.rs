@@ -2,12 +2,12 @@
 #![deny(unsafe_code)]
 
 use clap::{Parser, Subcommand};
-use natsim_scenario::{
-    collect, explain::explain, load_file, report, run_variant, Loaded, Problem, VariantResult,
-};
+use natsim_scenario::report::{self, Case, ErrorKind, JsonLevel, Shard, Suite};
+use natsim_scenario::{collect, explain::explain, load_file, run_variant, Loaded, Problem};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 // Output that never panics: a closed pipe (`natsim run | head`) must not
 // turn a finished run into a crash, so write errors are ignored.
@@ -35,7 +35,7 @@ struct Cli {
 enum Cmd {
     /// Run every scenario and variant under the given files or folders.
     #[command(
-        after_help = "Examples:\n  natsim run scenarios/\n  natsim run scenarios/kb/Q193863.toml --filter option-2 --pcap out/\n  natsim run scenarios/ --json results.json --junit junit.xml --seed 7"
+        after_help = "Examples:\n  natsim run scenarios/\n  natsim run scenarios/kb/Q193863.toml --filter option-2 --pcap out/\n  natsim run scenarios/ --json results.json --junit junit.xml --seed 7\n  natsim run scenarios/ --shard 2/4 --junit junit-2.xml\n\nExit status: 0 every step passed; 1 a step failed; 2 a file or variant could not run, nothing ran, or a report could not be written."
     )]
     Run {
         /// Scenario files or folders (searched for *.toml).
@@ -47,19 +47,29 @@ enum Cmd {
         /// Write a pcap per segment per variant into this folder.
         #[arg(long)]
         pcap: Option<PathBuf>,
-        /// Write full results with traces as JSON.
+        /// Write results as JSON (schema_version, a summary, then each variant).
         #[arg(long)]
         json: Option<PathBuf>,
+        /// How much the JSON holds: `summary` (status per variant), `steps`
+        /// (every step's expectations, outcome and log) or `frames` (plus
+        /// every frame trace with its segment and pcap frame number).
+        #[arg(long, value_name = "summary|steps|frames", default_value = "steps")]
+        json_level: JsonLevel,
         /// Write JUnit XML for CI.
         #[arg(long)]
         junit: Option<PathBuf>,
         /// Only variants whose `file::variant` contains this text.
         #[arg(long)]
         filter: Option<String>,
+        /// Run shard K of N (1-based): the variants whose FNV-1a hash of
+        /// `path::variant` (path relative to the folder given) falls in the
+        /// K-th of N equal ranges.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Shard>,
         /// No progress line (it is only drawn when stderr is a terminal).
         #[arg(long, short)]
         quiet: bool,
-        /// Treat lint warnings as errors (the file does not run).
+        /// Treat lint warnings as errors: a file with warnings does not run.
         #[arg(long)]
         deny_warnings: bool,
     },
@@ -71,6 +81,26 @@ enum Cmd {
         /// Treat lint warnings as errors.
         #[arg(long)]
         deny_warnings: bool,
+    },
+    /// Print the scenario format as a JSON Schema (for editors), or as the
+    /// Markdown reference that docs/scenarios.md holds.
+    #[command(
+        after_help = "Examples:\n  natsim schema > natsim.schema.json\n  natsim schema --markdown > docs/scenarios.md"
+    )]
+    Schema {
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Print the effective configuration of a scenario or variant, every
+    /// default filled in and every name resolved (JSON).
+    #[command(
+        after_help = "Examples:\n  natsim show scenarios/office.toml\n  natsim show scenarios/office.toml --variant hairpin-off"
+    )]
+    Show {
+        file: PathBuf,
+        /// Variant name (default: the base scenario).
+        #[arg(long)]
+        variant: Option<String>,
     },
     /// Narrate one scenario variant frame by frame, for teaching.
     #[command(
@@ -90,56 +120,132 @@ enum Cmd {
     },
 }
 
-/// Loads every scenario under `paths`. Lint warnings are printed; with
-/// `deny_warnings` a file with warnings counts as failed to load.
-fn load_all(paths: &[PathBuf], deny_warnings: bool) -> (Vec<Loaded>, Vec<(Vec<Problem>, String)>) {
-    let mut ok = Vec::new();
-    let mut bad = Vec::new();
-    for p in paths {
-        let files = match collect(p) {
-            Ok(f) => f,
-            Err(e) => {
-                let what = if e.kind() == std::io::ErrorKind::NotFound {
-                    "no such file or folder".to_string()
-                } else {
-                    format!("cannot read: {e}")
-                };
-                bad.push((
-                    vec![Problem::whole_file(&p.display().to_string(), what)],
-                    String::new(),
-                ));
-                continue;
-            }
-        };
-        for f in files {
-            match load_file(&f) {
-                Ok(l) if deny_warnings && !l.warnings.is_empty() => {
-                    bad.push((l.warnings.clone(), l.src.clone()));
-                }
-                Ok(l) => {
-                    print_problems(&[(l.warnings.clone(), l.src.clone())]);
-                    ok.push(l);
-                }
-                Err(ps) => {
-                    let src = std::fs::read_to_string(&f).unwrap_or_default();
-                    bad.push((ps, src));
-                }
-            }
-        }
-    }
-    (ok, bad)
+/// One path given on the command line, read: its scenario files, each
+/// loaded or not, named relative to it.
+struct Given {
+    /// (path relative to the one given, the file loaded, wall time it took)
+    files: Vec<(String, Result<Loaded, Vec<Problem>>, Duration)>,
+    /// The path itself is unusable (missing, unreadable, empty folder).
+    problem: Option<Problem>,
+    shown: String,
 }
 
-fn print_problems(bad: &[(Vec<Problem>, String)]) {
-    for (ps, src) in bad {
-        for p in ps {
-            // One greppable line, then the snippet.
-            errln!("{p}");
-            if !src.is_empty() && p.line > 0 {
-                errln!("{:?}", natsim_scenario::diag::report(p, src));
-            }
-        }
+fn no_place(file: &str, message: impl Into<String>, hint: Option<&str>) -> Problem {
+    Problem {
+        hint: hint.map(String::from),
+        ..Problem::whole_file(file, message)
     }
+}
+
+/// `f` relative to the folder `root` given (or its file name when a file
+/// was given), `/`-separated: the same on every machine and checkout.
+fn relative(root: &Path, f: &Path) -> String {
+    let r = if root.is_dir() {
+        f.strip_prefix(root).unwrap_or(f)
+    } else {
+        f.file_name().map_or(f, Path::new)
+    };
+    r.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Reads a file; a missing one is "no such file", not a located error.
+/// Lint warnings are printed here; with `deny_warnings` they fail the load.
+fn load(f: &Path, deny_warnings: bool) -> Result<Loaded, Vec<Problem>> {
+    let shown = f.display().to_string();
+    if !f.exists() {
+        return Err(vec![no_place(&shown, "no such file", None)]);
+    }
+    let l = load_file(f)?;
+    if deny_warnings && !l.warnings.is_empty() {
+        return Err(l.warnings);
+    }
+    print_problems(&l.warnings, &l.src);
+    Ok(l)
+}
+
+fn read_given(paths: &[PathBuf], deny_warnings: bool) -> Vec<Given> {
+    paths
+        .iter()
+        .map(|p| {
+            let shown = p.display().to_string();
+            let mut g = Given {
+                files: Vec::new(),
+                problem: None,
+                shown: shown.clone(),
+            };
+            if !p.exists() {
+                g.problem = Some(no_place(&shown, "no such file or folder", None));
+                return g;
+            }
+            match collect(p) {
+                Err(e) => g.problem = Some(no_place(&shown, format!("cannot read: {e}"), None)),
+                Ok(files) if files.is_empty() => {
+                    g.problem = Some(no_place(
+                        &shown,
+                        "no scenario files (*.toml) in this folder",
+                        None,
+                    ))
+                }
+                Ok(files) => {
+                    g.files = files
+                        .iter()
+                        .map(|f| {
+                            let t0 = std::time::Instant::now();
+                            let l = load(f, deny_warnings);
+                            (relative(p, f), l, t0.elapsed())
+                        })
+                        .collect()
+                }
+            }
+            g
+        })
+        .collect()
+}
+
+/// One report per problem: `file:line:col: error: message` with the
+/// source snippet and hint under it, or one line when it has no place.
+fn render_problem(p: &Problem, src: &str) -> String {
+    if src.is_empty() || p.line == 0 {
+        return report::problem_line(p);
+    }
+    let label = miette::LabeledSpan::at(p.span.clone(), p.message.clone());
+    let what = if p.is_warning() { "warning" } else { "error" };
+    let mut d = miette::MietteDiagnostic::new(format!(
+        "{}:{}:{}: {what}: {}",
+        p.file, p.line, p.col, p.message
+    ))
+    .with_labels(vec![label]);
+    if let Some(h) = &p.hint {
+        d = d.with_help(h.clone());
+    }
+    let r = miette::Report::new(d)
+        .with_source_code(miette::NamedSource::new(p.file.clone(), src.to_string()));
+    let theme = if std::io::stderr().is_terminal() {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let mut out = String::new();
+    // No wrapping: the heading stays one greppable line whatever the path.
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_wrap_lines(false);
+    match handler.render_report(&mut out, r.as_ref()) {
+        Ok(()) => out.trim_end().to_string(),
+        Err(_) => report::problem_line(p),
+    }
+}
+
+fn print_problems(ps: &[Problem], src: &str) {
+    for p in ps {
+        errln!("{}", render_problem(p, src));
+    }
+}
+
+/// Source text to show problems against (empty if unreadable).
+fn source_of(file: &str) -> String {
+    std::fs::read_to_string(file).unwrap_or_default()
 }
 
 fn write(path: &Path, text: &str) -> std::io::Result<()> {
@@ -151,40 +257,103 @@ fn write(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
+struct RunOpts {
     paths: Vec<PathBuf>,
     seed: Option<u64>,
     pcap: Option<PathBuf>,
     json: Option<PathBuf>,
+    json_level: JsonLevel,
     junit: Option<PathBuf>,
     filter: Option<String>,
+    shard: Option<Shard>,
     quiet: bool,
     deny_warnings: bool,
-) -> ExitCode {
-    let (loaded, bad) = load_all(&paths, deny_warnings);
-    print_problems(&bad);
+}
+
+fn run(o: RunOpts) -> ExitCode {
+    let given = read_given(&o.paths, o.deny_warnings);
+    let mut suite = Suite {
+        cases: Vec::new(),
+        shard: o.shard,
+    };
+    let in_shard = |name: &str| o.shard.is_none_or(|s| s.owns(name));
     let mut work = Vec::new();
-    for l in &loaded {
-        for v in l.variants() {
-            let name = format!("{}::{}", l.file, v.name);
-            if filter.as_ref().is_none_or(|f| name.contains(f.as_str())) {
-                work.push((l, v, name));
+    let mut variants_seen = 0usize;
+    let mut filtered_in = 0usize;
+    for g in &given {
+        if let Some(p) = &g.problem {
+            // A path that is unusable is every shard's business.
+            print_problems(std::slice::from_ref(p), "");
+            suite.cases.push(Case::error(
+                g.shown.clone(),
+                g.shown.clone(),
+                None,
+                ErrorKind::Load,
+                vec![p.clone()],
+            ));
+        }
+        for (rel, loaded, wall) in &g.files {
+            match loaded {
+                Err(ps) => {
+                    if in_shard(rel) {
+                        let file = ps.first().map_or_else(|| rel.clone(), |p| p.file.clone());
+                        print_problems(ps, &source_of(&file));
+                        let mut c = Case::error(rel, file, None, ErrorKind::Load, ps.clone());
+                        c.wall = Some(*wall);
+                        suite.cases.push(c);
+                    }
+                }
+                Ok(l) => {
+                    for v in l.variants() {
+                        variants_seen += 1;
+                        let vname = v.name.to_string();
+                        let full = format!("{}::{vname}", l.file);
+                        if o.filter
+                            .as_ref()
+                            .is_some_and(|f| !full.contains(f.as_str()))
+                        {
+                            continue;
+                        }
+                        filtered_in += 1;
+                        let key = format!("{rel}::{vname}");
+                        if in_shard(&key) {
+                            work.push((rel.clone(), l, v, vname));
+                        }
+                    }
+                }
             }
         }
     }
-    let mut results: Vec<VariantResult> = Vec::new();
+    let mut nothing = None;
+    if work.is_empty() {
+        nothing = Some(if variants_seen == 0 {
+            "nothing ran: no scenario loaded from the paths given".to_string()
+        } else if filtered_in == 0 {
+            format!(
+                "nothing ran: --filter `{}` matches none of the {variants_seen} variants (it is matched against `file::variant`)",
+                o.filter.as_deref().unwrap_or("")
+            )
+        } else {
+            format!(
+                "nothing ran: shard {} holds none of the {filtered_in} variants (shards go by an FNV-1a hash of `path::variant`); use fewer shards",
+                o.shard.map_or_else(String::new, |s| s.to_string())
+            )
+        });
+    }
     let total = work.len();
     // The progress line redraws itself; only a terminal shows that well.
-    let progress = !quiet && std::io::stderr().is_terminal();
-    for (k, (l, v, name)) in work.into_iter().enumerate() {
+    let progress = !o.quiet && std::io::stderr().is_terminal();
+    for (k, (rel, l, v, vname)) in work.into_iter().enumerate() {
         if progress {
-            err!("\r\x1b[2K[{}/{total}] {name}", k + 1);
+            err!("\r\x1b[2K[{}/{total}] {rel}::{vname}", k + 1);
             let _ = std::io::stderr().flush();
         }
-        match run_variant(l, v, seed, pcap.is_some()) {
+        let t0 = std::time::Instant::now();
+        let r = run_variant(l, v, o.seed, o.pcap.is_some());
+        let wall = t0.elapsed();
+        match r {
             Ok(r) => {
-                if let Some(dir) = &pcap {
+                if let Some(dir) = &o.pcap {
                     let stem = Path::new(&r.file)
                         .file_stem()
                         .map_or("scenario".into(), |s| s.to_string_lossy().to_string());
@@ -197,32 +366,75 @@ fn run(
                         }
                     }
                 }
-                results.push(r);
+                let c = Case::ran(rel, r, Some(wall));
+                if let report::Outcome::Error { problems, .. } = &c.outcome {
+                    print_problems(problems, "");
+                }
+                suite.cases.push(c);
             }
-            Err(p) => print_problems(&[(vec![p], l.src.clone())]),
+            Err(p) => {
+                print_problems(std::slice::from_ref(&p), &l.src);
+                let mut c =
+                    Case::error(rel, l.file.clone(), Some(vname), ErrorKind::Build, vec![p]);
+                c.wall = Some(wall);
+                suite.cases.push(c);
+            }
         }
     }
     if progress && total > 0 {
         errln!("\r\x1b[2K");
     }
-    out!("{}", report::table(&results));
-    if let Some(p) = json {
-        if let Err(e) = write(&p, &report::json(&results)) {
+    if let Some(n) = &nothing {
+        errln!("natsim: {n}");
+    }
+    out!("{}", report::table(&suite));
+    let mut code = 0;
+    if let Some(p) = &o.json {
+        if let Err(e) = write(p, &report::json(&suite, o.json_level)) {
             errln!("cannot write {}: {e}", p.display());
-            return ExitCode::from(2);
+            code = 2;
         }
     }
-    if let Some(p) = junit {
-        if let Err(e) = write(&p, &report::junit(&results)) {
+    if let Some(p) = &o.junit {
+        if let Err(e) = write(p, &report::junit(&suite)) {
             errln!("cannot write {}: {e}", p.display());
-            return ExitCode::from(2);
+            code = 2;
         }
     }
-    let failed = results.iter().any(|r| !r.pass);
-    if !bad.is_empty() {
+    let sum = suite.summary();
+    if code == 0 && (sum.errors > 0 || nothing.is_some()) {
+        code = 2;
+    } else if code == 0 && sum.failed > 0 {
+        code = 1;
+    }
+    ExitCode::from(code)
+}
+
+fn check(paths: &[PathBuf], deny_warnings: bool) -> ExitCode {
+    let mut bad = false;
+    for g in read_given(paths, deny_warnings) {
+        if let Some(p) = &g.problem {
+            print_problems(std::slice::from_ref(p), "");
+            bad = true;
+        }
+        for (_, l, _) in &g.files {
+            match l {
+                Ok(l) => outln!(
+                    "{}: ok ({} variants, {} steps)",
+                    l.file,
+                    l.variants().len(),
+                    l.base.steps.len()
+                ),
+                Err(ps) => {
+                    let file = ps.first().map_or_else(String::new, |p| p.file.clone());
+                    print_problems(ps, &source_of(&file));
+                    bad = true;
+                }
+            }
+        }
+    }
+    if bad {
         ExitCode::from(2)
-    } else if failed {
-        ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     }
@@ -236,29 +448,67 @@ fn main() -> ExitCode {
             seed,
             pcap,
             json,
+            json_level,
             junit,
             filter,
+            shard,
             quiet,
             deny_warnings,
-        } => run(paths, seed, pcap, json, junit, filter, quiet, deny_warnings),
+        } => run(RunOpts {
+            paths,
+            seed,
+            pcap,
+            json,
+            json_level,
+            junit,
+            filter,
+            shard,
+            quiet,
+            deny_warnings,
+        }),
         Cmd::Check {
             paths,
             deny_warnings,
-        } => {
-            let (ok, bad) = load_all(&paths, deny_warnings);
-            print_problems(&bad);
-            for l in &ok {
+        } => check(&paths, deny_warnings),
+        Cmd::Schema { markdown } => {
+            if markdown {
+                out!("{}", natsim_scenario::reference::markdown());
+            } else {
+                let schema = natsim_scenario::reference::json_schema();
                 outln!(
-                    "{}: ok ({} variants, {} steps)",
-                    l.file,
-                    l.variants.len() + 1,
-                    l.base.steps.len()
+                    "{}",
+                    serde_json::to_string_pretty(&schema).unwrap_or_default()
                 );
             }
-            if bad.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
+            ExitCode::SUCCESS
+        }
+        Cmd::Show { file, variant } => {
+            let l = match load(&file, false) {
+                Ok(l) => l,
+                Err(ps) => {
+                    print_problems(&ps, &source_of(&file.display().to_string()));
+                    return ExitCode::from(2);
+                }
+            };
+            let name = variant.as_deref().unwrap_or("base");
+            let Some(v) = l.variant(name) else {
+                let names: Vec<_> = l.variants().iter().map(|v| v.name).collect();
+                errln!(
+                    "{}: no variant `{name}` (variants: {})",
+                    l.file,
+                    names.join(", ")
+                );
+                return ExitCode::from(2);
+            };
+            match serde_json::to_string_pretty(v.model) {
+                Ok(j) => {
+                    outln!("{j}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    errln!("cannot render: {e}");
+                    ExitCode::from(2)
+                }
             }
         }
         Cmd::Explain {
@@ -267,26 +517,22 @@ fn main() -> ExitCode {
             step,
             seed,
         } => {
-            let l = match load_file(&file) {
+            let l = match load(&file, false) {
                 Ok(l) => l,
                 Err(ps) => {
-                    let src = std::fs::read_to_string(&file).unwrap_or_default();
-                    print_problems(&[(ps, src)]);
+                    print_problems(&ps, &source_of(&file.display().to_string()));
                     return ExitCode::from(2);
                 }
             };
             let name = variant.as_deref().unwrap_or("base");
-            let v = match l.variant(name) {
-                Some(v) => v,
-                None => {
-                    let names: Vec<_> = l.variants().iter().map(|v| v.name).collect();
-                    errln!(
-                        "{}: no variant `{name}` (variants: {})",
-                        l.file,
-                        names.join(", ")
-                    );
-                    return ExitCode::from(2);
-                }
+            let Some(v) = l.variant(name) else {
+                let names: Vec<_> = l.variants().iter().map(|v| v.name).collect();
+                errln!(
+                    "{}: no variant `{name}` (variants: {})",
+                    l.file,
+                    names.join(", ")
+                );
+                return ExitCode::from(2);
             };
             match run_variant(&l, v, seed, false) {
                 Ok(r) => {
@@ -298,7 +544,7 @@ fn main() -> ExitCode {
                     }
                 }
                 Err(p) => {
-                    print_problems(&[(vec![p], l.src.clone())]);
+                    print_problems(std::slice::from_ref(&p), &l.src);
                     ExitCode::from(2)
                 }
             }

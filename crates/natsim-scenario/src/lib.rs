@@ -29,6 +29,7 @@ pub mod lower;
 pub mod model;
 pub mod parse;
 pub mod patch;
+pub mod reference;
 pub mod report;
 pub mod run;
 pub mod schema;

@@ -45,4 +45,4 @@ pub use device::SimDevice;
 pub use fault::{FaultRule, FaultVerdict, InFlight};
 pub use link::LinkParams;
 pub use sim::{AppId, HostConfig, NodeId, RouterConfig, SegmentId, Sim, SimBuilder, SimError};
-pub use trace::{Disposition, FrameTrace, Hop, Step};
+pub use trace::{Disposition, FrameTrace, Hop, Leg, Step};

@@ -13,7 +13,7 @@ use crate::fault::{FaultRule, FaultVerdict, InFlight};
 use crate::host::Host;
 use crate::link::{LinkParams, Port, Segment};
 use crate::router::{Outcome, Router, RouterIface};
-use crate::trace::{summarize, Disposition, FrameTrace, Hop, Step};
+use crate::trace::{summarize, Disposition, FrameTrace, Hop, Leg, Step};
 use natsim_nat::{
     Action, Behaviour, Chain, ConfigError, Instant, NatConfig, NatEngine, Prefix, Proto, Role,
 };
@@ -702,6 +702,7 @@ impl Sim {
                 steps: vec![Step::Sent],
             }],
             disposition: Disposition::InFlight,
+            legs: Vec::new(),
         });
         Some(id)
     }
@@ -732,8 +733,18 @@ impl Sim {
         if self.capture {
             seg.capture.push((start, frame.clone()));
         }
+        let pcap_frame = self.capture.then_some(seg.capture.len() as u64);
         if frame.len() > seg.params.mtu + 14 {
             let name = seg.name.clone();
+            if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
+                t.legs.push(Leg {
+                    segment: name.clone(),
+                    from: self.names[node].clone(),
+                    to: None,
+                    at: start,
+                    pcap_frame,
+                });
+            }
             self.set_disposition(
                 trace,
                 Disposition::Dropped {
@@ -747,6 +758,16 @@ impl Sim {
         let loss = seg.params.loss;
         let dests = seg.forward(from, &frame);
         let n = dests.len();
+        if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
+            let seg = &self.segments[seg_id];
+            t.legs.push(Leg {
+                segment: seg.name.clone(),
+                from: self.names[node].clone(),
+                to: (n == 1).then(|| self.names[seg.ports[dests[0]].node].clone()),
+                at: start,
+                pcap_frame,
+            });
+        }
         for (k, p) in dests.into_iter().enumerate() {
             let to = self.segments[seg_id].ports[p];
             let mut delay = Duration::ZERO;

@@ -133,6 +133,22 @@ pub struct Hop {
     pub steps: Vec<Step>,
 }
 
+/// One time the frame was put on a segment's wire: what a capture on that
+/// segment holds, so a trace joins to a Wireshark frame exactly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Leg {
+    pub segment: String,
+    /// The node that transmitted it.
+    pub from: String,
+    /// The node the segment delivers it to (None: flooded to several).
+    pub to: Option<String>,
+    /// When the first bit went on the wire.
+    pub at: Instant,
+    /// 1-based frame number in the segment's pcap (None: capture off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcap_frame: Option<u64>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FrameTrace {
     pub id: u64,
@@ -142,6 +158,8 @@ pub struct FrameTrace {
     pub summary: String,
     pub hops: Vec<Hop>,
     pub disposition: Disposition,
+    /// Every wire the frame crossed, in order.
+    pub legs: Vec<Leg>,
 }
 
 /// A NAT engine step as a trace step, rules named through `nat`.

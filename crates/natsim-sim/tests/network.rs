@@ -855,3 +855,44 @@ fn a_router_service_on_its_own_port_wins_over_a_port_forward() {
         .unwrap();
     assert_eq!(syn.disposition.code(), "delivered-to-router", "{syn:#?}");
 }
+
+/// Every leg of a trace names a frame of its segment's capture: the first
+/// leg holds the frame as sent (its summary), and a masqueraded SYN's
+/// second leg, on the outside, holds it rewritten to the router's address.
+#[test]
+fn trace_legs_point_at_their_frames_in_each_segments_capture() {
+    let mut n = masq(3, Behaviour::linux());
+    n.sim
+        .add_app(n.outside, Box::new(TcpSink::new(80)))
+        .unwrap();
+    n.sim
+        .add_app(n.inside, Box::new(TcpProbe::new((OUTSIDE, 80))))
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(3));
+    let names = n.sim.segment_names();
+    let seg = |name: &str| SegmentId(names.iter().position(|s| s == name).unwrap());
+    let frame = |leg: &Leg| -> Vec<u8> {
+        let k = leg.pcap_frame.expect("capture is on") as usize;
+        n.sim.capture(seg(&leg.segment))[k - 1].1.clone()
+    };
+    assert!(!n.sim.traces().is_empty());
+    for t in n.sim.traces() {
+        assert!(!t.legs.is_empty(), "{t:#?}");
+        assert_eq!(trace::summarize(&frame(&t.legs[0])), t.summary, "{t:#?}");
+    }
+    let syn = n
+        .sim
+        .traces()
+        .iter()
+        .find(|t| t.summary.starts_with("tcp 192.168.1.10:") && t.summary.ends_with("[S]"))
+        .unwrap();
+    assert_eq!(syn.legs.len(), 2, "{syn:#?}");
+    assert_eq!(
+        (syn.legs[0].segment.as_str(), syn.legs[1].segment.as_str()),
+        ("lan", "internet")
+    );
+    assert_eq!(syn.legs[1].from, "fw");
+    assert_eq!(syn.legs[1].to.as_deref(), Some("internet-client"));
+    let out = trace::summarize(&frame(&syn.legs[1]));
+    assert!(out.starts_with("tcp 203.0.113.1:"), "{out}");
+}

@@ -296,13 +296,10 @@ pub fn finish(r: Running, b: &mut Built, limit: Duration) -> Actual {
             }
         },
         Running::Tcp(id) => match sim.app::<TcpClient>(id).and_then(|c| c.connect.clone()) {
-            Some(ClientOutcome::Connected { after, local_port }) => {
+            Some(ClientOutcome::Connected { after, .. }) => {
                 a.outcome = Some(Outcome::Connected);
                 a.after_secs = Some(secs(after));
-                a.text = format!(
-                    "connected after {:.1} s (from port {local_port})",
-                    secs(after)
-                );
+                a.text = format!("connected after {:.1} s", secs(after));
             }
             Some(ClientOutcome::ConnectFailed(e)) => connect_failed(&mut a, &e),
             _ => {
