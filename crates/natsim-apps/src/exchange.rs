@@ -317,7 +317,7 @@ impl App for Outlook {
                         Phase::Epm(Connector::start(cx, (*a, 135)))
                     }
                     Server::Name(n) => {
-                        Phase::Resolve(Lookup::new(n, RecordType::A, cx.host.dns.clone()))
+                        Phase::Resolve(Lookup::with_profile(n, RecordType::A, cx.host.dns.clone(), "windows"))
                     }
                 },
             };

@@ -26,4 +26,5 @@ pub mod ftp;
 pub mod http;
 pub mod mail;
 pub mod net;
+pub mod resolver;
 pub mod smtp;

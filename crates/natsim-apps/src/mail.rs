@@ -499,7 +499,7 @@ fn step(
                     m.stage = Stage::A { names: vec![domain.clone()], lookup, addrs: Vec::new(), implicit: true, domain };
                 }
                 LookupResult::NxDomain { server } => bounce(m, cx, format!("5.1.2 host unknown: DNS server {server} says {domain} does not exist (NXDOMAIN)"), None),
-                LookupResult::Refused { server } => defer(m, cx, format!("DNS server {server} refused to answer for {domain}"), retry, give_up),
+                LookupResult::Refused { server } | LookupResult::ServFail { server } => defer(m, cx, format!("DNS server {server} refused to answer for {domain}"), retry, give_up),
                 LookupResult::Timeout => defer(m, cx, format!("no DNS server answered for {domain}"), retry, give_up),
                 LookupResult::Addresses { .. } => bounce(m, cx, "unexpected DNS answer".into(), None),
             }

@@ -129,6 +129,29 @@ fn dns_answers_mx_a_nxdomain_and_nodata() {
     if let Some(v) = tshark_fields(&sim, seg, "dns.mx.mail_exchange", "dns.mx.mail_exchange") {
         assert_eq!(v, vec!["mail.example.com"]);
     }
+    // NODATA as Wireshark's DNS dissector reads it (RFC 2308 §2.2):
+    // NOERROR, no answers, one authority record, and that record an SOA.
+    let nodata = "dns.flags.response == 1 && dns.qry.name == \"server.example.com\"";
+    if let Some(v) = tshark_fields(&sim, seg, nodata, "dns.flags.rcode") {
+        assert_eq!(v, vec!["0"]);
+    }
+    if let Some(v) = tshark_fields(&sim, seg, nodata, "dns.count.answers") {
+        assert_eq!(v, vec!["0"]);
+    }
+    if let Some(v) = tshark_fields(&sim, seg, nodata, "dns.count.auth_rr") {
+        assert_eq!(v, vec!["1"]);
+    }
+    if let Some(v) = tshark_fields(&sim, seg, nodata, "dns.soa.mname") {
+        assert_eq!(v, vec!["ns.example.com"]);
+    }
+    // NXDOMAIN (rcode 3) carries the SOA too (RFC 2308 §2.1).
+    let nx = "dns.flags.response == 1 && dns.qry.name == \"nope.example.com\"";
+    if let Some(v) = tshark_fields(&sim, seg, nx, "dns.flags.rcode") {
+        assert_eq!(v, vec!["3"]);
+    }
+    if let Some(v) = tshark_fields(&sim, seg, nx, "dns.soa.rname") {
+        assert_eq!(v, vec!["hostmaster.example.com"]);
+    }
 }
 
 #[test]
