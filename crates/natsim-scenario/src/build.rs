@@ -9,9 +9,8 @@ use natsim_apps::dns::{DnsServer as DnsApp, Zone as DnsZone};
 use natsim_apps::exchange::{exchange_registrations, RpcServer};
 use natsim_apps::ftp::FtpServer as FtpApp;
 use natsim_apps::http::HttpServer as HttpApp;
-use natsim_apps::mail::{
-    AddressSpace, Ims as ImsApp, ImsConfig, Mta as MtaApp, RoutingEntry as ImsRoute,
-};
+use natsim_apps::ims::Ims as ImsApp;
+use natsim_apps::mail::{AddressSpace, ImsConfig, Mta as MtaApp, RoutingEntry as ImsRoute};
 use natsim_apps::smtp::{Domains, SmtpServer as SmtpApp};
 use natsim_nat::{Prefix, Proto, Role};
 use natsim_sim::probe::UdpEcho;
@@ -96,6 +95,8 @@ pub struct Built {
     pub nodes: BTreeMap<String, NodeId>,
     /// Host name → its MTA or IMS app.
     pub mailers: BTreeMap<String, (AppId, bool)>,
+    /// Every MTA, IMS and SMTP server app, for following a message.
+    pub mail_apps: Vec<AppId>,
     pub segments: Vec<String>,
 }
 
@@ -174,6 +175,7 @@ pub fn build(s: &Scenario, seed: u64, cx: &Ctx<'_>) -> Result<Built, Problem> {
         nodes.insert(r.name.get_ref().clone(), id);
     }
     let mut mailers = BTreeMap::new();
+    let mut mail_apps = Vec::new();
     for h in &s.hosts {
         let (a, l) = parse_cidr(&h.address, cx)?;
         let mut hc = HostConfig::new(segs[h.segment.get_ref()], a, l);
@@ -214,13 +216,14 @@ pub fn build(s: &Scenario, seed: u64, cx: &Ctx<'_>) -> Result<Built, Problem> {
         }
         if let Some(sm) = &h.smtp_server {
             let domains = sm.domains.iter().map(|d| d.get_ref().clone()).collect();
-            add(
+            let app_id = add(
                 &mut sim,
                 Box::new(SmtpApp::new(
                     sm.hostname.get_ref(),
                     Box::new(Domains(domains)),
                 )),
             )?;
+            mail_apps.push(app_id);
         }
         if let Some(m) = &h.mta {
             let mut app = MtaApp::new(m.hostname.get_ref());
@@ -232,7 +235,7 @@ pub fn build(s: &Scenario, seed: u64, cx: &Ctx<'_>) -> Result<Built, Problem> {
                 .as_ref()
                 .and_then(|d| parse_duration(d.get_ref()))
             {
-                app.retry_interval = d;
+                app.retry_schedule = vec![d];
             }
             if let Some(d) = m
                 .give_up_after
@@ -243,6 +246,7 @@ pub fn build(s: &Scenario, seed: u64, cx: &Ctx<'_>) -> Result<Built, Problem> {
             }
             let app_id = add(&mut sim, Box::new(app))?;
             mailers.insert(h.name.get_ref().clone(), (app_id, false));
+            mail_apps.push(app_id);
         }
         if let Some(i) = &h.ims {
             let mut cfg =
@@ -268,16 +272,42 @@ pub fn build(s: &Scenario, seed: u64, cx: &Ctx<'_>) -> Result<Built, Problem> {
                 .collect();
             cfg.mailboxes = i.mailboxes.clone();
             cfg.registry = i.registry.clone();
-            let mut app = ImsApp::new(i.hostname.get_ref(), cfg);
-            if let Some(d) = i
-                .retry_interval
-                .as_ref()
-                .and_then(|d| parse_duration(d.get_ref()))
-            {
-                app.mta.retry_interval = d;
+            cfg.proxy_addresses = i.proxy_addresses.iter().map(|p| p.get_ref().clone()).collect();
+            let dur = |d: &S<String>| {
+                parse_duration(d.get_ref()).filter(|d| !d.is_zero()).ok_or_else(|| {
+                    cx.at(
+                        d.span(),
+                        format!("`{}` is not a positive duration", d.get_ref()),
+                        Some("e.g. `15m`, `4h`; at most 30 days"),
+                    )
+                })
+            };
+            if let Some(d) = &i.retry_interval {
+                cfg.retry_schedule = vec![dur(d)?];
             }
+            if !i.retry_schedule.is_empty() {
+                cfg.retry_schedule = i.retry_schedule.iter().map(dur).collect::<Result<_, _>>()?;
+            }
+            if let Some(d) = &i.expire_after {
+                cfg.expire_after = dur(d)?;
+            }
+            if let Some(n) = &i.max_hops {
+                if !(1..=1000).contains(n.get_ref()) {
+                    return Err(cx.at(n.span(), format!("max_hops {} is not in 1–1000", n.get_ref()), Some("RFC 5321 §6.3 suggests at least 100")));
+                }
+                cfg.max_hops = *n.get_ref() as usize;
+            }
+            if let Err(why) = cfg.validate() {
+                let span = i
+                    .proxy_addresses
+                    .first()
+                    .map_or(i.hostname.span(), |p| p.span());
+                return Err(cx.at(span, why, Some("proxy_addresses = [\"alias@domain\"] with alias in `mailboxes`")));
+            }
+            let app = ImsApp::new(i.hostname.get_ref(), cfg);
             let app_id = add(&mut sim, Box::new(app))?;
             mailers.insert(h.name.get_ref().clone(), (app_id, true));
+            mail_apps.push(app_id);
         }
         if let Some(x) = &h.exchange_rpc {
             let first = x
@@ -322,6 +352,7 @@ pub fn build(s: &Scenario, seed: u64, cx: &Ctx<'_>) -> Result<Built, Problem> {
         sim,
         nodes,
         mailers,
+        mail_apps,
         segments: s
             .segments
             .iter()

@@ -1,8 +1,10 @@
 //! Expectations: the small language of a step's `expect`.
 //!
 //! ```text
-//! delivered | deferred | bounced            (send-mail)
+//! delivered | handed-off | bounced | ndr | deferred | pending   (send-mail)
+//! delivered to mailbox admin@example.com | via 203.0.113.1 (an address or host on the path)
 //! deferred containing "text" | bounced containing "text" | ndr containing "text"
+//!   (`containing` compares case-insensitively; `bounced` also holds for an NDR)
 //! connected | refused | timed-out | timed-out after 21s     (tcp-connect)
 //! connected via 203.0.113.1:1025 | endpoint returned 192.168.1.10:1097
 //! failed | failed at endpoint-connect | failed containing "text"
@@ -21,6 +23,8 @@ use std::time::Duration;
 #[serde(tag = "expect", rename_all = "kebab-case")]
 pub enum Expect {
     Outcome { word: String },
+    Mailbox { address: String },
+    Via { hop: String },
     Containing { word: String, text: String },
     TimedOutAfter { secs: f64 },
     ConnectedVia { endpoint: String },
@@ -38,13 +42,20 @@ pub enum Expect {
 /// Outcome words each action can produce.
 pub fn words(action: &str) -> &'static [&'static str] {
     match action {
-        "send-mail" => &["delivered", "deferred", "bounced", "pending"],
+        "send-mail" => &[
+            "delivered",
+            "handed-off",
+            "bounced",
+            "ndr",
+            "deferred",
+            "pending",
+        ],
         "tcp-connect" => &["connected", "refused", "timed-out", "unreachable"],
         "outlook-connect" | "ftp-get" | "http-get" => {
             &["connected", "failed", "downloaded", "response"]
         }
         "ping" => &["replied", "no-reply", "icmp-error"],
-        "dns-lookup" => &["answered", "nxdomain", "nodata", "refused", "dns-timeout"],
+        "dns-lookup" => &["answered", "nxdomain", "nodata", "refused", "servfail", "dns-timeout"],
         "nat-type" => &["classified"],
         "wait" => &["waited"],
         _ => &[],
@@ -112,6 +123,12 @@ pub fn parse(text: &str, action: &str) -> Result<Expect, String> {
                 .as_secs_f64();
             Expect::TimedOutAfter { secs }
         }
+        ("delivered", r) if r.starts_with("to mailbox ") => Expect::Mailbox {
+            address: r["to mailbox ".len()..].trim().to_string(),
+        },
+        ("via", r) if !r.is_empty() => Expect::Via {
+            hop: r.to_string(),
+        },
         ("connected", r) if r.starts_with("via ") => Expect::ConnectedVia {
             endpoint: r[4..].trim().to_string(),
         },
@@ -200,6 +217,7 @@ fn check(e: &Expect, action: &str) -> Result<(), String> {
             _ => false,
         },
         Expect::TimedOutAfter { .. } => action == "tcp-connect",
+        Expect::Mailbox { .. } | Expect::Via { .. } => action == "send-mail",
         Expect::ConnectedVia { .. } | Expect::EndpointReturned { .. } => {
             action == "outlook-connect"
         }
@@ -234,6 +252,8 @@ impl std::fmt::Display for Expect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Expect::Outcome { word } => f.write_str(word),
+            Expect::Mailbox { address } => write!(f, "delivered to mailbox {address}"),
+            Expect::Via { hop } => write!(f, "via {hop}"),
             Expect::Containing { word, text } => write!(f, "{word} containing \"{text}\""),
             Expect::TimedOutAfter { secs } => write!(f, "timed-out after ≈{secs}s"),
             Expect::ConnectedVia { endpoint } => write!(f, "connected via {endpoint}"),
@@ -273,6 +293,20 @@ mod tests {
         assert!(parse("status 200", "tcp-connect").is_err());
         assert!(parse("trace dropped-by-nat", "ping").is_ok());
         assert!(parse("trace dropped-by-nowhere", "ping").is_err());
+        assert_eq!(
+            parse("delivered to mailbox admin@example.com", "send-mail").unwrap(),
+            Expect::Mailbox {
+                address: "admin@example.com".into()
+            }
+        );
+        assert_eq!(
+            parse("via 203.0.113.1", "send-mail").unwrap(),
+            Expect::Via {
+                hop: "203.0.113.1".into()
+            }
+        );
+        assert!(parse("via 203.0.113.1", "ping").is_err());
+        assert!(parse("ndr", "send-mail").is_ok());
     }
 
     #[test]

@@ -12,7 +12,9 @@ use natsim_apps::dns::{DnsLookup, LookupResult};
 use natsim_apps::exchange::{AddressMode, Outlook, OutlookOutcome, Server};
 use natsim_apps::ftp::{FtpClient, FtpMode, FtpOutcome};
 use natsim_apps::http::{HttpClient, HttpOutcome};
-use natsim_apps::mail::{DeliveryStatus, Ims, Mta};
+use natsim_apps::fate::{self, MessageFate};
+use natsim_apps::ims::Ims;
+use natsim_apps::mail::Mta;
 use natsim_nat::Instant;
 use natsim_sim::probe::{Ping, ProbeOutcome, TcpProbe, UdpPeer};
 use natsim_sim::tcp::ConnectError;
@@ -49,6 +51,10 @@ pub struct StepResult {
     pub log: Vec<AppEvent>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// A send-mail step: where the message ended up, its path, and the
+    /// NDR or bounce body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mail: Option<MessageFate>,
 }
 
 /// The result of one variant (or the base scenario).
@@ -82,6 +88,7 @@ struct Actual {
     status: Option<u16>,
     mapping: Option<String>,
     filtering: Option<String>,
+    mail: Option<MessageFate>,
 }
 
 fn expects(st: &Step) -> Vec<S<String>> {
@@ -432,33 +439,18 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                 sim.with_app::<Mta, _>(app, |m| m.submit(&sender, &to, &subject, now))
             };
             let msg = msg.unwrap_or(0);
-            let status = |s: &Sim| -> Option<DeliveryStatus> {
-                if is_ims {
-                    s.app::<Ims>(app).and_then(|m| m.mta.status(msg).cloned())
-                } else {
-                    s.app::<Mta>(app).and_then(|m| m.status(msg).cloned())
-                }
-            };
+            let apps = b.mail_apps.clone();
             run_until(sim, step_limit(st, 600), |s| {
-                status(s).is_some_and(|x| x.settled())
+                fate::follow(s, &apps, app, msg).settled()
             });
-            let st2 = status(sim).unwrap_or(DeliveryStatus::Pending);
-            a.word = st2.code().into();
-            match st2 {
-                DeliveryStatus::Delivered { server, reply } => {
-                    a.text = format!("delivered to {server}");
-                    a.detail = reply;
-                }
-                DeliveryStatus::Deferred { reason, .. } => {
-                    a.text = format!("deferred: {reason}");
-                    a.detail = reason;
-                }
-                DeliveryStatus::Bounced { reason, ndr } => {
-                    a.text = format!("bounced: {reason}");
-                    a.detail = format!("{reason}\n{ndr}");
-                }
-                DeliveryStatus::Pending => a.text = "still pending".into(),
-            }
+            let f = fate::follow(sim, &apps, app, msg);
+            a.word = f.word().into();
+            a.text = f.summary();
+            a.detail = match &f.body {
+                Some(body) => format!("{}\n{body}", a.text),
+                None => a.text.clone(),
+            };
+            a.mail = Some(f);
         }
         "dns-lookup" => {
             let rtype = match st.rtype.as_ref().map(|t| t.get_ref().to_ascii_uppercase()) {
@@ -495,6 +487,7 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                     LookupResult::NxDomain { .. } => "nxdomain",
                     LookupResult::NoData { .. } => "nodata",
                     LookupResult::Refused { .. } => "refused",
+                    LookupResult::ServFail { .. } => "servfail",
                     LookupResult::Timeout => "dns-timeout",
                 }
                 .into();
@@ -698,16 +691,22 @@ fn nat_type(b: &mut Built, s: &Scenario, st: &Step, a: &mut Actual) {
 
 fn holds(e: &Expect, a: &Actual, traces: &[&FrameTrace]) -> Result<(), String> {
     let ok = match e {
-        Expect::Outcome { word } => {
-            a.word == *word || (word == "connected" && a.word == "response")
-        }
+        Expect::Outcome { word } => word_holds(word, &a.word),
         Expect::Containing { word, text } => {
-            let w_ok = match word.as_str() {
-                "ndr" => a.word == "bounced",
-                w => a.word == w,
-            };
-            w_ok && (a.detail.contains(text.as_str()) || a.text.contains(text.as_str()))
+            // Case-insensitive: SMTP replies and NDR texts vary in case.
+            let t = text.to_lowercase();
+            word_holds(word, &a.word)
+                && (a.detail.to_lowercase().contains(&t) || a.text.to_lowercase().contains(&t))
         }
+        Expect::Mailbox { address } => a.mail.as_ref().is_some_and(|m| {
+            matches!(&m.fate, fate::Fate::Delivered { mailbox } if mailbox.eq_ignore_ascii_case(address))
+        }),
+        Expect::Via { hop } => a.mail.as_ref().is_some_and(|m| {
+            m.path().iter().any(|p| p == hop)
+                || m.hops
+                    .iter()
+                    .any(|h| h.server.eq_ignore_ascii_case(hop) || h.from.eq_ignore_ascii_case(hop))
+        }),
         Expect::TimedOutAfter { secs } => {
             a.word == "timed-out"
                 && a.after_secs
@@ -744,8 +743,20 @@ fn holds(e: &Expect, a: &Actual, traces: &[&FrameTrace]) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("expected `{e}`, got `{}`", a.text))
+        let case = if matches!(e, Expect::Containing { .. }) {
+            " (text compared case-insensitively)"
+        } else {
+            ""
+        };
+        Err(format!("expected `{e}`{case}, got `{}`", a.text))
     }
+}
+
+/// An outcome word holds: exactly, or `connected` for an HTTP response,
+/// or `bounced` for an Exchange NDR (an NDR is a bounce; `ndr` asks for
+/// the Exchange kind only).
+fn word_holds(want: &str, got: &str) -> bool {
+    want == got || (want == "connected" && got == "response") || (want == "bounced" && got == "ndr")
 }
 
 /// Runs one variant (`None`: the base scenario).
@@ -806,6 +817,7 @@ pub fn run_variant(
             traces: traces.iter().map(|t| t.id).collect(),
             log,
             note: st.note.clone(),
+            mail: actual.mail,
         });
     }
     let pcaps = if keep_pcaps {
