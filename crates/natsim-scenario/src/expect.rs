@@ -213,7 +213,8 @@ fn check(e: &Expect, action: &str) -> Result<(), String> {
         }
         Expect::Containing { word, .. } => match action {
             "send-mail" => matches!(word.as_str(), "deferred" | "bounced" | "ndr"),
-            "outlook-connect" | "ftp-get" | "http-get" | "tcp-connect" => word == "failed",
+            "outlook-connect" => matches!(word.as_str(), "failed" | "connected"),
+            "ftp-get" | "http-get" | "tcp-connect" => word == "failed",
             _ => false,
         },
         Expect::TimedOutAfter { .. } => action == "tcp-connect",

@@ -518,10 +518,12 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                     Some(OutlookOutcome::Connected {
                         via,
                         endpoint_returned,
+                        directory_via,
                     }) => {
                         a.word = "connected".into();
-                        a.text =
-                            format!("connected via {via} (endpoint returned {endpoint_returned})");
+                        a.text = format!(
+                            "connected via {via} (endpoint returned {endpoint_returned}; directory via {directory_via})"
+                        );
                         a.via = Some(via);
                         a.endpoint = Some(endpoint_returned);
                     }
