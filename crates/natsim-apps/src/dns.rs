@@ -51,7 +51,6 @@ pub struct Zone {
     pub records: Vec<ZoneRecord>,
 }
 
-
 impl Zone {
     pub fn new(origin: &str) -> Zone {
         Zone {
@@ -248,7 +247,8 @@ mod tests {
     /// an apex without MX is NODATA, never NXDOMAIN.
     #[test]
     fn the_apex_without_mx_is_nodata_with_the_soa_in_authority() {
-        let z = vec![Zone::new("example.com").a("server.example.com", Ipv4Addr::new(198, 51, 100, 10))];
+        let z =
+            vec![Zone::new("example.com").a("server.example.com", Ipv4Addr::new(198, 51, 100, 10))];
         let r = ask(&z, "example.com.", RecordType::MX);
         assert_eq!(r.metadata.response_code, ResponseCode::NoError);
         assert!(r.answers.is_empty());
@@ -303,13 +303,15 @@ mod tests {
             0, 0, 0x0e, 0x10, // TTL 3600
         ];
         let rdata: Vec<u8> = [
-            &[2, b'n', b's', 0xc0, 12][..],                             // ns.example.com.
-            &[10, b'h', b'o', b's', b't', b'm', b'a', b's', b't', b'e', b'r', 0xc0, 12], // hostmaster.example.com.
-            &[0, 0, 0, 1],          // serial
-            &[0, 0, 0x0e, 0x10],    // refresh 3600
-            &[0, 0, 0x02, 0x58],    // retry 600
-            &[0, 0x09, 0x3a, 0x80], // expire 604800
-            &[0, 0, 0x0e, 0x10],    // minimum 3600
+            &[2, b'n', b's', 0xc0, 12][..], // ns.example.com.
+            &[
+                10, b'h', b'o', b's', b't', b'm', b'a', b's', b't', b'e', b'r', 0xc0, 12,
+            ], // hostmaster.example.com.
+            &[0, 0, 0, 1],                  // serial
+            &[0, 0, 0x0e, 0x10],            // refresh 3600
+            &[0, 0, 0x02, 0x58],            // retry 600
+            &[0, 0x09, 0x3a, 0x80],         // expire 604800
+            &[0, 0, 0x0e, 0x10],            // minimum 3600
         ]
         .concat();
         want.extend_from_slice(&(rdata.len() as u16).to_be_bytes());

@@ -242,7 +242,7 @@ pub enum OutlookOutcome {
 
 #[derive(Debug)]
 enum Phase {
-    Resolve(Lookup),
+    Resolve(Box<Lookup>),
     Epm(Connector),
     EpmTalk {
         handle: SocketHandle,
@@ -261,7 +261,13 @@ enum Phase {
 /// is, stage-name prefix).
 const TARGETS: [(dcerpc::Uuid, u16, u16, &str, &str); 2] = [
     (dcerpc::EMSMDB, 0, 81, "the Exchange store (EMSMDB)", ""),
-    (dcerpc::NSPI, 56, 0, "the Exchange directory (NSPI)", "directory-"),
+    (
+        dcerpc::NSPI,
+        56,
+        0,
+        "the Exchange directory (NSPI)",
+        "directory-",
+    ),
 ];
 
 /// An Outlook-like MAPI client.
@@ -359,9 +365,12 @@ impl App for Outlook {
                         );
                         Phase::Epm(Connector::start(cx, (*a, 135)))
                     }
-                    Server::Name(n) => {
-                        Phase::Resolve(Lookup::with_profile(n, RecordType::A, cx.host.dns.clone(), "windows"))
-                    }
+                    Server::Name(n) => Phase::Resolve(Box::new(Lookup::with_profile(
+                        n,
+                        RecordType::A,
+                        cx.host.dns.clone(),
+                        "windows",
+                    ))),
                 },
             };
             let next = match phase {

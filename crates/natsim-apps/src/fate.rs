@@ -142,7 +142,7 @@ fn mail_app(sim: &Sim, id: AppId) -> Option<MailApp<'_>> {
     sim.app::<SmtpServer>(id).map(MailApp::Server)
 }
 
-fn outgoing<'a>(sim: &'a Sim, id: AppId, msg: MsgId) -> Option<(&'a Outgoing, &'a Mta)> {
+fn outgoing(sim: &Sim, id: AppId, msg: MsgId) -> Option<(&Outgoing, &Mta)> {
     let mta = match mail_app(sim, id)? {
         MailApp::Mta(m) => m,
         MailApp::Ims(i) => &i.mta,

@@ -97,10 +97,7 @@ impl Ims {
                 "Received: from [{me}] by {} with ESMTP; {}\r\n{}",
                 self.server.host_name, cx.now, m.data
             );
-            let to = self
-                .cfg
-                .outbound(&m.to)
-                .unwrap_or_else(|_| m.to.clone());
+            let to = self.cfg.outbound(&m.to).unwrap_or_else(|_| m.to.clone());
             self.server.received.push(Mail {
                 from: m.from.clone(),
                 to: vec![to],
@@ -169,13 +166,9 @@ impl Ims {
                         cx.log("ims", format!("relaying mail for {to} ({why})"));
                         Action::Relayed { msg, why }
                     }
-                    Inbound::Refuse { reply } => self.ndr(
-                        &mail,
-                        to,
-                        cx.now,
-                        ndr::COMMUNICATIONS_FAILURE,
-                        &reply,
-                    ),
+                    Inbound::Refuse { reply } => {
+                        self.ndr(&mail, to, cx.now, ndr::COMMUNICATIONS_FAILURE, &reply)
+                    }
                 }
             };
             self.dispositions.push(Disposition {

@@ -176,11 +176,20 @@ impl ImsConfig {
         let mut v: Vec<(String, String)> = self
             .mailboxes
             .iter()
-            .map(|m| (m.clone(), canonical_address(&format!("{m}@{}", self.site_domain))))
+            .map(|m| {
+                (
+                    m.clone(),
+                    canonical_address(&format!("{m}@{}", self.site_domain)),
+                )
+            })
             .collect();
         for p in &self.proxy_addresses {
             let alias = p.rsplit_once('@').map_or(p.as_str(), |(a, _)| a);
-            if let Some(m) = self.mailboxes.iter().find(|m| m.eq_ignore_ascii_case(alias)) {
+            if let Some(m) = self
+                .mailboxes
+                .iter()
+                .find(|m| m.eq_ignore_ascii_case(alias))
+            {
                 v.push((m.clone(), canonical_address(p)));
             }
         }
@@ -203,10 +212,7 @@ impl ImsConfig {
     pub fn inbound(&self, addr: &str) -> Inbound {
         let canon = canonical_address(addr);
         let domain = canon.rsplit_once('@').map_or("", |(_, d)| d).to_string();
-        let mailbox = self
-            .user_addresses()
-            .into_iter()
-            .find(|(_, a)| *a == canon);
+        let mailbox = self.user_addresses().into_iter().find(|(_, a)| *a == canon);
         let local_domain = if self.reroute {
             match self
                 .routing_list()
@@ -334,9 +340,9 @@ pub fn schedule_text(schedule: &[Duration]) -> String {
 /// A duration as `48 h`, `30 min` or `5 d`.
 pub fn horizon_text(d: Duration) -> String {
     let s = d.as_secs();
-    if s % 86400 == 0 && s >= 4 * 86400 {
+    if s.is_multiple_of(86400) && s >= 4 * 86400 {
         format!("{} d", s / 86400)
-    } else if s % 3600 == 0 {
+    } else if s.is_multiple_of(3600) {
         format!("{} h", s / 3600)
     } else {
         format!("{} min", s / 60)
@@ -420,10 +426,19 @@ mod tests {
         let mut c = ImsConfig::new("Microsoft", "SITE", "SERVER", "example.com");
         c.mailboxes = vec!["admin".into()];
         c.reroute = true;
-        assert!(matches!(c.inbound("admin@example.com"), Inbound::Mailbox { .. }));
-        assert!(matches!(c.inbound("bob@partner.example"), Inbound::Relay { .. }));
+        assert!(matches!(
+            c.inbound("admin@example.com"),
+            Inbound::Mailbox { .. }
+        ));
+        assert!(matches!(
+            c.inbound("bob@partner.example"),
+            Inbound::Relay { .. }
+        ));
         c.reroute = false;
-        assert!(matches!(c.inbound("bob@partner.example"), Inbound::Refuse { .. }));
+        assert!(matches!(
+            c.inbound("bob@partner.example"),
+            Inbound::Refuse { .. }
+        ));
     }
 
     #[test]
@@ -442,7 +457,6 @@ mod tests {
         assert_eq!(schedule_text(&s), ".25, .5, 1, 4 h");
         assert_eq!(horizon_text(DEFAULT_EXPIRE_AFTER), "48 h");
     }
-
 
     #[test]
     fn sp1_with_registry_and_address_space_routes_smtpout_as_smtp() {

@@ -13,9 +13,9 @@
 //! servers on its way added (RFC 5321 §4.4), so it can be followed from
 //! MTA to MTA and a loop can be counted.
 
-pub use crate::ims_config::{AddressSpace, ImsConfig, RoutingEntry};
 use crate::dns::{Lookup, LookupResult};
 use crate::ims_config::{horizon_text, retry_after, schedule_text};
+pub use crate::ims_config::{AddressSpace, ImsConfig, RoutingEntry};
 use crate::ndr;
 use crate::net::LineConn;
 pub use crate::smtp::{count_received, message_id};
@@ -32,8 +32,14 @@ use std::time::Duration;
 pub enum DeliveryStatus {
     Pending,
     /// Handed to the next MTA at `server` (the address dialled).
-    Delivered { server: String, reply: String },
-    Deferred { reason: String, attempts: u32 },
+    Delivered {
+        server: String,
+        reply: String,
+    },
+    Deferred {
+        reason: String,
+        attempts: u32,
+    },
     /// Returned to the sender with `ndr` (an Exchange NDR when
     /// `exchange_ndr`, else a DSN).
     Bounced {
@@ -144,7 +150,12 @@ impl Mta {
 
     /// Queues a new message; delivery starts at the next poll.
     pub fn submit(&mut self, from: &str, to: &str, subject: &str, now: Instant) -> MsgId {
-        let id = format!("<{}.{}@{}>", self.messages.len() + 1, now.total_micros(), self.hostname);
+        let id = format!(
+            "<{}.{}@{}>",
+            self.messages.len() + 1,
+            now.total_micros(),
+            self.hostname
+        );
         let data = format!(
             "Message-ID: {id}\r\nFrom: <{from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\r\nSent through natsim.\r\n"
         );
@@ -282,9 +293,7 @@ fn defer(m: &mut Outgoing, cx: &mut AppCx<'_>, p: &Policy<'_>, reason: String) {
             "4.4.7 delivery time expired after {} in the queue: {reason}",
             horizon_text(p.give_up)
         );
-        let diag = p
-            .ims
-            .map(|i| format!("{} {expired}", i.diag_prefix()));
+        let diag = p.ims.map(|i| format!("{} {expired}", i.diag_prefix()));
         bounce(m, cx, p, expired, diag);
         return;
     }
@@ -338,7 +347,13 @@ fn step(m: &mut Outgoing, cx: &mut AppCx<'_>, p: &Policy<'_>) -> bool {
             if let Some(lit) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
                 match lit.parse::<Ipv4Addr>() {
                     Ok(a) => m.stage = connect(cx, p, vec![a]),
-                    Err(_) => bounce(m, cx, p, format!("5.1.3 bad address literal {domain}"), None),
+                    Err(_) => bounce(
+                        m,
+                        cx,
+                        p,
+                        format!("5.1.3 bad address literal {domain}"),
+                        None,
+                    ),
                 }
                 return true;
             }
@@ -387,7 +402,8 @@ fn step(m: &mut Outgoing, cx: &mut AppCx<'_>, p: &Policy<'_>) -> bool {
             }
             names.remove(0);
             if let Some(next) = names.first() {
-                *lookup = Lookup::with_profile(next, RecordType::A, cx.host.dns.clone(), p.resolver);
+                *lookup =
+                    Lookup::with_profile(next, RecordType::A, cx.host.dns.clone(), p.resolver);
                 return true;
             }
             if addrs.is_empty() {
@@ -492,7 +508,10 @@ fn step(m: &mut Outgoing, cx: &mut AppCx<'_>, p: &Policy<'_>) -> bool {
                     1 => conn.send(&format!("EHLO {}\r\n", p.me)),
                     2 => conn.send(&format!("MAIL FROM:<{}>\r\n", m.from)),
                     3 => {
-                        let to = p.ims.and_then(|i| i.outbound(&m.to).ok()).unwrap_or_else(|| m.to.clone());
+                        let to = p
+                            .ims
+                            .and_then(|i| i.outbound(&m.to).ok())
+                            .unwrap_or_else(|| m.to.clone());
                         conn.send(&format!("RCPT TO:<{to}>\r\n"))
                     }
                     4 => conn.send("DATA\r\n"),
@@ -502,7 +521,10 @@ fn step(m: &mut Outgoing, cx: &mut AppCx<'_>, p: &Policy<'_>) -> bool {
                         conn.closing = true;
                         cx.log("mta", format!("delivered message to {} via {server}", m.to));
                         m.attempts.push(format!("delivered via {server}: {text}"));
-                        m.status = DeliveryStatus::Delivered { server: server.to_string(), reply: text };
+                        m.status = DeliveryStatus::Delivered {
+                            server: server.to_string(),
+                            reply: text,
+                        };
                         conn.pump(cx);
                         m.stage = Stage::Done;
                         return false;
@@ -541,7 +563,10 @@ fn connect(cx: &mut AppCx<'_>, p: &Policy<'_>, targets: Vec<Ipv4Addr>) -> Stage 
     if p.ims.is_some() && targets[0] == cx.host.addr {
         cx.log(
             "mta",
-            format!("{} is this server's own address: delivering over loopback", targets[0]),
+            format!(
+                "{} is this server's own address: delivering over loopback",
+                targets[0]
+            ),
         );
         return Stage::Loopback;
     }

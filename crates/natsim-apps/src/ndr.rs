@@ -192,7 +192,6 @@ mod tests {
         assert!(full.starts_with("From: System Administrator\nSent: Monday, January 05, 1998 8:01 PM\nTo: 'user@domain.com'\nSubject: Undeliverable: Test Subject\n\n"));
     }
 
-
     #[test]
     fn ndr_time_rolls_over_days() {
         assert_eq!(ndr_time(Instant::ZERO), "1/5/98 7:31 PM");

@@ -68,9 +68,7 @@ impl RcptPolicy for Domains {
 pub fn count_received(data: &str) -> usize {
     data.split("\r\n")
         .take_while(|l| !l.is_empty())
-        .filter(|l| {
-            l.len() >= 9 && l.as_bytes()[..9].eq_ignore_ascii_case(b"received:")
-        })
+        .filter(|l| l.len() >= 9 && l.as_bytes()[..9].eq_ignore_ascii_case(b"received:"))
         .count()
 }
 
@@ -80,7 +78,8 @@ pub fn message_id(data: &str) -> Option<String> {
         .take_while(|l| !l.is_empty())
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("message-id").then(|| v.trim().to_string())
+            k.eq_ignore_ascii_case("message-id")
+                .then(|| v.trim().to_string())
         })
 }
 

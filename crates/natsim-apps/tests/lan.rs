@@ -231,7 +231,8 @@ fn outlook_gets_the_endpoint_from_the_epm_and_connects() {
     // The directory's interface (NSPI) is what the second bind asks for.
     if let Some(v) = tshark_fields(&sim, seg, "dcerpc.pkt_type == 11", "dcerpc.cn_bind_to_uuid") {
         assert!(
-            v.iter().any(|u| u.starts_with("f5cc5a18-4264-101a-8c59-08002b2f8426")),
+            v.iter()
+                .any(|u| u.starts_with("f5cc5a18-4264-101a-8c59-08002b2f8426")),
             "{v:?}"
         );
     }

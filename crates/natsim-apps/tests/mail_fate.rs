@@ -36,7 +36,8 @@ fn world(cfg: ImsConfig) -> World {
         .host("sender", HostConfig::new(seg, SENDER, 24).dns(DNS))
         .unwrap();
     // Runs nothing: its TCP answers RST, its UDP nothing we read.
-    sim.host("silent", HostConfig::new(seg, SILENT, 24)).unwrap();
+    sim.host("silent", HostConfig::new(seg, SILENT, 24))
+        .unwrap();
     let zone = Zone::new("example.com").a("server.example.com", IMS);
     sim.add_app(dns, Box::new(DnsServer::new(vec![zone])))
         .unwrap();
@@ -73,7 +74,9 @@ fn a_literal_with_an_inbound_entry_reaches_the_mailbox() {
     let now = w.sim.now();
     let id = w
         .sim
-        .with_app::<Mta, _>(w.mta, |m| m.submit("a@b.org", "user@[10.0.0.10]", "hi", now))
+        .with_app::<Mta, _>(w.mta, |m| {
+            m.submit("a@b.org", "user@[10.0.0.10]", "hi", now)
+        })
         .unwrap();
     w.sim.run_for(Duration::from_secs(5));
     let f = follow(&w.sim, &w.apps, w.mta, id);
@@ -84,7 +87,10 @@ fn a_literal_with_an_inbound_entry_reaches_the_mailbox() {
         }
     );
     assert_eq!(f.path(), vec!["10.0.0.10".to_string()]);
-    assert_eq!(f.summary(), "delivered to mailbox user@[10.0.0.10] via 10.0.0.10");
+    assert_eq!(
+        f.summary(),
+        "delivered to mailbox user@[10.0.0.10] via 10.0.0.10"
+    );
     assert_eq!(w.sim.app::<Ims>(w.ims).unwrap().mailbox.len(), 1);
 }
 
@@ -104,7 +110,9 @@ fn a_message_looping_to_its_own_server_is_ndrd_after_max_hops() {
     let now = w.sim.now();
     let id = w
         .sim
-        .with_app::<Mta, _>(w.mta, |m| m.submit("a@b.org", "user@[10.0.0.10]", "hi", now))
+        .with_app::<Mta, _>(w.mta, |m| {
+            m.submit("a@b.org", "user@[10.0.0.10]", "hi", now)
+        })
         .unwrap();
     w.sim.run_for(Duration::from_secs(5));
     let ims = w.sim.app::<Ims>(w.ims).unwrap();
@@ -113,7 +121,9 @@ fn a_message_looping_to_its_own_server_is_ndrd_after_max_hops() {
     assert!(ims.dispositions[..5]
         .iter()
         .all(|d| matches!(d.action, Action::Relayed { .. })));
-    assert!(matches!(&ims.dispositions[5].action, Action::Ndr { diagnostic, .. } if diagnostic.contains("hop count exceeded the maximum")));
+    assert!(
+        matches!(&ims.dispositions[5].action, Action::Ndr { diagnostic, .. } if diagnostic.contains("hop count exceeded the maximum"))
+    );
     assert!(ims.mailbox.is_empty());
     let f = follow(&w.sim, &w.apps, w.mta, id);
     assert!(matches!(f.fate, Fate::Ndr { .. }), "{f:?}");
@@ -134,7 +144,8 @@ fn a_deferred_message_expires_after_the_message_time_out() {
     let id = w
         .sim
         .with_app::<Ims, _>(w.ims, |i| {
-            i.mta.submit("user@[10.0.0.10]", "bob@partner.example", "late", now)
+            i.mta
+                .submit("user@[10.0.0.10]", "bob@partner.example", "late", now)
         })
         .unwrap();
     w.sim.run_for(Duration::from_secs(60));
@@ -191,7 +202,8 @@ fn resolver_world() -> (Sim, NodeId) {
         .host("client", HostConfig::new(seg, SENDER, 24))
         .unwrap();
     // A host with no DNS server: queries to it go unanswered.
-    sim.host("silent", HostConfig::new(seg, SILENT, 24)).unwrap();
+    sim.host("silent", HostConfig::new(seg, SILENT, 24))
+        .unwrap();
     sim.add_app(
         good,
         Box::new(DnsServer::new(vec![
@@ -258,7 +270,12 @@ fn silence_moves_on_after_each_clients_timeout() {
         let times: Vec<(u64, Ipv4Addr)> = one
             .sent
             .iter()
-            .map(|(t, s)| (t.saturating_duration_since(start).as_millis() as u64 / 100, *s))
+            .map(|(t, s)| {
+                (
+                    t.saturating_duration_since(start).as_millis() as u64 / 100,
+                    *s,
+                )
+            })
             .collect();
         (times, one.result.clone())
     };

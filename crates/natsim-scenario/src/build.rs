@@ -272,15 +272,21 @@ pub fn build(s: &Scenario, seed: u64, cx: &Ctx<'_>) -> Result<Built, Problem> {
                 .collect();
             cfg.mailboxes = i.mailboxes.clone();
             cfg.registry = i.registry.clone();
-            cfg.proxy_addresses = i.proxy_addresses.iter().map(|p| p.get_ref().clone()).collect();
+            cfg.proxy_addresses = i
+                .proxy_addresses
+                .iter()
+                .map(|p| p.get_ref().clone())
+                .collect();
             let dur = |d: &S<String>| {
-                parse_duration(d.get_ref()).filter(|d| !d.is_zero()).ok_or_else(|| {
-                    cx.at(
-                        d.span(),
-                        format!("`{}` is not a positive duration", d.get_ref()),
-                        Some("e.g. `15m`, `4h`; at most 30 days"),
-                    )
-                })
+                parse_duration(d.get_ref())
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        cx.at(
+                            d.span(),
+                            format!("`{}` is not a positive duration", d.get_ref()),
+                            Some("e.g. `15m`, `4h`; at most 30 days"),
+                        )
+                    })
             };
             if let Some(d) = &i.retry_interval {
                 cfg.retry_schedule = vec![dur(d)?];
@@ -293,7 +299,11 @@ pub fn build(s: &Scenario, seed: u64, cx: &Ctx<'_>) -> Result<Built, Problem> {
             }
             if let Some(n) = &i.max_hops {
                 if !(1..=1000).contains(n.get_ref()) {
-                    return Err(cx.at(n.span(), format!("max_hops {} is not in 1–1000", n.get_ref()), Some("RFC 5321 §6.3 suggests at least 100")));
+                    return Err(cx.at(
+                        n.span(),
+                        format!("max_hops {} is not in 1–1000", n.get_ref()),
+                        Some("RFC 5321 §6.3 suggests at least 100"),
+                    ));
                 }
                 cfg.max_hops = *n.get_ref() as usize;
             }
@@ -302,7 +312,11 @@ pub fn build(s: &Scenario, seed: u64, cx: &Ctx<'_>) -> Result<Built, Problem> {
                     .proxy_addresses
                     .first()
                     .map_or(i.hostname.span(), |p| p.span());
-                return Err(cx.at(span, why, Some("proxy_addresses = [\"alias@domain\"] with alias in `mailboxes`")));
+                return Err(cx.at(
+                    span,
+                    why,
+                    Some("proxy_addresses = [\"alias@domain\"] with alias in `mailboxes`"),
+                ));
             }
             let app = ImsApp::new(i.hostname.get_ref(), cfg);
             let app_id = add(&mut sim, Box::new(app))?;

@@ -55,7 +55,14 @@ pub fn words(action: &str) -> &'static [&'static str] {
             &["connected", "failed", "downloaded", "response"]
         }
         "ping" => &["replied", "no-reply", "icmp-error"],
-        "dns-lookup" => &["answered", "nxdomain", "nodata", "refused", "servfail", "dns-timeout"],
+        "dns-lookup" => &[
+            "answered",
+            "nxdomain",
+            "nodata",
+            "refused",
+            "servfail",
+            "dns-timeout",
+        ],
         "nat-type" => &["classified"],
         "wait" => &["waited"],
         _ => &[],
@@ -126,9 +133,7 @@ pub fn parse(text: &str, action: &str) -> Result<Expect, String> {
         ("delivered", r) if r.starts_with("to mailbox ") => Expect::Mailbox {
             address: r["to mailbox ".len()..].trim().to_string(),
         },
-        ("via", r) if !r.is_empty() => Expect::Via {
-            hop: r.to_string(),
-        },
+        ("via", r) if !r.is_empty() => Expect::Via { hop: r.to_string() },
         ("connected", r) if r.starts_with("via ") => Expect::ConnectedVia {
             endpoint: r[4..].trim().to_string(),
         },
