@@ -89,6 +89,82 @@ pub fn parse_space(s: &S<String>, cx: &Ctx<'_>) -> Result<AddressSpace, Problem>
     }
 }
 
+/// The IMS configuration a `[host.ims]` table describes (also used at
+/// load time, so `natsim check` reports its errors).
+pub fn ims_config(i: &Ims, cx: &Ctx<'_>) -> Result<ImsConfig, Problem> {
+    let mut cfg = ImsConfig::new(&i.organization, &i.site, &i.server, i.site_domain.get_ref());
+    cfg.service_pack = i.service_pack.as_ref().map_or(0, |v| *v.get_ref() as u8);
+    cfg.address_spaces = i
+        .address_spaces
+        .iter()
+        .map(|sp| parse_space(sp, cx))
+        .collect::<Result<_, _>>()?;
+    cfg.smart_host = match &i.forward_all_to {
+        Some(a) => Some(parse_addr(a, cx)?),
+        None => None,
+    };
+    cfg.reroute = i.reroute;
+    cfg.routing = i
+        .routing
+        .iter()
+        .map(|r| ImsRoute {
+            domain: r.domain.get_ref().clone(),
+            accept_as_inbound: r.accept_as_inbound,
+        })
+        .collect();
+    cfg.mailboxes = i.mailboxes.clone();
+    cfg.registry = i.registry.clone();
+    cfg.proxy_addresses = i
+        .proxy_addresses
+        .iter()
+        .map(|p| p.get_ref().clone())
+        .collect();
+    let dur = |d: &S<String>| {
+        parse_duration(d.get_ref())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                cx.at(
+                    d.span(),
+                    format!("`{}` is not a positive duration", d.get_ref()),
+                    Some("e.g. `15m`, `4h`; at most 30 days"),
+                )
+            })
+    };
+    if let Some(d) = &i.retry_interval {
+        cfg.retry_schedule = vec![dur(d)?];
+    }
+    if !i.retry_schedule.is_empty() {
+        cfg.retry_schedule = i.retry_schedule.iter().map(dur).collect::<Result<_, _>>()?;
+    }
+    if let Some(d) = &i.expire_after {
+        cfg.expire_after = dur(d)?;
+    }
+    if let Some(n) = &i.max_hops {
+        if !(1..=1000).contains(n.get_ref()) {
+            return Err(cx.at(
+                n.span(),
+                format!("max_hops {} is not in 1–1000", n.get_ref()),
+                Some("RFC 5321 §6.3 suggests at least 100"),
+            ));
+        }
+        cfg.max_hops = *n.get_ref() as usize;
+    }
+    if let Err(why) = cfg.validate() {
+        // Point at the proxy the message names, else the hostname.
+        let span = i
+            .proxy_addresses
+            .iter()
+            .find(|p| why.contains(&format!("`{}`", p.get_ref())))
+            .map_or(i.hostname.span(), |p| p.span());
+        return Err(cx.at(
+            span,
+            why,
+            Some("proxy_addresses = [\"alias@domain\"] with alias in `mailboxes`"),
+        ));
+    }
+    Ok(cfg)
+}
+
 /// The built world and where its pieces are.
 pub struct Built {
     pub sim: Sim,
@@ -249,75 +325,7 @@ pub fn build(s: &Scenario, seed: u64, cx: &Ctx<'_>) -> Result<Built, Problem> {
             mail_apps.push(app_id);
         }
         if let Some(i) = &h.ims {
-            let mut cfg =
-                ImsConfig::new(&i.organization, &i.site, &i.server, i.site_domain.get_ref());
-            cfg.service_pack = i.service_pack.as_ref().map_or(0, |v| *v.get_ref() as u8);
-            cfg.address_spaces = i
-                .address_spaces
-                .iter()
-                .map(|sp| parse_space(sp, cx))
-                .collect::<Result<_, _>>()?;
-            cfg.smart_host = match &i.forward_all_to {
-                Some(a) => Some(parse_addr(a, cx)?),
-                None => None,
-            };
-            cfg.reroute = i.reroute;
-            cfg.routing = i
-                .routing
-                .iter()
-                .map(|r| ImsRoute {
-                    domain: r.domain.get_ref().clone(),
-                    accept_as_inbound: r.accept_as_inbound,
-                })
-                .collect();
-            cfg.mailboxes = i.mailboxes.clone();
-            cfg.registry = i.registry.clone();
-            cfg.proxy_addresses = i
-                .proxy_addresses
-                .iter()
-                .map(|p| p.get_ref().clone())
-                .collect();
-            let dur = |d: &S<String>| {
-                parse_duration(d.get_ref())
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        cx.at(
-                            d.span(),
-                            format!("`{}` is not a positive duration", d.get_ref()),
-                            Some("e.g. `15m`, `4h`; at most 30 days"),
-                        )
-                    })
-            };
-            if let Some(d) = &i.retry_interval {
-                cfg.retry_schedule = vec![dur(d)?];
-            }
-            if !i.retry_schedule.is_empty() {
-                cfg.retry_schedule = i.retry_schedule.iter().map(dur).collect::<Result<_, _>>()?;
-            }
-            if let Some(d) = &i.expire_after {
-                cfg.expire_after = dur(d)?;
-            }
-            if let Some(n) = &i.max_hops {
-                if !(1..=1000).contains(n.get_ref()) {
-                    return Err(cx.at(
-                        n.span(),
-                        format!("max_hops {} is not in 1–1000", n.get_ref()),
-                        Some("RFC 5321 §6.3 suggests at least 100"),
-                    ));
-                }
-                cfg.max_hops = *n.get_ref() as usize;
-            }
-            if let Err(why) = cfg.validate() {
-                let span = i
-                    .proxy_addresses
-                    .first()
-                    .map_or(i.hostname.span(), |p| p.span());
-                return Err(cx.at(
-                    span,
-                    why,
-                    Some("proxy_addresses = [\"alias@domain\"] with alias in `mailboxes`"),
-                ));
-            }
+            let cfg = ims_config(i, cx)?;
             let app = ImsApp::new(i.hostname.get_ref(), cfg);
             let app_id = add(&mut sim, Box::new(app))?;
             mailers.insert(h.name.get_ref().clone(), (app_id, true));

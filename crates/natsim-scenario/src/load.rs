@@ -713,6 +713,18 @@ pub fn validate(cx: &Ctx<'_>, s: &Scenario, out: &mut Vec<Problem>) {
             if let Some(a) = &i.forward_all_to {
                 push(parse_addr(a, cx).map(|_| ()));
             }
+            // The rest of the table (proxies, retry schedule, hop limit),
+            // once the parts reported above are sound.
+            let parts_ok = i
+                .address_spaces
+                .iter()
+                .all(|sp| crate::build::parse_space(sp, cx).is_ok())
+                && i.forward_all_to
+                    .as_ref()
+                    .is_none_or(|a| parse_addr(a, cx).is_ok());
+            if parts_ok {
+                push(crate::build::ims_config(i, cx).map(|_| ()));
+            }
         }
         if let Some(f) = &h.ftp_server {
             for size in f.files.values() {
