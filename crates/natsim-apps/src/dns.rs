@@ -1,20 +1,34 @@
-//! DNS: an authoritative server (UDP 53) with A and MX records per zone, and
-//! a stub resolver. The wire format is hickory-proto's.
+//! DNS: an authoritative server (UDP 53) with A and MX records per zone.
+//! The wire format is hickory-proto's; the semantics are ours:
 //!
-//! The resolver tries servers in the configured order and accepts the first
-//! answer it gets, NXDOMAIN included; only silence moves it to the next
-//! server (so a wrong server order gives wrong answers, Q182339).
+//! * every zone has an SOA at its apex (synthesised, RFC 1035 §3.3.13), so
+//!   the apex always exists;
+//! * a name that exists (it owns records, is the apex, or has names below
+//!   it: an empty non-terminal, RFC 8020) but has no record of the asked
+//!   type gets NOERROR, an empty answer and the SOA in the authority
+//!   section: NODATA (RFC 2308 §2.2);
+//! * a name that does not exist gets NXDOMAIN with the SOA in authority
+//!   (RFC 2308 §2.1);
+//! * a name outside every zone the server holds gets REFUSED: the server
+//!   is authoritative only and models no delegation or recursion (the
+//!   BIND default for a non-recursive server without the zone).
+//!
+//! The resolvers (per client) live in [`crate::resolver`]; their types are
+//! re-exported here.
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, MX};
+use crate::resolver::norm;
+pub use crate::resolver::{DnsLookup, Lookup, LookupResult, ResolverProfile};
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, MX, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use natsim_nat::Instant;
 use natsim_sim::{App, AppCx};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
-use smoltcp::wire::IpAddress;
 use std::net::Ipv4Addr;
-use std::time::Duration;
+
+/// TTL of every record we serve, and the SOA's MINIMUM (so the negative
+/// TTL of RFC 2308 §5, min(SOA TTL, MINIMUM), is the same hour).
+pub const TTL: u32 = 3600;
 
 /// A record the server holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,10 +49,6 @@ pub enum ZoneRecord {
 pub struct Zone {
     pub origin: String,
     pub records: Vec<ZoneRecord>,
-}
-
-fn norm(n: &str) -> String {
-    n.trim_end_matches('.').to_ascii_lowercase()
 }
 
 impl Zone {
@@ -66,6 +76,35 @@ impl Zone {
     fn contains(&self, name: &str) -> bool {
         name == self.origin || name.ends_with(&format!(".{}", self.origin))
     }
+    fn owner(r: &ZoneRecord) -> &str {
+        match r {
+            ZoneRecord::A { name, .. } | ZoneRecord::Mx { name, .. } => name,
+        }
+    }
+    /// Whether `name` exists in the zone: the apex, an owner of records,
+    /// or an empty non-terminal above one (RFC 8020 §2).
+    pub fn exists(&self, name: &str) -> bool {
+        let below = format!(".{name}");
+        name == self.origin
+            || self
+                .records
+                .iter()
+                .map(Zone::owner)
+                .any(|o| o == name || o.ends_with(&below))
+    }
+    /// The zone's SOA record (synthesised: `ns.<origin>`,
+    /// `hostmaster.<origin>`, serial 1, refresh 3600, retry 600, expire
+    /// 604800, minimum 3600).
+    pub fn soa(&self) -> Option<Record> {
+        let apex = Name::from_ascii(format!("{}.", self.origin)).ok()?;
+        let mname = Name::from_ascii(format!("ns.{}.", self.origin)).ok()?;
+        let rname = Name::from_ascii(format!("hostmaster.{}.", self.origin)).ok()?;
+        Some(Record::from_rdata(
+            apex,
+            TTL,
+            RData::SOA(SOA::new(mname, rname, 1, 3600, 600, 604_800, TTL)),
+        ))
+    }
 }
 
 /// The server's answer to one query, as data.
@@ -91,39 +130,40 @@ pub fn answer(zones: &[Zone], request: &[u8]) -> Option<Vec<u8>> {
         return resp.to_vec().ok();
     };
     resp.metadata.authoritative = true;
-    let mut exists = false;
+    let qtype = q.query_type();
     for r in &zone.records {
         match r {
-            ZoneRecord::A { name, addr } if *name == qname => {
-                exists = true;
-                if q.query_type() == RecordType::A {
-                    resp.add_answer(Record::from_rdata(
-                        q.name().clone(),
-                        3600,
-                        RData::A(A(*addr)),
-                    ));
-                }
+            ZoneRecord::A { name, addr } if *name == qname && qtype == RecordType::A => {
+                resp.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    TTL,
+                    RData::A(A(*addr)),
+                ));
             }
             ZoneRecord::Mx {
                 name,
                 preference,
                 exchange,
-            } if *name == qname => {
-                exists = true;
-                if q.query_type() == RecordType::MX {
-                    let ex = Name::from_ascii(format!("{exchange}.")).ok()?;
-                    resp.add_answer(Record::from_rdata(
-                        q.name().clone(),
-                        3600,
-                        RData::MX(MX::new(*preference, ex)),
-                    ));
-                }
+            } if *name == qname && qtype == RecordType::MX => {
+                let ex = Name::from_ascii(format!("{exchange}.")).ok()?;
+                resp.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    TTL,
+                    RData::MX(MX::new(*preference, ex)),
+                ));
             }
             _ => {}
         }
     }
-    if !exists {
-        resp.metadata.response_code = ResponseCode::NXDomain;
+    let soa = zone.soa()?;
+    if qtype == RecordType::SOA && qname == zone.origin {
+        resp.add_answer(soa);
+    } else if resp.answers.is_empty() {
+        // RFC 2308 §3: negative answers carry the SOA in authority.
+        if !zone.exists(&qname) {
+            resp.metadata.response_code = ResponseCode::NXDomain;
+        }
+        resp.add_authority(soa);
     }
     resp.to_vec().ok()
 }
@@ -169,240 +209,10 @@ impl App for DnsServer {
     natsim_sim::any_impls!();
 }
 
-/// What a lookup found.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "result", rename_all = "kebab-case")]
-pub enum LookupResult {
-    /// A records (addresses) or MX records (preference, exchange), sorted.
-    Addresses {
-        server: Ipv4Addr,
-        addrs: Vec<Ipv4Addr>,
-    },
-    Exchanges {
-        server: Ipv4Addr,
-        mx: Vec<(u16, String)>,
-    },
-    NxDomain {
-        server: Ipv4Addr,
-    },
-    /// The name exists but has no record of this type.
-    NoData {
-        server: Ipv4Addr,
-    },
-    Refused {
-        server: Ipv4Addr,
-    },
-    /// No server answered.
-    Timeout,
-}
-
-impl LookupResult {
-    pub fn describe(&self) -> String {
-        match self {
-            LookupResult::Addresses { addrs, .. } => addrs
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            LookupResult::Exchanges { mx, .. } => mx
-                .iter()
-                .map(|(p, e)| format!("{e} (preference {p})"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            LookupResult::NxDomain { server } => format!("NXDOMAIN from {server}"),
-            LookupResult::NoData { server } => format!("no records of that type (from {server})"),
-            LookupResult::Refused { server } => format!("refused by {server}"),
-            LookupResult::Timeout => "no DNS server answered".into(),
-        }
-    }
-}
-
-/// A stub resolver query, driven from an app's `poll`.
-#[derive(Debug)]
-pub struct Lookup {
-    pub name: String,
-    pub rtype: RecordType,
-    servers: Vec<Ipv4Addr>,
-    next_server: usize,
-    id: u16,
-    handle: Option<SocketHandle>,
-    port: u16,
-    deadline: Option<Instant>,
-    pub result: Option<LookupResult>,
-}
-
-/// How long the resolver waits for each server.
-pub const PER_SERVER_TIMEOUT: Duration = Duration::from_secs(2);
-
-impl Lookup {
-    pub fn new(name: &str, rtype: RecordType, servers: Vec<Ipv4Addr>) -> Lookup {
-        Lookup {
-            name: norm(name),
-            rtype,
-            servers,
-            next_server: 0,
-            id: 0,
-            handle: None,
-            port: 0,
-            deadline: None,
-            result: None,
-        }
-    }
-
-    pub fn poll_at(&self) -> Option<Instant> {
-        if self.result.is_some() {
-            None
-        } else {
-            self.deadline
-        }
-    }
-
-    fn send_next(&mut self, cx: &mut AppCx<'_>) {
-        let Some(&server) = self.servers.get(self.next_server) else {
-            self.result = Some(LookupResult::Timeout);
-            return;
-        };
-        self.next_server += 1;
-        let h = match self.handle {
-            Some(h) => h,
-            None => {
-                use rand::Rng;
-                self.port = cx.ephemeral_port();
-                self.id = cx.rng.gen();
-                let h = cx.sockets.add(udp_socket(self.port));
-                self.handle = Some(h);
-                h
-            }
-        };
-        let Ok(name) = Name::from_ascii(format!("{}.", self.name)) else {
-            self.result = Some(LookupResult::NxDomain { server });
-            return;
-        };
-        let mut m = Message::new(self.id, MessageType::Query, OpCode::Query);
-        m.metadata.recursion_desired = true;
-        m.add_query(Query::query(name, self.rtype));
-        if let Ok(bytes) = m.to_vec() {
-            let _ = cx
-                .sockets
-                .get_mut::<udp::Socket>(h)
-                .send_slice(&bytes, (server, 53));
-        }
-        self.deadline = Some(cx.now + PER_SERVER_TIMEOUT);
-    }
-
-    /// Advances the lookup; returns the result once known.
-    pub fn poll(&mut self, cx: &mut AppCx<'_>) -> Option<&LookupResult> {
-        if self.result.is_some() {
-            return self.result.as_ref();
-        }
-        if self.deadline.is_none() {
-            self.send_next(cx);
-            return self.result.as_ref();
-        }
-        if let Some(h) = self.handle {
-            let s = cx.sockets.get_mut::<udp::Socket>(h);
-            while let Ok((data, meta)) = s.recv() {
-                let IpAddress::Ipv4(from) = meta.endpoint.addr;
-                let Ok(m) = Message::from_vec(data) else {
-                    continue;
-                };
-                if m.metadata.id != self.id || m.metadata.message_type != MessageType::Response {
-                    continue;
-                }
-                self.result = Some(interpret(&m, from, self.rtype));
-                break;
-            }
-        }
-        if self.result.is_none() && self.deadline.is_some_and(|d| cx.now >= d) {
-            self.send_next(cx);
-        }
-        if self.result.is_some() {
-            if let Some(h) = self.handle.take() {
-                cx.sockets.remove(h);
-            }
-        }
-        self.result.as_ref()
-    }
-}
-
-fn interpret(m: &Message, server: Ipv4Addr, rtype: RecordType) -> LookupResult {
-    match m.metadata.response_code {
-        ResponseCode::NXDomain => return LookupResult::NxDomain { server },
-        ResponseCode::NoError => {}
-        _ => return LookupResult::Refused { server },
-    }
-    let mut addrs = Vec::new();
-    let mut mx = Vec::new();
-    for r in &m.answers {
-        match &r.data {
-            RData::A(a) if rtype == RecordType::A => addrs.push(a.0),
-            RData::MX(x) if rtype == RecordType::MX => {
-                mx.push((x.preference, norm(&x.exchange.to_ascii())))
-            }
-            _ => {}
-        }
-    }
-    if rtype == RecordType::MX {
-        if mx.is_empty() {
-            return LookupResult::NoData { server };
-        }
-        mx.sort();
-        LookupResult::Exchanges { server, mx }
-    } else {
-        if addrs.is_empty() {
-            return LookupResult::NoData { server };
-        }
-        LookupResult::Addresses { server, addrs }
-    }
-}
-
-/// `nslookup`: one lookup as an app, for scenario steps.
-pub struct DnsLookup {
-    pub lookup: Lookup,
-    started: bool,
-}
-
-impl DnsLookup {
-    pub fn new(name: &str, rtype: RecordType, servers: Vec<Ipv4Addr>) -> DnsLookup {
-        DnsLookup {
-            lookup: Lookup::new(name, rtype, servers),
-            started: false,
-        }
-    }
-    pub fn result(&self) -> Option<&LookupResult> {
-        self.lookup.result.as_ref()
-    }
-}
-
-impl App for DnsLookup {
-    fn poll(&mut self, cx: &mut AppCx<'_>) {
-        if self.lookup.servers.is_empty() {
-            self.lookup.servers = cx.host.dns.clone();
-        }
-        let first = !self.started;
-        self.started = true;
-        let had = self.lookup.result.is_some();
-        if let Some(r) = self.lookup.poll(cx).cloned() {
-            if !had || first {
-                let text = format!(
-                    "{} {:?}: {}",
-                    self.lookup.name,
-                    self.lookup.rtype,
-                    r.describe()
-                );
-                cx.log("nslookup", text);
-            }
-        }
-    }
-    fn poll_at(&self) -> Option<Instant> {
-        self.lookup.poll_at()
-    }
-    natsim_sim::any_impls!();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_proto::op::Query;
 
     fn query(name: &str, t: RecordType) -> Vec<u8> {
         let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
@@ -413,40 +223,58 @@ mod tests {
     fn zones() -> Vec<Zone> {
         vec![Zone::new("example.com")
             .a("mail.example.com", Ipv4Addr::new(203, 0, 113, 1))
+            .a("host.lab.example.com", Ipv4Addr::new(203, 0, 113, 2))
             .mx("example.com", 10, "mail.example.com")]
+    }
+
+    fn ask(zs: &[Zone], name: &str, t: RecordType) -> Message {
+        Message::from_vec(&answer(zs, &query(name, t)).unwrap()).unwrap()
     }
 
     #[test]
     fn mx_answer_is_authoritative_and_carries_the_exchange() {
-        let r =
-            Message::from_vec(&answer(&zones(), &query("example.com.", RecordType::MX)).unwrap())
-                .unwrap();
+        let r = ask(&zones(), "example.com.", RecordType::MX);
         assert!(r.metadata.authoritative);
-        assert_eq!(
-            interpret(&r, Ipv4Addr::LOCALHOST, RecordType::MX),
-            LookupResult::Exchanges {
-                server: Ipv4Addr::LOCALHOST,
-                mx: vec![(10, "mail.example.com".into())]
-            }
+        assert_eq!(r.answers.len(), 1);
+        assert!(
+            matches!(&r.answers[0].data, RData::MX(m) if m.preference == 10 && m.exchange.to_ascii() == "mail.example.com.")
         );
+        assert!(r.authorities.is_empty());
+    }
+
+    /// RFC 2308 §2.2 NODATA: NOERROR, no answer, the zone's SOA in the
+    /// authority section. The zone apex always exists (it owns the SOA), so
+    /// an apex without MX is NODATA, never NXDOMAIN.
+    #[test]
+    fn the_apex_without_mx_is_nodata_with_the_soa_in_authority() {
+        let z =
+            vec![Zone::new("example.com").a("server.example.com", Ipv4Addr::new(198, 51, 100, 10))];
+        let r = ask(&z, "example.com.", RecordType::MX);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert!(r.answers.is_empty());
+        assert_eq!(r.authorities.len(), 1);
+        assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
+        assert_eq!(r.authorities[0].name.to_ascii(), "example.com.");
     }
 
     #[test]
-    fn nxdomain_and_nodata_are_told_apart() {
-        let r = Message::from_vec(
-            &answer(&zones(), &query("nope.example.com.", RecordType::A)).unwrap(),
-        )
-        .unwrap();
+    fn nxdomain_nodata_empty_non_terminals_and_refused_are_told_apart() {
+        let r = ask(&zones(), "nope.example.com.", RecordType::A);
         assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
-        let r = Message::from_vec(
-            &answer(&zones(), &query("mail.example.com.", RecordType::MX)).unwrap(),
-        )
-        .unwrap();
+        assert_eq!(r.authorities[0].record_type(), RecordType::SOA);
+        let r = ask(&zones(), "mail.example.com.", RecordType::MX);
         assert_eq!(r.metadata.response_code, ResponseCode::NoError);
         assert!(r.answers.is_empty());
-        let r = Message::from_vec(&answer(&zones(), &query("other.org.", RecordType::A)).unwrap())
-            .unwrap();
+        // lab.example.com owns nothing but has a name below it (RFC 8020).
+        let r = ask(&zones(), "lab.example.com.", RecordType::A);
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        assert!(r.answers.is_empty());
+        let r = ask(&zones(), "other.org.", RecordType::A);
         assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+        assert!(!r.metadata.authoritative);
+        assert!(r.authorities.is_empty());
+        let r = ask(&zones(), "example.com.", RecordType::SOA);
+        assert_eq!(r.answers[0].record_type(), RecordType::SOA);
     }
 
     #[test]
@@ -456,6 +284,39 @@ mod tests {
         assert_eq!(&a[..12], &[0x12, 0x34, 0x84, 0x00, 0, 1, 0, 1, 0, 0, 0, 0]);
         // The answer ends with the A record's address.
         assert_eq!(&a[a.len() - 4..], &[203, 0, 113, 1]);
+    }
+
+    /// The NODATA answer for `example.com MX` in a zone without MX, byte
+    /// for byte (RFC 1035 §4.1 layout; the SOA RDATA of §3.3.13).
+    #[test]
+    fn the_nodata_answer_bytes_match_a_fixture() {
+        let z = vec![Zone::new("example.com")];
+        let a = answer(&z, &query("example.com.", RecordType::MX)).unwrap();
+        let mut want: Vec<u8> = vec![
+            0x12, 0x34, // id
+            0x84, 0x00, // QR, opcode 0, AA; RCODE 0 (NOERROR)
+            0, 1, 0, 0, 0, 1, 0, 0, // QD 1, AN 0, NS 1, AR 0
+            7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3, b'c', b'o', b'm', 0, // qname
+            0, 15, 0, 1, // MX, IN
+            0xc0, 12, // owner: pointer to the qname
+            0, 6, 0, 1, // SOA, IN
+            0, 0, 0x0e, 0x10, // TTL 3600
+        ];
+        let rdata: Vec<u8> = [
+            &[2, b'n', b's', 0xc0, 12][..], // ns.example.com.
+            &[
+                10, b'h', b'o', b's', b't', b'm', b'a', b's', b't', b'e', b'r', 0xc0, 12,
+            ], // hostmaster.example.com.
+            &[0, 0, 0, 1],                  // serial
+            &[0, 0, 0x0e, 0x10],            // refresh 3600
+            &[0, 0, 0x02, 0x58],            // retry 600
+            &[0, 0x09, 0x3a, 0x80],         // expire 604800
+            &[0, 0, 0x0e, 0x10],            // minimum 3600
+        ]
+        .concat();
+        want.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        want.extend_from_slice(&rdata);
+        assert_eq!(a, want);
     }
 
     #[test]

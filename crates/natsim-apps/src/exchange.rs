@@ -1,6 +1,13 @@
 //! The KB 291615 cast: an endpoint mapper on TCP 135, an Exchange server
 //! whose RPC interfaces listen on dynamic (or registry-fixed) ports, and an
 //! Outlook-like client that asks the EPM, then connects to the endpoint.
+//!
+//! An Exchange 5.5 client needs two interfaces: the information store
+//! (EMSMDB) for mail and the directory service (NSPI) for the address book
+//! and name resolution. Outlook maps and binds the store first, then the
+//! directory, each through the endpoint mapper; it is connected only when
+//! both are bound. The stages of the directory half are named
+//! `directory-ept_map`, `directory-connect` and `directory-bind`.
 
 use crate::dcerpc::{self, Context, Repr, Uuid};
 use crate::dns::{Lookup, LookupResult};
@@ -219,9 +226,12 @@ pub enum Server {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum OutlookOutcome {
+    /// Both bound: `via` and `endpoint_returned` are the store's,
+    /// `directory_via` the directory's.
     Connected {
         via: String,
         endpoint_returned: String,
+        directory_via: String,
     },
     Failed {
         stage: String,
@@ -232,7 +242,7 @@ pub enum OutlookOutcome {
 
 #[derive(Debug)]
 enum Phase {
-    Resolve(Lookup),
+    Resolve(Box<Lookup>),
     Epm(Connector),
     EpmTalk {
         handle: SocketHandle,
@@ -247,10 +257,26 @@ enum Phase {
     Done,
 }
 
+/// The interfaces Outlook binds, in order: (interface, version, what it
+/// is, stage-name prefix).
+const TARGETS: [(dcerpc::Uuid, u16, u16, &str, &str); 2] = [
+    (dcerpc::EMSMDB, 0, 81, "the Exchange store (EMSMDB)", ""),
+    (
+        dcerpc::NSPI,
+        56,
+        0,
+        "the Exchange directory (NSPI)",
+        "directory-",
+    ),
+];
+
 /// An Outlook-like MAPI client.
 pub struct Outlook {
     pub server: Server,
     pub mode: AddressMode,
+    /// Index into [`TARGETS`] being bound.
+    target: usize,
+    store: Option<(String, String)>,
     dialled: Option<Ipv4Addr>,
     endpoint: Option<(Ipv4Addr, u16)>,
     via: Option<(Ipv4Addr, u16)>,
@@ -263,6 +289,8 @@ impl Outlook {
         Outlook {
             server,
             mode,
+            target: 0,
+            store: None,
             dialled: None,
             endpoint: None,
             via: None,
@@ -272,11 +300,32 @@ impl Outlook {
     }
 
     fn fail(&mut self, cx: &mut AppCx<'_>, stage: &str, why: String) {
+        // The directory half's stages carry its prefix (except the EPM
+        // connect, which is the same port 135 for both).
+        let stage = match (stage, TARGETS[self.target].4) {
+            ("endpoint-connect", p) if !p.is_empty() => "directory-connect".to_string(),
+            ("endpoint-bind", p) if !p.is_empty() => "directory-bind".to_string(),
+            (s, p) if s != "epm-connect" && s != "resolve" => format!("{p}{s}"),
+            (s, _) => s.to_string(),
+        };
+        let why = if self.target > 0 {
+            format!(
+                "the store is bound, but {} is not: {why}",
+                TARGETS[self.target].3
+            )
+        } else {
+            why
+        };
         cx.log("outlook", format!("failed at {stage}: {why}"));
+        // `endpoint_returned` stays the store's, as the EPM gave it.
+        let endpoint = match &self.store {
+            Some((_, ep)) => Some(ep.clone()),
+            None => self.endpoint.map(|(a, p)| format!("{a}:{p}")),
+        };
         self.outcome = Some(OutlookOutcome::Failed {
-            stage: stage.into(),
+            stage,
             why,
-            endpoint_returned: self.endpoint.map(|(a, p)| format!("{a}:{p}")),
+            endpoint_returned: endpoint,
         });
         self.phase = Some(Phase::Done);
     }
@@ -316,9 +365,12 @@ impl App for Outlook {
                         );
                         Phase::Epm(Connector::start(cx, (*a, 135)))
                     }
-                    Server::Name(n) => {
-                        Phase::Resolve(Lookup::new(n, RecordType::A, cx.host.dns.clone()))
-                    }
+                    Server::Name(n) => Phase::Resolve(Box::new(Lookup::with_profile(
+                        n,
+                        RecordType::A,
+                        cx.host.dns.clone(),
+                        "windows",
+                    ))),
                 },
             };
             let next = match phase {
@@ -388,7 +440,10 @@ impl App for Outlook {
                                     call_id: 2,
                                     context: 0,
                                     opnum: 3,
-                                    stub: dcerpc::ept_map_request(dcerpc::EMSMDB, 0, 81),
+                                    stub: {
+                                        let (i, ma, mi, _, _) = TARGETS[self.target];
+                                        dcerpc::ept_map_request(i, ma, mi)
+                                    },
                                 };
                                 send_pdu(cx, handle, &req);
                                 step = 1;
@@ -410,7 +465,8 @@ impl App for Outlook {
                                         next = Some(Phase::Endpoint(Connector::start(cx, target)));
                                     }
                                     Ok((_, status)) => {
-                                        self.fail(cx, "ept_map", format!("the endpoint mapper at {dialled} has no endpoint for the Exchange store (status 0x{status:08x}, EPT_S_NOT_REGISTERED)"));
+                                        let what = TARGETS[self.target].3;
+                                        self.fail(cx, "ept_map", format!("the endpoint mapper at {dialled} has no endpoint for {what} (status 0x{status:08x}, EPT_S_NOT_REGISTERED)"));
                                         return;
                                     }
                                     Err(e) => {
@@ -453,17 +509,21 @@ impl App for Outlook {
                     ConnectState::Connecting => Phase::Endpoint(c),
                     ConnectState::Failed(e) => {
                         let (a, p) = c.remote;
-                        self.fail(cx, "endpoint-connect", format!("{a}:{p}: {e}"));
+                        let what = TARGETS[self.target].3;
+                        self.fail(cx, "endpoint-connect", format!("{what} at {a}:{p}: {e}"));
                         return;
                     }
                     ConnectState::Connected => {
                         let bind = Repr::Bind {
                             call_id: 3,
-                            contexts: vec![Context {
-                                id: 0,
-                                interface: dcerpc::EMSMDB,
-                                major: 0,
-                                minor: 81,
+                            contexts: vec![{
+                                let (interface, major, minor, _, _) = TARGETS[self.target];
+                                Context {
+                                    id: 0,
+                                    interface,
+                                    major,
+                                    minor,
+                                }
                             }],
                         };
                         send_pdu(cx, c.handle, &bind);
@@ -488,15 +548,25 @@ impl App for Outlook {
                                     .endpoint
                                     .map(|(a, p)| format!("{a}:{p}"))
                                     .unwrap_or_default();
-                                cx.log(
-                                    "outlook",
-                                    format!("connected to the Exchange store via {via}"),
-                                );
-                                self.outcome = Some(OutlookOutcome::Connected {
-                                    via,
-                                    endpoint_returned: ep,
-                                });
                                 cx.sockets.get_mut::<Socket>(handle).close();
+                                let what = TARGETS[self.target].3;
+                                cx.log("outlook", format!("bound {what} via {via}"));
+                                if self.target == 0 {
+                                    // Now the directory, through the EPM again.
+                                    self.store = Some((via, ep));
+                                    self.target = 1;
+                                    self.endpoint = None;
+                                    self.via = None;
+                                    let a = self.dialled.unwrap_or(Ipv4Addr::UNSPECIFIED);
+                                    self.phase = Some(Phase::Epm(Connector::start(cx, (a, 135))));
+                                    continue;
+                                }
+                                let (store_via, store_ep) = self.store.clone().unwrap_or_default();
+                                self.outcome = Some(OutlookOutcome::Connected {
+                                    via: store_via,
+                                    endpoint_returned: store_ep,
+                                    directory_via: via,
+                                });
                                 self.phase = Some(Phase::Done);
                                 return;
                             }

@@ -4,11 +4,15 @@
 //! sans-IO state machines implementing [`natsim_sim::App`]:
 //! * [`dns`]: authoritative server with A/MX zones, stub resolver, `nslookup`;
 //! * [`smtp`]: server sessions and recipient policies;
+//! * [`resolver`]: stub resolvers per client (Windows, nslookup, BSD);
 //! * [`mail`]: the sending MTA (RFC 5321 §5: MX, implicit A, literals,
-//!   retry queue, delivery reports) and the Exchange 5.5 IMS model with the
-//!   KBs' knobs (address spaces, smart host, reroute, site addressing,
-//!   `OverrideProxyOut`/`SiteDomain`, service pack), NDRs laid out as
-//!   Exchange writes them;
+//!   retry schedule and expiry, Message-ID and Received fields);
+//! * [`ims_config`] and [`ims`]: the Exchange 5.5 IMS with the KBs' knobs
+//!   (address spaces, smart host, reroute and its routing list, site
+//!   addressing and proxies, `OverrideProxyOut`/`SiteDomain`, service
+//!   pack, retry schedule, message time-out, hop limit);
+//! * [`ndr`]: NDRs laid out as Exchange writes them, and DSNs;
+//! * [`fate`]: where a message ended up, followed across every MTA;
 //! * [`dcerpc`]: connection-oriented DCE/RPC PDUs and EPM towers;
 //! * [`exchange`]: endpoint mapper, Exchange RPC services, Outlook;
 //! * [`http`]: OWA-style server and a GET client;
@@ -23,8 +27,13 @@ pub mod dcerpc;
 pub mod dns;
 pub mod echo;
 pub mod exchange;
+pub mod fate;
 pub mod ftp;
 pub mod http;
+pub mod ims;
+pub mod ims_config;
 pub mod mail;
+pub mod ndr;
 pub mod net;
+pub mod resolver;
 pub mod smtp;

@@ -12,12 +12,24 @@ pub struct Mail {
     pub data: String,
     /// Who connected (address as the server saw it).
     pub peer: String,
+    /// The server's own address the connection arrived on (after any
+    /// NAT on the way: where the message really landed).
+    pub landed: String,
+    pub message_id: Option<String>,
+    /// `Received:` fields in `data`, this server's included.
+    pub received: usize,
 }
 
 /// Decides which recipients the server takes.
 pub trait RcptPolicy {
     /// `Ok(())` to accept, or the full reply line to refuse with.
     fn rcpt(&self, addr: &str) -> Result<(), String>;
+    /// Whether an accepted `addr` ends here, in a mailbox (true), or is
+    /// only taken for onward relay, which this server does not model.
+    fn final_for(&self, addr: &str) -> bool {
+        let _ = addr;
+        true
+    }
 }
 
 /// Accepts every recipient (an open test sink).
@@ -46,6 +58,29 @@ impl RcptPolicy for Domains {
             Err(format!("550 5.7.1 Unable to relay for {addr}"))
         }
     }
+    fn final_for(&self, addr: &str) -> bool {
+        let dom = addr.rsplit('@').next().unwrap_or("");
+        self.0.iter().any(|d| d.eq_ignore_ascii_case(dom))
+    }
+}
+
+/// Counts the `Received:` fields in a message's header block.
+pub fn count_received(data: &str) -> usize {
+    data.split("\r\n")
+        .take_while(|l| !l.is_empty())
+        .filter(|l| l.len() >= 9 && l.as_bytes()[..9].eq_ignore_ascii_case(b"received:"))
+        .count()
+}
+
+/// The `Message-ID` of a message, if it has one.
+pub fn message_id(data: &str) -> Option<String> {
+    data.split("\r\n")
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("message-id")
+                .then(|| v.trim().to_string())
+        })
 }
 
 /// Strips `<...>` and an optional `FROM:`/`TO:` prefix.
@@ -176,7 +211,7 @@ pub struct SmtpServer {
     pub host_name: String,
     pub policy: Box<dyn RcptPolicy>,
     listener: Listener,
-    sessions: Vec<(LineConn, Session, String)>,
+    sessions: Vec<(LineConn, Session, String, String)>,
     pub received: Vec<Mail>,
 }
 
@@ -202,10 +237,14 @@ impl App for SmtpServer {
                 .remote(cx)
                 .map(|(a, p)| format!("{a}:{p}"))
                 .unwrap_or_default();
+            let landed = conn
+                .local(cx)
+                .map(|(a, _)| a.to_string())
+                .unwrap_or_default();
             cx.log("smtp-server", format!("connection from {peer}"));
-            self.sessions.push((conn, s, peer));
+            self.sessions.push((conn, s, peer, landed));
         }
-        for (conn, s, peer) in &mut self.sessions {
+        for (conn, s, peer, landed) in &mut self.sessions {
             for line in conn.pump(cx) {
                 let (reply, mail) = s.line(&line, self.policy.as_ref());
                 if reply.starts_with('5') {
@@ -220,11 +259,21 @@ impl App for SmtpServer {
                         "smtp-server",
                         format!("accepted mail from {from} for {}", to.join(", ")),
                     );
+                    // RFC 5321 §4.4: the receiving server prepends its
+                    // trace record.
+                    let peer_ip = peer.split(':').next().unwrap_or("");
+                    let data = format!(
+                        "Received: from [{peer_ip}] by {} with ESMTP; {}\r\n{data}",
+                        self.host_name, cx.now
+                    );
                     self.received.push(Mail {
                         from,
                         to,
+                        message_id: message_id(&data),
+                        received: count_received(&data),
                         data,
                         peer: peer.clone(),
+                        landed: landed.clone(),
                     });
                 }
                 if s.done() {
@@ -233,7 +282,7 @@ impl App for SmtpServer {
             }
             conn.pump(cx);
         }
-        self.sessions.retain_mut(|(c, _, _)| {
+        self.sessions.retain_mut(|(c, _, _, _)| {
             !c.finished(cx) || !matches!(c.state(cx), smoltcp::socket::tcp::State::Closed)
         });
     }

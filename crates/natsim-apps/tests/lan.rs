@@ -56,6 +56,8 @@ fn tshark_fields(sim: &Sim, seg: SegmentId, filter: &str, field: &str) -> Option
             path.to_str().unwrap(),
             "-d",
             "tcp.port==1025,dcerpc",
+            "-d",
+            "tcp.port==1026,dcerpc",
             "-Y",
             filter,
             "-T",
@@ -129,6 +131,29 @@ fn dns_answers_mx_a_nxdomain_and_nodata() {
     if let Some(v) = tshark_fields(&sim, seg, "dns.mx.mail_exchange", "dns.mx.mail_exchange") {
         assert_eq!(v, vec!["mail.example.com"]);
     }
+    // NODATA as Wireshark's DNS dissector reads it (RFC 2308 §2.2):
+    // NOERROR, no answers, one authority record, and that record an SOA.
+    let nodata = "dns.flags.response == 1 && dns.qry.name == \"server.example.com\"";
+    if let Some(v) = tshark_fields(&sim, seg, nodata, "dns.flags.rcode") {
+        assert_eq!(v, vec!["0"]);
+    }
+    if let Some(v) = tshark_fields(&sim, seg, nodata, "dns.count.answers") {
+        assert_eq!(v, vec!["0"]);
+    }
+    if let Some(v) = tshark_fields(&sim, seg, nodata, "dns.count.auth_rr") {
+        assert_eq!(v, vec!["1"]);
+    }
+    if let Some(v) = tshark_fields(&sim, seg, nodata, "dns.soa.mname") {
+        assert_eq!(v, vec!["ns.example.com"]);
+    }
+    // NXDOMAIN (rcode 3) carries the SOA too (RFC 2308 §2.1).
+    let nx = "dns.flags.response == 1 && dns.qry.name == \"nope.example.com\"";
+    if let Some(v) = tshark_fields(&sim, seg, nx, "dns.flags.rcode") {
+        assert_eq!(v, vec!["3"]);
+    }
+    if let Some(v) = tshark_fields(&sim, seg, nx, "dns.soa.rname") {
+        assert_eq!(v, vec!["hostmaster.example.com"]);
+    }
 }
 
 #[test]
@@ -191,12 +216,25 @@ fn outlook_gets_the_endpoint_from_the_epm_and_connects() {
         sim.app::<Outlook>(o).unwrap().outcome,
         Some(OutlookOutcome::Connected {
             via: "10.0.0.10:1025".into(),
-            endpoint_returned: "10.0.0.10:1025".into()
+            endpoint_returned: "10.0.0.10:1025".into(),
+            directory_via: "10.0.0.10:1026".into(),
         })
     );
     if let Some(v) = tshark_fields(&sim, seg, "dcerpc", "dcerpc.pkt_type") {
-        // bind, bind_ack, request, response on 135; bind, bind_ack on 1025.
-        assert_eq!(v, vec!["11", "12", "0", "2", "11", "12"]);
+        // For the store, then for the directory: bind, bind_ack, request,
+        // response on 135; bind, bind_ack on the endpoint.
+        assert_eq!(
+            v,
+            vec!["11", "12", "0", "2", "11", "12", "11", "12", "0", "2", "11", "12"]
+        );
+    }
+    // The directory's interface (NSPI) is what the second bind asks for.
+    if let Some(v) = tshark_fields(&sim, seg, "dcerpc.pkt_type == 11", "dcerpc.cn_bind_to_uuid") {
+        assert!(
+            v.iter()
+                .any(|u| u.starts_with("f5cc5a18-4264-101a-8c59-08002b2f8426")),
+            "{v:?}"
+        );
     }
     if let Some(v) = tshark_fields(&sim, seg, "epm.proto.tcp_port", "epm.proto.tcp_port") {
         assert!(v.iter().any(|p| p == "1025"), "{v:?}");

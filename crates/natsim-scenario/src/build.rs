@@ -8,7 +8,8 @@ use natsim_apps::echo::{EchoServer, Transport};
 use natsim_apps::exchange::{exchange_registrations, Registration, RpcServer};
 use natsim_apps::ftp::FtpServer as FtpApp;
 use natsim_apps::http::HttpServer as HttpApp;
-use natsim_apps::mail::{Ims as ImsApp, Mta as MtaApp};
+use natsim_apps::ims::Ims as ImsApp;
+use natsim_apps::mail::Mta as MtaApp;
 use natsim_apps::smtp::{Domains, SmtpServer as SmtpApp};
 use natsim_nat::Proto;
 use natsim_sim::probe::UdpEcho;
@@ -22,6 +23,8 @@ pub struct Built {
     pub routers: Vec<NodeId>,
     /// Each host's MTA or IMS app.
     pub mailers: Vec<Option<AppId>>,
+    /// Every MTA, IMS and SMTP server app, for following a message.
+    pub mail_apps: Vec<AppId>,
     /// Every accept-and-echo service, for `seen-from`.
     pub listeners: Vec<(HostIx, Listener, AppId)>,
     pub segments: Vec<String>,
@@ -101,6 +104,7 @@ pub fn build(m: &Model, seed: u64) -> Result<Built, SimError> {
     let mut hosts = Vec::new();
     let mut mailers = Vec::new();
     let mut listeners = Vec::new();
+    let mut mail_apps = Vec::new();
     for (k, h) in m.hosts.iter().enumerate() {
         let mut hc = HostConfig::new(segs[h.segment.0], h.addr, h.len).tcp(h.tcp.clone());
         if let Some(g) = h.gateway {
@@ -122,10 +126,19 @@ pub fn build(m: &Model, seed: u64) -> Result<Built, SimError> {
                     listeners.push((HostIx(k), *l, a));
                 }
                 AppSpec::Mta(m) => {
-                    mailer = Some(sim.add_app(id, mta_app(m))?);
+                    let a = sim.add_app(id, mta_app(m))?;
+                    mail_apps.push(a);
+                    mailer = Some(a);
                 }
                 AppSpec::Ims(i) => {
-                    mailer = Some(sim.add_app(id, ims_app(i))?);
+                    let a = sim.add_app(id, ims_app(i))?;
+                    mail_apps.push(a);
+                    mailer = Some(a);
+                }
+                AppSpec::SmtpServer { .. } => {
+                    if let Some(app) = service_app(app) {
+                        mail_apps.push(sim.add_app(id, app)?);
+                    }
                 }
                 AppSpec::ExchangeRpc {
                     first_dynamic_port,
@@ -155,24 +168,21 @@ pub fn build(m: &Model, seed: u64) -> Result<Built, SimError> {
         routers,
         mailers,
         listeners,
+        mail_apps,
         segments: m.segments.iter().map(|g| g.name.clone()).collect(),
         probe_port: 40000,
     })
 }
 
 fn ims_app(i: &ImsSpec) -> Box<dyn App> {
-    let mut app = ImsApp::new(&i.hostname, i.config.clone());
-    if let Some(d) = i.retry_interval {
-        app.mta.retry_interval = d;
-    }
-    Box::new(app)
+    Box::new(ImsApp::new(&i.hostname, i.config.clone()))
 }
 
 fn mta_app(m: &MtaSpec) -> Box<dyn App> {
     let mut app = MtaApp::new(&m.hostname);
     app.smart_host = m.smart_host;
     if let Some(d) = m.retry_interval {
-        app.retry_interval = d;
+        app.retry_schedule = vec![d];
     }
     if let Some(d) = m.give_up_after {
         app.give_up_after = d;

@@ -32,6 +32,8 @@ use std::net::SocketAddrV4;
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     Delivered,
+    HandedOff,
+    Ndr,
     Deferred,
     Bounced,
     Pending,
@@ -48,6 +50,7 @@ pub enum Outcome {
     Answered,
     NxDomain,
     NoData,
+    ServFail,
     DnsTimeout,
     Classified,
     Listed,
@@ -59,6 +62,8 @@ pub enum Outcome {
 impl Outcome {
     const ALL: &'static [Outcome] = &[
         Outcome::Delivered,
+        Outcome::HandedOff,
+        Outcome::Ndr,
         Outcome::Deferred,
         Outcome::Bounced,
         Outcome::Pending,
@@ -75,6 +80,7 @@ impl Outcome {
         Outcome::Answered,
         Outcome::NxDomain,
         Outcome::NoData,
+        Outcome::ServFail,
         Outcome::DnsTimeout,
         Outcome::Classified,
         Outcome::Listed,
@@ -86,6 +92,8 @@ impl Outcome {
     pub fn word(self) -> &'static str {
         match self {
             Outcome::Delivered => "delivered",
+            Outcome::HandedOff => "handed-off",
+            Outcome::Ndr => "ndr",
             Outcome::Deferred => "deferred",
             Outcome::Bounced => "bounced",
             Outcome::Pending => "pending",
@@ -102,6 +110,7 @@ impl Outcome {
             Outcome::Answered => "answered",
             Outcome::NxDomain => "nxdomain",
             Outcome::NoData => "nodata",
+            Outcome::ServFail => "servfail",
             Outcome::DnsTimeout => "dns-timeout",
             Outcome::Classified => "classified",
             Outcome::Listed => "listed",
@@ -120,7 +129,7 @@ impl Outcome {
 pub fn outcomes(action: &str) -> &'static [Outcome] {
     use Outcome::*;
     match action {
-        "send-mail" => &[Delivered, Deferred, Bounced, Pending],
+        "send-mail" => &[Delivered, HandedOff, Bounced, Ndr, Deferred, Pending],
         "tcp-connect" => &[Connected, Refused, TimedOut, Unreachable],
         "tcp-send" => &[Replied, NoReply, Reset, Failed],
         "udp-send" => &[Replied, NoReply, IcmpError, Unreachable],
@@ -128,7 +137,7 @@ pub fn outcomes(action: &str) -> &'static [Outcome] {
         "ftp-get" => &[Downloaded, Failed],
         "http-get" => &[Response, Connected, Failed],
         "ping" => &[Replied, NoReply, IcmpError, Unreachable],
-        "dns-lookup" => &[Answered, NxDomain, NoData, Refused, DnsTimeout],
+        "dns-lookup" => &[Answered, NxDomain, NoData, Refused, ServFail, DnsTimeout],
         "nat-type" => &[Classified],
         "nat-table" => &[Listed],
         "wait" => &[Waited],
@@ -248,7 +257,14 @@ pub enum Expect {
     Not {
         inner: Box<Expect>,
     },
-    /// `None` as the outcome: any (`ndr` is a bounce).
+    /// `delivered to mailbox admin@example.com`: a mailbox took the message.
+    Mailbox {
+        address: String,
+    },
+    /// `via 203.0.113.1`: an address or host on the message's path.
+    Via {
+        hop: String,
+    },
     Containing {
         outcome: Outcome,
         text: String,
@@ -434,12 +450,13 @@ pub fn parse(text: &str, action: &str) -> Result<Expect, String> {
                 "a behaviour: endpoint-independent, address-dependent, address-and-port-dependent",
             )?,
         },
+        ("delivered", r) if r.starts_with("to mailbox ") => Expect::Mailbox {
+            address: r["to mailbox ".len()..].trim().to_string(),
+        },
+        ("via", r) if !r.is_empty() => Expect::Via { hop: r.to_string() },
         (w, r) if r.starts_with("containing ") => {
-            let outcome = if w == "ndr" {
-                Outcome::Bounced
-            } else {
-                Outcome::by_word(w).ok_or_else(|| format!("an outcome such as {}", hint(action)))?
-            };
+            let outcome = Outcome::by_word(w)
+                .ok_or_else(|| format!("an outcome such as {}", hint(action)))?;
             Expect::Containing {
                 outcome,
                 text: quoted(&r[11..]).ok_or("a quoted text after `containing`")?,
@@ -486,13 +503,13 @@ fn check(e: &Expect, action: &str) -> Result<(), String> {
             true
         }
         Expect::Containing { outcome, .. } => match action {
-            "send-mail" => matches!(outcome, Outcome::Deferred | Outcome::Bounced),
-            "outlook-connect" | "ftp-get" | "http-get" | "tcp-connect" | "tcp-send" => {
-                *outcome == Outcome::Failed
-            }
+            "send-mail" => matches!(outcome, Outcome::Deferred | Outcome::Bounced | Outcome::Ndr),
+            "outlook-connect" => matches!(outcome, Outcome::Failed | Outcome::Connected),
+            "ftp-get" | "http-get" | "tcp-connect" | "tcp-send" => *outcome == Outcome::Failed,
             _ => false,
         },
         Expect::TimedOutAfter { .. } => action == "tcp-connect",
+        Expect::Mailbox { .. } | Expect::Via { .. } => action == "send-mail",
         Expect::ConnectedVia { .. } | Expect::EndpointReturned { .. } => {
             action == "outlook-connect"
         }
@@ -546,10 +563,19 @@ pub fn contradicts(a: &Expect, b: &Expect) -> bool {
             NatMapping { proto, inside, .. },
         ) => proto == p2 && inside == i2,
         _ => match (outcome_of(a), outcome_of(b)) {
-            (Some(x), Some(y)) => x != y,
+            (Some(x), Some(y)) => x != y && !outcome_implies(x, y) && !outcome_implies(y, x),
             _ => false,
         },
     }
+}
+
+/// `a` holding means `b` holds too: an Exchange NDR is a bounce, an HTTP
+/// response means the connection was made.
+pub fn outcome_implies(a: Outcome, b: Outcome) -> bool {
+    matches!(
+        (a, b),
+        (Outcome::Ndr, Outcome::Bounced) | (Outcome::Response, Outcome::Connected)
+    )
 }
 
 impl std::fmt::Display for Expect {
@@ -557,6 +583,8 @@ impl std::fmt::Display for Expect {
         match self {
             Expect::Anything => f.write_str("anything"),
             Expect::Outcome { outcome } => f.write_str(outcome.word()),
+            Expect::Mailbox { address } => write!(f, "delivered to mailbox {address}"),
+            Expect::Via { hop } => write!(f, "via {hop}"),
             Expect::Not { inner } => write!(f, "not {inner}"),
             Expect::Containing { outcome, text } => {
                 write!(f, "{} containing \"{text}\"", outcome.word())
@@ -597,7 +625,7 @@ mod tests {
         assert_eq!(
             parse("ndr containing \"No proxy for Recipient\"", "send-mail").unwrap(),
             Expect::Containing {
-                outcome: Outcome::Bounced,
+                outcome: Outcome::Ndr,
                 text: "No proxy for Recipient".into()
             }
         );

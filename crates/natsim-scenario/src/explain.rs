@@ -109,6 +109,28 @@ pub fn explain(r: &VariantResult, only_step: Option<usize>) -> String {
             s.actual,
             s.expected.join("; ")
         );
+        if let Some(m) = &s.mail {
+            for h in &m.hops {
+                let landed = if h.landed.is_empty() || h.landed == h.dialled {
+                    String::new()
+                } else {
+                    format!(", landed on {}", h.landed)
+                };
+                let _ = writeln!(
+                    o,
+                    "  hop: {} → {} (dialled {}{landed})",
+                    h.from,
+                    if h.server.is_empty() { "?" } else { &h.server },
+                    h.dialled
+                );
+            }
+            if let Some(body) = &m.body {
+                let _ = writeln!(o, "  returned to the sender:");
+                for l in body.lines() {
+                    let _ = writeln!(o, "    | {l}");
+                }
+            }
+        }
         for f in &s.failures {
             let _ = writeln!(o, "  ! {f}");
         }

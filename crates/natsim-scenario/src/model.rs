@@ -212,7 +212,6 @@ pub struct ImsSpec {
     pub hostname: String,
     #[serde(skip)]
     pub config: ImsConfig,
-    pub retry_interval: Option<Duration>,
 }
 
 /// An accept-and-echo service on one port.

@@ -335,6 +335,19 @@ pub struct Ims {
     pub registry: BTreeMap<String, String>,
     #[serde(default)]
     pub retry_interval: Option<S<String>>,
+    /// Secondary SMTP proxy addresses, `alias@domain` (alias a mailbox).
+    #[serde(default)]
+    pub proxy_addresses: Vec<S<String>>,
+    /// Connections tab retry intervals, e.g. `["15m", "30m", "1h", "4h"]`
+    /// (the default); the last repeats.
+    #[serde(default)]
+    pub retry_schedule: Vec<S<String>>,
+    /// Message time-out (default `48h`).
+    #[serde(default)]
+    pub expire_after: Option<S<String>>,
+    /// Received fields beyond which a message is looping (default 100).
+    #[serde(default)]
+    pub max_hops: Option<S<u32>>,
 }
 
 fn default_org() -> String {

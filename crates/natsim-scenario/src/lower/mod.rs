@@ -2,6 +2,7 @@
 //! every string parsed, every name resolved to an index, every problem
 //! located. Steps are lowered in [`step`], NAT tables in [`nat`].
 
+pub mod ims;
 pub mod nat;
 pub mod step;
 
@@ -10,7 +11,6 @@ use crate::model::*;
 use crate::parse;
 use crate::schema::{self, Host, HostGroup, Router, Scenario, S};
 use natsim_apps::dns::Zone;
-use natsim_apps::mail::{AddressSpace, ImsConfig, RoutingEntry};
 use natsim_nat::{NatEngine, Prefix, Role};
 use natsim_sim::{LinkParams, TcpProfile};
 use std::collections::BTreeMap;
@@ -383,37 +383,12 @@ fn host(h: &Host, names: &Names, cx: &Ctx<'_>, p: &mut Problems) -> Option<HostS
         }));
     }
     if let Some(i) = &h.ims {
-        let mut config =
-            ImsConfig::new(&i.organization, &i.site, &i.server, i.site_domain.get_ref());
-        config.service_pack = i.service_pack.as_ref().map_or(0, |v| *v.get_ref() as u8);
-        config.address_spaces = i
-            .address_spaces
-            .iter()
-            .filter_map(|sp| p.ok(space(sp, cx)))
-            .collect();
-        config.smart_host = i
-            .forward_all_to
-            .as_ref()
-            .and_then(|a| p.ok(parse::addr(a, cx)));
-        config.reroute = i.reroute;
-        config.routing = i
-            .routing
-            .iter()
-            .map(|r| RoutingEntry {
-                domain: r.domain.get_ref().clone(),
-                accept_as_inbound: r.accept_as_inbound,
-            })
-            .collect();
-        config.mailboxes = i.mailboxes.clone();
-        config.registry = i.registry.clone();
-        apps.push(AppSpec::Ims(ImsSpec {
-            hostname: i.hostname.get_ref().clone(),
-            config,
-            retry_interval: i
-                .retry_interval
-                .as_ref()
-                .and_then(|d| p.ok(parse::duration(d, cx))),
-        }));
+        if let Some(config) = p.ok(ims::ims_config(i, cx)) {
+            apps.push(AppSpec::Ims(ImsSpec {
+                hostname: i.hostname.get_ref().clone(),
+                config,
+            }));
+        }
     }
     if let Some(x) = &h.exchange_rpc {
         let port = |v: &Option<S<u32>>, p: &mut Problems| {
@@ -550,28 +525,5 @@ fn record(zone: Zone, r: &S<String>, cx: &Ctx<'_>) -> Result<Zone, Problem> {
             "`{}` is not a record this server holds",
             r.get_ref()
         ))),
-    }
-}
-
-/// An IMS address space `TYPE ADDRESS COST`.
-fn space(s: &S<String>, cx: &Ctx<'_>) -> Result<AddressSpace, Problem> {
-    let parts: Vec<&str> = s.get_ref().split_whitespace().collect();
-    match parts.as_slice() {
-        [kind, address, cost] => Ok(AddressSpace {
-            kind: kind.to_string(),
-            address: address.to_string(),
-            cost: cost.parse().map_err(|_| {
-                cx.at(
-                    s.span(),
-                    format!("cost `{cost}` is not a number 1–100"),
-                    None,
-                )
-            })?,
-        }),
-        _ => Err(cx.at(
-            s.span(),
-            format!("`{}` is not an address space", s.get_ref()),
-            Some("`TYPE ADDRESS COST`, e.g. `SMTP * 1`"),
-        )),
     }
 }

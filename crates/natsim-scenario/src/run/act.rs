@@ -10,9 +10,11 @@ use hickory_proto::rr::RecordType;
 use natsim_apps::dns::{DnsLookup, LookupResult};
 use natsim_apps::echo::{ClientOutcome, TcpClient, UdpClient};
 use natsim_apps::exchange::{Outlook, OutlookOutcome, Server};
+use natsim_apps::fate::{self, Fate};
 use natsim_apps::ftp::{FtpClient, FtpOutcome};
 use natsim_apps::http::{HttpClient, HttpOutcome};
-use natsim_apps::mail::{DeliveryStatus, Ims, Mta};
+use natsim_apps::ims::Ims;
+use natsim_apps::mail::{MsgId, Mta};
 use natsim_nat::{Instant, Proto};
 use natsim_sim::probe::{icmp_error_text, Ping, ProbeOutcome, UdpPeer};
 use natsim_sim::tcp::ConnectError;
@@ -33,8 +35,8 @@ pub enum Running {
     Udp(AppId),
     Mail {
         app: AppId,
-        msg: usize,
-        mailer: Mailer,
+        msg: MsgId,
+        apps: Vec<AppId>,
     },
     Dns(AppId),
     Outlook(AppId),
@@ -164,7 +166,7 @@ pub fn start(b: &mut Built, m: &Model, st: &StepSpec, kept: &mut Kept) -> Runnin
             Running::Mail {
                 app,
                 msg: msg.unwrap_or(0),
-                mailer: *mailer,
+                apps: b.mail_apps.clone(),
             }
         }
         Action::DnsLookup {
@@ -221,9 +223,7 @@ pub fn done(r: &Running, sim: &Sim) -> bool {
         Running::Udp(id) => sim
             .app::<UdpClient>(*id)
             .is_none_or(|c| c.outcome.is_some()),
-        Running::Mail { app, msg, mailer } => {
-            mail_status(sim, *app, *msg, *mailer).is_some_and(|s| s.settled())
-        }
+        Running::Mail { app, msg, apps } => fate::follow(sim, apps, *app, *msg).settled(),
         Running::Dns(id) => sim
             .app::<DnsLookup>(*id)
             .is_none_or(|l| l.result().is_some()),
@@ -234,13 +234,6 @@ pub fn done(r: &Running, sim: &Sim) -> bool {
         Running::Ftp(id) => sim
             .app::<FtpClient>(*id)
             .is_none_or(|c| c.outcome.is_some()),
-    }
-}
-
-fn mail_status(sim: &Sim, app: AppId, msg: usize, mailer: Mailer) -> Option<DeliveryStatus> {
-    match mailer {
-        Mailer::Ims => sim.app::<Ims>(app).and_then(|m| m.mta.status(msg).cloned()),
-        Mailer::Mta => sim.app::<Mta>(app).and_then(|m| m.status(msg).cloned()),
     }
 }
 
@@ -339,29 +332,25 @@ pub fn finish(r: Running, b: &mut Built, limit: Duration) -> Actual {
                 a.text = format!("no reply within {:.0} s", secs(limit));
             }
         },
-        Running::Mail { app, msg, mailer } => {
-            let st = mail_status(sim, app, msg, mailer).unwrap_or(DeliveryStatus::Pending);
-            match st {
-                DeliveryStatus::Delivered { server, reply } => {
-                    a.outcome = Some(Outcome::Delivered);
-                    a.text = format!("delivered to {server}");
-                    a.detail = reply;
-                }
-                DeliveryStatus::Deferred { reason, .. } => {
-                    a.outcome = Some(Outcome::Deferred);
-                    a.text = format!("deferred: {reason}");
-                    a.detail = reason;
-                }
-                DeliveryStatus::Bounced { reason, ndr } => {
-                    a.outcome = Some(Outcome::Bounced);
-                    a.text = format!("bounced: {reason}");
-                    a.detail = format!("{reason}\n{ndr}");
-                }
-                DeliveryStatus::Pending => {
-                    a.outcome = Some(Outcome::Pending);
-                    a.text = format!("still queued when the step's {:.0} s ran out", secs(limit));
-                }
+        Running::Mail { app, msg, apps } => {
+            let f = fate::follow(sim, &apps, app, msg);
+            a.outcome = Some(match &f.fate {
+                Fate::Pending => Outcome::Pending,
+                Fate::Delivered { .. } => Outcome::Delivered,
+                Fate::HandedOff { .. } => Outcome::HandedOff,
+                Fate::Bounced { .. } => Outcome::Bounced,
+                Fate::Ndr { .. } => Outcome::Ndr,
+                Fate::Deferred { .. } => Outcome::Deferred,
+            });
+            a.text = f.summary();
+            if matches!(f.fate, Fate::Pending) {
+                a.text = format!("{} when the step's {:.0} s ran out", a.text, secs(limit));
             }
+            a.detail = match &f.body {
+                Some(body) => format!("{}\n{body}", a.text),
+                None => a.text.clone(),
+            };
+            a.mail = Some(f);
         }
         Running::Dns(id) => {
             let r = sim
@@ -381,6 +370,7 @@ pub fn finish(r: Running, b: &mut Built, limit: Duration) -> Actual {
                 LookupResult::NxDomain { .. } => Outcome::NxDomain,
                 LookupResult::NoData { .. } => Outcome::NoData,
                 LookupResult::Refused { .. } => Outcome::Refused,
+                LookupResult::ServFail { .. } => Outcome::ServFail,
                 LookupResult::Timeout => Outcome::DnsTimeout,
             });
         }
@@ -388,9 +378,10 @@ pub fn finish(r: Running, b: &mut Built, limit: Duration) -> Actual {
             Some(OutlookOutcome::Connected {
                 via,
                 endpoint_returned,
+                directory_via,
             }) => {
                 a.outcome = Some(Outcome::Connected);
-                a.text = format!("connected via {via} (endpoint returned {endpoint_returned})");
+                a.text = format!("connected via {via} (endpoint returned {endpoint_returned}; directory via {directory_via})");
                 a.via = Some(via);
                 a.endpoint = Some(endpoint_returned);
             }

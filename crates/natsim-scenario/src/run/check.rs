@@ -3,6 +3,7 @@
 
 use super::Actual;
 use crate::expect::{Expect, Outcome};
+use natsim_apps::fate::Fate;
 use natsim_sim::FrameTrace;
 
 fn lower(s: &str) -> String {
@@ -16,12 +17,22 @@ fn trace_texts<'a>(traces: &'a [&FrameTrace]) -> impl Iterator<Item = &'a natsim
 }
 
 fn is(e: &Expect, a: &Actual, traces: &[&FrameTrace]) -> bool {
-    let outcome = |o: Outcome| a.outcome == Some(o);
+    let outcome = |o: Outcome| {
+        a.outcome
+            .is_some_and(|got| got == o || crate::expect::outcome_implies(got, o))
+    };
     match e {
         Expect::Anything => true,
-        Expect::Outcome { outcome: o } => {
-            outcome(*o) || (*o == Outcome::Connected && outcome(Outcome::Response))
-        }
+        Expect::Outcome { outcome: o } => outcome(*o),
+        Expect::Mailbox { address } => a.mail.as_ref().is_some_and(|m| {
+            matches!(&m.fate, Fate::Delivered { mailbox } if mailbox.eq_ignore_ascii_case(address))
+        }),
+        Expect::Via { hop } => a.mail.as_ref().is_some_and(|m| {
+            m.path().iter().any(|p| p == hop)
+                || m.hops.iter().any(|h| {
+                    h.server.eq_ignore_ascii_case(hop) || h.from.eq_ignore_ascii_case(hop)
+                })
+        }),
         Expect::Not { inner } => !is(inner, a, traces),
         Expect::Containing { outcome: o, text } => {
             let t = lower(text);

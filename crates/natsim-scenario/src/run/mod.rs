@@ -15,6 +15,7 @@ use crate::diag::Problem;
 use crate::expect::{Behaviour, Outcome};
 use crate::load::{Loaded, VariantRef};
 use crate::model::{StepSpec, L4};
+use natsim_apps::fate::MessageFate;
 use natsim_nat::Instant;
 use natsim_sim::{AppEvent, FrameTrace};
 use std::net::SocketAddrV4;
@@ -43,6 +44,10 @@ pub struct StepResult {
     pub log: Vec<AppEvent>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// A send-mail step: where the message ended up, its path, and the
+    /// NDR or bounce body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mail: Option<MessageFate>,
 }
 
 /// The result of one variant (or the base scenario).
@@ -88,6 +93,8 @@ pub struct Actual {
     /// Sources the scenario's listeners saw during the step.
     pub seen_from: Vec<SocketAddrV4>,
     pub nat: Vec<NatRow>,
+    /// A send-mail step: where the message ended up.
+    pub mail: Option<MessageFate>,
 }
 
 /// A step under way.
@@ -162,6 +169,7 @@ fn close(b: &mut Built, st: &StepSpec, o: Open) -> StepResult {
         traces: traces.iter().map(|t| t.id).collect(),
         log: b.sim.logs().into_iter().skip(o.log_before).collect(),
         note: st.note.clone(),
+        mail: actual.mail,
     }
 }
 
