@@ -21,11 +21,12 @@ use crate::app::{App, AppCx, AppEvent, HostInfo, IcmpError, IcmpErrors, TcpProfi
 use crate::device::SimDevice;
 use natsim_nat::Instant;
 use rand::SeedableRng;
-use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{tcp, Socket};
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, IpCidr, IpProtocol, Ipv4Packet, TcpPacket,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 pub(crate) fn smol_now(t: Instant) -> smoltcp::time::Instant {
@@ -57,7 +58,13 @@ pub(crate) struct Host {
     pub log: Vec<AppEvent>,
     pub tcp: TcpProfile,
     syns: BTreeMap<SynKey, SynState>,
+    /// First-SYN time per connection still in SYN-SENT.
+    first_syn: BTreeMap<(u16, Ipv4Addr, u16), Instant>,
     icmp_errors: IcmpErrors,
+    /// Which app opened each socket, so a stopped app's sockets close.
+    owner: BTreeMap<SocketHandle, usize>,
+    /// Apps that were stopped: no longer polled.
+    stopped: BTreeSet<usize>,
 }
 
 impl Host {
@@ -94,7 +101,10 @@ impl Host {
             log: Vec::new(),
             tcp,
             syns: BTreeMap::new(),
+            first_syn: BTreeMap::new(),
             icmp_errors: BTreeMap::new(),
+            owner: BTreeMap::new(),
+            stopped: BTreeSet::new(),
         }
     }
 
@@ -113,7 +123,10 @@ impl Host {
         for _ in 0..4 {
             self.iface.poll(t, &mut self.device, &mut self.sockets);
             let before = self.device.tx.len();
-            for app in &mut self.apps {
+            for (k, app) in self.apps.iter_mut().enumerate() {
+                if self.stopped.contains(&k) {
+                    continue;
+                }
                 let mut cx = AppCx {
                     now,
                     iface: &mut self.iface,
@@ -123,8 +136,10 @@ impl Host {
                     log: &mut self.log,
                     tcp: &self.tcp,
                     icmp_errors: &self.icmp_errors,
+                    first_syn: &self.first_syn,
                 };
                 app.poll(&mut cx);
+                adopt_sockets(&mut self.sockets, &mut self.owner, k, self.tcp.ttl);
             }
             self.iface.poll(t, &mut self.device, &mut self.sockets);
             if self.device.tx.len() == before && self.device.rx.is_empty() {
@@ -133,7 +148,12 @@ impl Host {
         }
         let mut sent = std::mem::take(&mut self.device.tx);
         sent.retain(|f| self.shape(now, f));
-        if self.syns.is_empty() {
+        if self.tcp.ttl != 64 {
+            for f in &mut sent {
+                stack_ttl(f, self.tcp.ttl);
+            }
+        }
+        if self.syns.is_empty() && self.first_syn.is_empty() {
             return sent;
         }
         // The profile's own retransmissions that are due, for connections
@@ -153,6 +173,7 @@ impl Host {
         let give_up = self.tcp.connect_timeout;
         self.syns
             .retain(|k, s| now < s.first + give_up && connecting.contains(&(k.0, k.1, k.2)));
+        self.first_syn.retain(|k, _| connecting.contains(k));
         for s in self.syns.values_mut() {
             while s.sent < profile.len() && now >= s.first + profile[s.sent] {
                 sent.push(s.frame.clone());
@@ -171,6 +192,7 @@ impl Host {
             if self.syns.contains_key(&key) {
                 return false;
             }
+            self.first_syn.entry((key.0, key.1, key.2)).or_insert(now);
             self.syns.insert(
                 key,
                 SynState {
@@ -196,7 +218,10 @@ impl Host {
             .poll_at(smol_now(now), &self.sockets)
             .map(from_smol);
         let mut consider = |t: Instant| at = Some(at.map_or(t, |a: Instant| a.min(t)));
-        for app in &self.apps {
+        for (k, app) in self.apps.iter().enumerate() {
+            if self.stopped.contains(&k) {
+                continue;
+            }
             if let Some(t) = app.poll_at() {
                 consider(t);
             }
@@ -210,6 +235,82 @@ impl Host {
         // Never schedule in the past: the host has just run.
         at.map(|a| a.max(now))
     }
+}
+
+impl Host {
+    /// Stops app `k` as its process exiting would: it is no longer
+    /// polled, a connect still in SYN-SENT is dropped silently (RFC 9293
+    /// §3.10.4; Linux tcp_close_state), listeners close, established
+    /// connections close with FIN, UDP sockets unbind.
+    pub fn stop_app(&mut self, k: usize) {
+        if !self.stopped.insert(k) {
+            return;
+        }
+        for (&h, _) in self.owner.iter().filter(|(_, &o)| o == k) {
+            match self.sockets.get_mut::<Socket>(h) {
+                Socket::Tcp(t) => match t.state() {
+                    tcp::State::SynSent | tcp::State::Listen => crate::tcp::forget(t),
+                    _ => t.close(),
+                },
+                Socket::Udp(u) => u.close(),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Records the owner of sockets app `k` just opened (and forgets removed
+/// ones), and gives new TCP/UDP sockets the profile's TTL unless the app
+/// chose one.
+fn adopt_sockets(
+    sockets: &mut SocketSet<'static>,
+    owner: &mut BTreeMap<SocketHandle, usize>,
+    k: usize,
+    ttl: u8,
+) {
+    let mut seen = 0;
+    for (h, s) in sockets.iter_mut() {
+        seen += 1;
+        if owner.contains_key(&h) {
+            continue;
+        }
+        owner.insert(h, k);
+        match s {
+            Socket::Tcp(t) if t.hop_limit().is_none() => t.set_hop_limit(Some(ttl)),
+            Socket::Udp(u) if u.hop_limit().is_none() => u.set_hop_limit(Some(ttl)),
+            Socket::Icmp(i) if i.hop_limit().is_none() => i.set_hop_limit(Some(ttl)),
+            _ => {}
+        }
+    }
+    if seen != owner.len() {
+        let live: BTreeSet<SocketHandle> = sockets.iter().map(|(h, _)| h).collect();
+        owner.retain(|h, _| live.contains(h));
+    }
+}
+
+/// smoltcp's interface answers pings and closed ports itself with TTL
+/// 64; a host whose OS default differs (Windows: 128) sends those with
+/// its own. Only ICMP echo replies and RSTs carry TTL 64 from the stack.
+fn stack_ttl(frame: &mut [u8], ttl: u8) {
+    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] || frame[22] != 64 {
+        return;
+    }
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let l4 = 14 + ihl;
+    let interface_made = match frame[23] {
+        1 => frame.get(l4) == Some(&0) || frame.get(l4) == Some(&3),
+        6 => frame.get(l4 + 13).is_some_and(|f| f & 0x04 != 0),
+        _ => false,
+    };
+    if !interface_made {
+        return;
+    }
+    let old = u16::from_be_bytes([frame[22], frame[23]]);
+    frame[22] = ttl;
+    let new = u16::from_be_bytes([frame[22], frame[23]]);
+    let c = u16::from_be_bytes([frame[24], frame[25]]);
+    let c = natsim_nat::checksum::update16(c, old, new);
+    frame[24..26].copy_from_slice(&c.to_be_bytes());
 }
 
 /// (src port, dst addr, dst port, seq) of a TCP frame and whether it is a

@@ -82,6 +82,34 @@ pub(crate) struct Router {
     pub local_services: BTreeSet<(Proto, u16)>,
     /// NAT decisions not tied to a frame (expiries), for reports.
     pub nat_log: Vec<(Instant, String)>,
+    /// IP ID of the next packet the router itself builds (ICMP errors).
+    ip_id: u16,
+}
+
+/// Where the IPv4 header starts: after the Ethernet header and one
+/// optional 802.1Q tag (which stays in place through the router).
+fn l3_of(f: &[u8]) -> usize {
+    if f.len() >= 18 && f[12..14] == [0x81, 0x00] {
+        18
+    } else {
+        14
+    }
+}
+
+/// The IPv4 packet of a frame, tagged or not.
+fn ipv4_of(f: &[u8]) -> Option<Ipv4Packet<&[u8]>> {
+    Ipv4Packet::new_checked(f.get(l3_of(f)..)?).ok()
+}
+
+/// Sets the TTL of the IPv4 packet at `l3` with an RFC 1624 checksum
+/// update (TTL is the high byte of the TTL/protocol word).
+fn set_ttl(frame: &mut [u8], l3: usize, ttl: u8) {
+    let old = u16::from_be_bytes([frame[l3 + 8], frame[l3 + 9]]);
+    frame[l3 + 8] = ttl;
+    let new = u16::from_be_bytes([frame[l3 + 8], frame[l3 + 9]]);
+    let c = u16::from_be_bytes([frame[l3 + 10], frame[l3 + 11]]);
+    let c = natsim_nat::checksum::update16(c, old, new);
+    frame[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
 }
 
 fn mac_of(f: &[u8], at: usize) -> [u8; 6] {
@@ -111,6 +139,7 @@ impl Router {
             local_mac,
             local_services: BTreeSet::new(),
             nat_log: Vec::new(),
+            ip_id: u16::from_be_bytes([local_mac[4], local_mac[5]]) ^ 0x3a5c,
         }
     }
 
@@ -205,10 +234,7 @@ impl Router {
         // A transit packet expires before postrouting NAT sees it, as in
         // Linux's ip_forward: the error then quotes the packet as its
         // sender sent it, so the sender can match it to its socket.
-        if let Some(ip) = frame
-            .get(14..)
-            .and_then(|b| Ipv4Packet::new_checked(b).ok())
-        {
+        if let Some(ip) = ipv4_of(&frame) {
             if ip.hop_limit() <= 1 && !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr()) {
                 self.ttl_exceeded(iface, &frame, out);
                 return;
@@ -220,13 +246,13 @@ impl Router {
                 let rf = |d: Ipv4Addr| Self::route_in(ifaces, routes, owned, d);
                 run_nat(nat, now, IfaceId(iface as u16), &mut frame, &rf, out)
             }
-            None => match Ipv4Packet::new_checked(&frame[14..]) {
-                Ok(ip) => match self.route(ip.dst_addr()) {
+            None => match ipv4_of(&frame) {
+                Some(ip) => match self.route(ip.dst_addr()) {
                     Route::Forward { iface, next_hop } => Verdict::Forward { iface, next_hop },
                     Route::Local => Verdict::Local,
                     Route::Unreachable => Verdict::Drop(natsim_nat::DropReason::NoRoute),
                 },
-                Err(_) => Verdict::Drop(natsim_nat::DropReason::BadIpHeader),
+                None => Verdict::Drop(natsim_nat::DropReason::BadIpHeader),
             },
         };
         self.act(now, iface, frame, verdict, trace, out);
@@ -244,7 +270,7 @@ impl Router {
         match verdict {
             Verdict::Forward { iface, next_hop } => {
                 let out_iface = usize::from(iface.0);
-                self.forward(now, ingress, out_iface, next_hop, frame, trace, out);
+                self.forward(now, ingress, out_iface, next_hop, frame, true, trace, out);
             }
             Verdict::Local => {
                 out.step(|| Step::Local {
@@ -294,7 +320,7 @@ impl Router {
 
     /// Drops an expiring frame with an ICMP time exceeded to its sender
     /// (RFC 1812 §5.3.1, §4.3.2.2).
-    fn ttl_exceeded(&self, ingress: usize, frame: &[u8], out: &mut Outcome) {
+    fn ttl_exceeded(&mut self, ingress: usize, frame: &[u8], out: &mut Outcome) {
         self.icmp_error(ingress, frame, Icmpv4Message::TimeExceeded, 0, out);
         out.step(|| Step::Dropped {
             reason: "TTL exceeded".into(),
@@ -304,7 +330,8 @@ impl Router {
         });
     }
 
-    /// TTL, MAC rewrite and ARP resolution towards `next_hop`.
+    /// TTL (`transit`: a forwarded packet, not one the router's own
+    /// stack made), MAC rewrite and ARP resolution towards `next_hop`.
     #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
@@ -313,22 +340,27 @@ impl Router {
         out_iface: usize,
         next_hop: Ipv4Addr,
         mut frame: Vec<u8>,
+        transit: bool,
         trace: Option<u64>,
         out: &mut Outcome,
     ) {
-        let ttl = frame.get(22).copied().unwrap_or(0);
-        if ttl <= 1 {
-            self.ttl_exceeded(ingress, &frame, out);
+        let l3 = l3_of(&frame);
+        if frame.len() < l3 + 20 {
+            out.disposition = Some(Disposition::Dropped {
+                node: self.name.clone(),
+                reason: "runt frame".into(),
+            });
             return;
         }
-        // TTL is the high byte of a 16-bit word: RFC 1624 update.
-        let old = u16::from_be_bytes([frame[22], frame[23]]);
-        frame[22] = ttl - 1;
-        let new = u16::from_be_bytes([frame[22], frame[23]]);
-        let c = u16::from_be_bytes([frame[24], frame[25]]);
-        let c = natsim_nat::checksum::update16(c, old, new);
-        frame[24..26].copy_from_slice(&c.to_be_bytes());
-        out.step(|| Step::TtlDecremented { ttl: ttl - 1 });
+        if transit {
+            let ttl = frame[l3 + 8];
+            if ttl <= 1 {
+                self.ttl_exceeded(ingress, &frame, out);
+                return;
+            }
+            set_ttl(&mut frame, l3, ttl - 1);
+            out.step(|| Step::TtlDecremented { ttl: ttl - 1 });
+        }
         let mac = self.ifaces[out_iface].mac;
         frame[6..12].copy_from_slice(&mac);
         out.iface_out = Some(out_iface);
@@ -417,59 +449,93 @@ impl Router {
         let _ = now;
     }
 
-    /// An ICMP error about `frame` back to its sender, out of `ingress`.
+    /// An ICMP error about `frame` back to its sender, out of `ingress`,
+    /// built as Linux's icmp_send does: the original quoted up to 576
+    /// bytes in all (RFC 1812 §4.3.2.3), TOS precedence "internetwork
+    /// control" (0xc0) over the original's TOS bits, DF clear, the
+    /// router's own IP ID; never about an ICMP error or a non-first
+    /// fragment (RFC 1812 §4.3.2.7). `mtu` fills the next-hop MTU field of
+    /// "fragmentation needed" (RFC 1191).
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_error_full(
+        &mut self,
+        ingress: usize,
+        frame: &[u8],
+        icmp_type: u8,
+        code: u8,
+        mtu: u16,
+        out: &mut Outcome,
+    ) {
+        let l3 = l3_of(frame);
+        let Some(ip) = ipv4_of(frame) else {
+            return;
+        };
+        if ip.frag_offset() != 0 {
+            return;
+        }
+        let ihl = usize::from(ip.header_len());
+        if ip.next_header() == IpProtocol::Icmp {
+            let t = ip.payload().first().copied().unwrap_or(0);
+            if !matches!(t, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18) {
+                return;
+            }
+        }
+        let total = usize::from(ip.total_len()).min(frame.len() - l3);
+        if total < ihl {
+            return;
+        }
+        let quoted = &frame[l3..l3 + total.min(576 - 20 - 8)];
+        let i = &self.ifaces[ingress];
+        let len = 20 + 8 + quoted.len();
+        let mut buf = Vec::with_capacity(l3 + len);
+        buf.extend_from_slice(&frame[6..12]);
+        buf.extend_from_slice(&i.mac);
+        // Ethertype IPv4, behind the same VLAN tag the packet came with.
+        buf.extend_from_slice(&frame[12..l3]);
+        let id = self.ip_id;
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let tos = (frame[l3 + 1] & 0x1e) | 0xc0;
+        let mut hdr = [0u8; 20];
+        hdr[0] = 0x45;
+        hdr[1] = tos;
+        hdr[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        hdr[4..6].copy_from_slice(&id.to_be_bytes());
+        hdr[8] = 64;
+        hdr[9] = 1;
+        hdr[12..16].copy_from_slice(&i.addr.octets());
+        hdr[16..20].copy_from_slice(&ip.src_addr().octets());
+        let c = natsim_nat::checksum::checksum(&hdr);
+        hdr[10..12].copy_from_slice(&c.to_be_bytes());
+        buf.extend_from_slice(&hdr);
+        let at = buf.len();
+        buf.extend_from_slice(&[icmp_type, code, 0, 0, 0, 0]);
+        buf.extend_from_slice(&mtu.to_be_bytes());
+        buf.extend_from_slice(quoted);
+        let c = natsim_nat::checksum::checksum(&buf[at..]);
+        buf[at + 2..at + 4].copy_from_slice(&c.to_be_bytes());
+        out.originated.push((ingress, buf));
+    }
+
     fn icmp_error(
-        &self,
+        &mut self,
         ingress: usize,
         frame: &[u8],
         msg: Icmpv4Message,
         code: u8,
         out: &mut Outcome,
     ) {
-        let Ok(ip) = Ipv4Packet::new_checked(&frame[14..]) else {
-            return;
+        let t = match msg {
+            Icmpv4Message::TimeExceeded => 11,
+            _ => 3,
         };
-        let Ok(orig) = Ipv4Repr::parse(&ip, &ChecksumCapabilities::ignored()) else {
-            return;
-        };
-        let data: Vec<u8> = ip.payload().iter().take(8).copied().collect();
-        let icmp = match msg {
-            Icmpv4Message::TimeExceeded => Icmpv4Repr::TimeExceeded {
-                reason: Icmpv4TimeExceeded::TtlExpired,
-                header: orig,
-                data: &data,
-            },
-            _ => Icmpv4Repr::DstUnreachable {
-                reason: Icmpv4DstUnreachable::from(code),
-                header: orig,
-                data: &data,
-            },
-        };
-        let i = &self.ifaces[ingress];
-        let ip_repr = Ipv4Repr {
-            src_addr: i.addr,
-            dst_addr: orig.src_addr,
-            next_header: IpProtocol::Icmp,
-            payload_len: icmp.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; 14 + ip_repr.buffer_len() + icmp.buffer_len()];
-        buf[0..6].copy_from_slice(&frame[6..12]);
-        buf[6..12].copy_from_slice(&i.mac);
-        buf[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        let caps = ChecksumCapabilities::default();
-        let mut ipp = Ipv4Packet::new_unchecked(&mut buf[14..]);
-        ip_repr.emit(&mut ipp, &caps);
-        let mut ic = Icmpv4Packet::new_unchecked(ipp.payload_mut());
-        icmp.emit(&mut ic, &caps);
-        out.originated.push((ingress, buf));
+        self.icmp_error_full(ingress, frame, t, code, 0, out);
     }
 
     /// The destination port if this frame is for one of the local stack's
     /// services on a router-owned address.
     fn local_service_port(&self, frame: &[u8]) -> Option<String> {
         self.local.as_ref()?;
-        let ip = Ipv4Packet::new_checked(frame.get(14..)?).ok()?;
+        let ip = ipv4_of(frame)?;
         if !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr()) {
             return None;
         }
@@ -581,17 +647,17 @@ impl Router {
         out: &mut Outcome,
     ) {
         let bypass = {
-            let ip = Ipv4Packet::new_checked(&frame[14..]).ok();
-            ip.and_then(|ip| match ip.next_header() {
-                IpProtocol::Tcp => TcpPacket::new_checked(ip.payload())
-                    .ok()
-                    .map(|t| (Proto::Tcp, t.src_port())),
-                IpProtocol::Udp => UdpPacket::new_checked(ip.payload())
-                    .ok()
-                    .map(|u| (Proto::Udp, u.src_port())),
-                _ => None,
-            })
-            .is_some_and(|k| self.local_services.contains(&k))
+            ipv4_of(&frame)
+                .and_then(|ip| match ip.next_header() {
+                    IpProtocol::Tcp => TcpPacket::new_checked(ip.payload())
+                        .ok()
+                        .map(|t| (Proto::Tcp, t.src_port())),
+                    IpProtocol::Udp => UdpPacket::new_checked(ip.payload())
+                        .ok()
+                        .map(|u| (Proto::Udp, u.src_port())),
+                    _ => None,
+                })
+                .is_some_and(|k| self.local_services.contains(&k))
         };
         let verdict = match self.nat.as_mut() {
             Some(nat) if !bypass => {
@@ -599,26 +665,21 @@ impl Router {
                 let rf = |d: Ipv4Addr| Self::route_in(ifaces, routes, owned, d);
                 run_nat(nat, now, IfaceId::LOCAL, &mut frame, &rf, out)
             }
-            _ => match Ipv4Packet::new_checked(&frame[14..]).map(|ip| self.route(ip.dst_addr())) {
-                Ok(Route::Forward { iface, next_hop }) => Verdict::Forward { iface, next_hop },
+            _ => match ipv4_of(&frame).map(|ip| self.route(ip.dst_addr())) {
+                Some(Route::Forward { iface, next_hop }) => Verdict::Forward { iface, next_hop },
                 _ => Verdict::Drop(natsim_nat::DropReason::NoRoute),
             },
         };
         match verdict {
             Verdict::Forward { iface, next_hop } => {
-                // Locally generated: no TTL decrement beyond the stack's own.
-                frame[22] = frame[22].saturating_add(1);
-                let c = u16::from_be_bytes([frame[24], frame[25]]);
-                let old = u16::from_be_bytes([frame[22] - 1, frame[23]]);
-                let new = u16::from_be_bytes([frame[22], frame[23]]);
-                let c = natsim_nat::checksum::update16(c, old, new);
-                frame[24..26].copy_from_slice(&c.to_be_bytes());
+                // Locally generated: the stack set its TTL; no decrement.
                 self.forward(
                     now,
                     usize::from(iface.0),
                     usize::from(iface.0),
                     next_hop,
                     frame,
+                    false,
                     trace,
                     out,
                 );
@@ -681,10 +742,9 @@ impl Router {
     }
 
     /// A host-unreachable error for a frame whose next hop never answered.
-    pub fn unreachable(&self, frame: &[u8], iface_hint: usize, out: &mut Outcome) {
+    pub fn unreachable(&mut self, frame: &[u8], iface_hint: usize, out: &mut Outcome) {
         // Send it back out of the interface the source is reachable on.
-        let ingress = Ipv4Packet::new_checked(&frame[14..])
-            .ok()
+        let ingress = ipv4_of(frame)
             .and_then(|ip| match self.route(ip.src_addr()) {
                 Route::Forward { iface, .. } => Some(usize::from(iface.0)),
                 _ => None,

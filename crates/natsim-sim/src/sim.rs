@@ -472,6 +472,16 @@ impl Sim {
         Ok(id)
     }
 
+    /// Stops an app the way its process exiting would (see
+    /// `Host::stop_app`): a step's client gives up when its step ends, so
+    /// none of its retries reach the next step. Its results stay readable.
+    pub fn stop_app(&mut self, id: AppId) {
+        if let Some(h) = self.host_of_mut(id.0) {
+            h.stop_app(id.1);
+            self.schedule_wake(id.0 .0, self.now);
+        }
+    }
+
     fn host_of(&self, node: NodeId) -> Option<&Host> {
         match self.nodes.get(node.0)? {
             Node::Host(h) => Some(h),
