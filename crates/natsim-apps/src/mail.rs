@@ -297,6 +297,8 @@ pub struct Outgoing {
     /// One line per attempt, for reports.
     pub attempts: Vec<String>,
     stage: Stage,
+    /// Sessions that sent QUIT, pumped until both sides have closed.
+    closing: Vec<LineConn>,
 }
 
 #[derive(Debug)]
@@ -361,6 +363,7 @@ impl Mta {
             status: DeliveryStatus::Pending,
             attempts: Vec::new(),
             stage: Stage::Route,
+            closing: Vec::new(),
         });
         self.messages.len() - 1
     }
@@ -376,6 +379,10 @@ impl Mta {
             .and_then(|i| i.smart_host)
             .or(self.smart_host);
         for m in &mut self.messages {
+            for c in &mut m.closing {
+                c.pump(cx);
+            }
+            m.closing.retain(|c| !c.closed(cx));
             for _ in 0..8 {
                 if !step(
                     m,
@@ -604,9 +611,10 @@ fn step(
                 };
                 if !ok {
                     m.attempts.push(format!("{server}: {text}"));
-                    conn.send("QUIT\r\n");
-                    conn.closing = true;
+                    conn.quit("QUIT\r\n");
                     conn.pump(cx);
+                    let h = conn.handle;
+                    m.closing.push(std::mem::replace(conn, LineConn::new(h)));
                     if (400..500).contains(&code) {
                         defer(m, cx, format!("{server} answered {text}"), retry, give_up);
                     } else {
@@ -630,12 +638,13 @@ fn step(
                     4 => conn.send("DATA\r\n"),
                     5 => conn.send(&format!("From: <{}>\r\nTo: <{}>\r\nSubject: {}\r\n\r\nSent through natsim.\r\n.\r\n", m.from, m.to, m.subject)),
                     6 => {
-                        conn.send("QUIT\r\n");
-                        conn.closing = true;
+                        conn.quit("QUIT\r\n");
                         cx.log("mta", format!("delivered message to {} via {server}", m.to));
                         m.attempts.push(format!("delivered via {server}: {text}"));
                         m.status = DeliveryStatus::Delivered { server: server.to_string(), reply: text };
                         conn.pump(cx);
+                        let h = conn.handle;
+                        m.closing.push(std::mem::replace(conn, LineConn::new(h)));
                         m.stage = Stage::Done;
                         return false;
                     }
