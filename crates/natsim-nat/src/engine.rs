@@ -635,11 +635,13 @@ impl NatEngine {
         let mut mapping = None;
         let egress_inside = egress.is_some_and(|e| self.role(e) == Some(Role::Inside));
         if dnat && from_inside && egress_inside && !static_rule {
-            trace.step(NatStep::Hairpinned);
+            // The step is recorded only when the packet is hairpinned:
+            // with hairpinning off it is dropped, and the drop says why.
             match behaviour.hairpin {
                 Hairpin::Off => return self.drop(proto, DropReason::HairpinDisabled, trace),
-                Hairpin::DnatOnly => {}
+                Hairpin::DnatOnly => trace.step(NatStep::Hairpinned),
                 Hairpin::On => {
+                    trace.step(NatStep::Hairpinned);
                     // RFC 4787 REQ-9a: the source becomes the client's
                     // external mapping on the address it targeted.
                     let via = flow.dst.addr;

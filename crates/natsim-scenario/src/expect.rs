@@ -39,13 +39,19 @@ pub enum Expect {
 pub fn words(action: &str) -> &'static [&'static str] {
     match action {
         "send-mail" => &["delivered", "deferred", "bounced", "pending"],
-        "tcp-connect" => &["connected", "refused", "timed-out", "unreachable"],
+        "tcp-connect" => &[
+            "connected",
+            "refused",
+            "timed-out",
+            "unreachable",
+            "connecting",
+        ],
         "outlook-connect" | "ftp-get" | "http-get" => {
             &["connected", "failed", "downloaded", "response"]
         }
         "ping" => &["replied", "no-reply", "icmp-error"],
         "dns-lookup" => &["answered", "nxdomain", "nodata", "refused", "dns-timeout"],
-        "nat-type" => &["classified"],
+        "nat-type" => &["classified", "failed"],
         "wait" => &["waited"],
         _ => &[],
     }

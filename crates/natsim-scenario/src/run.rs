@@ -82,6 +82,8 @@ struct Actual {
     status: Option<u16>,
     mapping: Option<String>,
     filtering: Option<String>,
+    /// The apps the step started: stopped when it ends.
+    apps: Vec<natsim_sim::AppId>,
 }
 
 fn expects(st: &Step) -> Vec<S<String>> {
@@ -347,6 +349,7 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                 )
                 .ok();
             if let Some(id) = id {
+                a.apps.push(id);
                 run_until(sim, step_limit(st, 180), |s| {
                     s.app::<TcpProbe>(id).is_some_and(|p| p.outcome.is_some())
                 });
@@ -369,9 +372,14 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                         a.word = "refused".into();
                         a.text = "connection refused (RST)".into();
                     }
-                    other => {
+                    Some(ProbeOutcome::Failed { error }) => {
                         a.word = "unreachable".into();
-                        a.text = format!("{other:?}");
+                        a.text = error.to_string();
+                    }
+                    _ => {
+                        a.word = "connecting".into();
+                        a.text =
+                            "still connecting (SYN-SENT) when the step ended; abandoned".into();
                     }
                 }
             }
@@ -381,6 +389,7 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                 from.unwrap_or(natsim_sim::NodeId(0)),
                 Box::new(Ping::new(target.unwrap_or(Ipv4Addr::UNSPECIFIED))),
             ) {
+                a.apps.push(id);
                 run_until(sim, step_limit(st, 30), |s| {
                     s.app::<Ping>(id).is_some_and(|p| p.outcome.is_some())
                 });
@@ -400,9 +409,13 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                             natsim_sim::probe::icmp_error_text(icmp_type, code)
                         );
                     }
-                    _ => {
+                    Some(_) => {
                         a.word = "no-reply".into();
                         a.text = "request timed out (4 requests)".into();
+                    }
+                    None => {
+                        a.word = "no-reply".into();
+                        a.text = "no reply yet when the step ended".into();
                     }
                 }
             }
@@ -475,6 +488,7 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                 from.unwrap_or(natsim_sim::NodeId(0)),
                 Box::new(DnsLookup::new(&name, rtype, servers)),
             ) {
+                a.apps.push(id);
                 run_until(sim, step_limit(st, 30), |s| {
                     s.app::<DnsLookup>(id).is_some_and(|l| l.result().is_some())
                 });
@@ -518,6 +532,7 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                 from.unwrap_or(natsim_sim::NodeId(0)),
                 Box::new(Outlook::new(server, mode)),
             ) {
+                a.apps.push(id);
                 run_until(sim, step_limit(st, 180), |s| {
                     s.app::<Outlook>(id).is_some_and(|o| o.outcome.is_some())
                 });
@@ -563,6 +578,7 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                     &path,
                 )),
             ) {
+                a.apps.push(id);
                 run_until(sim, step_limit(st, 120), |s| {
                     s.app::<HttpClient>(id).is_some_and(|c| c.outcome.is_some())
                 });
@@ -577,7 +593,10 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                         a.text = why.clone();
                         a.detail = why;
                     }
-                    None => a.word = "failed".into(),
+                    None => {
+                        a.word = "failed".into();
+                        a.text = "no response when the step ended".into();
+                    }
                 }
             }
         }
@@ -596,6 +615,7 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                     mode,
                 )),
             ) {
+                a.apps.push(id);
                 run_until(sim, step_limit(st, 180), |s| {
                     s.app::<FtpClient>(id).is_some_and(|c| c.outcome.is_some())
                 });
@@ -611,12 +631,18 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                         a.detail = why;
                         a.stage = Some(stage);
                     }
-                    None => a.word = "failed".into(),
+                    None => {
+                        a.word = "failed".into();
+                        a.text = "no file when the step ended".into();
+                    }
                 }
             }
         }
         "nat-type" => nat_type(b, s, st, &mut a),
         _ => {}
+    }
+    if a.text.is_empty() {
+        a.text = format!("`{action}` could not start on this node");
     }
     a
 }
@@ -640,6 +666,7 @@ fn nat_type(b: &mut Built, s: &Scenario, st: &Step, a: &mut Actual) {
     let Ok(pa) = sim.add_app(from, Box::new(UdpPeer::new(40000))) else {
         return;
     };
+    a.apps.push(pa);
     let mut mapped = Vec::new();
     for (k, to) in [(s1, 3478), (s1, 3479), (s2, 3478)].into_iter().enumerate() {
         sim.with_app::<UdpPeer, _>(pa, |p| p.send(to, b"binding request"));
@@ -657,6 +684,7 @@ fn nat_type(b: &mut Built, s: &Scenario, st: &Step, a: &mut Actual) {
     let Ok(pb) = sim.add_app(from, Box::new(UdpPeer::new(40001))) else {
         return;
     };
+    a.apps.push(pb);
     sim.with_app::<UdpPeer, _>(pb, |p| p.send((s1, 3478), b"binding request"));
     sim.run_until_pred(Duration::from_secs(2), |sm| seen(sm, pb, 0).is_some());
     let m = seen(sim, pb, 0).unwrap_or_default();
@@ -668,6 +696,7 @@ fn nat_type(b: &mut Built, s: &Scenario, st: &Step, a: &mut Actual) {
     if let (Some(t), Some(n1), Some(n2)) = (target, n1, n2) {
         for (node, flag) in [(n1, 0), (n2, 1)] {
             if let Ok(q) = sim.add_app(node, Box::new(UdpPeer::new(3480))) {
+                a.apps.push(q);
                 sim.with_app::<UdpPeer, _>(q, |p| p.send(t, b"unsolicited"));
                 let before = sim.app::<UdpPeer>(pb).map_or(0, |p| p.received.len());
                 sim.run_for(Duration::from_secs(2));
@@ -679,6 +708,20 @@ fn nat_type(b: &mut Built, s: &Scenario, st: &Step, a: &mut Actual) {
                 }
             }
         }
+    }
+    if let Some(k) = mapped.iter().position(|m| m == "none") {
+        let (srv, port) = [(s1, 3478), (s1, 3479), (s2, 3478)][k];
+        a.word = "failed".into();
+        a.text = format!(
+            "no answer from {srv}:{port}: cannot classify (seen as {})",
+            mapped.join(", ")
+        );
+        return;
+    }
+    if target.is_none() {
+        a.word = "failed".into();
+        a.text = "no answer to the filtering probe: cannot classify".into();
+        return;
     }
     let filtering = if from_other_addr {
         "endpoint-independent"
@@ -771,8 +814,16 @@ pub fn run_variant(
         let log_before = b.sim.logs().len();
         let started = b.sim.now();
         let actual = run_step(&mut b, &s, st);
-        // Let in-flight frames of the step land (answers, RSTs).
+        // Let in-flight frames of the step land (answers, the 221 and
+        // FINs), then its clients give up as their OS would when the
+        // program ends: nothing of this step reaches the next one.
         b.sim.run_for(Duration::from_millis(200));
+        if !actual.apps.is_empty() {
+            for id in &actual.apps {
+                b.sim.stop_app(*id);
+            }
+            b.sim.run_for(Duration::from_millis(200));
+        }
         let ended = b.sim.now();
         let traces: Vec<&FrameTrace> = b
             .sim

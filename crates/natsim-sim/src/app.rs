@@ -45,8 +45,9 @@ pub struct TcpProfile {
     /// When the connect attempt reports "timed out", after the first SYN.
     pub connect_timeout: Duration,
     /// How long an unanswered ARP for the next hop takes to fail a
-    /// connect with "host unreachable" (no SYN ever left).
-    pub arp_timeout: Duration,
+    /// connect with "host unreachable" (no SYN ever left). None: the OS
+    /// does not tell TCP, and the connect times out at its deadline.
+    pub arp_timeout: Option<Duration>,
     /// The IP TTL of every packet the host originates.
     pub ttl: u8,
 }
@@ -54,13 +55,14 @@ pub struct TcpProfile {
 impl TcpProfile {
     /// Windows NT/2000/XP: TcpMaxConnectRetransmissions = 2 with a 3 s
     /// initial RTO: SYNs at 0, 3 and 9 s, then "timed out" at 21 s.
-    /// DefaultTTL 128; ArpRetryCount 3, one request a second.
+    /// DefaultTTL 128. An unanswered ARP just loses the SYN (each
+    /// retransmission ARPs again) and connect() times out at 21 s.
     pub fn windows() -> TcpProfile {
         TcpProfile {
             name: "windows",
             syn_retransmits: vec![Duration::from_secs(3), Duration::from_secs(9)],
             connect_timeout: Duration::from_secs(21),
-            arp_timeout: Duration::from_secs(3),
+            arp_timeout: None,
             ttl: 128,
         }
     }
@@ -76,7 +78,7 @@ impl TcpProfile {
                 .map(Duration::from_secs)
                 .collect(),
             connect_timeout: Duration::from_secs(127),
-            arp_timeout: Duration::from_secs(3),
+            arp_timeout: Some(Duration::from_secs(3)),
             ttl: 64,
         }
     }

@@ -91,7 +91,7 @@ pub struct Connector {
     /// When the first SYN left the host (the deadline runs from it).
     first_syn: Option<Instant>,
     connect_timeout: Duration,
-    arp_timeout: Duration,
+    arp_timeout: Option<Duration>,
     state: ConnectState,
     was_established: bool,
 }
@@ -180,7 +180,10 @@ impl Connector {
                     Some(t) => ConnectError::TimedOut {
                         after_ms: cx.now.saturating_duration_since(t).as_millis() as u64,
                     },
-                    None => ConnectError::HostUnreachable {
+                    None if self.arp_timeout.is_some() => ConnectError::HostUnreachable {
+                        after_ms: self.elapsed(cx.now).as_millis() as u64,
+                    },
+                    None => ConnectError::TimedOut {
                         after_ms: self.elapsed(cx.now).as_millis() as u64,
                     },
                 });
@@ -195,11 +198,13 @@ impl Connector {
     }
 
     /// When the attempt gives up: the profile's timeout after the first
-    /// SYN, or its ARP timeout if no SYN could leave yet.
+    /// SYN, or if no SYN could leave yet (ARP), its ARP timeout, or
+    /// without one the connect timeout from the call.
     fn deadline(&self) -> Instant {
-        match self.first_syn {
-            Some(t) => t + self.connect_timeout,
-            None => self.started + self.arp_timeout,
+        match (self.first_syn, self.arp_timeout) {
+            (Some(t), _) => t + self.connect_timeout,
+            (None, Some(arp)) => self.started + arp,
+            (None, None) => self.started + self.connect_timeout,
         }
     }
 
