@@ -54,7 +54,10 @@ fn run(steps: &str) -> VariantResult {
     let l = load_str("steps.toml", &src).unwrap_or_else(|p| {
         panic!(
             "{}",
-            p.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n")
+            p.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     });
     run_variant(&l, None, None, false).unwrap()
@@ -79,8 +82,16 @@ duration = "60s"
 "#);
     let (connect, wait) = (&r.steps[0], &r.steps[1]);
     assert!(!connect.actual.is_empty());
-    assert!(connect.actual.contains("still connecting"), "{}", connect.actual);
-    assert!(wait.traces.is_empty(), "the wait step caused {:?}", wait.traces);
+    assert!(
+        connect.actual.contains("still connecting"),
+        "{}",
+        connect.actual
+    );
+    assert!(
+        wait.traces.is_empty(),
+        "the wait step caused {:?}",
+        wait.traces
+    );
     // And the abandoned connect sent no RST.
     assert!(
         !r.traces
@@ -130,7 +141,11 @@ action = "nat-type"
 from = "client"
 servers = ["stun-a", "stun-b"]
 "#);
-    assert!(r.steps[0].actual.starts_with("mapping "), "{}", r.steps[0].actual);
+    assert!(
+        r.steps[0].actual.starts_with("mapping "),
+        "{}",
+        r.steps[0].actual
+    );
     // The seen-as endpoints differ in port only if the mapping is new;
     // the classification must match.
     let class = |s: &str| s.split(" (seen as").next().unwrap().to_string();
@@ -150,8 +165,11 @@ to = "203.0.113.1"
 expect = ["failed", "trace dropped-by-nat-filter"]
 "#);
     assert!(r.steps[0].pass, "{:?}", r.steps[0].failures);
-    let hairpinned = r.traces.iter().flat_map(|t| &t.hops).flat_map(|h| &h.steps).any(
-        |s| matches!(s, natsim::sim::Step::Nat { kind, .. } if *kind == "hairpinned"),
-    );
+    let hairpinned = r
+        .traces
+        .iter()
+        .flat_map(|t| &t.hops)
+        .flat_map(|h| &h.steps)
+        .any(|s| matches!(s, natsim::sim::Step::Nat { kind, .. } if *kind == "hairpinned"));
     assert!(!hairpinned);
 }

@@ -3,7 +3,7 @@
 
 use crate::diag::{Ctx, Problem};
 use crate::expect::parse_duration;
-use crate::load::{nat_config, parse_addr, parse_cidr};
+use crate::load::{mss_clamp, nat_config, parse_addr, parse_cidr};
 use crate::schema::*;
 use natsim_apps::dns::{DnsServer as DnsApp, Zone as DnsZone};
 use natsim_apps::exchange::{exchange_registrations, RpcServer};
@@ -156,6 +156,10 @@ pub fn build(s: &Scenario, seed: u64, cx: &Ctx<'_>) -> Result<Built, Problem> {
         if r.own_epm {
             rc = rc.local_service(Proto::Tcp, 135);
         }
+        if let Some(m) = &r.mss_clamp {
+            rc = rc.mss_clamp(mss_clamp(m, cx)?);
+        }
+        rc = rc.block_icmp(r.block_icmp);
         let id = sim
             .router(r.name.get_ref(), rc)
             .map_err(|e| sim_err(r.name.span(), e))?;

@@ -19,6 +19,22 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::ops::Range;
 
+/// A router's `mss_clamp`: `"pmtu"` or an MSS of 88–65535 (the kernel's
+/// TCPMSS accepts --set-mss down to 88 bytes of IPv4 minimum MSS).
+pub fn mss_clamp(v: &S<toml::Value>, cx: &Ctx<'_>) -> Result<natsim_sim::MssClamp, Problem> {
+    match v.get_ref() {
+        toml::Value::String(s) if s == "pmtu" => Ok(natsim_sim::MssClamp::Pmtu),
+        toml::Value::Integer(n) if (88..=65535).contains(n) => {
+            Ok(natsim_sim::MssClamp::To(*n as u16))
+        }
+        _ => Err(cx.at(
+            v.span(),
+            "`mss_clamp` must be \"pmtu\" or an MSS of 88–65535",
+            Some("e.g. mss_clamp = \"pmtu\" or mss_clamp = 1452"),
+        )),
+    }
+}
+
 pub const MAX_FILE: usize = 1 << 20;
 
 /// A parsed, validated scenario file.
@@ -628,6 +644,9 @@ pub fn validate(cx: &Ctx<'_>, s: &Scenario, out: &mut Vec<Problem>) {
                 Ok(_) => {}
                 Err(p) => push(Err(p)),
             }
+        }
+        if let Some(m) = &r.mss_clamp {
+            push(mss_clamp(m, cx).map(|_| ()));
         }
         if let Some(nat) = &r.nat {
             match nat_config(r, nat, cx) {

@@ -143,6 +143,14 @@ pub struct Router {
     /// NAT rules.
     #[serde(default)]
     pub own_epm: bool,
+    /// Clamp the MSS of forwarded SYNs, as iptables -j TCPMSS: `"pmtu"`
+    /// (--clamp-mss-to-pmtu) or a number (--set-mss).
+    #[serde(default)]
+    pub mss_clamp: Option<S<toml::Value>>,
+    /// Drop every ICMP message the router would forward (a firewall that
+    /// filters ICMP: the PMTUD black hole).
+    #[serde(default)]
+    pub block_icmp: bool,
 }
 
 #[derive(Debug, Deserialize, Clone)]

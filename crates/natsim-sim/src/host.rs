@@ -65,6 +65,8 @@ pub(crate) struct Host {
     owner: BTreeMap<SocketHandle, usize>,
     /// Apps that were stopped: no longer polled.
     stopped: BTreeSet<usize>,
+    /// Path MTUs learnt from ICMP "fragmentation needed" (RFC 1191).
+    pmtu: BTreeMap<Ipv4Addr, u16>,
 }
 
 impl Host {
@@ -105,6 +107,7 @@ impl Host {
             icmp_errors: BTreeMap::new(),
             owner: BTreeMap::new(),
             stopped: BTreeSet::new(),
+            pmtu: BTreeMap::new(),
         }
     }
 
@@ -117,6 +120,15 @@ impl Host {
         }
         for f in &self.device.rx {
             if let Some((key, err)) = icmp_error_of(self.info.addr, now, f) {
+                // RFC 1191 §6.3: a host lowers its estimate of the path MTU
+                // to the next-hop MTU of "fragmentation needed", never
+                // below 68 (RFC 791).
+                if (err.icmp_type, err.code) == (3, 4) {
+                    let o = 14 + usize::from(f[14] & 0x0f) * 4;
+                    let mtu = u16::from_be_bytes([f[o + 6], f[o + 7]]).max(68);
+                    let e = self.pmtu.entry(key.2).or_insert(mtu);
+                    *e = (*e).min(mtu);
+                }
                 self.icmp_errors.insert(key, err);
             }
         }
@@ -152,6 +164,12 @@ impl Host {
             for f in &mut sent {
                 stack_ttl(f, self.tcp.ttl);
             }
+        }
+        if !self.pmtu.is_empty() {
+            sent = sent
+                .into_iter()
+                .flat_map(|f| resegment(f, &self.pmtu))
+                .collect();
         }
         if self.syns.is_empty() && self.first_syn.is_empty() {
             return sent;
@@ -311,6 +329,62 @@ fn stack_ttl(frame: &mut [u8], ttl: u8) {
     let c = u16::from_be_bytes([frame[24], frame[25]]);
     let c = natsim_nat::checksum::update16(c, old, new);
     frame[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+/// smoltcp keeps one MSS per socket and ignores ICMP, so the path MTU a
+/// host learnt is applied here: a TCP segment too big for the path to
+/// its destination goes out as several that fit, as the stack would send
+/// after lowering its MSS (Linux tcp_v4_mtu_reduced). smoltcp's own
+/// retransmission of a segment that met "fragmentation needed" is thus
+/// the first to fit.
+fn resegment(frame: Vec<u8>, pmtu: &BTreeMap<Ipv4Addr, u16>) -> Vec<Vec<u8>> {
+    if frame.len() < 14 + 40 || frame[12..14] != [0x08, 0x00] || frame[23] != 6 {
+        return vec![frame];
+    }
+    let dst = Ipv4Addr::new(frame[30], frame[31], frame[32], frame[33]);
+    let Some(&mtu) = pmtu.get(&dst) else {
+        return vec![frame];
+    };
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    let t = 14 + ihl;
+    let doff = usize::from(frame[t + 12] >> 4) * 4;
+    let end = (14 + total).min(frame.len());
+    let data = t + doff;
+    if total <= usize::from(mtu) || data >= end || usize::from(mtu) <= ihl + doff + 8 {
+        return vec![frame];
+    }
+    let room = usize::from(mtu) - ihl - doff;
+    let seq = u32::from_be_bytes([frame[t + 4], frame[t + 5], frame[t + 6], frame[t + 7]]);
+    let id = u16::from_be_bytes([frame[18], frame[19]]);
+    let src = Ipv4Addr::new(frame[26], frame[27], frame[28], frame[29]);
+    let mut out = Vec::new();
+    let mut off = 0;
+    let payload = &frame[data..end];
+    for (k, chunk) in payload.chunks(room).enumerate() {
+        let last = off + chunk.len() == payload.len();
+        let mut f = Vec::with_capacity(data + chunk.len());
+        f.extend_from_slice(&frame[..data]);
+        f.extend_from_slice(chunk);
+        let len = (ihl + doff + chunk.len()) as u16;
+        f[16..18].copy_from_slice(&len.to_be_bytes());
+        f[18..20].copy_from_slice(&id.wrapping_add(k as u16).to_be_bytes());
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = natsim_nat::checksum::checksum(&f[14..t]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f[t + 4..t + 8].copy_from_slice(&seq.wrapping_add(off as u32).to_be_bytes());
+        if !last {
+            // FIN and PSH belong to the last piece.
+            f[t + 13] &= !0x09;
+        }
+        f[t + 16..t + 18].copy_from_slice(&[0, 0]);
+        let ph = natsim_nat::checksum::pseudo_header_sum(src, dst, 6, (f.len() - t) as u16);
+        let c = !(natsim_nat::checksum::sum(ph, &f[t..]) as u16);
+        f[t + 16..t + 18].copy_from_slice(&c.to_be_bytes());
+        out.push(f);
+        off += chunk.len();
+    }
+    out
 }
 
 /// (src port, dst addr, dst port, seq) of a TCP frame and whether it is a

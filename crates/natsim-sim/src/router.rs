@@ -21,6 +21,18 @@ pub struct RouterIface {
     pub prefix_len: u8,
     pub role: Role,
     pub mac: [u8; 6],
+    /// IP MTU of the interface's link.
+    pub mtu: usize,
+}
+
+/// TCP MSS clamping of forwarded SYNs, as iptables' TCPMSS target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MssClamp {
+    /// `--clamp-mss-to-pmtu`: the smaller of the egress and ingress MTU,
+    /// less 40 (xt_TCPMSS tcpmss_mangle_packet).
+    Pmtu,
+    /// `--set-mss N`: lower any larger MSS to N.
+    To(u16),
 }
 
 #[derive(Debug)]
@@ -84,6 +96,8 @@ pub(crate) struct Router {
     pub nat_log: Vec<(Instant, String)>,
     /// IP ID of the next packet the router itself builds (ICMP errors).
     ip_id: u16,
+    pub mss_clamp: Option<MssClamp>,
+    pub block_icmp: bool,
 }
 
 /// Where the IPv4 header starts: after the Ethernet header and one
@@ -110,6 +124,62 @@ fn set_ttl(frame: &mut [u8], l3: usize, ttl: u8) {
     let c = u16::from_be_bytes([frame[l3 + 10], frame[l3 + 11]]);
     let c = natsim_nat::checksum::update16(c, old, new);
     frame[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Lowers the MSS option of a TCP SYN at `l3` to `mss` if it is larger,
+/// with an RFC 1624 checksum update; returns the old MSS if it changed.
+fn clamp_mss(frame: &mut [u8], l3: usize, mss: u16) -> Option<u16> {
+    if frame.get(l3 + 9) != Some(&6) {
+        return None;
+    }
+    let ihl = usize::from(frame[l3] & 0x0f) * 4;
+    let t = l3 + ihl;
+    let doff = usize::from(*frame.get(t + 12)? >> 4) * 4;
+    if frame.get(t + 13)? & 0x02 == 0 || doff < 20 || frame.len() < t + doff {
+        return None;
+    }
+    let mut k = t + 20;
+    while k < t + doff {
+        match frame[k] {
+            0 => break,
+            1 => k += 1,
+            2 if k + 4 <= t + doff && frame[k + 1] == 4 => {
+                let old = u16::from_be_bytes([frame[k + 2], frame[k + 3]]);
+                if old <= mss {
+                    return None;
+                }
+                frame[k + 2..k + 4].copy_from_slice(&mss.to_be_bytes());
+                // Only SYNs get here: recompute the checksum outright.
+                let total = usize::from(u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]));
+                let end = (l3 + total).min(frame.len());
+                frame[t + 16..t + 18].copy_from_slice(&[0, 0]);
+                let src = Ipv4Addr::new(
+                    frame[l3 + 12],
+                    frame[l3 + 13],
+                    frame[l3 + 14],
+                    frame[l3 + 15],
+                );
+                let dst = Ipv4Addr::new(
+                    frame[l3 + 16],
+                    frame[l3 + 17],
+                    frame[l3 + 18],
+                    frame[l3 + 19],
+                );
+                let ph = natsim_nat::checksum::pseudo_header_sum(src, dst, 6, (end - t) as u16);
+                let c = !(natsim_nat::checksum::sum(ph, &frame[t..end]) as u16);
+                frame[t + 16..t + 18].copy_from_slice(&c.to_be_bytes());
+                return Some(old);
+            }
+            _ => {
+                let len = usize::from(*frame.get(k + 1)?);
+                if len < 2 {
+                    return None;
+                }
+                k += len;
+            }
+        }
+    }
+    None
 }
 
 fn mac_of(f: &[u8], at: usize) -> [u8; 6] {
@@ -140,6 +210,8 @@ impl Router {
             local_services: BTreeSet::new(),
             nat_log: Vec::new(),
             ip_id: u16::from_be_bytes([local_mac[4], local_mac[5]]) ^ 0x3a5c,
+            mss_clamp: None,
+            block_icmp: false,
         }
     }
 
@@ -238,6 +310,24 @@ impl Router {
             if ip.hop_limit() <= 1 && !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr()) {
                 self.ttl_exceeded(iface, &frame, out);
                 return;
+            }
+            let transit = !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr());
+            if transit && self.block_icmp && ip.next_header() == IpProtocol::Icmp {
+                out.step(|| Step::Dropped {
+                    reason: "ICMP filtered".into(),
+                });
+                out.disposition = Some(Disposition::Dropped {
+                    node: self.name.clone(),
+                    reason: "ICMP filtered".into(),
+                });
+                return;
+            }
+            // Like the TTL, the MTU is checked in ip_forward before
+            // postrouting NAT: the error quotes what the sender sent.
+            if let Route::Forward { iface: e, .. } = self.route(ip.dst_addr()) {
+                if self.frag_needed(iface, usize::from(e.0), &frame, out) {
+                    return;
+                }
             }
         }
         let verdict = match self.nat.as_mut() {
@@ -361,6 +451,21 @@ impl Router {
             set_ttl(&mut frame, l3, ttl - 1);
             out.step(|| Step::TtlDecremented { ttl: ttl - 1 });
         }
+        if self.frag_needed(ingress, out_iface, &frame, out) {
+            return;
+        }
+        if let Some(c) = self.mss_clamp {
+            let mss = match c {
+                MssClamp::Pmtu => (self.ifaces[out_iface].mtu.min(self.ifaces[ingress].mtu) as u16)
+                    .saturating_sub(40),
+                MssClamp::To(n) => n,
+            };
+            if let Some(old) = clamp_mss(&mut frame, l3, mss) {
+                out.step(|| Step::Local {
+                    text: format!("TCPMSS: MSS {old} clamped to {mss}"),
+                });
+            }
+        }
         let mac = self.ifaces[out_iface].mac;
         frame[6..12].copy_from_slice(&mac);
         out.iface_out = Some(out_iface);
@@ -389,6 +494,41 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// A DF packet larger than the egress MTU is dropped with ICMP
+    /// "fragmentation needed" carrying the next-hop MTU (RFC 1191 §4,
+    /// RFC 1812 §5.2.7.1). Returns true if it was.
+    fn frag_needed(
+        &mut self,
+        ingress: usize,
+        egress: usize,
+        frame: &[u8],
+        out: &mut Outcome,
+    ) -> bool {
+        let l3 = l3_of(frame);
+        let Some(ip) = ipv4_of(frame) else {
+            return false;
+        };
+        let mtu = self.ifaces[egress].mtu;
+        if usize::from(ip.total_len()) <= mtu || !ip.dont_frag() {
+            return false;
+        }
+        let _ = l3;
+        self.icmp_error_full(ingress, frame, 3, 4, mtu as u16, out);
+        let reason = format!(
+            "fragmentation needed: {} bytes with DF over {}'s MTU {mtu}",
+            ip.total_len(),
+            self.ifaces[egress].name
+        );
+        out.step(|| Step::Dropped {
+            reason: reason.clone(),
+        });
+        out.disposition = Some(Disposition::Dropped {
+            node: self.name.clone(),
+            reason,
+        });
+        true
     }
 
     fn arp_request(&self, iface: usize, target: Ipv4Addr) -> Vec<u8> {
@@ -839,6 +979,7 @@ mod tests {
             prefix_len: len,
             role: Role::Inside,
             mac: [2, 0, 0, 0, 0, 1],
+            mtu: 1500,
         }
     }
 

@@ -99,6 +99,8 @@ pub struct RouterConfig {
     nat: Option<(Behaviour, NatSetup)>,
     local_stack: bool,
     local_services: Vec<(Proto, u16)>,
+    mss_clamp: Option<crate::router::MssClamp>,
+    block_icmp: bool,
 }
 
 impl Default for RouterConfig {
@@ -115,7 +117,20 @@ impl RouterConfig {
             nat: None,
             local_stack: false,
             local_services: Vec::new(),
+            mss_clamp: None,
+            block_icmp: false,
         }
+    }
+    /// Clamps the MSS option of forwarded SYNs (iptables -j TCPMSS).
+    pub fn mss_clamp(mut self, c: crate::router::MssClamp) -> Self {
+        self.mss_clamp = Some(c);
+        self
+    }
+    /// Drops every ICMP message it would forward (a firewall that
+    /// filters ICMP, the classic PMTUD black hole of RFC 2923 §2.1).
+    pub fn block_icmp(mut self, on: bool) -> Self {
+        self.block_icmp = on;
+        self
     }
     /// Adds an interface; its index is its `IfaceId` in NAT rules.
     pub fn interface(
@@ -369,6 +384,7 @@ impl Sim {
                 prefix_len: *len,
                 role: *role,
                 mac: Self::mac(id, k),
+                mtu: self.segments[seg.0].params.mtu,
             });
         }
         let mut owned = Vec::new();
@@ -411,6 +427,8 @@ impl Sim {
         let local_mac = Self::mac(id, 0xff);
         let mut router = Router::new(name, ifaces, cfg.routes, nat, owned, local_mac);
         router.local_services = cfg.local_services.iter().copied().collect();
+        router.mss_clamp = cfg.mss_clamp;
+        router.block_icmp = cfg.block_icmp;
         if cfg.local_stack {
             let first = router
                 .ifaces
