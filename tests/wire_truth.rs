@@ -73,8 +73,11 @@ fn shipped_captures_show_no_rst_after_unanswered_syns_and_fins_after_quit() {
                         "-o",
                         "udp.check_checksum:TRUE",
                         "-Y",
-                        "_ws.malformed || ip.checksum.status == 0 || tcp.checksum.status == 0 \
-                         || udp.checksum.status == 0 || icmp.checksum.status == 0",
+                        // The TCP/UDP header quoted in an ICMP error is cut
+                        // short (RFC 1812 §4.3.2.3), so its checksum cannot
+                        // verify; the ICMP checksum covers the quote.
+                        "_ws.malformed || icmp.checksum.status == 0 || (!icmp && (ip.checksum.status == 0 \
+                         || tcp.checksum.status == 0 || udp.checksum.status == 0))",
                     ])
                     .output()
                     .unwrap();
@@ -155,4 +158,83 @@ fn shipped_captures_show_no_rst_after_unanswered_syns_and_fins_after_quit() {
         "quits {quits}, unanswered {unanswered}"
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The PMTUD black hole and its fixes as tshark reads them: the ISP
+/// router's ICMP "fragmentation needed" (type 3 code 4) carries the
+/// next-hop MTU 1492 (RFC 1191 §4); with clamping, the SYN leaves the DSL
+/// router with MSS 1452 (1492 − 40, as TCPMSS --clamp-mss-to-pmtu).
+#[test]
+fn tshark_shows_fragmentation_needed_and_the_clamped_mss() {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("note: tshark not installed; skipping");
+        return;
+    }
+    let l = load_file(&root().join("scenarios/pmtu-blackhole.toml")).unwrap();
+    let dir = std::env::temp_dir().join(format!("natsim-pmtu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fields = |variant: &str, seg: &str, filter: &str, field: &str| -> Vec<String> {
+        let v = l
+            .scenario
+            .variants
+            .iter()
+            .find(|v| v.name.get_ref() == variant);
+        let r = run_variant(&l, v, None, true).unwrap();
+        assert!(r.pass, "{variant} fails");
+        let bytes = &r.pcaps.iter().find(|(s, _)| s == seg).unwrap().1;
+        let p = dir.join(format!("{variant}-{seg}.pcap"));
+        std::fs::write(&p, bytes).unwrap();
+        let out = Command::new("tshark")
+            .args([
+                "-r",
+                p.to_str().unwrap(),
+                "-Y",
+                filter,
+                "-T",
+                "fields",
+                "-e",
+                field,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    for variant in ["base", "icmp-allowed"] {
+        let mtus = fields(
+            variant,
+            "internet",
+            "icmp.type == 3 && icmp.code == 4",
+            "icmp.mtu",
+        );
+        assert!(!mtus.is_empty(), "{variant}: no fragmentation needed");
+        assert!(mtus.iter().all(|m| m == "1492"), "{variant}: {mtus:?}");
+    }
+    // Blocked: the error never reaches the server's network.
+    assert!(fields(
+        "base",
+        "dmz",
+        "icmp.type == 3 && icmp.code == 4",
+        "icmp.mtu"
+    )
+    .is_empty());
+    assert!(!fields(
+        "icmp-allowed",
+        "dmz",
+        "icmp.type == 3 && icmp.code == 4",
+        "icmp.mtu"
+    )
+    .is_empty());
+    let syn = "tcp.flags.syn == 1 && tcp.flags.ack == 0";
+    assert!(fields("mss-clamp", "lan", syn, "tcp.options.mss_val")
+        .iter()
+        .all(|m| m == "1460"));
+    let clamped = fields("mss-clamp", "pppoe", syn, "tcp.options.mss_val");
+    assert!(
+        !clamped.is_empty() && clamped.iter().all(|m| m == "1452"),
+        "{clamped:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
