@@ -293,7 +293,11 @@ impl App for FtpClient {
                 Step::Connect(mut c) => match c.poll(cx).clone() {
                     ConnectState::Connecting => Step::Connect(c),
                     ConnectState::Failed(e) => {
-                        self.fail(cx, "control-connect", format!("{}:21: {e}", self.server.0));
+                        self.fail(
+                            cx,
+                            "control-connect",
+                            format!("{}:{}: {e}", self.server.0, self.server.1),
+                        );
                         return;
                     }
                     ConnectState::Connected => {

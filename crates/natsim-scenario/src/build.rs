@@ -159,7 +159,10 @@ pub fn build(s: &Scenario, seed: u64, cx: &Ctx<'_>) -> Result<Built, Problem> {
         if let Some(m) = &r.mss_clamp {
             rc = rc.mss_clamp(mss_clamp(m, cx)?);
         }
-        rc = rc.block_icmp(r.block_icmp);
+        rc = rc
+            .block_icmp(r.block_icmp)
+            .answer_ping(r.answer_ping.unwrap_or(true))
+            .reject_closed_ports(r.reject_closed_ports.unwrap_or(true));
         let id = sim
             .router(r.name.get_ref(), rc)
             .map_err(|e| sim_err(r.name.span(), e))?;

@@ -100,6 +100,49 @@ fn expects(st: &Step) -> Vec<S<String>> {
     }
 }
 
+/// The fields each action reads besides name, action, expect and note;
+/// any other is an error at load, not silently ignored.
+fn fields_of(action: &str) -> &'static [&'static str] {
+    match action {
+        "ping" => &["from", "to", "duration"],
+        "tcp-connect" => &["from", "to", "port", "duration"],
+        "send-mail" => &["from", "to", "sender", "subject", "duration"],
+        "dns-lookup" => &["from", "to", "query", "type", "duration"],
+        "outlook-connect" => &["from", "to", "address_mode", "duration"],
+        "http-get" => &["from", "to", "port", "path", "duration"],
+        "ftp-get" => &["from", "to", "port", "mode", "file", "duration"],
+        "nat-type" => &["from", "servers", "duration"],
+        "wait" => &["duration"],
+        _ => &[],
+    }
+}
+
+/// The optional fields a step sets, with where (the action's span for
+/// the plain-string fields that carry none).
+fn fields_set(st: &Step) -> Vec<(&'static str, std::ops::Range<usize>)> {
+    let a = st.action.span();
+    let mut v = Vec::new();
+    let mut put = |name, span: Option<std::ops::Range<usize>>| {
+        if let Some(s) = span {
+            v.push((name, s));
+        }
+    };
+    put("from", st.from.as_ref().map(|x| x.span()));
+    put("to", st.to.as_ref().map(|x| x.span()));
+    put("port", st.port.as_ref().map(|x| x.span()));
+    put("sender", st.sender.as_ref().map(|_| a.clone()));
+    put("subject", st.subject.as_ref().map(|_| a.clone()));
+    put("query", st.query.as_ref().map(|x| x.span()));
+    put("type", st.rtype.as_ref().map(|x| x.span()));
+    put("address_mode", st.address_mode.as_ref().map(|x| x.span()));
+    put("mode", st.mode.as_ref().map(|x| x.span()));
+    put("path", st.path.as_ref().map(|_| a.clone()));
+    put("file", st.file.as_ref().map(|_| a.clone()));
+    put("duration", st.duration.as_ref().map(|x| x.span()));
+    put("servers", st.servers.first().map(|x| x.span()));
+    v
+}
+
 /// Validates one step against the scenario.
 pub fn check_step(st: &Step, s: &Scenario, cx: &Ctx<'_>) -> Result<(), Problem> {
     let action = st.action.get_ref().as_str();
@@ -108,6 +151,14 @@ pub fn check_step(st: &Step, s: &Scenario, cx: &Ctx<'_>) -> Result<(), Problem> 
             st.action.span(),
             format!("unknown action `{action}`"),
             Some(&format!("one of {}", ACTIONS.join(", "))),
+        ));
+    }
+    let takes = fields_of(action);
+    if let Some((field, span)) = fields_set(st).into_iter().find(|(f, _)| !takes.contains(f)) {
+        return Err(cx.at(
+            span,
+            format!("`{field}` does not apply to a `{action}` step"),
+            Some(&format!("a `{action}` step takes {}", takes.join(", "))),
         ));
     }
     if let Some(v) = &st.expect {
@@ -184,7 +235,18 @@ pub fn check_step(st: &Step, s: &Scenario, cx: &Ctx<'_>) -> Result<(), Problem> 
         }
     };
     match action {
-        "ping" | "http-get" | "ftp-get" => node_or_addr(need_to("an address or host")?)?,
+        "ping" | "http-get" | "ftp-get" => {
+            node_or_addr(need_to("an address or host")?)?;
+            if let Some(p) = &st.port {
+                if !(1..=65535).contains(p.get_ref()) {
+                    return Err(cx.at(
+                        p.span(),
+                        format!("port {} is not in 1–65535", p.get_ref()),
+                        None,
+                    ));
+                }
+            }
+        }
         "tcp-connect" => {
             node_or_addr(need_to("an address or host")?)?;
             match &st.port {
@@ -607,14 +669,12 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
                 .and_then(|m| ftp_mode(m.get_ref()))
                 .unwrap_or(FtpMode::Passive);
             let file = st.file.clone().unwrap_or_default();
-            if let Ok(id) = sim.add_app(
-                from.unwrap_or(natsim_sim::NodeId(0)),
-                Box::new(FtpClient::new(
-                    target.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                    &file,
-                    mode,
-                )),
-            ) {
+            let mut client = FtpClient::new(target.unwrap_or(Ipv4Addr::UNSPECIFIED), &file, mode);
+            // A server published on another port (a 2121 -> 21 forward).
+            if let Some(p) = &st.port {
+                client.server.1 = *p.get_ref() as u16;
+            }
+            if let Ok(id) = sim.add_app(from.unwrap_or(natsim_sim::NodeId(0)), Box::new(client)) {
                 a.apps.push(id);
                 run_until(sim, step_limit(st, 180), |s| {
                     s.app::<FtpClient>(id).is_some_and(|c| c.outcome.is_some())

@@ -151,6 +151,15 @@ pub struct Router {
     /// filters ICMP: the PMTUD black hole).
     #[serde(default)]
     pub block_icmp: bool,
+    /// The router answers pings on its own addresses (default true).
+    #[serde(default)]
+    pub answer_ping: Option<bool>,
+    /// TCP/UDP reaching a closed port of the router's own addresses gets
+    /// RST / ICMP port unreachable (default true, as Linux); false: silence.
+    /// What arrives from outside for the NAT's external address is the NAT
+    /// profile's `unsolicited` policy's to decide first.
+    #[serde(default)]
+    pub reject_closed_ports: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

@@ -98,6 +98,11 @@ pub(crate) struct Router {
     ip_id: u16,
     pub mss_clamp: Option<MssClamp>,
     pub block_icmp: bool,
+    /// Answer echo requests to the router's own addresses.
+    pub answer_ping: bool,
+    /// Answer TCP/UDP to closed ports of the router's own addresses (RST,
+    /// port unreachable) instead of staying silent.
+    pub reject_closed_ports: bool,
 }
 
 /// Where the IPv4 header starts: after the Ethernet header and one
@@ -212,6 +217,8 @@ impl Router {
             ip_id: u16::from_be_bytes([local_mac[4], local_mac[5]]) ^ 0x3a5c,
             mss_clamp: None,
             block_icmp: false,
+            answer_ping: true,
+            reject_closed_ports: true,
         }
     }
 
@@ -711,12 +718,38 @@ impl Router {
             self.handle_local_output(now, sent, out);
             return;
         }
-        // No stack: answer pings to our addresses, as any router does.
-        if let Some(reply) = echo_reply(&frame) {
-            out.disposition = Some(Disposition::DeliveredToRouter { node });
-            out.originated.push((ingress, reply));
-        } else {
-            out.disposition = Some(Disposition::DeliveredToRouter { node });
+        out.disposition = Some(Disposition::DeliveredToRouter { node });
+        // No services: the router's own stack answers as Linux's does —
+        // pings on any of its interface addresses (icmp_echo), a RST for
+        // TCP to a closed port (tcp_v4_send_reset), ICMP port unreachable
+        // for UDP (__udp4_lib_rcv). Each can be switched off.
+        let Some(ip) = ipv4_of(&frame) else {
+            return;
+        };
+        if !self.ifaces.iter().any(|i| i.addr == ip.dst_addr()) {
+            return;
+        }
+        match ip.next_header() {
+            IpProtocol::Icmp if self.answer_ping => {
+                if let Some(reply) = echo_reply(&frame) {
+                    out.originated.push((ingress, reply));
+                }
+            }
+            IpProtocol::Tcp if self.reject_closed_ports => {
+                if let Some(rst) = closed_port_rst(&frame) {
+                    out.step(|| Step::Local {
+                        text: "closed port: the router's stack answers RST".into(),
+                    });
+                    out.originated.push((ingress, rst));
+                }
+            }
+            IpProtocol::Udp if self.reject_closed_ports => {
+                out.step(|| Step::Local {
+                    text: "closed port: the router's stack answers port unreachable".into(),
+                });
+                self.icmp_error_full(ingress, &frame, 3, 3, 0, out);
+            }
+            _ => {}
         }
     }
 
@@ -926,6 +959,52 @@ fn arp_frame(src: [u8; 6], dst: [u8; 6], repr: &ArpRepr) -> Vec<u8> {
     let mut pkt = ArpPacket::new_unchecked(&mut buf[14..]);
     repr.emit(&mut pkt);
     buf
+}
+
+/// The RST a closed port answers with (RFC 9293 §3.10.7.1: if the
+/// segment has ACK, <SEQ=SEG.ACK><CTL=RST>, else <SEQ=0><ACK=SEG.SEQ+
+/// SEG.LEN><CTL=RST,ACK>); none for a RST (untagged frames only).
+fn closed_port_rst(frame: &[u8]) -> Option<Vec<u8>> {
+    let ip = Ipv4Packet::new_checked(frame.get(14..)?).ok()?;
+    let t = TcpPacket::new_checked(ip.payload()).ok()?;
+    if t.rst() {
+        return None;
+    }
+    let seg_len = t.payload().len() as u32 + u32::from(t.syn()) + u32::from(t.fin());
+    let (seq, ack) = if t.ack() {
+        (t.ack_number().0 as u32, None)
+    } else {
+        (0, Some((t.seq_number().0 as u32).wrapping_add(seg_len)))
+    };
+    let mut tcp = [0u8; 20];
+    tcp[0..2].copy_from_slice(&t.dst_port().to_be_bytes());
+    tcp[2..4].copy_from_slice(&t.src_port().to_be_bytes());
+    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    tcp[8..12].copy_from_slice(&ack.unwrap_or(0).to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = if ack.is_some() { 0x14 } else { 0x04 };
+    let (src, dst) = (ip.dst_addr(), ip.src_addr());
+    let ph = natsim_nat::checksum::pseudo_header_sum(src, dst, 6, 20);
+    let c = !(natsim_nat::checksum::sum(ph, &tcp) as u16);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut hdr = [0u8; 20];
+    hdr[0] = 0x45;
+    hdr[2..4].copy_from_slice(&40u16.to_be_bytes());
+    // ip_send_unicast_reply: DF, IP ID 0.
+    hdr[6] = 0x40;
+    hdr[8] = 64;
+    hdr[9] = 6;
+    hdr[12..16].copy_from_slice(&src.octets());
+    hdr[16..20].copy_from_slice(&dst.octets());
+    let c = natsim_nat::checksum::checksum(&hdr);
+    hdr[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut buf = Vec::with_capacity(54);
+    buf.extend_from_slice(&frame[6..12]);
+    buf.extend_from_slice(&frame[0..6]);
+    buf.extend_from_slice(&[0x08, 0x00]);
+    buf.extend_from_slice(&hdr);
+    buf.extend_from_slice(&tcp);
+    Some(buf)
 }
 
 /// An echo reply for an echo request frame, addressed back to its sender.

@@ -101,6 +101,8 @@ pub struct RouterConfig {
     local_services: Vec<(Proto, u16)>,
     mss_clamp: Option<crate::router::MssClamp>,
     block_icmp: bool,
+    answer_ping: bool,
+    reject_closed_ports: bool,
 }
 
 impl Default for RouterConfig {
@@ -119,7 +121,20 @@ impl RouterConfig {
             local_services: Vec::new(),
             mss_clamp: None,
             block_icmp: false,
+            answer_ping: true,
+            reject_closed_ports: true,
         }
+    }
+    /// Whether the router answers pings on its own addresses (default on).
+    pub fn answer_ping(mut self, on: bool) -> Self {
+        self.answer_ping = on;
+        self
+    }
+    /// Whether TCP/UDP to a closed port of the router's own addresses gets
+    /// RST / port unreachable (default on, as Linux) or silence.
+    pub fn reject_closed_ports(mut self, on: bool) -> Self {
+        self.reject_closed_ports = on;
+        self
     }
     /// Clamps the MSS option of forwarded SYNs (iptables -j TCPMSS).
     pub fn mss_clamp(mut self, c: crate::router::MssClamp) -> Self {
@@ -429,6 +444,8 @@ impl Sim {
         router.local_services = cfg.local_services.iter().copied().collect();
         router.mss_clamp = cfg.mss_clamp;
         router.block_icmp = cfg.block_icmp;
+        router.answer_ping = cfg.answer_ping;
+        router.reject_closed_ports = cfg.reject_closed_ports;
         if cfg.local_stack {
             let first = router
                 .ifaces

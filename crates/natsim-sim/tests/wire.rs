@@ -351,3 +351,68 @@ fn udp_frame(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, len: usize, vlan: Option<u16
     f.extend_from_slice(&ip);
     f
 }
+
+/// The router's own stack, from the LAN: pings on any of its addresses
+/// are answered, TCP to a closed port gets a RST (Linux
+/// tcp_v4_send_reset); switched off, the same SYNs meet silence.
+#[test]
+fn the_router_answers_ping_and_closed_ports_on_its_own_addresses() {
+    for reject in [true, false] {
+        let mut sim = Sim::builder().seed(5).build();
+        let lan = sim.segment("lan", LinkParams::default());
+        let wan = sim.segment("internet", LinkParams::default());
+        sim.router(
+            "fw",
+            RouterConfig::new()
+                .interface("lan0", lan, LAN_GW, 24, Role::Inside)
+                .interface("wan0", wan, WAN_ADDR, 24, Role::Outside)
+                .nat(Behaviour::rfc_recommended(), |c| {
+                    c.rules.masquerade("masq", IfaceId(1), None);
+                })
+                .reject_closed_ports(reject),
+        )
+        .unwrap();
+        let inside = sim
+            .host("inside", HostConfig::new(lan, INSIDE, 24).gateway(LAN_GW))
+            .unwrap();
+        let pings: Vec<AppId> = [LAN_GW, WAN_ADDR]
+            .into_iter()
+            .map(|a| sim.add_app(inside, Box::new(Ping::new(a))).unwrap())
+            .collect();
+        let telnets: Vec<AppId> = [LAN_GW, WAN_ADDR]
+            .into_iter()
+            .map(|a| {
+                sim.add_app(inside, Box::new(TcpProbe::new((a, 23))))
+                    .unwrap()
+            })
+            .collect();
+        sim.run_for(Duration::from_secs(30));
+        for p in pings {
+            assert!(matches!(
+                sim.app::<Ping>(p).unwrap().outcome,
+                Some(ProbeOutcome::Replied { .. })
+            ));
+        }
+        for t in telnets {
+            let o = sim.app::<TcpProbe>(t).unwrap().outcome.clone();
+            if reject {
+                assert_eq!(
+                    o,
+                    Some(ProbeOutcome::Failed {
+                        error: ConnectError::Refused
+                    })
+                );
+            } else {
+                assert!(
+                    matches!(
+                        o,
+                        Some(ProbeOutcome::Failed {
+                            error: ConnectError::TimedOut { .. }
+                        })
+                    ),
+                    "{o:?}"
+                );
+            }
+        }
+    }
+}
