@@ -67,6 +67,8 @@ pub(crate) struct Host {
     stopped: BTreeSet<usize>,
     /// Path MTUs learnt from ICMP "fragmentation needed" (RFC 1191).
     pmtu: BTreeMap<Ipv4Addr, u16>,
+    /// Neighbours being resolved: (requests sent, next retry).
+    arp: BTreeMap<Ipv4Addr, (u8, Instant)>,
 }
 
 impl Host {
@@ -108,6 +110,7 @@ impl Host {
             owner: BTreeMap::new(),
             stopped: BTreeSet::new(),
             pmtu: BTreeMap::new(),
+            arp: BTreeMap::new(),
         }
     }
 
@@ -119,6 +122,11 @@ impl Host {
             self.icmp_errors.retain(|_, e| now < e.at + keep);
         }
         for f in &self.device.rx {
+            if !self.arp.is_empty() {
+                if let Some(from) = arp_sender(f) {
+                    self.arp.remove(&from);
+                }
+            }
             if let Some((key, err)) = icmp_error_of(self.info.addr, now, f) {
                 // RFC 1191 §6.3: a host lowers its estimate of the path MTU
                 // to the next-hop MTU of "fragmentation needed", never
@@ -160,6 +168,7 @@ impl Host {
         }
         let mut sent = std::mem::take(&mut self.device.tx);
         sent.retain(|f| self.shape(now, f));
+        self.resolve(now, &mut sent);
         if self.tcp.ttl != 64 {
             for f in &mut sent {
                 stack_ttl(f, self.tcp.ttl);
@@ -229,6 +238,71 @@ impl Host {
         true
     }
 
+    /// ARP per neighbour, as an OS resolves it: smoltcp keeps one global
+    /// 1 s rate limit for all its requests, so a second neighbour asked
+    /// for within a second of the first waits (and so would its SYN). The
+    /// host sends the requests instead: one for each neighbour smoltcp
+    /// asks about or a connect waits on, retried a second apart up to 3
+    /// times (Linux mcast_solicit = 3, retrans_time 1 s; Windows
+    /// ArpRetryCount 3). smoltcp learns the answer from the reply.
+    fn resolve(&mut self, now: Instant, sent: &mut Vec<Vec<u8>>) {
+        let mut want = Vec::new();
+        sent.retain(|f| match arp_request_target(f) {
+            Some(t) => {
+                want.push(t);
+                false
+            }
+            None => true,
+        });
+        // smoltcp iterates every socket on each poll too; this pass is as
+        // cheap and cannot miss a socket slot reused by another connect.
+        {
+            for (_, sock) in self.sockets.iter() {
+                let Socket::Tcp(t) = sock else { continue };
+                if t.state() != tcp::State::SynSent {
+                    continue;
+                }
+                if let (Some(l), Some(r)) = (t.local_endpoint(), t.remote_endpoint()) {
+                    let smoltcp::wire::IpAddress::Ipv4(ra) = r.addr;
+                    if !self.first_syn.contains_key(&(l.port, ra, r.port)) {
+                        want.extend(self.next_hop(ra));
+                    }
+                }
+            }
+        }
+        for t in want {
+            if let std::collections::btree_map::Entry::Vacant(e) = self.arp.entry(t) {
+                e.insert((1, now + std::time::Duration::from_secs(1)));
+                sent.push(arp_request(self.mac, self.info.addr, t));
+            }
+        }
+        let due: Vec<Ipv4Addr> = self
+            .arp
+            .iter()
+            .filter(|(_, (_, next))| *next <= now)
+            .map(|(a, _)| *a)
+            .collect();
+        for a in due {
+            let Some(e) = self.arp.get_mut(&a) else {
+                continue;
+            };
+            if e.0 >= 3 {
+                self.arp.remove(&a);
+                continue;
+            }
+            *e = (e.0 + 1, now + std::time::Duration::from_secs(1));
+            sent.push(arp_request(self.mac, self.info.addr, a));
+        }
+    }
+
+    fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        if natsim_nat::Prefix::new(self.info.addr, self.info.prefix_len).contains(dst) {
+            Some(dst)
+        } else {
+            self.info.gateway
+        }
+    }
+
     /// When the host next needs to run without input.
     pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
         let mut at = self
@@ -236,6 +310,9 @@ impl Host {
             .poll_at(smol_now(now), &self.sockets)
             .map(from_smol);
         let mut consider = |t: Instant| at = Some(at.map_or(t, |a: Instant| a.min(t)));
+        for (_, next) in self.arp.values() {
+            consider(*next);
+        }
         for (k, app) in self.apps.iter().enumerate() {
             if self.stopped.contains(&k) {
                 continue;
@@ -289,10 +366,9 @@ fn adopt_sockets(
     let mut seen = 0;
     for (h, s) in sockets.iter_mut() {
         seen += 1;
-        if owner.contains_key(&h) {
-            continue;
-        }
-        owner.insert(h, k);
+        owner.entry(h).or_insert(k);
+        // Every socket, not only new handles: an app may remove a socket
+        // and open another in the same slot within one poll.
         match s {
             Socket::Tcp(t) if t.hop_limit().is_none() => t.set_hop_limit(Some(ttl)),
             Socket::Udp(u) if u.hop_limit().is_none() => u.set_hop_limit(Some(ttl)),
@@ -304,6 +380,31 @@ fn adopt_sockets(
         let live: BTreeSet<SocketHandle> = sockets.iter().map(|(h, _)| h).collect();
         owner.retain(|h, _| live.contains(h));
     }
+}
+
+/// The target of an ARP request frame.
+fn arp_request_target(f: &[u8]) -> Option<Ipv4Addr> {
+    (f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[20..22] == [0, 1])
+        .then(|| Ipv4Addr::new(f[38], f[39], f[40], f[41]))
+}
+
+/// The sender of an ARP frame (a reply, or a request smoltcp also
+/// learns the sender from).
+fn arp_sender(f: &[u8]) -> Option<Ipv4Addr> {
+    (f.len() >= 42 && f[12..14] == [0x08, 0x06]).then(|| Ipv4Addr::new(f[28], f[29], f[30], f[31]))
+}
+
+/// An ARP request (RFC 826) for `target` from `mac`/`ip`.
+fn arp_request(mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f
 }
 
 /// smoltcp's interface answers pings and closed ports itself with TTL

@@ -416,3 +416,46 @@ fn the_router_answers_ping_and_closed_ports_on_its_own_addresses() {
         }
     }
 }
+
+/// Two neighbours needed at once (a ping on the LAN, a connect through
+/// the gateway): an OS ARPs for both at once, so the SYN leaves as soon
+/// as the gateway answers — not a second later, as smoltcp's single
+/// global ARP rate limit would have it.
+#[test]
+fn arp_is_per_neighbour_so_a_second_neighbour_does_not_delay_the_syn() {
+    let mut n = net(TcpProfile::windows());
+    let lan_peer = n
+        .sim
+        .host(
+            "peer",
+            HostConfig::new(n.lan, Ipv4Addr::new(192, 168, 1, 30), 24),
+        )
+        .unwrap();
+    let _ = lan_peer;
+    n.sim
+        .add_app(n.outside, Box::new(TcpSink::new(80)))
+        .unwrap();
+    n.sim.run_for(Duration::from_millis(10));
+    let t0 = n.sim.now();
+    n.sim
+        .add_app(
+            n.inside,
+            Box::new(Ping::new(Ipv4Addr::new(192, 168, 1, 30))),
+        )
+        .unwrap();
+    let c = n
+        .sim
+        .add_app(n.inside, Box::new(TcpProbe::new((OUTSIDE, 80))))
+        .unwrap();
+    n.sim.run_for(Duration::from_secs(3));
+    assert!(matches!(
+        n.sim.app::<TcpProbe>(c).unwrap().outcome,
+        Some(ProbeOutcome::Connected { .. })
+    ));
+    let syn = ipv4(&n.sim, n.lan)
+        .into_iter()
+        .find(|(_, l3, f)| src_of(f, *l3) == INSIDE && tcp_flags(f, *l3) == Some(0x02))
+        .expect("a SYN");
+    let delay = syn.0.total_millis() - t0.total_millis();
+    assert!(delay < 100, "first SYN {delay} ms after connect()");
+}
