@@ -173,3 +173,54 @@ expect = ["failed", "trace dropped-by-nat-filter"]
         .any(|s| matches!(s, natsim::sim::Step::Nat { kind, .. } if *kind == "hairpinned"));
     assert!(!hairpinned);
 }
+
+/// `http-get` to a DNS name: the host asks its own DNS servers, then
+/// fetches from the address they return; `port` on `ftp-get` reaches a
+/// server forwarded from another port.
+#[test]
+fn http_get_resolves_a_name_through_the_hosts_dns() {
+    let src = r#"
+title = "names"
+[[segment]]
+name = "lan"
+[[host]]
+name = "ns"
+segment = "lan"
+address = "10.0.0.53/24"
+[host.dns_server]
+zones = [ { origin = "example.com", records = ["A www.example.com 10.0.0.80"] } ]
+[[host]]
+name = "web"
+segment = "lan"
+address = "10.0.0.80/24"
+[host.http_server]
+pages = { "/" = "<html>by name</html>" }
+[[host]]
+name = "client"
+segment = "lan"
+address = "10.0.0.20/24"
+dns = ["10.0.0.53"]
+[[step]]
+name = "by-name"
+action = "http-get"
+from = "client"
+to = "www.example.com"
+expect = "status 200"
+[[step]]
+name = "unknown-name"
+action = "http-get"
+from = "client"
+to = "nowhere.example.com"
+expect = "failed"
+"#;
+    let l = load_str("names.toml", src).unwrap_or_else(|p| panic!("{}", p[0]));
+    let r = run_variant(&l, None, None, false).unwrap();
+    for s in &r.steps {
+        assert!(s.pass, "{}: {} {:?}", s.name, s.actual, s.failures);
+    }
+    assert!(
+        r.steps[1].actual.contains("cannot resolve"),
+        "{}",
+        r.steps[1].actual
+    );
+}

@@ -235,7 +235,36 @@ pub fn check_step(st: &Step, s: &Scenario, cx: &Ctx<'_>) -> Result<(), Problem> 
         }
     };
     match action {
-        "ping" | "http-get" | "ftp-get" => {
+        "http-get" => {
+            let t = need_to("an address, host or DNS name")?;
+            let is_name = t.get_ref().parse::<Ipv4Addr>().is_err()
+                && !s.hosts.iter().any(|h| h.name.get_ref() == t.get_ref())
+                && !s.routers.iter().any(|r| r.name.get_ref() == t.get_ref())
+                && t.get_ref().contains('.');
+            if !is_name {
+                node_or_addr(t)?;
+            } else if host.dns.is_empty() {
+                return Err(cx.at(
+                    t.span(),
+                    format!(
+                        "`{}` is a DNS name, but host `{}` has no `dns` servers to resolve it",
+                        t.get_ref(),
+                        from.get_ref()
+                    ),
+                    Some("give the host dns = [\"…\"] or use an address"),
+                ));
+            }
+            if let Some(p) = &st.port {
+                if !(1..=65535).contains(p.get_ref()) {
+                    return Err(cx.at(
+                        p.span(),
+                        format!("port {} is not in 1–65535", p.get_ref()),
+                        None,
+                    ));
+                }
+            }
+        }
+        "ping" | "ftp-get" => {
             node_or_addr(need_to("an address or host")?)?;
             if let Some(p) = &st.port {
                 if !(1..=65535).contains(p.get_ref()) {
@@ -633,6 +662,36 @@ fn run_step(b: &mut Built, s: &Scenario, st: &Step) -> Actual {
         "http-get" => {
             let port = st.port.as_ref().map_or(80, |p| *p.get_ref() as u16);
             let path = st.path.clone().unwrap_or_else(|| "/".into());
+            let mut target = target;
+            // A DNS name: the host resolves it through its own DNS
+            // servers first, as a browser would.
+            if let (None, Some(t)) = (target, &st.to) {
+                let name = t.get_ref().clone();
+                let node = from.unwrap_or(natsim_sim::NodeId(0));
+                if let Ok(id) = sim.add_app(
+                    node,
+                    Box::new(DnsLookup::new(&name, RecordType::A, Vec::new())),
+                ) {
+                    a.apps.push(id);
+                    run_until(sim, Duration::from_secs(30), |s| {
+                        s.app::<DnsLookup>(id).is_some_and(|l| l.result().is_some())
+                    });
+                    match sim.app::<DnsLookup>(id).and_then(|l| l.result().cloned()) {
+                        Some(LookupResult::Addresses { addrs, .. }) if !addrs.is_empty() => {
+                            target = Some(addrs[0]);
+                        }
+                        r => {
+                            a.word = "failed".into();
+                            a.text = format!(
+                                "cannot resolve {name}: {}",
+                                r.map_or("no answer".to_string(), |r| r.describe())
+                            );
+                            a.detail = a.text.clone();
+                            return a;
+                        }
+                    }
+                }
+            }
             if let Ok(id) = sim.add_app(
                 from.unwrap_or(natsim_sim::NodeId(0)),
                 Box::new(HttpClient::new(
