@@ -33,6 +33,7 @@ pub mod device;
 pub mod fault;
 pub mod host;
 pub mod link;
+mod packet;
 pub mod pcap;
 pub mod probe;
 pub mod router;
