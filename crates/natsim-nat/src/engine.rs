@@ -611,9 +611,13 @@ impl NatEngine {
         if !dnat && self.is_external(flow.dst.addr) && !from_inside && ingress != IfaceId::LOCAL {
             let local_ok = route == Route::Local
                 && (self.local_services.contains(&(proto, flow.dst.port))
+                    // An echo request to one of the router's own interface
+                    // addresses is the router's to answer (icmp_echo), not
+                    // unsolicited traffic for the NAT to filter.
                     || (proto == Proto::Icmp
                         && matches!(p.l4_kind, L4::IcmpQuery { request: true })
-                        && behaviour.unsolicited == Unsolicited::Reject));
+                        && (behaviour.unsolicited == Unsolicited::Reject
+                            || self.cfg.interfaces.iter().any(|i| i.addr == flow.dst.addr))));
             if !local_ok {
                 let reason = match refused {
                     Some(filtering) => DropReason::Filtered { proto, filtering },

@@ -459,3 +459,37 @@ fn arp_is_per_neighbour_so_a_second_neighbour_does_not_delay_the_syn() {
     let delay = syn.0.total_millis() - t0.total_millis();
     assert!(delay < 100, "first SYN {delay} ms after connect()");
 }
+
+/// From outside too, behind a NAT profile that drops unsolicited traffic
+/// (RFC 5382 REQ-4a): `unsolicited` is about what would be forwarded, so
+/// a ping to the router's own WAN address is still answered — unless the
+/// router is told not to.
+#[test]
+fn a_drop_profile_router_still_answers_pings_on_its_wan_address() {
+    for answer in [true, false] {
+        let mut sim = Sim::builder().seed(6).build();
+        let lan = sim.segment("lan", LinkParams::default());
+        let wan = sim.segment("internet", LinkParams::default());
+        sim.router(
+            "fw",
+            RouterConfig::new()
+                .interface("lan0", lan, LAN_GW, 24, Role::Inside)
+                .interface("wan0", wan, WAN_ADDR, 24, Role::Outside)
+                .nat(Behaviour::rfc_recommended(), |c| {
+                    c.rules.masquerade("masq", IfaceId(1), None);
+                })
+                .answer_ping(answer),
+        )
+        .unwrap();
+        let outside = sim
+            .host("outside", HostConfig::new(wan, OUTSIDE, 24))
+            .unwrap();
+        let p = sim.add_app(outside, Box::new(Ping::new(WAN_ADDR))).unwrap();
+        sim.run_for(Duration::from_secs(20));
+        let replied = matches!(
+            sim.app::<Ping>(p).unwrap().outcome,
+            Some(ProbeOutcome::Replied { .. })
+        );
+        assert_eq!(replied, answer);
+    }
+}
