@@ -248,6 +248,11 @@ impl FtpClient {
     }
     fn fail(&mut self, cx: &mut AppCx<'_>, stage: &str, why: String) {
         cx.log("ftp-client", format!("{stage}: {why}"));
+        // A client giving up still says goodbye on its control connection.
+        if let Some(c) = self.ctl.as_mut() {
+            c.quit("QUIT\r\n");
+            c.pump(cx);
+        }
         self.outcome = Some(FtpOutcome::Failed {
             stage: stage.into(),
             why,
@@ -259,6 +264,10 @@ impl FtpClient {
 impl App for FtpClient {
     fn poll(&mut self, cx: &mut AppCx<'_>) {
         if self.outcome.is_some() {
+            // Read the 221 and close: the control connection ends with FIN.
+            if let Some(c) = self.ctl.as_mut() {
+                c.pump(cx);
+            }
             return;
         }
         let started = *self.started.get_or_insert(cx.now);
@@ -284,7 +293,11 @@ impl App for FtpClient {
                 Step::Connect(mut c) => match c.poll(cx).clone() {
                     ConnectState::Connecting => Step::Connect(c),
                     ConnectState::Failed(e) => {
-                        self.fail(cx, "control-connect", format!("{}:21: {e}", self.server.0));
+                        self.fail(
+                            cx,
+                            "control-connect",
+                            format!("{}:{}: {e}", self.server.0, self.server.1),
+                        );
                         return;
                     }
                     ConnectState::Connected => {
@@ -477,8 +490,7 @@ impl App for FtpClient {
                             data_from: from,
                         });
                         if let Some(c) = self.ctl.as_mut() {
-                            c.send("QUIT\r\n");
-                            c.closing = true;
+                            c.quit("QUIT\r\n");
                             c.pump(cx);
                         }
                         Step::Done

@@ -84,6 +84,8 @@ pub struct Outgoing {
     /// Failed attempts so far (for the retry schedule).
     pub failures: u32,
     stage: Stage,
+    /// Sessions that sent QUIT, pumped until both sides have closed.
+    closing: Vec<LineConn>,
 }
 
 #[derive(Debug)]
@@ -183,6 +185,7 @@ impl Mta {
             received: count_received(data),
             failures: 0,
             stage: Stage::Route,
+            closing: Vec::new(),
         });
         self.messages.len() - 1
     }
@@ -229,6 +232,10 @@ impl Mta {
             resolver: self.resolver,
         };
         for m in &mut self.messages {
+            for c in &mut m.closing {
+                c.pump(cx);
+            }
+            m.closing.retain(|c| !c.closed(cx));
             for _ in 0..8 {
                 if !step(m, cx, &policy) {
                     break;
@@ -487,9 +494,10 @@ fn step(m: &mut Outgoing, cx: &mut AppCx<'_>, p: &Policy<'_>) -> bool {
                 };
                 if !ok {
                     m.attempts.push(format!("{server}: {text}"));
-                    conn.send("QUIT\r\n");
-                    conn.closing = true;
+                    conn.quit("QUIT\r\n");
                     conn.pump(cx);
+                    let h = conn.handle;
+                    m.closing.push(std::mem::replace(conn, LineConn::new(h)));
                     if (400..500).contains(&code) {
                         defer(m, cx, p, format!("{server} answered {text}"));
                     } else {
@@ -517,8 +525,7 @@ fn step(m: &mut Outgoing, cx: &mut AppCx<'_>, p: &Policy<'_>) -> bool {
                     4 => conn.send("DATA\r\n"),
                     5 => conn.send(&dot_stuffed(&m.data)),
                     6 => {
-                        conn.send("QUIT\r\n");
-                        conn.closing = true;
+                        conn.quit("QUIT\r\n");
                         cx.log("mta", format!("delivered message to {} via {server}", m.to));
                         m.attempts.push(format!("delivered via {server}: {text}"));
                         m.status = DeliveryStatus::Delivered {
@@ -526,6 +533,8 @@ fn step(m: &mut Outgoing, cx: &mut AppCx<'_>, p: &Policy<'_>) -> bool {
                             reply: text,
                         };
                         conn.pump(cx);
+                        let h = conn.handle;
+                        m.closing.push(std::mem::replace(conn, LineConn::new(h)));
                         m.stage = Stage::Done;
                         return false;
                     }

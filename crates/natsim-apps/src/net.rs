@@ -49,12 +49,21 @@ impl Listener {
 }
 
 /// A text-protocol connection: CRLF lines in, bytes out.
+///
+/// Closing follows what SMTP and FTP implementations do (RFC 5321
+/// §4.1.1.10, RFC 959 QUIT): a server sets `closing` with its last reply
+/// and closes (FIN) as soon as that reply is handed to TCP; a client sends
+/// its last command with [`LineConn::quit`] and closes once the reply to
+/// it is read. Either side closes when the peer has closed and nothing is
+/// left to send. The app keeps pumping until [`LineConn::closed`].
 #[derive(Debug)]
 pub struct LineConn {
     pub handle: SocketHandle,
     rx: Vec<u8>,
     tx: Vec<u8>,
     pub closing: bool,
+    /// The client's final command went out; close on its reply.
+    quit_sent: bool,
 }
 
 impl LineConn {
@@ -64,7 +73,15 @@ impl LineConn {
             rx: Vec::new(),
             tx: Vec::new(),
             closing: false,
+            quit_sent: false,
         }
+    }
+
+    /// Sends a client's last command (QUIT); the connection closes with a
+    /// FIN once its reply has been read (or the server closed first).
+    pub fn quit(&mut self, text: &str) {
+        self.send(text);
+        self.quit_sent = true;
     }
 
     pub fn send(&mut self, text: &str) {
@@ -90,9 +107,6 @@ impl LineConn {
                 self.tx.drain(..n);
             }
         }
-        if self.closing && self.tx.is_empty() && s.send_queue() == 0 {
-            s.close();
-        }
         let mut lines = Vec::new();
         while let Some(i) = self.rx.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.rx.drain(..=i).collect();
@@ -101,7 +115,22 @@ impl LineConn {
                 .to_string();
             lines.push(text);
         }
+        // A final reply line (not "250-" continuation) answers the QUIT.
+        if self.quit_sent && lines.iter().any(|l| l.as_bytes().get(3) != Some(&b'-')) {
+            self.closing = true;
+        }
+        let peer_closed = s.state() == State::CloseWait;
+        // close() keeps what is queued and sends the FIN after it.
+        if self.tx.is_empty() && (self.closing || peer_closed) {
+            s.close();
+        }
         lines
+    }
+
+    /// Both sides have closed (or the connection is gone): nothing more
+    /// will happen on it.
+    pub fn closed(&self, cx: &mut AppCx<'_>) -> bool {
+        matches!(self.state(cx), State::Closed | State::TimeWait)
     }
 
     /// Raw received bytes not yet consumed as lines.

@@ -289,3 +289,84 @@ fn ftp_downloads_in_all_four_modes() {
         );
     }
 }
+
+/// TCP segments of the connection to `port` on `seg`: (from the server?,
+/// flags, payload).
+fn segments_of(sim: &Sim, seg: SegmentId, port: u16) -> Vec<(bool, u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (_, f) in sim.capture(seg) {
+        if f.len() < 54 || f[12..14] != [0x08, 0x00] || f[23] != 6 {
+            continue;
+        }
+        let l4 = 14 + usize::from(f[14] & 0x0f) * 4;
+        let total = 14 + usize::from(u16::from_be_bytes([f[16], f[17]]));
+        let (sp, dp) = (
+            u16::from_be_bytes([f[l4], f[l4 + 1]]),
+            u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]),
+        );
+        if sp != port && dp != port {
+            continue;
+        }
+        let data = l4 + usize::from(f[l4 + 12] >> 4) * 4;
+        out.push((sp == port, f[l4 + 13], f[data..total].to_vec()));
+    }
+    out
+}
+
+/// RFC 5321 §4.1.1.10 / RFC 959: the server answers QUIT with 221 and
+/// closes; the client reads the 221 and closes too. Both FINs on the
+/// wire, the client's after the 221, and no RST.
+fn assert_closed_after_quit(segs: &[(bool, u8, Vec<u8>)], what: &str) {
+    const FIN: u8 = 0x01;
+    const RST: u8 = 0x04;
+    assert!(segs.iter().all(|s| s.1 & RST == 0), "{what}: a RST");
+    let quit = segs
+        .iter()
+        .position(|s| !s.0 && s.2.starts_with(b"QUIT"))
+        .unwrap_or_else(|| panic!("{what}: no QUIT"));
+    let reply = segs
+        .iter()
+        .position(|s| s.0 && s.2.starts_with(b"221"))
+        .unwrap_or_else(|| panic!("{what}: no 221"));
+    assert!(reply > quit);
+    let server_fin = segs.iter().position(|s| s.0 && s.1 & FIN != 0);
+    let client_fin = segs.iter().position(|s| !s.0 && s.1 & FIN != 0);
+    assert!(server_fin.is_some(), "{what}: the server never sent FIN");
+    let c = client_fin.unwrap_or_else(|| panic!("{what}: the client never sent FIN"));
+    assert!(
+        c >= reply,
+        "{what}: the client closed before reading the 221"
+    );
+}
+
+#[test]
+fn smtp_and_ftp_sessions_end_with_a_fin_from_both_sides_after_quit() {
+    let (mut sim, seg, _, server, client) = lan();
+    sim.add_app(
+        server,
+        Box::new(SmtpServer::new(
+            "mail.example.com",
+            Box::new(Domains(vec!["example.com".into()])),
+        )),
+    )
+    .unwrap();
+    let files = BTreeMap::from([("readme.txt".to_string(), vec![b'x'; 3000])]);
+    sim.add_app(server, Box::new(FtpServer::new(files)))
+        .unwrap();
+    let mta = sim
+        .add_app(client, Box::new(Mta::new("sender.example.net")))
+        .unwrap();
+    let now = sim.now();
+    sim.with_app::<Mta, _>(mta, |m| {
+        m.submit("alice@example.net", "bob@example.com", "hello", now)
+    })
+    .unwrap();
+    sim.add_app(
+        client,
+        Box::new(FtpClient::new(SERVER, "readme.txt", FtpMode::Passive)),
+    )
+    .unwrap();
+    sim.run_for(Duration::from_secs(10));
+    assert_closed_after_quit(&segments_of(&sim, seg, 25), "smtp");
+    assert_closed_after_quit(&segments_of(&sim, seg, 21), "ftp");
+}

@@ -611,9 +611,13 @@ impl NatEngine {
         if !dnat && self.is_external(flow.dst.addr) && !from_inside && ingress != IfaceId::LOCAL {
             let local_ok = route == Route::Local
                 && (self.local_services.contains(&(proto, flow.dst.port))
+                    // An echo request to one of the router's own interface
+                    // addresses is the router's to answer (icmp_echo), not
+                    // unsolicited traffic for the NAT to filter.
                     || (proto == Proto::Icmp
                         && matches!(p.l4_kind, L4::IcmpQuery { request: true })
-                        && behaviour.unsolicited == Unsolicited::Reject));
+                        && (behaviour.unsolicited == Unsolicited::Reject
+                            || self.cfg.interfaces.iter().any(|i| i.addr == flow.dst.addr))));
             if !local_ok {
                 let reason = match refused {
                     Some(filtering) => DropReason::Filtered { proto, filtering },
@@ -635,11 +639,13 @@ impl NatEngine {
         let mut mapping = None;
         let egress_inside = egress.is_some_and(|e| self.role(e) == Some(Role::Inside));
         if dnat && from_inside && egress_inside && !static_rule {
-            trace.step(NatStep::Hairpinned);
+            // The step is recorded only when the packet is hairpinned:
+            // with hairpinning off it is dropped, and the drop says why.
             match behaviour.hairpin {
                 Hairpin::Off => return self.drop(proto, DropReason::HairpinDisabled, trace),
-                Hairpin::DnatOnly => {}
+                Hairpin::DnatOnly => trace.step(NatStep::Hairpinned),
                 Hairpin::On => {
+                    trace.step(NatStep::Hairpinned);
                     // RFC 4787 REQ-9a: the source becomes the client's
                     // external mapping on the address it targeted.
                     let via = flow.dst.addr;

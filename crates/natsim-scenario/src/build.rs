@@ -25,6 +25,8 @@ pub struct Built {
     pub mailers: Vec<Option<AppId>>,
     /// Every MTA, IMS and SMTP server app, for following a message.
     pub mail_apps: Vec<AppId>,
+    /// The client apps the current step started: stopped when it ends.
+    pub step_apps: Vec<AppId>,
     /// Every accept-and-echo service, for `seen-from`.
     pub listeners: Vec<(HostIx, Listener, AppId)>,
     pub segments: Vec<String>,
@@ -95,6 +97,13 @@ pub fn build(m: &Model, seed: u64) -> Result<Built, SimError> {
         if r.own_epm {
             rc = rc.local_service(Proto::Tcp, 135);
         }
+        if let Some(m) = r.mss_clamp {
+            rc = rc.mss_clamp(m);
+        }
+        rc = rc
+            .block_icmp(r.block_icmp)
+            .answer_ping(r.answer_ping)
+            .reject_closed_ports(r.reject_closed_ports);
         let id = sim.router(&r.name, rc)?;
         if r.own_epm {
             sim.add_app(id, Box::new(RpcServer::endpoint_mapper(firewall_rpc())))?;
@@ -169,6 +178,7 @@ pub fn build(m: &Model, seed: u64) -> Result<Built, SimError> {
         mailers,
         listeners,
         mail_apps,
+        step_apps: Vec::new(),
         segments: m.segments.iter().map(|g| g.name.clone()).collect(),
         probe_port: 40000,
     })

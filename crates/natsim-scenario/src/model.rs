@@ -12,7 +12,7 @@ use natsim_apps::exchange::AddressMode;
 use natsim_apps::ftp::FtpMode;
 use natsim_apps::mail::ImsConfig;
 use natsim_nat::{NatConfig, Prefix, Role};
-use natsim_sim::{LinkParams, TcpProfile};
+use natsim_sim::{LinkParams, MssClamp, TcpProfile};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -78,6 +78,23 @@ pub struct RouterSpec {
     pub nat: Option<NatConfig>,
     /// Runs its own endpoint mapper on TCP 135 (an NT-based firewall).
     pub own_epm: bool,
+    /// Clamp forwarded SYNs' MSS (iptables -j TCPMSS).
+    #[serde(serialize_with = "mss")]
+    pub mss_clamp: Option<MssClamp>,
+    /// Drop every ICMP message it would forward.
+    pub block_icmp: bool,
+    /// Answer pings on its own addresses (default true).
+    pub answer_ping: bool,
+    /// RST / ICMP port unreachable for closed local ports (default true).
+    pub reject_closed_ports: bool,
+}
+
+fn mss<S: serde::Serializer>(m: &Option<MssClamp>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        None => s.serialize_none(),
+        Some(MssClamp::Pmtu) => s.serialize_some("pmtu"),
+        Some(MssClamp::To(n)) => s.serialize_some(n),
+    }
 }
 
 fn nat_summary<S: serde::Serializer>(n: &Option<NatConfig>, s: S) -> Result<S::Ok, S::Error> {

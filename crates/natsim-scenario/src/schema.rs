@@ -201,6 +201,24 @@ pub struct Router {
     /// NAT rules.
     #[serde(default)]
     pub own_epm: bool,
+    /// Clamp the MSS of forwarded SYNs, as iptables -j TCPMSS: `"pmtu"`
+    /// (--clamp-mss-to-pmtu) or a number (--set-mss).
+    #[serde(default)]
+    #[schemars(with = "Option<PortOrRange>")]
+    pub mss_clamp: Option<S<toml::Value>>,
+    /// Drop every ICMP message the router would forward (a firewall that
+    /// filters ICMP: the PMTUD black hole).
+    #[serde(default)]
+    pub block_icmp: bool,
+    /// The router answers pings on its own addresses (default true).
+    #[serde(default)]
+    pub answer_ping: Option<bool>,
+    /// TCP/UDP reaching a closed port of the router's own addresses gets
+    /// RST / ICMP port unreachable (default true, as Linux); false: silence.
+    /// What arrives from outside for the NAT's external address is the NAT
+    /// profile's `unsolicited` policy's to decide first.
+    #[serde(default)]
+    pub reject_closed_ports: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Clone, JsonSchema)]

@@ -42,22 +42,34 @@ pub struct TcpProfile {
     pub name: &'static str,
     /// When SYN retransmissions go out, after the first SYN.
     pub syn_retransmits: Vec<Duration>,
-    /// When the connect attempt reports "timed out".
+    /// When the connect attempt reports "timed out", after the first SYN.
     pub connect_timeout: Duration,
+    /// How long an unanswered ARP for the next hop takes to fail a
+    /// connect with "host unreachable" (no SYN ever left). None: the OS
+    /// does not tell TCP, and the connect times out at its deadline.
+    pub arp_timeout: Option<Duration>,
+    /// The IP TTL of every packet the host originates.
+    pub ttl: u8,
 }
 
 impl TcpProfile {
     /// Windows NT/2000/XP: TcpMaxConnectRetransmissions = 2 with a 3 s
     /// initial RTO: SYNs at 0, 3 and 9 s, then "timed out" at 21 s.
+    /// DefaultTTL 128. An unanswered ARP just loses the SYN (each
+    /// retransmission ARPs again) and connect() times out at 21 s.
     pub fn windows() -> TcpProfile {
         TcpProfile {
             name: "windows",
             syn_retransmits: vec![Duration::from_secs(3), Duration::from_secs(9)],
             connect_timeout: Duration::from_secs(21),
+            arp_timeout: None,
+            ttl: 128,
         }
     }
     /// Linux defaults (tcp_syn_retries = 6): SYNs at 0, 1, 3, 7, 15, 31,
-    /// 63 s, giving up at 127 s.
+    /// 63 s, giving up at 127 s. net.ipv4.ip_default_ttl = 64; the
+    /// neighbour entry fails after mcast_solicit = 3 probes 1 s apart
+    /// (retrans_time_ms = 1000), and connect() returns EHOSTUNREACH.
     pub fn linux() -> TcpProfile {
         TcpProfile {
             name: "linux",
@@ -66,6 +78,8 @@ impl TcpProfile {
                 .map(Duration::from_secs)
                 .collect(),
             connect_timeout: Duration::from_secs(127),
+            arp_timeout: Some(Duration::from_secs(3)),
+            ttl: 64,
         }
     }
     pub fn by_name(name: &str) -> Option<TcpProfile> {
@@ -121,6 +135,10 @@ pub struct AppCx<'a> {
     /// connect timeout), so connects and probes can tell "unreachable"
     /// from "timed out"; smoltcp's sockets ignore ICMP errors.
     pub icmp_errors: &'a IcmpErrors,
+    /// When the first SYN of each connection in SYN-SENT left the host,
+    /// keyed by (local port, remote address, remote port): the connect
+    /// deadline runs from the wire, not from the connect() call.
+    pub first_syn: &'a BTreeMap<(u16, Ipv4Addr, u16), Instant>,
 }
 
 impl AppCx<'_> {

@@ -33,6 +33,7 @@ pub mod device;
 pub mod fault;
 pub mod host;
 pub mod link;
+mod packet;
 pub mod pcap;
 pub mod probe;
 pub mod router;
@@ -44,5 +45,6 @@ pub use app::{App, AppCx, AppEvent, HostInfo, IcmpError, IcmpErrors, TcpProfile}
 pub use device::SimDevice;
 pub use fault::{FaultRule, FaultVerdict, InFlight};
 pub use link::LinkParams;
+pub use router::MssClamp;
 pub use sim::{AppId, HostConfig, NodeId, RouterConfig, SegmentId, Sim, SimBuilder, SimError};
 pub use trace::{Disposition, FrameTrace, Hop, Leg, Step};

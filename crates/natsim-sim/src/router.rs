@@ -5,9 +5,11 @@
 //! mapper, REDIRECT targets).
 
 use crate::host::Host;
+use crate::packet::{
+    arp_frame, clamp_mss, closed_port_rst, echo_reply, icmp_error, ipv4_of, l3_of, set_ttl,
+};
 use crate::trace::{nat_step, Disposition, Step};
 use natsim_nat::{IfaceId, Instant, NatEngine, NatStep, Prefix, Proto, Role, Route, Verdict};
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -21,6 +23,18 @@ pub struct RouterIface {
     pub prefix_len: u8,
     pub role: Role,
     pub mac: [u8; 6],
+    /// IP MTU of the interface's link.
+    pub mtu: usize,
+}
+
+/// TCP MSS clamping of forwarded SYNs, as iptables' TCPMSS target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MssClamp {
+    /// `--clamp-mss-to-pmtu`: the smaller of the egress and ingress MTU,
+    /// less 40 (xt_TCPMSS tcpmss_mangle_packet).
+    Pmtu,
+    /// `--set-mss N`: lower any larger MSS to N.
+    To(u16),
 }
 
 #[derive(Debug)]
@@ -82,6 +96,15 @@ pub(crate) struct Router {
     pub local_services: BTreeSet<(Proto, u16)>,
     /// NAT decisions not tied to a frame (expiries), for reports.
     pub nat_log: Vec<(Instant, String)>,
+    /// IP ID of the next packet the router itself builds (ICMP errors).
+    ip_id: u16,
+    pub mss_clamp: Option<MssClamp>,
+    pub block_icmp: bool,
+    /// Answer echo requests to the router's own addresses.
+    pub answer_ping: bool,
+    /// Answer TCP/UDP to closed ports of the router's own addresses (RST,
+    /// port unreachable) instead of staying silent.
+    pub reject_closed_ports: bool,
 }
 
 fn mac_of(f: &[u8], at: usize) -> [u8; 6] {
@@ -111,6 +134,11 @@ impl Router {
             local_mac,
             local_services: BTreeSet::new(),
             nat_log: Vec::new(),
+            ip_id: u16::from_be_bytes([local_mac[4], local_mac[5]]) ^ 0x3a5c,
+            mss_clamp: None,
+            block_icmp: false,
+            answer_ping: true,
+            reject_closed_ports: true,
         }
     }
 
@@ -205,13 +233,28 @@ impl Router {
         // A transit packet expires before postrouting NAT sees it, as in
         // Linux's ip_forward: the error then quotes the packet as its
         // sender sent it, so the sender can match it to its socket.
-        if let Some(ip) = frame
-            .get(14..)
-            .and_then(|b| Ipv4Packet::new_checked(b).ok())
-        {
+        if let Some(ip) = ipv4_of(&frame) {
             if ip.hop_limit() <= 1 && !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr()) {
                 self.ttl_exceeded(iface, &frame, out);
                 return;
+            }
+            let transit = !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr());
+            if transit && self.block_icmp && ip.next_header() == IpProtocol::Icmp {
+                out.step(|| Step::Dropped {
+                    reason: "ICMP filtered".into(),
+                });
+                out.disposition = Some(Disposition::Dropped {
+                    node: self.name.clone(),
+                    reason: "ICMP filtered".into(),
+                });
+                return;
+            }
+            // Like the TTL, the MTU is checked in ip_forward before
+            // postrouting NAT: the error quotes what the sender sent.
+            if let Route::Forward { iface: e, .. } = self.route(ip.dst_addr()) {
+                if self.frag_needed(iface, usize::from(e.0), &frame, out) {
+                    return;
+                }
             }
         }
         let verdict = match self.nat.as_mut() {
@@ -220,13 +263,13 @@ impl Router {
                 let rf = |d: Ipv4Addr| Self::route_in(ifaces, routes, owned, d);
                 run_nat(nat, now, IfaceId(iface as u16), &mut frame, &rf, out)
             }
-            None => match Ipv4Packet::new_checked(&frame[14..]) {
-                Ok(ip) => match self.route(ip.dst_addr()) {
+            None => match ipv4_of(&frame) {
+                Some(ip) => match self.route(ip.dst_addr()) {
                     Route::Forward { iface, next_hop } => Verdict::Forward { iface, next_hop },
                     Route::Local => Verdict::Local,
                     Route::Unreachable => Verdict::Drop(natsim_nat::DropReason::NoRoute),
                 },
-                Err(_) => Verdict::Drop(natsim_nat::DropReason::BadIpHeader),
+                None => Verdict::Drop(natsim_nat::DropReason::BadIpHeader),
             },
         };
         self.act(now, iface, frame, verdict, trace, out);
@@ -244,7 +287,7 @@ impl Router {
         match verdict {
             Verdict::Forward { iface, next_hop } => {
                 let out_iface = usize::from(iface.0);
-                self.forward(now, ingress, out_iface, next_hop, frame, trace, out);
+                self.forward(now, ingress, out_iface, next_hop, frame, true, trace, out);
             }
             Verdict::Local => {
                 out.step(|| Step::Local {
@@ -294,7 +337,7 @@ impl Router {
 
     /// Drops an expiring frame with an ICMP time exceeded to its sender
     /// (RFC 1812 §5.3.1, §4.3.2.2).
-    fn ttl_exceeded(&self, ingress: usize, frame: &[u8], out: &mut Outcome) {
+    fn ttl_exceeded(&mut self, ingress: usize, frame: &[u8], out: &mut Outcome) {
         self.icmp_error(ingress, frame, Icmpv4Message::TimeExceeded, 0, out);
         out.step(|| Step::Dropped {
             reason: "TTL exceeded".into(),
@@ -304,7 +347,8 @@ impl Router {
         });
     }
 
-    /// TTL, MAC rewrite and ARP resolution towards `next_hop`.
+    /// TTL (`transit`: a forwarded packet, not one the router's own
+    /// stack made), MAC rewrite and ARP resolution towards `next_hop`.
     #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
@@ -313,22 +357,42 @@ impl Router {
         out_iface: usize,
         next_hop: Ipv4Addr,
         mut frame: Vec<u8>,
+        transit: bool,
         trace: Option<u64>,
         out: &mut Outcome,
     ) {
-        let ttl = frame.get(22).copied().unwrap_or(0);
-        if ttl <= 1 {
-            self.ttl_exceeded(ingress, &frame, out);
+        let l3 = l3_of(&frame);
+        if frame.len() < l3 + 20 {
+            out.disposition = Some(Disposition::Dropped {
+                node: self.name.clone(),
+                reason: "runt frame".into(),
+            });
             return;
         }
-        // TTL is the high byte of a 16-bit word: RFC 1624 update.
-        let old = u16::from_be_bytes([frame[22], frame[23]]);
-        frame[22] = ttl - 1;
-        let new = u16::from_be_bytes([frame[22], frame[23]]);
-        let c = u16::from_be_bytes([frame[24], frame[25]]);
-        let c = natsim_nat::checksum::update16(c, old, new);
-        frame[24..26].copy_from_slice(&c.to_be_bytes());
-        out.step(|| Step::TtlDecremented { ttl: ttl - 1 });
+        if transit {
+            let ttl = frame[l3 + 8];
+            if ttl <= 1 {
+                self.ttl_exceeded(ingress, &frame, out);
+                return;
+            }
+            set_ttl(&mut frame, l3, ttl - 1);
+            out.step(|| Step::TtlDecremented { ttl: ttl - 1 });
+        }
+        if self.frag_needed(ingress, out_iface, &frame, out) {
+            return;
+        }
+        if let Some(c) = self.mss_clamp {
+            let mss = match c {
+                MssClamp::Pmtu => (self.ifaces[out_iface].mtu.min(self.ifaces[ingress].mtu) as u16)
+                    .saturating_sub(40),
+                MssClamp::To(n) => n,
+            };
+            if let Some(old) = clamp_mss(&mut frame, l3, mss) {
+                out.step(|| Step::Local {
+                    text: format!("TCPMSS: MSS {old} clamped to {mss}"),
+                });
+            }
+        }
         let mac = self.ifaces[out_iface].mac;
         frame[6..12].copy_from_slice(&mac);
         out.iface_out = Some(out_iface);
@@ -357,6 +421,41 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// A DF packet larger than the egress MTU is dropped with ICMP
+    /// "fragmentation needed" carrying the next-hop MTU (RFC 1191 §4,
+    /// RFC 1812 §5.2.7.1). Returns true if it was.
+    fn frag_needed(
+        &mut self,
+        ingress: usize,
+        egress: usize,
+        frame: &[u8],
+        out: &mut Outcome,
+    ) -> bool {
+        let l3 = l3_of(frame);
+        let Some(ip) = ipv4_of(frame) else {
+            return false;
+        };
+        let mtu = self.ifaces[egress].mtu;
+        if usize::from(ip.total_len()) <= mtu || !ip.dont_frag() {
+            return false;
+        }
+        let _ = l3;
+        self.icmp_error_full(ingress, frame, 3, 4, mtu as u16, out);
+        let reason = format!(
+            "fragmentation needed: {} bytes with DF over {}'s MTU {mtu}",
+            ip.total_len(),
+            self.ifaces[egress].name
+        );
+        out.step(|| Step::Dropped {
+            reason: reason.clone(),
+        });
+        out.disposition = Some(Disposition::Dropped {
+            node: self.name.clone(),
+            reason,
+        });
+        true
     }
 
     fn arp_request(&self, iface: usize, target: Ipv4Addr) -> Vec<u8> {
@@ -417,59 +516,44 @@ impl Router {
         let _ = now;
     }
 
-    /// An ICMP error about `frame` back to its sender, out of `ingress`.
+    /// An ICMP error about `frame` out of `ingress` (see
+    /// [`packet::icmp_error`]), with the router's next IP ID.
+    fn icmp_error_full(
+        &mut self,
+        ingress: usize,
+        frame: &[u8],
+        icmp_type: u8,
+        code: u8,
+        mtu: u16,
+        out: &mut Outcome,
+    ) {
+        let i = &self.ifaces[ingress];
+        if let Some(buf) = icmp_error(frame, i.addr, i.mac, self.ip_id, (icmp_type, code, mtu)) {
+            self.ip_id = self.ip_id.wrapping_add(1);
+            out.originated.push((ingress, buf));
+        }
+    }
+
     fn icmp_error(
-        &self,
+        &mut self,
         ingress: usize,
         frame: &[u8],
         msg: Icmpv4Message,
         code: u8,
         out: &mut Outcome,
     ) {
-        let Ok(ip) = Ipv4Packet::new_checked(&frame[14..]) else {
-            return;
+        let t = match msg {
+            Icmpv4Message::TimeExceeded => 11,
+            _ => 3,
         };
-        let Ok(orig) = Ipv4Repr::parse(&ip, &ChecksumCapabilities::ignored()) else {
-            return;
-        };
-        let data: Vec<u8> = ip.payload().iter().take(8).copied().collect();
-        let icmp = match msg {
-            Icmpv4Message::TimeExceeded => Icmpv4Repr::TimeExceeded {
-                reason: Icmpv4TimeExceeded::TtlExpired,
-                header: orig,
-                data: &data,
-            },
-            _ => Icmpv4Repr::DstUnreachable {
-                reason: Icmpv4DstUnreachable::from(code),
-                header: orig,
-                data: &data,
-            },
-        };
-        let i = &self.ifaces[ingress];
-        let ip_repr = Ipv4Repr {
-            src_addr: i.addr,
-            dst_addr: orig.src_addr,
-            next_header: IpProtocol::Icmp,
-            payload_len: icmp.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; 14 + ip_repr.buffer_len() + icmp.buffer_len()];
-        buf[0..6].copy_from_slice(&frame[6..12]);
-        buf[6..12].copy_from_slice(&i.mac);
-        buf[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        let caps = ChecksumCapabilities::default();
-        let mut ipp = Ipv4Packet::new_unchecked(&mut buf[14..]);
-        ip_repr.emit(&mut ipp, &caps);
-        let mut ic = Icmpv4Packet::new_unchecked(ipp.payload_mut());
-        icmp.emit(&mut ic, &caps);
-        out.originated.push((ingress, buf));
+        self.icmp_error_full(ingress, frame, t, code, 0, out);
     }
 
     /// The destination port if this frame is for one of the local stack's
     /// services on a router-owned address.
     fn local_service_port(&self, frame: &[u8]) -> Option<String> {
         self.local.as_ref()?;
-        let ip = Ipv4Packet::new_checked(frame.get(14..)?).ok()?;
+        let ip = ipv4_of(frame)?;
         if !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr()) {
             return None;
         }
@@ -505,12 +589,38 @@ impl Router {
             self.handle_local_output(now, sent, out);
             return;
         }
-        // No stack: answer pings to our addresses, as any router does.
-        if let Some(reply) = echo_reply(&frame) {
-            out.disposition = Some(Disposition::DeliveredToRouter { node });
-            out.originated.push((ingress, reply));
-        } else {
-            out.disposition = Some(Disposition::DeliveredToRouter { node });
+        out.disposition = Some(Disposition::DeliveredToRouter { node });
+        // No services: the router's own stack answers as Linux's does —
+        // pings on any of its interface addresses (icmp_echo), a RST for
+        // TCP to a closed port (tcp_v4_send_reset), ICMP port unreachable
+        // for UDP (__udp4_lib_rcv). Each can be switched off.
+        let Some(ip) = ipv4_of(&frame) else {
+            return;
+        };
+        if !self.ifaces.iter().any(|i| i.addr == ip.dst_addr()) {
+            return;
+        }
+        match ip.next_header() {
+            IpProtocol::Icmp if self.answer_ping => {
+                if let Some(reply) = echo_reply(&frame) {
+                    out.originated.push((ingress, reply));
+                }
+            }
+            IpProtocol::Tcp if self.reject_closed_ports => {
+                if let Some(rst) = closed_port_rst(&frame) {
+                    out.step(|| Step::Local {
+                        text: "closed port: the router's stack answers RST".into(),
+                    });
+                    out.originated.push((ingress, rst));
+                }
+            }
+            IpProtocol::Udp if self.reject_closed_ports => {
+                out.step(|| Step::Local {
+                    text: "closed port: the router's stack answers port unreachable".into(),
+                });
+                self.icmp_error_full(ingress, &frame, 3, 3, 0, out);
+            }
+            _ => {}
         }
     }
 
@@ -581,17 +691,17 @@ impl Router {
         out: &mut Outcome,
     ) {
         let bypass = {
-            let ip = Ipv4Packet::new_checked(&frame[14..]).ok();
-            ip.and_then(|ip| match ip.next_header() {
-                IpProtocol::Tcp => TcpPacket::new_checked(ip.payload())
-                    .ok()
-                    .map(|t| (Proto::Tcp, t.src_port())),
-                IpProtocol::Udp => UdpPacket::new_checked(ip.payload())
-                    .ok()
-                    .map(|u| (Proto::Udp, u.src_port())),
-                _ => None,
-            })
-            .is_some_and(|k| self.local_services.contains(&k))
+            ipv4_of(&frame)
+                .and_then(|ip| match ip.next_header() {
+                    IpProtocol::Tcp => TcpPacket::new_checked(ip.payload())
+                        .ok()
+                        .map(|t| (Proto::Tcp, t.src_port())),
+                    IpProtocol::Udp => UdpPacket::new_checked(ip.payload())
+                        .ok()
+                        .map(|u| (Proto::Udp, u.src_port())),
+                    _ => None,
+                })
+                .is_some_and(|k| self.local_services.contains(&k))
         };
         let verdict = match self.nat.as_mut() {
             Some(nat) if !bypass => {
@@ -599,26 +709,21 @@ impl Router {
                 let rf = |d: Ipv4Addr| Self::route_in(ifaces, routes, owned, d);
                 run_nat(nat, now, IfaceId::LOCAL, &mut frame, &rf, out)
             }
-            _ => match Ipv4Packet::new_checked(&frame[14..]).map(|ip| self.route(ip.dst_addr())) {
-                Ok(Route::Forward { iface, next_hop }) => Verdict::Forward { iface, next_hop },
+            _ => match ipv4_of(&frame).map(|ip| self.route(ip.dst_addr())) {
+                Some(Route::Forward { iface, next_hop }) => Verdict::Forward { iface, next_hop },
                 _ => Verdict::Drop(natsim_nat::DropReason::NoRoute),
             },
         };
         match verdict {
             Verdict::Forward { iface, next_hop } => {
-                // Locally generated: no TTL decrement beyond the stack's own.
-                frame[22] = frame[22].saturating_add(1);
-                let c = u16::from_be_bytes([frame[24], frame[25]]);
-                let old = u16::from_be_bytes([frame[22] - 1, frame[23]]);
-                let new = u16::from_be_bytes([frame[22], frame[23]]);
-                let c = natsim_nat::checksum::update16(c, old, new);
-                frame[24..26].copy_from_slice(&c.to_be_bytes());
+                // Locally generated: the stack set its TTL; no decrement.
                 self.forward(
                     now,
                     usize::from(iface.0),
                     usize::from(iface.0),
                     next_hop,
                     frame,
+                    false,
                     trace,
                     out,
                 );
@@ -681,10 +786,9 @@ impl Router {
     }
 
     /// A host-unreachable error for a frame whose next hop never answered.
-    pub fn unreachable(&self, frame: &[u8], iface_hint: usize, out: &mut Outcome) {
+    pub fn unreachable(&mut self, frame: &[u8], iface_hint: usize, out: &mut Outcome) {
         // Send it back out of the interface the source is reachable on.
-        let ingress = Ipv4Packet::new_checked(&frame[14..])
-            .ok()
+        let ingress = ipv4_of(frame)
             .and_then(|ip| match self.route(ip.src_addr()) {
                 Route::Forward { iface, .. } => Some(usize::from(iface.0)),
                 _ => None,
@@ -718,55 +822,6 @@ fn run_nat(
     v
 }
 
-fn arp_frame(src: [u8; 6], dst: [u8; 6], repr: &ArpRepr) -> Vec<u8> {
-    let mut buf = vec![0u8; 14 + repr.buffer_len()];
-    buf[0..6].copy_from_slice(&dst);
-    buf[6..12].copy_from_slice(&src);
-    buf[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-    let mut pkt = ArpPacket::new_unchecked(&mut buf[14..]);
-    repr.emit(&mut pkt);
-    buf
-}
-
-/// An echo reply for an echo request frame, addressed back to its sender.
-fn echo_reply(frame: &[u8]) -> Option<Vec<u8>> {
-    let ip = Ipv4Packet::new_checked(frame.get(14..)?).ok()?;
-    if ip.next_header() != IpProtocol::Icmp {
-        return None;
-    }
-    let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
-    let Icmpv4Repr::EchoRequest {
-        ident,
-        seq_no,
-        data,
-    } = Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::default()).ok()?
-    else {
-        return None;
-    };
-    let reply = Icmpv4Repr::EchoReply {
-        ident,
-        seq_no,
-        data,
-    };
-    let ip_repr = Ipv4Repr {
-        src_addr: ip.dst_addr(),
-        dst_addr: ip.src_addr(),
-        next_header: IpProtocol::Icmp,
-        payload_len: reply.buffer_len(),
-        hop_limit: 64,
-    };
-    let mut buf = vec![0u8; 14 + ip_repr.buffer_len() + reply.buffer_len()];
-    buf[0..6].copy_from_slice(&frame[6..12]);
-    buf[6..12].copy_from_slice(&frame[0..6]);
-    buf[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let caps = ChecksumCapabilities::default();
-    let mut ipp = Ipv4Packet::new_unchecked(&mut buf[14..]);
-    ip_repr.emit(&mut ipp, &caps);
-    let mut ic = Icmpv4Packet::new_unchecked(ipp.payload_mut());
-    reply.emit(&mut ic, &caps);
-    Some(buf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -779,6 +834,7 @@ mod tests {
             prefix_len: len,
             role: Role::Inside,
             mac: [2, 0, 0, 0, 0, 1],
+            mtu: 1500,
         }
     }
 

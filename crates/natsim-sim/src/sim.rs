@@ -99,6 +99,10 @@ pub struct RouterConfig {
     nat: Option<(Behaviour, NatSetup)>,
     local_stack: bool,
     local_services: Vec<(Proto, u16)>,
+    mss_clamp: Option<crate::router::MssClamp>,
+    block_icmp: bool,
+    answer_ping: bool,
+    reject_closed_ports: bool,
 }
 
 impl Default for RouterConfig {
@@ -115,7 +119,33 @@ impl RouterConfig {
             nat: None,
             local_stack: false,
             local_services: Vec::new(),
+            mss_clamp: None,
+            block_icmp: false,
+            answer_ping: true,
+            reject_closed_ports: true,
         }
+    }
+    /// Whether the router answers pings on its own addresses (default on).
+    pub fn answer_ping(mut self, on: bool) -> Self {
+        self.answer_ping = on;
+        self
+    }
+    /// Whether TCP/UDP to a closed port of the router's own addresses gets
+    /// RST / port unreachable (default on, as Linux) or silence.
+    pub fn reject_closed_ports(mut self, on: bool) -> Self {
+        self.reject_closed_ports = on;
+        self
+    }
+    /// Clamps the MSS option of forwarded SYNs (iptables -j TCPMSS).
+    pub fn mss_clamp(mut self, c: crate::router::MssClamp) -> Self {
+        self.mss_clamp = Some(c);
+        self
+    }
+    /// Drops every ICMP message it would forward (a firewall that
+    /// filters ICMP, the classic PMTUD black hole of RFC 2923 §2.1).
+    pub fn block_icmp(mut self, on: bool) -> Self {
+        self.block_icmp = on;
+        self
     }
     /// Adds an interface; its index is its `IfaceId` in NAT rules.
     pub fn interface(
@@ -369,6 +399,7 @@ impl Sim {
                 prefix_len: *len,
                 role: *role,
                 mac: Self::mac(id, k),
+                mtu: self.segments[seg.0].params.mtu,
             });
         }
         let mut owned = Vec::new();
@@ -411,6 +442,10 @@ impl Sim {
         let local_mac = Self::mac(id, 0xff);
         let mut router = Router::new(name, ifaces, cfg.routes, nat, owned, local_mac);
         router.local_services = cfg.local_services.iter().copied().collect();
+        router.mss_clamp = cfg.mss_clamp;
+        router.block_icmp = cfg.block_icmp;
+        router.answer_ping = cfg.answer_ping;
+        router.reject_closed_ports = cfg.reject_closed_ports;
         if cfg.local_stack {
             let first = router
                 .ifaces
@@ -470,6 +505,16 @@ impl Sim {
         let id = AppId(node, host.apps.len() - 1);
         self.schedule_wake(node.0, self.now);
         Ok(id)
+    }
+
+    /// Stops an app the way its process exiting would (see
+    /// `Host::stop_app`): a step's client gives up when its step ends, so
+    /// none of its retries reach the next step. Its results stay readable.
+    pub fn stop_app(&mut self, id: AppId) {
+        if let Some(h) = self.host_of_mut(id.0) {
+            h.stop_app(id.1);
+            self.schedule_wake(id.0 .0, self.now);
+        }
     }
 
     fn host_of(&self, node: NodeId) -> Option<&Host> {

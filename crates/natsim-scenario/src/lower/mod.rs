@@ -282,6 +282,7 @@ fn router(r: &Router, names: &Names, cx: &Ctx<'_>, p: &mut Problems) -> Option<R
             }
         },
     };
+    let mss_clamp = r.mss_clamp.as_ref().and_then(|m| p.ok(mss_clamp(m, cx)));
     (p.0.len() == before).then(|| RouterSpec {
         name: r.name.get_ref().clone(),
         span: r.name.span(),
@@ -289,7 +290,26 @@ fn router(r: &Router, names: &Names, cx: &Ctx<'_>, p: &mut Problems) -> Option<R
         routes,
         nat,
         own_epm: r.own_epm,
+        mss_clamp,
+        block_icmp: r.block_icmp,
+        answer_ping: r.answer_ping.unwrap_or(true),
+        reject_closed_ports: r.reject_closed_ports.unwrap_or(true),
     })
+}
+
+/// `"pmtu"` (--clamp-mss-to-pmtu) or an MSS (--set-mss).
+fn mss_clamp(v: &S<toml::Value>, cx: &Ctx<'_>) -> Result<natsim_sim::MssClamp, Problem> {
+    match v.get_ref() {
+        toml::Value::String(s) if s == "pmtu" => Ok(natsim_sim::MssClamp::Pmtu),
+        toml::Value::Integer(n) if (88..=65535).contains(n) => {
+            Ok(natsim_sim::MssClamp::To(*n as u16))
+        }
+        _ => Err(cx.at(
+            v.span(),
+            "`mss_clamp` must be \"pmtu\" or an MSS of 88–65535",
+            Some("e.g. mss_clamp = \"pmtu\" or mss_clamp = 1452"),
+        )),
+    }
 }
 
 fn tcp_profile(t: &Option<S<String>>, cx: &Ctx<'_>) -> Result<TcpProfile, Problem> {

@@ -54,7 +54,13 @@ fn done_with(outcome: Outcome, text: String) -> Running {
 
 /// Resolves a DNS name through the host's `dns` servers, in the simulated
 /// network (the lookup's frames belong to the step).
-fn resolve(sim: &mut Sim, host: NodeId, spec: &HostSpec, t: &Target) -> Result<Ipv4Addr, String> {
+fn resolve(
+    sim: &mut Sim,
+    host: NodeId,
+    spec: &HostSpec,
+    t: &Target,
+    apps: &mut Vec<AppId>,
+) -> Result<Ipv4Addr, String> {
     let name = match t {
         Target::Addr(a) => return Ok(*a),
         Target::Name(n) => n,
@@ -65,6 +71,7 @@ fn resolve(sim: &mut Sim, host: NodeId, spec: &HostSpec, t: &Target) -> Result<I
     ) else {
         return Err(format!("could not resolve {name}"));
     };
+    apps.push(id);
     sim.run_until_pred(Duration::from_secs(30), |s| {
         s.app::<DnsLookup>(id).is_some_and(|l| l.result().is_some())
     });
@@ -80,7 +87,7 @@ pub fn start(b: &mut Built, m: &Model, st: &StepSpec, kept: &mut Kept) -> Runnin
     macro_rules! target {
         ($from:expr, $to:expr, $fail:expr) => {{
             let (node, spec) = host($from);
-            match resolve(&mut b.sim, node, spec, $to) {
+            match resolve(&mut b.sim, node, spec, $to, &mut b.step_apps) {
                 Ok(a) => (node, a),
                 Err(why) => return done_with($fail, why),
             }
@@ -89,7 +96,10 @@ pub fn start(b: &mut Built, m: &Model, st: &StepSpec, kept: &mut Kept) -> Runnin
     macro_rules! app {
         ($node:expr, $app:expr, $kind:path) => {
             match b.sim.add_app($node, Box::new($app)) {
-                Ok(id) => $kind(id),
+                Ok(id) => {
+                    b.step_apps.push(id);
+                    $kind(id)
+                }
                 Err(e) => return done_with(Outcome::Failed, e.to_string()),
             }
         };
@@ -117,7 +127,9 @@ pub fn start(b: &mut Built, m: &Model, st: &StepSpec, kept: &mut Kept) -> Runnin
                 Running::Tcp
             );
             if let (Some(k), Running::Tcp(id)) = (keep, &r) {
+                // A kept connection outlives its step.
                 kept.0[k.0] = Some(*id);
+                b.step_apps.retain(|x| x != id);
             }
             r
         }
@@ -200,14 +212,22 @@ pub fn start(b: &mut Built, m: &Model, st: &StepSpec, kept: &mut Kept) -> Runnin
         Action::FtpGet {
             from,
             to,
-            port: _,
+            port,
             file,
             mode,
         } => {
             let (node, a) = target!(from, to, Outcome::Failed);
-            app!(node, FtpClient::new(a, file, *mode), Running::Ftp)
+            let mut client = FtpClient::new(a, file, *mode);
+            // A server published on another port (a 2121 -> 21 forward).
+            client.server.1 = *port;
+            app!(node, client, Running::Ftp)
         }
-        Action::NatType { from, servers } => Running::Done(Box::new(nat_type(b, *from, servers))),
+        Action::NatType { from, servers } => {
+            let mut apps = Vec::new();
+            let a = nat_type(b, *from, servers, &mut apps);
+            b.step_apps.extend(apps);
+            Running::Done(Box::new(a))
+        }
         Action::NatTable { router } => Running::Done(Box::new(nat_table(b, m, *router))),
     }
 }
@@ -296,9 +316,9 @@ pub fn finish(r: Running, b: &mut Built, limit: Duration) -> Actual {
             }
             Some(ClientOutcome::ConnectFailed(e)) => connect_failed(&mut a, &e),
             _ => {
-                a.outcome = Some(Outcome::TimedOut);
+                a.outcome = Some(Outcome::Connecting);
                 a.text = format!(
-                    "still connecting when the step's {:.0} s ran out",
+                    "still connecting (SYN-SENT) when the step's {:.0} s ended; abandoned",
                     secs(limit)
                 );
             }
@@ -443,7 +463,12 @@ pub fn finish(r: Running, b: &mut Built, limit: Duration) -> Actual {
 /// RFC 5780-style classification from inside: mapping by comparing the
 /// endpoint each server sees; filtering by who may then send in. Each run
 /// uses fresh source ports, so a second run measures afresh.
-fn nat_type(b: &mut Built, from: HostIx, servers: &[(Ipv4Addr, Option<HostIx>); 2]) -> Actual {
+fn nat_type(
+    b: &mut Built,
+    from: HostIx,
+    servers: &[(Ipv4Addr, Option<HostIx>); 2],
+    apps: &mut Vec<AppId>,
+) -> Actual {
     let node = b.hosts[from.0];
     let (s1, s2) = (servers[0].0, servers[1].0);
     let n1 = servers[0].1.map(|h| b.hosts[h.0]);
@@ -462,6 +487,7 @@ fn nat_type(b: &mut Built, from: HostIx, servers: &[(Ipv4Addr, Option<HostIx>); 
         a.outcome = Some(Outcome::Failed);
         return a;
     };
+    apps.push(pa);
     let mut mapped = Vec::new();
     for (k, to) in [(s1, 3478), (s1, 3479), (s2, 3478)].into_iter().enumerate() {
         sim.with_app::<UdpPeer, _>(pa, |p| p.send(to, b"binding request"));
@@ -479,6 +505,7 @@ fn nat_type(b: &mut Built, from: HostIx, servers: &[(Ipv4Addr, Option<HostIx>); 
         a.outcome = Some(Outcome::Failed);
         return a;
     };
+    apps.push(pb);
     sim.with_app::<UdpPeer, _>(pb, |p| p.send((s1, 3478), b"binding request"));
     sim.run_until_pred(Duration::from_secs(2), |sm| seen(sm, pb, 0).is_some());
     let target: Option<SocketAddrV4> = seen(sim, pb, 0).and_then(|m| m.parse().ok());
@@ -486,6 +513,7 @@ fn nat_type(b: &mut Built, from: HostIx, servers: &[(Ipv4Addr, Option<HostIx>); 
     if let (Some(t), Some(n1), Some(n2)) = (target, n1, n2) {
         for (k, srv) in [n1, n2].into_iter().enumerate() {
             if let Ok(q) = sim.add_app(srv, Box::new(UdpPeer::new(3480 + (base % 1000)))) {
+                apps.push(q);
                 sim.with_app::<UdpPeer, _>(q, |p| p.send((*t.ip(), t.port()), b"unsolicited"));
                 let before = sim.app::<UdpPeer>(pb).map_or(0, |p| p.received.len());
                 sim.run_for(Duration::from_secs(2));
@@ -498,9 +526,19 @@ fn nat_type(b: &mut Built, from: HostIx, servers: &[(Ipv4Addr, Option<HostIx>); 
             }
         }
     }
-    if mapped.iter().all(|m| m == "none") {
+    // One unanswered probe and the classification would be a guess.
+    if let Some(k) = mapped.iter().position(|m| m == "none") {
+        let (srv, port) = [(s1, 3478), (s1, 3479), (s2, 3478)][k];
         a.outcome = Some(Outcome::Failed);
-        a.text = "no binding response from the servers".into();
+        a.text = format!(
+            "no answer from {srv}:{port}: cannot classify (seen as {})",
+            mapped.join(", ")
+        );
+        return a;
+    }
+    if target.is_none() {
+        a.outcome = Some(Outcome::Failed);
+        a.text = "no answer to the filtering probe: cannot classify".into();
         return a;
     }
     let filtering = if other_addr {

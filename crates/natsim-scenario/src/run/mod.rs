@@ -100,6 +100,8 @@ pub struct Actual {
 /// A step under way.
 struct Open {
     index: usize,
+    /// The client apps the step started: stopped when it ends.
+    apps: Vec<natsim_sim::AppId>,
     running: act::Running,
     started: Instant,
     first_trace: u64,
@@ -115,6 +117,7 @@ fn open(b: &mut Built, m: &crate::model::Model, index: usize, kept: &mut act::Ke
     let running = act::start(b, m, st, kept);
     Open {
         index,
+        apps: std::mem::take(&mut b.step_apps),
         running,
         started,
         first_trace,
@@ -128,7 +131,17 @@ fn close(b: &mut Built, st: &StepSpec, o: Open) -> StepResult {
     let running = o.running;
     b.sim.run_until_pred(left, |s| act::done(&running, s));
     let mut actual = act::finish(running, b, st.limit);
+    // In-flight frames land (answers, the 221 and FINs); then the step's
+    // clients end as a program does: a connect still in SYN-SENT is
+    // dropped silently (RFC 9293 §3.10.4), open connections close with
+    // FIN. Nothing of this step reaches the next one.
     b.sim.run_for(SETTLE);
+    if !o.apps.is_empty() {
+        for id in &o.apps {
+            b.sim.stop_app(*id);
+        }
+        b.sim.run_for(SETTLE);
+    }
     let ended = b.sim.now();
     actual.seen_from = b
         .listeners

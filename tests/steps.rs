@@ -1,0 +1,226 @@
+//! Each outcome belongs to its step: a step's client gives up when the
+//! step ends (as its process exiting would), nothing of it reaches the
+//! next step, `actual` always says something, repeated probes repeat
+//! their answer, and a trace step appears only when it happened.
+
+use natsim::scenario::{load_str, run_variant, VariantResult};
+
+const NET: &str = r#"
+[[segment]]
+name = "lan"
+[[segment]]
+name = "internet"
+[[router]]
+name = "nat"
+interfaces = [
+  { name = "lan0", segment = "lan", address = "192.168.1.1/24", role = "inside" },
+  { name = "wan0", segment = "internet", address = "203.0.113.1/24", role = "outside" },
+]
+[router.nat]
+profile = "rfc-recommended"
+hairpin = "off"
+masquerade = ["wan0"]
+forwards = [ { proto = "tcp", port = 80, to = "192.168.1.10", name = "web" } ]
+[[host]]
+name = "web"
+segment = "lan"
+address = "192.168.1.10/24"
+gateway = "192.168.1.1"
+[host.http_server]
+pages = { "/" = "<html>hello</html>" }
+[[host]]
+name = "client"
+segment = "lan"
+address = "192.168.1.20/24"
+gateway = "192.168.1.1"
+[[host]]
+name = "outside"
+segment = "internet"
+address = "203.0.113.7/24"
+[[host]]
+name = "stun-a"
+segment = "internet"
+address = "203.0.113.10/24"
+udp_echo = [3478, 3479]
+[[host]]
+name = "stun-b"
+segment = "internet"
+address = "203.0.113.11/24"
+udp_echo = [3478, 3479]
+"#;
+
+fn run(steps: &str) -> VariantResult {
+    let src = format!("title = \"steps\"\nseed = 3\n{NET}\n{steps}");
+    let l = load_str("steps.toml", &src).unwrap_or_else(|p| {
+        panic!(
+            "{}",
+            p.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    run_variant(&l, None, None, false).unwrap()
+}
+
+/// A connect cut short by its step's duration: the SYN retries stop with
+/// the step, so the `wait` after it sees no frame at all.
+#[test]
+fn a_wait_after_an_abandoned_connect_sees_none_of_its_retries() {
+    let r = run(r#"
+[[step]]
+name = "short-connect"
+action = "tcp-connect"
+from = "outside"
+to = "203.0.113.1"
+port = 25
+duration = "5s"
+[[step]]
+name = "quiet"
+action = "wait"
+duration = "60s"
+"#);
+    let (connect, wait) = (&r.steps[0], &r.steps[1]);
+    assert!(!connect.actual.is_empty());
+    assert!(
+        connect.actual.contains("still connecting"),
+        "{}",
+        connect.actual
+    );
+    assert!(
+        wait.traces.is_empty(),
+        "the wait step caused {:?}",
+        wait.traces
+    );
+    // And the abandoned connect sent no RST.
+    assert!(
+        !r.traces
+            .iter()
+            .any(|t| t.summary.contains("[R") && t.summary.contains("203.0.113.7")),
+        "a RST"
+    );
+}
+
+#[test]
+fn every_step_says_what_happened() {
+    let r = run(r#"
+[[step]]
+name = "ping"
+action = "ping"
+from = "client"
+to = "203.0.113.7"
+duration = "1ms"
+[[step]]
+name = "get"
+action = "http-get"
+from = "outside"
+to = "203.0.113.1"
+duration = "1ms"
+[[step]]
+name = "wait"
+action = "wait"
+duration = "1s"
+"#);
+    for s in &r.steps {
+        assert!(!s.actual.is_empty(), "{}: empty actual", s.name);
+    }
+}
+
+/// RFC 5780's probes twice from the same host: the same answer twice.
+#[test]
+fn nat_type_twice_gives_the_same_answer() {
+    let r = run(r#"
+[[step]]
+name = "first"
+action = "nat-type"
+from = "client"
+servers = ["stun-a", "stun-b"]
+[[step]]
+name = "second"
+action = "nat-type"
+from = "client"
+servers = ["stun-a", "stun-b"]
+"#);
+    assert!(
+        r.steps[0].actual.starts_with("mapping "),
+        "{}",
+        r.steps[0].actual
+    );
+    // The seen-as endpoints differ in port only if the mapping is new;
+    // the classification must match.
+    let class = |s: &str| s.split(" (seen as").next().unwrap().to_string();
+    assert_eq!(class(&r.steps[0].actual), class(&r.steps[1].actual));
+}
+
+/// With hairpinning off the SYN is dropped, not hairpinned: the trace
+/// must not claim a hairpin.
+#[test]
+fn hairpinned_appears_only_when_hairpinning_happened() {
+    let r = run(r#"
+[[step]]
+name = "via-public"
+action = "http-get"
+from = "client"
+to = "203.0.113.1"
+expect = ["failed", "trace dropped-by-nat-filter"]
+"#);
+    assert!(r.steps[0].pass, "{:?}", r.steps[0].failures);
+    let hairpinned = r
+        .traces
+        .iter()
+        .flat_map(|t| &t.hops)
+        .flat_map(|h| &h.steps)
+        .any(|s| matches!(s, natsim::sim::Step::Nat { kind, .. } if *kind == "hairpinned"));
+    assert!(!hairpinned);
+}
+
+/// `http-get` to a DNS name: the host asks its own DNS servers, then
+/// fetches from the address they return; `port` on `ftp-get` reaches a
+/// server forwarded from another port.
+#[test]
+fn http_get_resolves_a_name_through_the_hosts_dns() {
+    let src = r#"
+title = "names"
+[[segment]]
+name = "lan"
+[[host]]
+name = "ns"
+segment = "lan"
+address = "10.0.0.53/24"
+[host.dns_server]
+zones = [ { origin = "example.com", records = ["A www.example.com 10.0.0.80"] } ]
+[[host]]
+name = "web"
+segment = "lan"
+address = "10.0.0.80/24"
+[host.http_server]
+pages = { "/" = "<html>by name</html>" }
+[[host]]
+name = "client"
+segment = "lan"
+address = "10.0.0.20/24"
+dns = ["10.0.0.53"]
+[[step]]
+name = "by-name"
+action = "http-get"
+from = "client"
+to = "www.example.com"
+expect = "status 200"
+[[step]]
+name = "unknown-name"
+action = "http-get"
+from = "client"
+to = "nowhere.example.com"
+expect = "failed"
+"#;
+    let l = load_str("names.toml", src).unwrap_or_else(|p| panic!("{}", p[0]));
+    let r = run_variant(&l, None, None, false).unwrap();
+    for s in &r.steps {
+        assert!(s.pass, "{}: {} {:?}", s.name, s.actual, s.failures);
+    }
+    assert!(
+        r.steps[1].actual.contains("cannot resolve"),
+        "{}",
+        r.steps[1].actual
+    );
+}

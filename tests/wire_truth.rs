@@ -1,0 +1,240 @@
+//! Every shipped scenario's captures, read by tshark (skipped without it):
+//! what no real network shows must not show here either.
+//! - a host whose SYN was never answered sends no RST (RFC 9293 §3.10.4:
+//!   giving up in SYN-SENT deletes the TCB);
+//! - every TCP stream that carried an SMTP or FTP QUIT ends with a FIN
+//!   from both sides (RFC 5321 §4.1.1.10, RFC 959);
+//! - no malformed frame and no bad IP/TCP/UDP/ICMP checksum.
+
+use natsim::scenario::{collect, load_file, run_variant};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[derive(Default, Debug)]
+struct Stream {
+    /// Sender of the first SYN without ACK.
+    initiator: Option<String>,
+    syn_acked: bool,
+    rst_from: Vec<String>,
+    fin_from: Vec<String>,
+    quit: bool,
+}
+
+const FIELDS: &[&str] = &[
+    "frame.number",
+    "tcp.stream",
+    "ip.src",
+    "tcp.flags.syn",
+    "tcp.flags.ack",
+    "tcp.flags.reset",
+    "tcp.flags.fin",
+    "smtp.req.command",
+    "ftp.request.command",
+];
+
+#[test]
+fn shipped_captures_show_no_rst_after_unanswered_syns_and_fins_after_quit() {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("note: tshark not installed; skipping");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("natsim-truth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut problems = Vec::new();
+    let mut quits = 0;
+    let mut unanswered = 0;
+    for f in collect(&root().join("scenarios")).unwrap() {
+        let l = load_file(&f).unwrap_or_else(|_| panic!("{}", f.display()));
+        for v in l.variants() {
+            let r = run_variant(&l, v, None, true).unwrap();
+            for (seg, bytes) in &r.pcaps {
+                let name = format!(
+                    "{}:{}:{seg}",
+                    f.file_name().unwrap().to_string_lossy(),
+                    r.variant
+                );
+                let p = dir.join(format!("{}.pcap", name.replace([':', '/'], "_")));
+                std::fs::write(&p, bytes).unwrap();
+                let p = p.to_str().unwrap();
+                // Malformed frames and bad checksums.
+                let bad = Command::new("tshark")
+                    .args([
+                        "-r",
+                        p,
+                        "-o",
+                        "ip.check_checksum:TRUE",
+                        "-o",
+                        "tcp.check_checksum:TRUE",
+                        "-o",
+                        "udp.check_checksum:TRUE",
+                        "-Y",
+                        // The TCP/UDP header quoted in an ICMP error is cut
+                        // short (RFC 1812 §4.3.2.3), so its checksum cannot
+                        // verify; the ICMP checksum covers the quote.
+                        "_ws.malformed || icmp.checksum.status == 0 || (!icmp && (ip.checksum.status == 0 \
+                         || tcp.checksum.status == 0 || udp.checksum.status == 0))",
+                    ])
+                    .output()
+                    .unwrap();
+                let bad = String::from_utf8_lossy(&bad.stdout).to_string();
+                if !bad.trim().is_empty() {
+                    problems.push(format!("{name}: malformed or bad checksum:\n{bad}"));
+                }
+                let mut args = vec![
+                    "-r",
+                    p,
+                    "-d",
+                    "tcp.port==2121,ftp",
+                    "-Y",
+                    "tcp",
+                    "-T",
+                    "fields",
+                ];
+                for fl in FIELDS {
+                    args.push("-e");
+                    args.push(fl);
+                }
+                let out = Command::new("tshark").args(&args).output().unwrap();
+                let mut streams: BTreeMap<u64, Stream> = BTreeMap::new();
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    let c: Vec<&str> = line.split('\t').collect();
+                    let Ok(id) = c[1].parse::<u64>() else {
+                        continue;
+                    };
+                    let on = |k: usize| matches!(c.get(k), Some(&"1") | Some(&"True"));
+                    let s = streams.entry(id).or_default();
+                    let src = c[2].to_string();
+                    if on(3) && !on(4) && s.initiator.is_none() {
+                        s.initiator = Some(src.clone());
+                    }
+                    if on(3) && on(4) {
+                        s.syn_acked = true;
+                    }
+                    if on(5) {
+                        s.rst_from.push(src.clone());
+                    }
+                    if on(6) && !s.fin_from.contains(&src) {
+                        s.fin_from.push(src.clone());
+                    }
+                    let cmd = |k: usize| {
+                        c.get(k)
+                            .is_some_and(|x| x.split(',').any(|y| y.eq_ignore_ascii_case("QUIT")))
+                    };
+                    if cmd(7) || cmd(8) {
+                        s.quit = true;
+                    }
+                }
+                for (id, s) in &streams {
+                    if let (Some(i), false) = (&s.initiator, s.syn_acked) {
+                        unanswered += 1;
+                        if s.rst_from.contains(i) {
+                            problems.push(format!(
+                                "{name}: stream {id}: {i} sent a RST after its SYN went unanswered"
+                            ));
+                        }
+                    }
+                    if s.quit {
+                        quits += 1;
+                        if s.fin_from.len() < 2 {
+                            problems.push(format!(
+                                "{name}: stream {id} carried QUIT but FINs came only from {:?}",
+                                s.fin_from
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    // The shipped scenarios do contain both cases, or this proves nothing.
+    assert!(
+        quits > 0 && unanswered > 0,
+        "quits {quits}, unanswered {unanswered}"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The PMTUD black hole and its fixes as tshark reads them: the ISP
+/// router's ICMP "fragmentation needed" (type 3 code 4) carries the
+/// next-hop MTU 1492 (RFC 1191 §4); with clamping, the SYN leaves the DSL
+/// router with MSS 1452 (1492 − 40, as TCPMSS --clamp-mss-to-pmtu).
+#[test]
+fn tshark_shows_fragmentation_needed_and_the_clamped_mss() {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("note: tshark not installed; skipping");
+        return;
+    }
+    let l = load_file(&root().join("scenarios/pmtu-blackhole.toml")).unwrap();
+    let dir = std::env::temp_dir().join(format!("natsim-pmtu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fields = |variant: &str, seg: &str, filter: &str, field: &str| -> Vec<String> {
+        let v = l
+            .scenario
+            .variants
+            .iter()
+            .find(|v| v.name.get_ref() == variant);
+        let r = run_variant(&l, v, None, true).unwrap();
+        assert!(r.pass, "{variant} fails");
+        let bytes = &r.pcaps.iter().find(|(s, _)| s == seg).unwrap().1;
+        let p = dir.join(format!("{variant}-{seg}.pcap"));
+        std::fs::write(&p, bytes).unwrap();
+        let out = Command::new("tshark")
+            .args([
+                "-r",
+                p.to_str().unwrap(),
+                "-Y",
+                filter,
+                "-T",
+                "fields",
+                "-e",
+                field,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    for variant in ["base", "icmp-allowed"] {
+        let mtus = fields(
+            variant,
+            "internet",
+            "icmp.type == 3 && icmp.code == 4",
+            "icmp.mtu",
+        );
+        assert!(!mtus.is_empty(), "{variant}: no fragmentation needed");
+        assert!(mtus.iter().all(|m| m == "1492"), "{variant}: {mtus:?}");
+    }
+    // Blocked: the error never reaches the server's network.
+    assert!(fields(
+        "base",
+        "dmz",
+        "icmp.type == 3 && icmp.code == 4",
+        "icmp.mtu"
+    )
+    .is_empty());
+    assert!(!fields(
+        "icmp-allowed",
+        "dmz",
+        "icmp.type == 3 && icmp.code == 4",
+        "icmp.mtu"
+    )
+    .is_empty());
+    let syn = "tcp.flags.syn == 1 && tcp.flags.ack == 0";
+    assert!(fields("mss-clamp", "lan", syn, "tcp.options.mss_val")
+        .iter()
+        .all(|m| m == "1460"));
+    let clamped = fields("mss-clamp", "pppoe", syn, "tcp.options.mss_val");
+    assert!(
+        !clamped.is_empty() && clamped.iter().all(|m| m == "1452"),
+        "{clamped:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
