@@ -36,6 +36,7 @@ use std::net::Ipv4Addr;
 
 const NO_RULE: u16 = u16::MAX;
 
+mod batch;
 mod established;
 mod new_flow;
 mod ports;
