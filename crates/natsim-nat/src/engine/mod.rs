@@ -284,7 +284,25 @@ impl NatEngine {
         routes: &R,
         trace: &mut T,
     ) -> Verdict {
-        let p = match Parsed::parse(frame) {
+        let p = Parsed::parse(frame);
+        let h = p.as_ref().map_or(0, |p| self.table.hash_flow(&p.flow));
+        self.process_parsed(now, ingress, frame, p, h, routes, trace)
+    }
+
+    /// `process` after the parse; `h` is the parsed flow's table hash.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn process_parsed<R: Routes + ?Sized, T: TraceSink>(
+        &mut self,
+        now: Instant,
+        ingress: IfaceId,
+        frame: &mut Vec<u8>,
+        p: Result<Parsed, DropReason>,
+        h: u64,
+        routes: &R,
+        trace: &mut T,
+    ) -> Verdict {
+        let p = match p {
             Ok(p) => p,
             Err(reason) => return self.drop(Proto::Other(0), reason, trace),
         };
@@ -308,7 +326,7 @@ impl NatEngine {
             }
             _ => {}
         }
-        if let Some((id, dir)) = self.table.lookup(&p.flow) {
+        if let Some((id, dir)) = self.table.lookup_hashed(h, &p.flow) {
             return self.tracked(now, frame, &p, id, dir, routes, trace);
         }
         self.new_flow(now, ingress, frame, &p, routes, trace)

@@ -9,9 +9,10 @@
 //! * `by_remote_addr` (address-dependent filtering only) answers "has this
 //!   mapping sent to address Z?".
 //!
-//! Indexes are `hashbrown::HashTable<u32>` holding only slab indexes; the
-//! keys are read back from the slab, so an index entry costs 4 bytes plus a
-//! control byte. A mapping is not a separate object: it is the set of live
+//! `by_tuple` is the bucketized, tagged [`index::TupleIndex`] (one cache
+//! line per probe, built for the per-packet lookup); the mapping indexes
+//! are `hashbrown::HashTable<u32>`. All hold only slab indexes; the keys
+//! are read back from the slab. A mapping is not a separate object: it is the set of live
 //! connections that share an (internal, external) pair, so it ends when the
 //! last of them does. Expiry uses a binary heap of (deadline, slot,
 //! generation) with lazy deletion: refreshing a connection only writes its
@@ -25,7 +26,11 @@ use core::cmp::Reverse;
 use core::hash::BuildHasher;
 use foldhash::fast::FixedState;
 use hashbrown::HashTable;
+use index::TupleIndex;
 use std::collections::{BinaryHeap, VecDeque};
+
+mod index;
+mod prefetch;
 
 /// A connection's flags (one byte in the slab).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -174,7 +179,7 @@ pub(crate) struct Table {
     live: usize,
     capacity: usize,
     hasher: FixedState,
-    by_tuple: HashTable<u32>,
+    by_tuple: TupleIndex,
     by_internal: HashTable<u32>,
     by_external: HashTable<u32>,
     by_remote_addr: HashTable<u32>,
@@ -195,7 +200,7 @@ impl Table {
             live: 0,
             capacity,
             hasher: FixedState::with_seed(seed),
-            by_tuple: HashTable::with_capacity(pre * 2),
+            by_tuple: TupleIndex::with_capacity(pre * 2),
             by_internal: HashTable::with_capacity(pre),
             by_external: HashTable::new(),
             by_remote_addr: HashTable::new(),
@@ -217,23 +222,29 @@ impl Table {
         &mut self.slots[id.0 as usize]
     }
 
+    /// The hash a tuple is indexed by.
     #[inline]
-    fn hash_flow(&self, f: &Flow) -> u64 {
+    pub fn hash_flow(&self, f: &Flow) -> u64 {
         self.hasher.hash_one(flow_key(f))
     }
 
     /// Finds the connection a packet with tuple `f` belongs to.
     #[inline]
     pub fn lookup(&self, f: &Flow) -> Option<(ConnId, crate::flow::Dir)> {
-        let h = self.hash_flow(f);
+        self.lookup_hashed(self.hash_flow(f), f)
+    }
+
+    /// [`lookup`](Self::lookup) with the hash already computed.
+    #[inline]
+    pub fn lookup_hashed(&self, h: u64, f: &Flow) -> Option<(ConnId, crate::flow::Dir)> {
         let slots = &self.slots;
         self.by_tuple
-            .find(h, |&e| {
+            .find(h, |e| {
                 let c = &slots[(e >> 1) as usize];
                 let t = if e & DIR_BIT == 0 { &c.orig } else { &c.reply };
                 t == f
             })
-            .map(|&e| {
+            .map(|e| {
                 let dir = if e & DIR_BIT == 0 {
                     crate::flow::Dir::Original
                 } else {
@@ -241,6 +252,25 @@ impl Table {
                 };
                 (ConnId(e >> 1), dir)
             })
+    }
+
+    /// Asks the CPU to load the index bucket of hash `h`.
+    #[inline]
+    pub fn prefetch_bucket(&self, h: u64) {
+        self.by_tuple.prefetch(h);
+    }
+
+    /// Asks the CPU to load the record the bucket of `h` points at first
+    /// (call after [`prefetch_bucket`](Self::prefetch_bucket) had time to land).
+    #[inline]
+    pub fn prefetch_conn(&self, h: u64) {
+        if let Some(c) = self
+            .by_tuple
+            .candidate(h)
+            .and_then(|e| self.slots.get((e >> 1) as usize))
+        {
+            prefetch::prefetch(c);
+        }
     }
 
     pub fn contains_tuple(&self, f: &Flow) -> bool {
@@ -313,14 +343,14 @@ impl Table {
         let c = self.slots[idx as usize];
         let hasher = self.hasher.clone();
         let slots = &self.slots;
-        let rehash_tuple = |&e: &u32| {
+        let rehash_tuple = |e: u32| {
             let c = &slots[(e >> 1) as usize];
             let t = if e & DIR_BIT == 0 { &c.orig } else { &c.reply };
             hasher.hash_one(flow_key(t))
         };
         self.by_tuple
-            .insert_unique(hasher.hash_one(flow_key(&c.orig)), idx << 1, rehash_tuple);
-        self.by_tuple.insert_unique(
+            .insert(hasher.hash_one(flow_key(&c.orig)), idx << 1, rehash_tuple);
+        self.by_tuple.insert(
             hasher.hash_one(flow_key(&c.reply)),
             (idx << 1) | DIR_BIT,
             rehash_tuple,
@@ -388,16 +418,10 @@ impl Table {
                 e.remove();
             }
         };
-        remove_from(
-            &mut self.by_tuple,
-            hasher.hash_one(flow_key(&c.orig)),
-            idx << 1,
-        );
-        remove_from(
-            &mut self.by_tuple,
-            hasher.hash_one(flow_key(&c.reply)),
-            (idx << 1) | DIR_BIT,
-        );
+        self.by_tuple
+            .remove(hasher.hash_one(flow_key(&c.orig)), idx << 1);
+        self.by_tuple
+            .remove(hasher.hash_one(flow_key(&c.reply)), (idx << 1) | DIR_BIT);
         if c.has(ConnFlags::MAPPED) {
             remove_from(
                 &mut self.by_internal,
@@ -490,7 +514,7 @@ impl Table {
         let idx = |t: &HashTable<u32>| t.capacity() * (size_of::<u32>() + 1);
         self.slots.capacity() * size_of::<Conn>()
             + self.free.capacity() * 4
-            + idx(&self.by_tuple)
+            + self.by_tuple.heap_bytes()
             + idx(&self.by_internal)
             + idx(&self.by_external)
             + idx(&self.by_remote_addr)
