@@ -96,6 +96,9 @@ pub enum DropReason {
     AlgOutOfOrder,
     /// Malformed payload under the ALG's drop policy.
     AlgBlocked,
+    /// An ALG rewrite would grow the packet past 65535 bytes of IP total
+    /// length (RFC 791), which no header can say.
+    AlgTooLong,
 }
 
 /// Protocol layer of a parse error.
@@ -147,6 +150,7 @@ impl DropReason {
             DropReason::TupleClash => "tuple-clash",
             DropReason::AlgOutOfOrder => "alg-out-of-order",
             DropReason::AlgBlocked => "alg-blocked",
+            DropReason::AlgTooLong => "alg-too-long",
         }
     }
 
@@ -205,6 +209,9 @@ impl fmt::Display for DropReason {
                 "the ALG passes an inspected stream in order only; the sender will retransmit",
             ),
             DropReason::AlgBlocked => f.write_str("malformed application payload (ALG policy: drop)"),
+            DropReason::AlgTooLong => {
+                f.write_str("the ALG rewrite would grow the packet past 65535 bytes")
+            }
         }
     }
 }

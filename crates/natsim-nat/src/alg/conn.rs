@@ -276,7 +276,7 @@ impl AlgConn {
                     edge
                 }
             };
-            segment::rewrite(
+            let res = segment::rewrite(
                 frame,
                 l3,
                 l4,
@@ -287,6 +287,10 @@ impl AlgConn {
                 &sack,
                 new_payload.as_deref(),
             );
+            if let Err(segment::TooLong { total }) = res {
+                emit(trace, AlgEvent::TooLong { total });
+                return Err(DropReason::AlgTooLong);
+            }
         }
         Ok(())
     }
