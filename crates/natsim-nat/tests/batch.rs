@@ -12,7 +12,12 @@ use std::net::Ipv4Addr;
 #[derive(Clone, Debug)]
 enum Pkt {
     /// Inside host → remote (new the first time, established after).
-    Out { host: u8, sport: u16, remote: u8, proto: u8 },
+    Out {
+        host: u8,
+        sport: u16,
+        remote: u8,
+        proto: u8,
+    },
     /// Remote → the external address (a reply when the port was mapped).
     In { remote: u8, port: u16, proto: u8 },
     /// An ICMP error from a remote quoting an outbound packet.
@@ -32,10 +37,21 @@ fn pkt() -> impl Strategy<Value = Pkt> {
             remote,
             proto
         }),
-        (0u8..2, port.clone(), 0u8..2)
-            .prop_map(|(remote, port, proto)| Pkt::In { remote, port, proto }),
-        (0u8..3, port, 0u8..2).prop_map(|(host, sport, remote)| Pkt::Error { host, sport, remote }),
-        (0u8..2, any::<bool>(), prop_oneof![Just(101u32), Just(124), any::<u32>()])
+        (0u8..2, port.clone(), 0u8..2).prop_map(|(remote, port, proto)| Pkt::In {
+            remote,
+            port,
+            proto
+        }),
+        (0u8..3, port, 0u8..2).prop_map(|(host, sport, remote)| Pkt::Error {
+            host,
+            sport,
+            remote
+        }),
+        (
+            0u8..2,
+            any::<bool>(),
+            prop_oneof![Just(101u32), Just(124), any::<u32>()]
+        )
             .prop_map(|(host, syn, seq)| Pkt::Ftp { host, syn, seq }),
         prop::collection::vec(any::<u8>(), 0..80).prop_map(Pkt::Garbage),
     ]
@@ -50,7 +66,11 @@ fn remote(i: u8) -> Ipv4Addr {
 
 fn frame(p: &Pkt) -> (IfaceId, Vec<u8>) {
     let out = |host: u8, sport: u16, remote_: u8, proto: u8| match proto {
-        0 => udp((host_addr(host), sport), (remote(remote_), 3478), b"datagram"),
+        0 => udp(
+            (host_addr(host), sport),
+            (remote(remote_), 3478),
+            b"datagram",
+        ),
         1 => tcp((host_addr(host), sport), (remote(remote_), 80), "S", b""),
         _ => ping(host_addr(host), remote(remote_), sport, true),
     };
@@ -58,22 +78,39 @@ fn frame(p: &Pkt) -> (IfaceId, Vec<u8>) {
         host(i)
     }
     match p {
-        Pkt::Out { host, sport, remote, proto } => (LAN, out(*host, *sport, *remote, *proto)),
-        Pkt::In { remote: r, port, proto } => (
+        Pkt::Out {
+            host,
+            sport,
+            remote,
+            proto,
+        } => (LAN, out(*host, *sport, *remote, *proto)),
+        Pkt::In {
+            remote: r,
+            port,
+            proto,
+        } => (
             WAN,
             match proto {
                 0 => udp((remote(*r), 3478), (WAN_ADDR, *port), b"answer"),
                 _ => tcp((remote(*r), 80), (WAN_ADDR, *port), "SA", b""),
             },
         ),
-        Pkt::Error { host, sport, remote: r } => {
+        Pkt::Error {
+            host,
+            sport,
+            remote: r,
+        } => {
             // The remote quotes the packet as it saw it: from the NAT.
             let mut seen = out(*host, *sport, *r, 0);
             seen[26..30].copy_from_slice(&WAN_ADDR.octets());
             (WAN, icmp_error(remote(*r), WAN_ADDR, 3, 3, &seen, 28))
         }
         Pkt::Ftp { host: h, syn, seq } => {
-            let payload: &[u8] = if *syn { b"" } else { b"PORT 192,168,1,10,4,1\r\n" };
+            let payload: &[u8] = if *syn {
+                b""
+            } else {
+                b"PORT 192,168,1,10,4,1\r\n"
+            };
             let mut b = etherparse::PacketBuilder::ethernet2(MAC_HOST, MAC_ROUTER)
                 .ipv4(host(*h).octets(), remote(0).octets(), 64)
                 .tcp(3000, 21, *seq, 65535);
@@ -130,7 +167,13 @@ fn one_by_one_at(b: &Behaviour, pkts: &[(IfaceId, Vec<u8>)], times: &[u64]) -> O
     let mut frames = Vec::new();
     for ((ingress, f), t) in pkts.iter().zip(times) {
         let mut f = f.clone();
-        verdicts.push(nat.process(Instant::from_millis(*t), *ingress, &mut f, &routes, &mut steps));
+        verdicts.push(nat.process(
+            Instant::from_millis(*t),
+            *ingress,
+            &mut f,
+            &routes,
+            &mut steps,
+        ));
         frames.push(f);
     }
     (verdicts, frames, steps, nat.stats().clone())

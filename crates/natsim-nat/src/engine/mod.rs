@@ -225,8 +225,18 @@ impl NatEngine {
     /// prefixes of one-to-one rules.
     pub fn owns(&self, addr: Ipv4Addr) -> bool {
         let a = addr.to_bits();
-        self.external.iter().any(|&(f, l)| f <= a && a <= l)
-            || self.owned.iter().any(|p| p.contains(addr))
+        self.owned_ranges().any(|(f, l)| f <= a && a <= l)
+    }
+
+    /// What [`owns`](Self::owns) answers yes to, as inclusive address
+    /// ranges (first, last): for a router that must answer ARP without
+    /// holding the engine.
+    pub fn owned_ranges(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let prefixes = self.owned.iter().map(|p| {
+            let first = p.network();
+            (first, first + (p.size() - 1) as u32)
+        });
+        self.external.iter().copied().chain(prefixes)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
@@ -377,7 +387,7 @@ impl NatEngine {
         trace: &mut T,
     ) -> Verdict {
         self.stats.proto_mut(proto).dropped += 1;
-        *self.stats.drops_by_reason.entry(reason.code()).or_insert(0) += 1;
+        self.stats.count_drop(reason);
         trace.step(NatStep::Dropped { reason });
         Verdict::Drop(reason)
     }

@@ -466,7 +466,7 @@ impl NatEngine {
             };
             if let Some(kind) = kind {
                 self.stats.replies += 1;
-                *self.stats.drops_by_reason.entry(reason.code()).or_insert(0) += 1;
+                self.stats.count_drop(reason);
                 trace.step(NatStep::Replied { kind });
                 return Verdict::Reply { iface: ingress };
             }
