@@ -296,7 +296,7 @@ fn new_flows(c: &mut Criterion) {
                 buf.clone_from(f);
                 let _ = black_box(nat.process(t, LAN, buf, &routes, &mut ()));
             }
-            t = t + Duration::from_secs(31);
+            t += Duration::from_secs(31);
             nat.handle_timeout(t, &mut ());
             assert_eq!(nat.connection_count(), full);
         })

@@ -196,7 +196,7 @@ mod tests {
     /// A deliberately bad hash: few distinct homes, so spills, chains
     /// across the end of the table and removal inside chains all happen.
     fn h(v: u32) -> u64 {
-        (u64::from(v % 7) << 48) | u64::from(v % 5) * 0x3333_3333
+        (u64::from(v % 7) << 48) | (u64::from(v % 5) * 0x3333_3333)
     }
 
     #[test]
@@ -214,9 +214,8 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let v = (x % 600) as u32;
-            if model.contains_key(&v) {
+            if model.remove(&v).is_some() {
                 assert!(ix.remove(h(v), v));
-                model.remove(&v);
             } else {
                 ix.insert(h(v), v, h);
                 model.insert(v, step);
