@@ -18,19 +18,33 @@ pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 pub(crate) const ETH_LEN: usize = 14;
 
-/// TCP flag bits (RFC 793).
-pub(crate) mod tcp_flags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const ACK: u8 = 0x10;
+/// The flags byte of a TCP header (RFC 9293 §3.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: TcpFlags = TcpFlags(0x01);
+    pub const SYN: TcpFlags = TcpFlags(0x02);
+    pub const RST: TcpFlags = TcpFlags(0x04);
+    pub const ACK: TcpFlags = TcpFlags(0x10);
+    /// Whether every bit of `f` is set.
+    pub const fn has(self, f: TcpFlags) -> bool {
+        self.0 & f.0 == f.0
+    }
+}
+
+impl core::ops::BitOr for TcpFlags {
+    type Output = TcpFlags;
+    fn bitor(self, o: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 | o.0)
+    }
 }
 
 /// What the transport header turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum L4 {
     Tcp {
-        flags: u8,
+        flags: TcpFlags,
     },
     Udp,
     /// ICMP query (echo and friends); `request` says which side the
@@ -118,12 +132,12 @@ pub(crate) fn transport(
                         layer: Layer::IcmpInner,
                     });
                 }
-                let flags = seg.get(13).copied().unwrap_or(0);
+                let flags = TcpFlags(seg.get(13).copied().unwrap_or(0));
                 return Ok((L4::Tcp { flags }, port(0), port(2)));
             }
             let tcp = TcpHeaderSlice::from_slice(seg)
                 .map_err(|_| DropReason::Truncated { layer: Layer::Tcp })?;
-            let flags = seg[13];
+            let flags = TcpFlags(seg[13]);
             Ok((L4::Tcp { flags }, tcp.source_port(), tcp.destination_port()))
         }
         17 => {
@@ -166,6 +180,62 @@ impl Parsed {
     /// Validates `frame` down to the transport header.
     #[inline]
     pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
+        match Parsed::fast(frame) {
+            Some(p) => Ok(p),
+            None => Parsed::full(frame),
+        }
+    }
+
+    /// The common case read straight off the bytes: untagged IPv4, IHL 5,
+    /// not a fragment, UDP or TCP with a well-formed header. It accepts
+    /// only what [`full`](Self::full) accepts, with the same result; for
+    /// anything else it answers `None` and the full parser decides.
+    #[inline(always)]
+    fn fast(frame: &[u8]) -> Option<Parsed> {
+        let h: &[u8; 34] = frame.get(..34)?.try_into().ok()?;
+        if h[12..14] != [0x08, 0x00] || h[14] != 0x45 {
+            return None;
+        }
+        let total = usize::from(u16::from_be_bytes([h[16], h[17]]));
+        let frag = u16::from_be_bytes([h[20], h[21]]);
+        // More-fragments bit or a fragment offset.
+        if frag & 0x3fff != 0 || total < 20 {
+            return None;
+        }
+        let end = ETH_LEN + total;
+        let seg = frame.get(34..end)?;
+        let (l4_kind, sport, dport) = match h[23] {
+            17 if seg.len() >= 8 => (L4::Udp, get16(seg, 0), get16(seg, 2)),
+            6 if seg.len() >= 20 => {
+                let data = usize::from(seg[12] >> 4) * 4;
+                if data < 20 || data > seg.len() {
+                    return None;
+                }
+                (
+                    L4::Tcp {
+                        flags: TcpFlags(seg[13]),
+                    },
+                    get16(seg, 0),
+                    get16(seg, 2),
+                )
+            }
+            _ => return None,
+        };
+        Some(Parsed {
+            l3: ETH_LEN,
+            l4: ETH_LEN + 20,
+            end,
+            l4_kind,
+            flow: Flow {
+                proto: Proto::from_ip_number(h[23]),
+                src: Endpoint::new(Ipv4Addr::from_bits(get32(h, 26)), sport),
+                dst: Endpoint::new(Ipv4Addr::from_bits(get32(h, 30)), dport),
+            },
+        })
+    }
+
+    /// Every frame: 802.1Q, options, all protocols, and the reasons to drop.
+    pub fn full(frame: &[u8]) -> Result<Parsed, DropReason> {
         let l3 = ipv4_offset(frame)?;
         let ip = Ipv4HeaderSlice::from_slice(&frame[l3..]).map_err(|e| match e {
             etherparse::err::ipv4::HeaderSliceError::Len(_) => {

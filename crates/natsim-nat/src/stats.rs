@@ -1,6 +1,7 @@
 //! Per-protocol counters.
 
 use crate::flow::Proto;
+use crate::verdict::DropReason;
 use std::collections::BTreeMap;
 
 /// Counters for one protocol.
@@ -25,8 +26,10 @@ pub struct Stats {
     pub udp: ProtoCounters,
     pub icmp: ProtoCounters,
     pub other: ProtoCounters,
-    /// Drops by [`crate::DropReason::code`], in name order.
-    pub drops_by_reason: BTreeMap<&'static str, u64>,
+    /// Drops (and answered refusals) by [`DropReason::index`]: an array,
+    /// so a flood costs one add per packet, not a walk of a string-keyed
+    /// tree.
+    pub drops: [u64; DropReason::COUNT],
     /// Answers generated (RST / ICMP unreachable).
     pub replies: u64,
     /// Packets rewritten by stateless one-to-one rules.
@@ -34,6 +37,21 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Counts one refusal for `reason`.
+    #[inline]
+    pub(crate) fn count_drop(&mut self, reason: DropReason) {
+        self.drops[reason.index()] += 1;
+    }
+    /// Drops by [`DropReason::code`], in name order; reasons never seen
+    /// are left out.
+    pub fn drops_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        DropReason::CODES
+            .iter()
+            .zip(self.drops)
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, n)| (*c, n))
+            .collect()
+    }
     pub fn proto_mut(&mut self, p: Proto) -> &mut ProtoCounters {
         match p {
             Proto::Tcp => &mut self.tcp,

@@ -96,6 +96,9 @@ pub enum DropReason {
     AlgOutOfOrder,
     /// Malformed payload under the ALG's drop policy.
     AlgBlocked,
+    /// An ALG rewrite would grow the packet past 65535 bytes of IP total
+    /// length (RFC 791), which no header can say.
+    AlgTooLong,
 }
 
 /// Protocol layer of a parse error.
@@ -126,6 +129,55 @@ impl fmt::Display for Layer {
 }
 
 impl DropReason {
+    /// Every reason's [`code`](Self::code), in [`index`](Self::index) order.
+    pub const CODES: [&'static str; DropReason::COUNT] = [
+        "truncated",
+        "not-ipv4",
+        "bad-ip-header",
+        "fragment",
+        "no-mapping",
+        "filtered",
+        "inbound-not-allowed",
+        "icmp-error-no-match",
+        "icmp-unsupported",
+        "table-full",
+        "ports-exhausted",
+        "hairpin-disabled",
+        "no-route",
+        "invalid-tcp-state",
+        "tuple-clash",
+        "alg-out-of-order",
+        "alg-blocked",
+        "alg-too-long",
+    ];
+    /// How many kinds of reason there are.
+    pub const COUNT: usize = 18;
+
+    /// A dense number for the kind of reason (what [`code`](Self::code)
+    /// names), for counting in an array.
+    pub const fn index(&self) -> usize {
+        match self {
+            DropReason::Truncated { .. } => 0,
+            DropReason::NotIpv4 { .. } => 1,
+            DropReason::BadIpHeader => 2,
+            DropReason::Fragment => 3,
+            DropReason::NoMapping { .. } => 4,
+            DropReason::Filtered { .. } => 5,
+            DropReason::InboundNotAllowed => 6,
+            DropReason::IcmpErrorNoMatch => 7,
+            DropReason::IcmpUnsupported { .. } => 8,
+            DropReason::TableFull => 9,
+            DropReason::PortsExhausted { .. } => 10,
+            DropReason::HairpinDisabled => 11,
+            DropReason::NoRoute => 12,
+            DropReason::InvalidTcpState => 13,
+            DropReason::TupleClash => 14,
+            DropReason::AlgOutOfOrder => 15,
+            DropReason::AlgBlocked => 16,
+            DropReason::AlgTooLong => 17,
+        }
+    }
+
     /// A stable kebab-case identifier for reports and expectations
     /// (`dropped-by-nat-filter`, `no-mapping`, ...).
     pub fn code(&self) -> &'static str {
@@ -147,6 +199,7 @@ impl DropReason {
             DropReason::TupleClash => "tuple-clash",
             DropReason::AlgOutOfOrder => "alg-out-of-order",
             DropReason::AlgBlocked => "alg-blocked",
+            DropReason::AlgTooLong => "alg-too-long",
         }
     }
 
@@ -205,6 +258,46 @@ impl fmt::Display for DropReason {
                 "the ALG passes an inspected stream in order only; the sender will retransmit",
             ),
             DropReason::AlgBlocked => f.write_str("malformed application payload (ALG policy: drop)"),
+            DropReason::AlgTooLong => {
+                f.write_str("the ALG rewrite would grow the packet past 65535 bytes")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_and_codes_agree_for_every_reason() {
+        let all = [
+            DropReason::Truncated { layer: Layer::Tcp },
+            DropReason::NotIpv4 { ethertype: 0x0806 },
+            DropReason::BadIpHeader,
+            DropReason::Fragment,
+            DropReason::NoMapping { proto: Proto::Udp },
+            DropReason::Filtered {
+                proto: Proto::Udp,
+                filtering: FilteringBehaviour::AddressDependent,
+            },
+            DropReason::InboundNotAllowed,
+            DropReason::IcmpErrorNoMatch,
+            DropReason::IcmpUnsupported { icmp_type: 5 },
+            DropReason::TableFull,
+            DropReason::PortsExhausted { rule: RuleId(0) },
+            DropReason::HairpinDisabled,
+            DropReason::NoRoute,
+            DropReason::InvalidTcpState,
+            DropReason::TupleClash,
+            DropReason::AlgOutOfOrder,
+            DropReason::AlgBlocked,
+            DropReason::AlgTooLong,
+        ];
+        assert_eq!(all.len(), DropReason::COUNT);
+        for (i, r) in all.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert_eq!(DropReason::CODES[i], r.code());
         }
     }
 }

@@ -485,3 +485,51 @@ fn reserved_header_bits_survive_an_alg_resize() {
     assert_eq!(f[14 + 20 + 12] & 0x0e, 0x0e, "TCP reserved bits kept");
     assert_eq!(seen(&f).payload, b"PORT 203,0,113,1,240,39\r\n");
 }
+
+/// A PORT rewrite that grows the line (192,168,1,10 becomes the 13-digit
+/// 203,0,113,100) in a segment already at the IPv4 maximum: the total
+/// length field (16 bits, RFC 791) cannot say the result, so the segment
+/// is refused with its own verdict and trace step instead of wrapping. One
+/// byte less fits exactly and goes out at 65535 bytes with valid checksums.
+#[test]
+fn alg_growth_past_the_ipv4_maximum_is_refused_not_wrapped() {
+    let pool = Ipv4Addr::new(203, 0, 113, 100);
+    for (filler_tail, fits) in [(&b""[..], false), (&b"ABC\r\n"[..], true)] {
+        let mut c = config(natsim_nat::Behaviour::linux());
+        c.rules.push(natsim_nat::Rule {
+            name: "snat".into(),
+            chain: natsim_nat::Chain::Postrouting,
+            matches: natsim_nat::Match {
+                out_iface: Some(WAN),
+                ..Default::default()
+            },
+            action: natsim_nat::Action::Snat(natsim_nat::SnatPool {
+                first: pool,
+                last: pool,
+                ports: PortRange::ALL,
+                pooling: natsim_nat::Pooling::Paired,
+            }),
+        });
+        let mut nat = NatEngine::new(c.alg(AlgKind::Ftp)).unwrap();
+        let (client, server) = ftp_ends();
+        let conn = Conn::open(&mut nat, client, server, (REMOTE, 21));
+        let line = b"PORT 192,168,1,10,4,1\r\n";
+        let noops = if fits { 10_911 } else { 10_912 };
+        let mut payload = b"NOOP\r\n".repeat(noops);
+        payload.extend_from_slice(filler_tail);
+        payload.extend_from_slice(line);
+        let ip_total = 20 + 20 + payload.len();
+        assert_eq!(ip_total, if fits { 65_534 } else { 65_535 });
+        let mut f = segment((HOST_A, 3000), (REMOTE, 21), 101, 5001, false, &payload);
+        let (v, steps) = run(&mut nat, conn.now, LAN, &mut f);
+        if fits {
+            assert!(forwarded(v), "{v:?}");
+            assert_eq!(u16::from_be_bytes([f[16], f[17]]), 65_535);
+            verify_checksums(&f).unwrap();
+            assert!(f.ends_with(b"PORT 203,0,113,100,4,1\r\n"));
+        } else {
+            assert_eq!(v, Verdict::Drop(DropReason::AlgTooLong));
+            assert!(alg_events(&steps).contains(&AlgEvent::TooLong { total: 65_536 }));
+        }
+    }
+}

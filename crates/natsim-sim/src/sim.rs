@@ -14,9 +14,7 @@ use crate::host::Host;
 use crate::link::{LinkParams, Port, Segment};
 use crate::router::{Outcome, Router, RouterIface};
 use crate::trace::{summarize, Disposition, FrameTrace, Hop, Leg, Step};
-use natsim_nat::{
-    Action, Behaviour, Chain, ConfigError, Instant, NatConfig, NatEngine, Prefix, Proto, Role,
-};
+use natsim_nat::{Behaviour, ConfigError, Instant, NatConfig, NatEngine, Prefix, Proto, Role};
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -411,23 +409,6 @@ impl Sim {
                     nc = nc.interface(natsim_nat::IfaceId(k as u16), i.addr, i.prefix_len, i.role);
                 }
                 setup(&mut nc);
-                for r in &nc.rules.rules {
-                    match (&r.action, r.chain) {
-                        (Action::Snat(p), _) => owned.push((p.first.to_bits(), p.last.to_bits())),
-                        (Action::Netmap { .. }, Chain::Prerouting) => {
-                            if let Some(d) = r.matches.dst {
-                                let first = d.addr.to_bits();
-                                let size = if d.len == 0 {
-                                    u32::MAX
-                                } else {
-                                    (1u32 << (32 - u32::from(d.len))) - 1
-                                };
-                                owned.push((first, first.saturating_add(size)));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
                 let mut engine = NatEngine::new(nc).map_err(|error| SimError::Nat {
                     router: name.to_string(),
                     error,
@@ -435,6 +416,8 @@ impl Sim {
                 for &(p, port) in &cfg.local_services {
                     engine.add_local_service(p, port);
                 }
+                // Proxy ARP answers for what the engine says it owns.
+                owned.extend(engine.owned_ranges());
                 Some(engine)
             }
             None => None,

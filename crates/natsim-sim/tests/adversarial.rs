@@ -228,7 +228,7 @@ fn port_exhaustion_gives_new_flows_a_clear_reason_and_old_flows_keep_working() {
         sim.nat(fw)
             .unwrap()
             .stats()
-            .drops_by_reason
+            .drops_by_reason()
             .get("ports-exhausted"),
         Some(&3)
     );
@@ -312,7 +312,7 @@ fn an_icmp_error_storm_quoting_random_packets_reaches_no_inside_host() {
         sim.nat(fw)
             .unwrap()
             .stats()
-            .drops_by_reason
+            .drops_by_reason()
             .get("icmp-error-no-match"),
         Some(&5000)
     );

@@ -33,6 +33,7 @@ pub(crate) mod conn;
 pub mod epm;
 pub(crate) mod expect;
 pub mod ftp;
+pub(crate) mod helper;
 pub(crate) mod segment;
 pub(crate) mod stream;
 
@@ -220,6 +221,9 @@ pub enum AlgEvent {
     OutOfOrder,
     /// Malformed input under [`AlgPolicy::Drop`].
     Blocked,
+    /// The rewrite would grow the IP packet to `total` bytes, past the
+    /// 65535 its total-length field can carry; the segment was dropped.
+    TooLong { total: u32 },
 }
 
 impl fmt::Display for AlgEvent {
@@ -252,6 +256,10 @@ impl fmt::Display for AlgEvent {
             ),
             AlgEvent::OutOfOrder => f.write_str("dropped an out-of-order segment (inspected streams pass in order)"),
             AlgEvent::Blocked => f.write_str("malformed payload; dropped (policy drop)"),
+            AlgEvent::TooLong { total } => write!(
+                f,
+                "the rewrite would make a {total}-byte IP packet (at most 65535); dropped"
+            ),
         }
     }
 }

@@ -4,13 +4,14 @@
 //! arbitrary bytes, so incremental updates would save nothing).
 
 use crate::checksum;
+use crate::frame::TcpFlags;
 
 /// TCP fields the ALG driver reads.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TcpView {
     pub seq: u32,
     pub ack: u32,
-    pub flags: u8,
+    pub flags: TcpFlags,
     /// Offset of the payload in the frame.
     pub payload: usize,
 }
@@ -28,13 +29,22 @@ pub(crate) fn view(frame: &[u8], l4: usize, end: usize) -> Option<TcpView> {
     Some(TcpView {
         seq: get32(frame, l4 + 4),
         ack: get32(frame, l4 + 8),
-        flags: frame[l4 + 13],
+        flags: TcpFlags(frame[l4 + 13]),
         payload: l4 + hdr,
     })
 }
 
+/// A rewrite would make the IP packet longer than its 16-bit total length
+/// can say (RFC 791): `total` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TooLong {
+    pub total: u32,
+}
+
 /// Applies new SEQ/ACK numbers, maps SACK edges with `sack`, replaces the
-/// payload if given, and fixes lengths and checksums.
+/// payload if given, and fixes lengths and checksums. A new payload that
+/// would push the packet past 65535 bytes is refused before anything is
+/// written.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn rewrite(
     frame: &mut Vec<u8>,
@@ -46,7 +56,13 @@ pub(crate) fn rewrite(
     ack: u32,
     sack: &dyn Fn(u32) -> u32,
     payload: Option<&[u8]>,
-) {
+) -> Result<(), TooLong> {
+    let new_end = payload.map_or(end, |p| v.payload + p.len());
+    let total = u16::try_from(new_end - l3).map_err(|_| TooLong {
+        total: u32::try_from(new_end - l3).unwrap_or(u32::MAX),
+    })?;
+    // The TCP length is shorter than the IP total length, so it fits too.
+    let tcp_len = (new_end - l4) as u16;
     frame[l4 + 4..l4 + 8].copy_from_slice(&seq.to_be_bytes());
     frame[l4 + 8..l4 + 12].copy_from_slice(&ack.to_be_bytes());
     // Options: kind 0 ends, 1 pads, others carry a length.
@@ -78,7 +94,7 @@ pub(crate) fn rewrite(
         frame.truncate(v.payload);
         frame.extend_from_slice(p);
         end = frame.len();
-        let total = (end - l3) as u16;
+        debug_assert_eq!(end, new_end);
         frame[l3 + 2..l3 + 4].copy_from_slice(&total.to_be_bytes());
         let ihl = usize::from(frame[l3] & 0x0f) * 4;
         frame[l3 + 10..l3 + 12].fill(0);
@@ -92,11 +108,11 @@ pub(crate) fn rewrite(
     let src = std::net::Ipv4Addr::from_bits(get32(frame, l3 + 12));
     let dst = std::net::Ipv4Addr::from_bits(get32(frame, l3 + 16));
     frame[l4 + 16..l4 + 18].fill(0);
-    let len = (end - l4) as u16;
     let sum = checksum::sum(
-        checksum::pseudo_header_sum(src, dst, 6, len),
+        checksum::pseudo_header_sum(src, dst, 6, tcp_len),
         &frame[l4..end],
     );
     let c = !(sum as u16);
     frame[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+    Ok(())
 }

@@ -9,46 +9,76 @@
 //! * `by_remote_addr` (address-dependent filtering only) answers "has this
 //!   mapping sent to address Z?".
 //!
-//! Indexes are `hashbrown::HashTable<u32>` holding only slab indexes; the
-//! keys are read back from the slab, so an index entry costs 4 bytes plus a
-//! control byte. A mapping is not a separate object: it is the set of live
+//! `by_tuple` is the bucketized, tagged [`index::TupleIndex`] (one cache
+//! line per probe, built for the per-packet lookup); the mapping indexes
+//! are `hashbrown::HashTable<u32>`. All hold only slab indexes; the keys
+//! are read back from the slab. A mapping is not a separate object: it is the set of live
 //! connections that share an (internal, external) pair, so it ends when the
 //! last of them does. Expiry uses a binary heap of (deadline, slot,
 //! generation) with lazy deletion: refreshing a connection only writes its
 //! deadline. Hashing is seeded (foldhash) so the table is deterministic and
 //! not predictable from outside.
 
+use crate::config::MappingBehaviour;
 use crate::flow::{Endpoint, Flow, Proto};
 use crate::trace::{ConnId, TcpState};
 use core::cmp::Reverse;
 use core::hash::BuildHasher;
 use foldhash::fast::FixedState;
 use hashbrown::HashTable;
+use index::TupleIndex;
 use std::collections::{BinaryHeap, VecDeque};
 
-/// Connection flags.
-pub(crate) mod flag {
+mod index;
+mod prefetch;
+
+/// A connection's flags (one byte in the slab).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ConnFlags(u8);
+
+impl ConnFlags {
+    pub const EMPTY: ConnFlags = ConnFlags(0);
     /// Slot holds a live connection.
-    pub const LIVE: u8 = 1;
+    pub const LIVE: ConnFlags = ConnFlags(1);
     /// Created by a packet from inside (outbound origin).
-    pub const OUTBOUND: u8 = 2;
+    pub const OUTBOUND: ConnFlags = ConnFlags(2);
     /// A packet in the reply direction has been seen.
-    pub const REPLIED: u8 = 4;
+    pub const REPLIED: ConnFlags = ConnFlags(4);
     /// Holds a mapping (source NAT or filter-admitted inbound).
-    pub const MAPPED: u8 = 8;
+    pub const MAPPED: ConnFlags = ConnFlags(8);
     /// The mapping was admitted inbound by filtering (internal side is the
     /// reply's source).
-    pub const ADMITTED: u8 = 16;
+    pub const ADMITTED: ConnFlags = ConnFlags(16);
     /// Indexed in `by_remote_addr`.
-    pub const REMOTE_INDEXED: u8 = 32;
+    pub const REMOTE_INDEXED: ConnFlags = ConnFlags(32);
     /// Indexed in `by_external`.
-    pub const EXT_INDEXED: u8 = 64;
+    pub const EXT_INDEXED: ConnFlags = ConnFlags(64);
     /// An application-level gateway inspects it.
-    pub const ALG: u8 = 128;
+    pub const ALG: ConnFlags = ConnFlags(128);
+
+    /// Whether every flag of `f` is set.
+    pub const fn has(self, f: ConnFlags) -> bool {
+        self.0 & f.0 == f.0
+    }
 }
 
-/// One tracked connection.
+impl core::ops::BitOr for ConnFlags {
+    type Output = ConnFlags;
+    fn bitor(self, o: ConnFlags) -> ConnFlags {
+        ConnFlags(self.0 | o.0)
+    }
+}
+
+impl core::ops::BitOrAssign for ConnFlags {
+    fn bitor_assign(&mut self, o: ConnFlags) {
+        self.0 |= o.0;
+    }
+}
+
+/// One tracked connection: 64 bytes, aligned so a record is one cache
+/// line (unaligned, most records straddled two).
 #[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
 pub(crate) struct Conn {
     /// When it expires unless refreshed.
     pub expires: u64,
@@ -62,18 +92,18 @@ pub(crate) struct Conn {
     /// Rule that created the translation (u16::MAX: none).
     pub rule: u16,
     pub tcp: TcpState,
-    pub flags: u8,
-    /// Mapping key discriminator for address/port-dependent mapping.
-    pub map_mode: u8,
+    pub flags: ConnFlags,
+    /// How much of the remote the mapping key includes.
+    pub map_mode: MappingBehaviour,
 }
 
 impl Conn {
-    pub fn has(&self, f: u8) -> bool {
-        self.flags & f != 0
+    pub fn has(&self, f: ConnFlags) -> bool {
+        self.flags.has(f)
     }
     /// (internal, external) endpoints of the conn's mapping.
     pub fn mapping(&self) -> (Endpoint, Endpoint) {
-        if self.has(flag::ADMITTED) {
+        if self.has(ConnFlags::ADMITTED) {
             (self.reply.src, self.orig.dst)
         } else {
             (self.orig.src, self.reply.dst)
@@ -85,7 +115,7 @@ impl Conn {
     /// SYN-ACK nobody acknowledges, or by a RST (Linux's early_drop
     /// likewise takes only unassured entries).
     pub fn evictable(&self) -> bool {
-        self.flags & flag::REPLIED == 0
+        !self.flags.has(ConnFlags::REPLIED)
             || (self.orig.proto == Proto::Tcp
                 && matches!(
                     self.tcp,
@@ -94,19 +124,12 @@ impl Conn {
     }
     /// The remote endpoint of a mapped connection.
     pub fn remote(&self) -> Endpoint {
-        if self.has(flag::ADMITTED) {
+        if self.has(ConnFlags::ADMITTED) {
             self.orig.src
         } else {
             self.orig.dst
         }
     }
-}
-
-/// Mapping key discriminators (how much of the remote the key includes).
-pub(crate) mod map_mode {
-    pub const EIM: u8 = 0;
-    pub const ADM: u8 = 1;
-    pub const APDM: u8 = 2;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,15 +150,17 @@ pub(crate) struct InternalKey {
     pub proto: Proto,
     pub internal: Endpoint,
     pub remote: Endpoint,
-    pub mode: u8,
+    pub mode: MappingBehaviour,
 }
 
 impl InternalKey {
-    pub fn new(proto: Proto, internal: Endpoint, remote: Endpoint, mode: u8) -> Self {
+    pub fn new(proto: Proto, internal: Endpoint, remote: Endpoint, mode: MappingBehaviour) -> Self {
         let remote = match mode {
-            map_mode::EIM => Endpoint::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
-            map_mode::ADM => Endpoint::new(remote.addr, 0),
-            _ => remote,
+            MappingBehaviour::EndpointIndependent => {
+                Endpoint::new(std::net::Ipv4Addr::UNSPECIFIED, 0)
+            }
+            MappingBehaviour::AddressDependent => Endpoint::new(remote.addr, 0),
+            MappingBehaviour::AddressAndPortDependent => remote,
         };
         InternalKey {
             proto,
@@ -156,7 +181,7 @@ pub(crate) struct Table {
     live: usize,
     capacity: usize,
     hasher: FixedState,
-    by_tuple: HashTable<u32>,
+    by_tuple: TupleIndex,
     by_internal: HashTable<u32>,
     by_external: HashTable<u32>,
     by_remote_addr: HashTable<u32>,
@@ -177,7 +202,7 @@ impl Table {
             live: 0,
             capacity,
             hasher: FixedState::with_seed(seed),
-            by_tuple: HashTable::with_capacity(pre * 2),
+            by_tuple: TupleIndex::with_capacity(pre * 2),
             by_internal: HashTable::with_capacity(pre),
             by_external: HashTable::new(),
             by_remote_addr: HashTable::new(),
@@ -199,23 +224,29 @@ impl Table {
         &mut self.slots[id.0 as usize]
     }
 
+    /// The hash a tuple is indexed by.
     #[inline]
-    fn hash_flow(&self, f: &Flow) -> u64 {
+    pub fn hash_flow(&self, f: &Flow) -> u64 {
         self.hasher.hash_one(flow_key(f))
     }
 
     /// Finds the connection a packet with tuple `f` belongs to.
     #[inline]
     pub fn lookup(&self, f: &Flow) -> Option<(ConnId, crate::flow::Dir)> {
-        let h = self.hash_flow(f);
+        self.lookup_hashed(self.hash_flow(f), f)
+    }
+
+    /// [`lookup`](Self::lookup) with the hash already computed.
+    #[inline]
+    pub fn lookup_hashed(&self, h: u64, f: &Flow) -> Option<(ConnId, crate::flow::Dir)> {
         let slots = &self.slots;
         self.by_tuple
-            .find(h, |&e| {
+            .find(h, |e| {
                 let c = &slots[(e >> 1) as usize];
                 let t = if e & DIR_BIT == 0 { &c.orig } else { &c.reply };
                 t == f
             })
-            .map(|&e| {
+            .map(|e| {
                 let dir = if e & DIR_BIT == 0 {
                     crate::flow::Dir::Original
                 } else {
@@ -223,6 +254,25 @@ impl Table {
                 };
                 (ConnId(e >> 1), dir)
             })
+    }
+
+    /// Asks the CPU to load the index bucket of hash `h`.
+    #[inline]
+    pub fn prefetch_bucket(&self, h: u64) {
+        self.by_tuple.prefetch(h);
+    }
+
+    /// Asks the CPU to load the record the bucket of `h` points at first
+    /// (call after [`prefetch_bucket`](Self::prefetch_bucket) had time to land).
+    #[inline]
+    pub fn prefetch_conn(&self, h: u64) {
+        if let Some(c) = self
+            .by_tuple
+            .candidate(h)
+            .and_then(|e| self.slots.get((e >> 1) as usize))
+        {
+            prefetch::prefetch(c);
+        }
     }
 
     pub fn contains_tuple(&self, f: &Flow) -> bool {
@@ -272,12 +322,12 @@ impl Table {
     /// neither tuple is present. `index_external`/`index_remote` say which
     /// mapping indexes it joins.
     pub fn insert(&mut self, mut conn: Conn, index_external: bool, index_remote: bool) -> ConnId {
-        conn.flags |= flag::LIVE;
-        if index_external && conn.has(flag::MAPPED) {
-            conn.flags |= flag::EXT_INDEXED;
+        conn.flags |= ConnFlags::LIVE;
+        if index_external && conn.has(ConnFlags::MAPPED) {
+            conn.flags |= ConnFlags::EXT_INDEXED;
         }
-        if index_remote && conn.has(flag::MAPPED) {
-            conn.flags |= flag::REMOTE_INDEXED;
+        if index_remote && conn.has(ConnFlags::MAPPED) {
+            conn.flags |= ConnFlags::REMOTE_INDEXED;
         }
         let idx = match self.free.pop() {
             Some(i) => {
@@ -295,29 +345,29 @@ impl Table {
         let c = self.slots[idx as usize];
         let hasher = self.hasher.clone();
         let slots = &self.slots;
-        let rehash_tuple = |&e: &u32| {
+        let rehash_tuple = |e: u32| {
             let c = &slots[(e >> 1) as usize];
             let t = if e & DIR_BIT == 0 { &c.orig } else { &c.reply };
             hasher.hash_one(flow_key(t))
         };
         self.by_tuple
-            .insert_unique(hasher.hash_one(flow_key(&c.orig)), idx << 1, rehash_tuple);
-        self.by_tuple.insert_unique(
+            .insert(hasher.hash_one(flow_key(&c.orig)), idx << 1, rehash_tuple);
+        self.by_tuple.insert(
             hasher.hash_one(flow_key(&c.reply)),
             (idx << 1) | DIR_BIT,
             rehash_tuple,
         );
-        if c.has(flag::MAPPED) {
+        if c.has(ConnFlags::MAPPED) {
             self.by_internal
                 .insert_unique(hasher.hash_one(InternalKey::of(&c)), idx, |&i| {
                     hasher.hash_one(InternalKey::of(&slots[i as usize]))
                 });
-            if c.has(flag::EXT_INDEXED) {
+            if c.has(ConnFlags::EXT_INDEXED) {
                 let ext_hash = |c: &Conn| hasher.hash_one((c.orig.proto, c.mapping().1));
                 self.by_external
                     .insert_unique(ext_hash(&c), idx, |&i| ext_hash(&slots[i as usize]));
             }
-            if c.has(flag::REMOTE_INDEXED) {
+            if c.has(ConnFlags::REMOTE_INDEXED) {
                 let rem_hash =
                     |c: &Conn| hasher.hash_one((c.orig.proto, c.mapping().1, c.remote().addr));
                 self.by_remote_addr
@@ -327,7 +377,7 @@ impl Table {
         self.timers.push(Reverse((c.expires, idx, c.gen)));
         self.slots[idx as usize].queued = c.expires;
         self.compact_timers();
-        if !c.has(flag::REPLIED) {
+        if !c.has(ConnFlags::REPLIED) {
             self.embryonic.push_back((idx, c.gen));
             self.compact_embryonic();
         }
@@ -355,7 +405,7 @@ impl Table {
             let slots = &self.slots;
             self.timers.retain(|&Reverse((d, idx, gen))| {
                 let c = &slots[idx as usize];
-                c.flags & flag::LIVE != 0 && c.gen == gen && c.queued == d
+                c.flags.has(ConnFlags::LIVE) && c.gen == gen && c.queued == d
             });
         }
     }
@@ -370,30 +420,24 @@ impl Table {
                 e.remove();
             }
         };
-        remove_from(
-            &mut self.by_tuple,
-            hasher.hash_one(flow_key(&c.orig)),
-            idx << 1,
-        );
-        remove_from(
-            &mut self.by_tuple,
-            hasher.hash_one(flow_key(&c.reply)),
-            (idx << 1) | DIR_BIT,
-        );
-        if c.has(flag::MAPPED) {
+        self.by_tuple
+            .remove(hasher.hash_one(flow_key(&c.orig)), idx << 1);
+        self.by_tuple
+            .remove(hasher.hash_one(flow_key(&c.reply)), (idx << 1) | DIR_BIT);
+        if c.has(ConnFlags::MAPPED) {
             remove_from(
                 &mut self.by_internal,
                 hasher.hash_one(InternalKey::of(&c)),
                 idx,
             );
-            if c.has(flag::EXT_INDEXED) {
+            if c.has(ConnFlags::EXT_INDEXED) {
                 remove_from(
                     &mut self.by_external,
                     hasher.hash_one((c.orig.proto, c.mapping().1)),
                     idx,
                 );
             }
-            if c.has(flag::REMOTE_INDEXED) {
+            if c.has(ConnFlags::REMOTE_INDEXED) {
                 remove_from(
                     &mut self.by_remote_addr,
                     hasher.hash_one((c.orig.proto, c.mapping().1, c.remote().addr)),
@@ -401,7 +445,7 @@ impl Table {
                 );
             }
         }
-        self.slots[idx as usize].flags = 0;
+        self.slots[idx as usize].flags = ConnFlags::EMPTY;
         self.free.push(idx);
         self.live -= 1;
         c
@@ -420,7 +464,7 @@ impl Table {
             }
             self.timers.pop();
             let c = &mut self.slots[idx as usize];
-            if c.flags & flag::LIVE == 0 || c.gen != gen || c.queued != d {
+            if !c.flags.has(ConnFlags::LIVE) || c.gen != gen || c.queued != d {
                 continue; // stale or duplicate entry
             }
             if c.expires <= now {
@@ -437,7 +481,7 @@ impl Table {
     pub fn oldest_embryonic(&mut self) -> Option<ConnId> {
         while let Some(&(idx, gen)) = self.embryonic.front() {
             let c = &self.slots[idx as usize];
-            if c.flags & flag::LIVE != 0 && c.gen == gen && c.evictable() {
+            if c.flags.has(ConnFlags::LIVE) && c.gen == gen && c.evictable() {
                 return Some(ConnId(idx));
             }
             self.embryonic.pop_front();
@@ -452,7 +496,7 @@ impl Table {
             let slots = &self.slots;
             self.embryonic.retain(|&(idx, gen)| {
                 let c = &slots[idx as usize];
-                c.flags & flag::LIVE != 0 && c.gen == gen && c.evictable()
+                c.flags.has(ConnFlags::LIVE) && c.gen == gen && c.evictable()
             });
         }
     }
@@ -462,7 +506,7 @@ impl Table {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.flags & flag::LIVE != 0)
+            .filter(|(_, c)| c.flags.has(ConnFlags::LIVE))
             .map(|(i, c)| (ConnId(i as u32), c))
     }
 
@@ -472,7 +516,7 @@ impl Table {
         let idx = |t: &HashTable<u32>| t.capacity() * (size_of::<u32>() + 1);
         self.slots.capacity() * size_of::<Conn>()
             + self.free.capacity() * 4
-            + idx(&self.by_tuple)
+            + self.by_tuple.heap_bytes()
             + idx(&self.by_internal)
             + idx(&self.by_external)
             + idx(&self.by_remote_addr)

@@ -1,0 +1,200 @@
+//! `process_batch` gives exactly what `process` gives, frame by frame:
+//! verdicts, rewritten bytes, trace steps and counters, over mixed batches
+//! (new flows, established flows, ICMP errors quoting both, garbage that
+//! drops, and FTP control connections the ALG inspects and rewrites).
+
+mod common;
+use common::*;
+use natsim_nat::*;
+use proptest::prelude::*;
+use std::net::Ipv4Addr;
+
+#[derive(Clone, Debug)]
+enum Pkt {
+    /// Inside host → remote (new the first time, established after).
+    Out {
+        host: u8,
+        sport: u16,
+        remote: u8,
+        proto: u8,
+    },
+    /// Remote → the external address (a reply when the port was mapped).
+    In { remote: u8, port: u16, proto: u8 },
+    /// An ICMP error from a remote quoting an outbound packet.
+    Error { host: u8, sport: u16, remote: u8 },
+    /// An inside FTP client's segment to port 21 (SYN or a PORT command).
+    Ftp { host: u8, syn: bool, seq: u32 },
+    /// Bytes that are no frame.
+    Garbage(Vec<u8>),
+}
+
+fn pkt() -> impl Strategy<Value = Pkt> {
+    let port = prop_oneof![Just(1000u16), Just(1001), Just(5000)];
+    prop_oneof![
+        (0u8..3, port.clone(), 0u8..2, 0u8..3).prop_map(|(host, sport, remote, proto)| Pkt::Out {
+            host,
+            sport,
+            remote,
+            proto
+        }),
+        (0u8..2, port.clone(), 0u8..2).prop_map(|(remote, port, proto)| Pkt::In {
+            remote,
+            port,
+            proto
+        }),
+        (0u8..3, port, 0u8..2).prop_map(|(host, sport, remote)| Pkt::Error {
+            host,
+            sport,
+            remote
+        }),
+        (
+            0u8..2,
+            any::<bool>(),
+            prop_oneof![Just(101u32), Just(124), any::<u32>()]
+        )
+            .prop_map(|(host, syn, seq)| Pkt::Ftp { host, syn, seq }),
+        prop::collection::vec(any::<u8>(), 0..80).prop_map(Pkt::Garbage),
+    ]
+}
+
+fn host(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, 1, 10 + i)
+}
+fn remote(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 51, 100, 7 + i)
+}
+
+fn frame(p: &Pkt) -> (IfaceId, Vec<u8>) {
+    let out = |host: u8, sport: u16, remote_: u8, proto: u8| match proto {
+        0 => udp(
+            (host_addr(host), sport),
+            (remote(remote_), 3478),
+            b"datagram",
+        ),
+        1 => tcp((host_addr(host), sport), (remote(remote_), 80), "S", b""),
+        _ => ping(host_addr(host), remote(remote_), sport, true),
+    };
+    fn host_addr(i: u8) -> Ipv4Addr {
+        host(i)
+    }
+    match p {
+        Pkt::Out {
+            host,
+            sport,
+            remote,
+            proto,
+        } => (LAN, out(*host, *sport, *remote, *proto)),
+        Pkt::In {
+            remote: r,
+            port,
+            proto,
+        } => (
+            WAN,
+            match proto {
+                0 => udp((remote(*r), 3478), (WAN_ADDR, *port), b"answer"),
+                _ => tcp((remote(*r), 80), (WAN_ADDR, *port), "SA", b""),
+            },
+        ),
+        Pkt::Error {
+            host,
+            sport,
+            remote: r,
+        } => {
+            // The remote quotes the packet as it saw it: from the NAT.
+            let mut seen = out(*host, *sport, *r, 0);
+            seen[26..30].copy_from_slice(&WAN_ADDR.octets());
+            (WAN, icmp_error(remote(*r), WAN_ADDR, 3, 3, &seen, 28))
+        }
+        Pkt::Ftp { host: h, syn, seq } => {
+            let payload: &[u8] = if *syn {
+                b""
+            } else {
+                b"PORT 192,168,1,10,4,1\r\n"
+            };
+            let mut b = etherparse::PacketBuilder::ethernet2(MAC_HOST, MAC_ROUTER)
+                .ipv4(host(*h).octets(), remote(0).octets(), 64)
+                .tcp(3000, 21, *seq, 65535);
+            b = if *syn { b.syn() } else { b.ack(5001) };
+            let mut v = Vec::new();
+            b.write(&mut v, payload).unwrap();
+            (LAN, v)
+        }
+        Pkt::Garbage(bytes) => (LAN, bytes.clone()),
+    }
+}
+
+fn engine(b: Behaviour) -> NatEngine {
+    let mut c = config(b);
+    c.capacity = 8; // small, so evictions and table-full drops happen too
+    c.rules.masquerade("masq", WAN, None);
+    NatEngine::new(c.alg(AlgKind::Ftp)).unwrap()
+}
+
+type Outcome = (Vec<Verdict>, Vec<Vec<u8>>, Vec<NatStep>, Stats);
+
+/// The same frames in batches: runs of one ingress, cut at `cuts`, each
+/// batch at the time of its first frame; the one-by-one run is given the
+/// same times.
+fn batched(b: &Behaviour, pkts: &[(IfaceId, Vec<u8>)], cuts: &[bool]) -> (Outcome, Vec<u64>) {
+    let mut nat = engine(b.clone());
+    let mut steps = Vec::new();
+    let mut verdicts = Vec::new();
+    let mut frames = Vec::new();
+    let mut times = Vec::new();
+    let mut i = 0;
+    while i < pkts.len() {
+        let mut j = i + 1;
+        while j < pkts.len() && pkts[j].0 == pkts[i].0 && !cuts[j] {
+            j += 1;
+        }
+        let now = Instant::from_millis(i as u64 * 10);
+        let mut batch: Vec<Vec<u8>> = pkts[i..j].iter().map(|p| p.1.clone()).collect();
+        let mut vs = Vec::new();
+        nat.process_batch(now, pkts[i].0, &mut batch, &mut vs, &routes, &mut steps);
+        assert_eq!(vs.len(), batch.len());
+        verdicts.extend(vs);
+        frames.extend(batch);
+        times.extend(std::iter::repeat_n(i as u64 * 10, j - i));
+        i = j;
+    }
+    ((verdicts, frames, steps, nat.stats().clone()), times)
+}
+
+fn one_by_one_at(b: &Behaviour, pkts: &[(IfaceId, Vec<u8>)], times: &[u64]) -> Outcome {
+    let mut nat = engine(b.clone());
+    let mut steps = Vec::new();
+    let mut verdicts = Vec::new();
+    let mut frames = Vec::new();
+    for ((ingress, f), t) in pkts.iter().zip(times) {
+        let mut f = f.clone();
+        verdicts.push(nat.process(
+            Instant::from_millis(*t),
+            *ingress,
+            &mut f,
+            &routes,
+            &mut steps,
+        ));
+        frames.push(f);
+    }
+    (verdicts, frames, steps, nat.stats().clone())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: proptest_cases() / 4, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_batch_gives_exactly_what_one_frame_at_a_time_gives(
+        profile in prop::sample::select(Behaviour::PROFILE_NAMES.to_vec()),
+        pkts in prop::collection::vec(pkt(), 1..60),
+        cuts in prop::collection::vec(any::<bool>(), 60),
+    ) {
+        let b = Behaviour::by_name(profile).unwrap();
+        let frames: Vec<(IfaceId, Vec<u8>)> = pkts.iter().map(frame).collect();
+        let (got, times) = batched(&b, &frames, &cuts);
+        let want = one_by_one_at(&b, &frames, &times);
+        prop_assert_eq!(&got.0, &want.0, "verdicts");
+        prop_assert_eq!(&got.1, &want.1, "frames");
+        prop_assert_eq!(&got.2, &want.2, "trace steps");
+        prop_assert_eq!(&got.3, &want.3, "counters");
+    }
+}
