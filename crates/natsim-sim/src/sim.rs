@@ -13,7 +13,7 @@ use crate::fault::{FaultRule, FaultVerdict, InFlight};
 use crate::host::Host;
 use crate::link::{LinkParams, Port, Segment};
 use crate::router::{Outcome, Router, RouterIface};
-use crate::trace::{summarize, Disposition, FrameTrace, Hop, Step};
+use crate::trace::{summarize, Disposition, FrameTrace, Hop, Leg, Step};
 use natsim_nat::{
     Action, Behaviour, Chain, ConfigError, Instant, NatConfig, NatEngine, Prefix, Proto, Role,
 };
@@ -227,6 +227,15 @@ impl SimBuilder {
             events_processed: 0,
         }
     }
+}
+
+/// A node as [`Sim::topology`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub router: bool,
+    /// The segment of each interface, in interface order.
+    pub segments: Vec<String>,
 }
 
 /// The simulated network.
@@ -543,6 +552,20 @@ impl Sim {
     pub fn segment_names(&self) -> Vec<String> {
         self.segments.iter().map(|s| s.name.clone()).collect()
     }
+    /// Every node in the order it was added, with the segments its
+    /// interfaces are on (what a ladder diagram's columns are).
+    pub fn topology(&self) -> Vec<NodeInfo> {
+        (0..self.nodes.len())
+            .map(|n| NodeInfo {
+                name: self.names[n].clone(),
+                router: matches!(self.nodes[n], Node::Router(_)),
+                segments: self.attach[n]
+                    .iter()
+                    .map(|&s| self.segments[s].name.clone())
+                    .collect(),
+            })
+            .collect()
+    }
 
     /// Adds a fault rule after the existing ones; returns its name (for
     /// [`Sim::remove_fault`] / [`Sim::release`]).
@@ -702,8 +725,16 @@ impl Sim {
                 steps: vec![Step::Sent],
             }],
             disposition: Disposition::InFlight,
+            legs: Vec::new(),
+            reply_to: None,
         });
         Some(id)
+    }
+
+    fn set_reply_to(&mut self, trace: Option<u64>, cause: Option<u64>) {
+        if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
+            t.reply_to = cause;
+        }
     }
 
     fn set_disposition(&mut self, trace: Option<u64>, d: Disposition) {
@@ -732,6 +763,19 @@ impl Sim {
         if self.capture {
             seg.capture.push((start, frame.clone()));
         }
+        let pcap_frame = self.capture.then_some(seg.capture.len() as u64);
+        let seg_name = seg.name.clone();
+        if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
+            t.legs.push(Leg {
+                segment: seg_name,
+                from: self.names[node].clone(),
+                to: None,
+                at: start,
+                pcap_frame,
+                bytes: frame.clone(),
+            });
+        }
+        let seg = &mut self.segments[seg_id];
         if frame.len() > seg.params.mtu + 14 {
             let name = seg.name.clone();
             self.set_disposition(
@@ -747,6 +791,15 @@ impl Sim {
         let loss = seg.params.loss;
         let dests = seg.forward(from, &frame);
         let n = dests.len();
+        if n == 1 {
+            let to = self.names[self.segments[seg_id].ports[dests[0]].node].clone();
+            if let Some(leg) = trace
+                .and_then(|t| self.traces.get_mut(t as usize))
+                .and_then(|t| t.legs.last_mut())
+            {
+                leg.to = Some(to);
+            }
+        }
         for (k, p) in dests.into_iter().enumerate() {
             let to = self.segments[seg_id].ports[p];
             let mut delay = Duration::ZERO;
@@ -908,7 +961,9 @@ impl Sim {
                     Node::Host(_) => None,
                 };
                 let name = self.names[node].clone();
-                self.new_trace(&name, &frame, iname)
+                let t = self.new_trace(&name, &frame, iname);
+                self.set_reply_to(t, trace);
+                t
             } else {
                 None
             };
@@ -919,7 +974,9 @@ impl Sim {
         for frame in out.local_out {
             let t = if self.tracing {
                 let name = format!("{} (local stack)", self.names[node]);
-                self.new_trace(&name, &frame, None)
+                let t = self.new_trace(&name, &frame, None);
+                self.set_reply_to(t, trace);
+                t
             } else {
                 None
             };
@@ -957,14 +1014,18 @@ impl Sim {
             Node::Router(r) => {
                 let mut out = Outcome::new(self.tracing);
                 let failed = r.wake(now, &mut out);
-                for (frame, trace) in failed {
-                    let node_name = r.name.clone();
-                    r.unreachable(&frame, 0, &mut out);
-                    if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
-                        t.disposition = Disposition::HostUnreachable { node: node_name };
-                    }
-                }
                 self.router_outcome(node, None, None, out);
+                // Each ICMP host unreachable is the answer to its frame.
+                for (frame, trace) in failed {
+                    let Node::Router(r) = &self.nodes[node] else {
+                        return;
+                    };
+                    let mut o = Outcome::new(self.tracing);
+                    r.unreachable(&frame, 0, &mut o);
+                    let node_name = r.name.clone();
+                    self.set_disposition(trace, Disposition::HostUnreachable { node: node_name });
+                    self.router_outcome(node, None, trace, o);
+                }
             }
         }
     }

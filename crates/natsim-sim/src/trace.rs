@@ -133,6 +133,26 @@ pub struct Hop {
     pub steps: Vec<Step>,
 }
 
+/// One time the frame was put on a segment's wire: what a capture on that
+/// segment holds (the frame number is its place in the segment's pcap).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Leg {
+    pub segment: String,
+    /// The node that transmitted it.
+    pub from: String,
+    /// The node the segment delivers it to (None: flooded to several).
+    pub to: Option<String>,
+    /// When the first bit went on the wire.
+    pub at: Instant,
+    /// 1-based frame number in the segment's pcap (None: capture off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcap_frame: Option<u64>,
+    /// The bytes as on this wire (after any rewrite before it). Not in
+    /// the JSON: the pcap holds them.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FrameTrace {
     pub id: u64,
@@ -142,6 +162,13 @@ pub struct FrameTrace {
     pub summary: String,
     pub hops: Vec<Hop>,
     pub disposition: Disposition,
+    /// Every wire the frame crossed, in order.
+    pub legs: Vec<Leg>,
+    /// The frame whose handling made a router send this one: a NAT's
+    /// answer, an ICMP error, or its own stack's reply. Why it answered is
+    /// that frame's disposition and steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
 }
 
 /// A NAT engine step as a trace step, rules named through `nat`.
