@@ -60,6 +60,29 @@ enum Cmd {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Draw every step of every scenario variant as a ladder diagram: one
+    /// self-contained HTML file (no network fetches).
+    #[command(
+        after_help = "Examples:\n  natsim report scenarios/ --html report.html\n  natsim report scenarios/kb/Q193863.toml --html q.html --compare base,option-2"
+    )]
+    Report {
+        /// Scenario files or folders (searched for *.toml).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The HTML file to write.
+        #[arg(long, required = true)]
+        html: PathBuf,
+        /// Two variants side by side, step by step: `base,option-2` (a
+        /// name, or a prefix naming one variant).
+        #[arg(long, value_name = "A,B")]
+        compare: Option<String>,
+        /// Seed for every run (default: each file's `seed`, else 1).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Only variants whose `file::variant` contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
     /// Validate scenario files without running them.
     #[command(after_help = "Examples:\n  natsim check scenarios/\n  natsim check my-network.toml")]
     Check {
@@ -215,6 +238,68 @@ fn run(
     }
 }
 
+fn report_cmd(
+    paths: Vec<PathBuf>,
+    html: PathBuf,
+    compare: Option<String>,
+    seed: Option<u64>,
+    filter: Option<String>,
+) -> ExitCode {
+    let compare = match compare.as_deref().map(|c| c.split_once(',')) {
+        None => None,
+        Some(Some((a, b))) if !a.is_empty() && !b.is_empty() => {
+            Some((a.trim().to_string(), b.trim().to_string()))
+        }
+        Some(_) => {
+            errln!("--compare takes two variant names separated by a comma, e.g. `base,option-2`");
+            return ExitCode::from(2);
+        }
+    };
+    let (loaded, bad) = load_all(&paths);
+    print_problems(&bad);
+    let mut results = Vec::new();
+    for l in &loaded {
+        for v in l.variants() {
+            let name = format!("{}::{}", l.file, v.map_or("base", |v| v.name.get_ref()));
+            if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+                continue;
+            }
+            match run_variant(l, v, seed, false) {
+                Ok(r) => results.push(r),
+                Err(p) => print_problems(&[(vec![p], l.src.clone())]),
+            }
+        }
+    }
+    if let Some((a, b)) = &compare {
+        let names: Vec<&str> = results.iter().map(|r| r.variant.as_str()).collect();
+        for n in [a, b] {
+            if !names.iter().any(|v| v == n || v.starts_with(n.as_str())) {
+                errln!(
+                    "--compare: no variant `{n}` (variants: {})",
+                    names.join(", ")
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let page = natsim_report::html(&results, &natsim_report::Options { compare });
+    if let Err(e) = write(&html, &page) {
+        errln!("cannot write {}: {e}", html.display());
+        return ExitCode::from(2);
+    }
+    outln!(
+        "wrote {} ({} variants, {} bytes)",
+        html.display(),
+        results.len(),
+        page.len()
+    );
+    if bad.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -227,6 +312,13 @@ fn main() -> ExitCode {
             filter,
             quiet,
         } => run(paths, seed, pcap, json, junit, filter, quiet),
+        Cmd::Report {
+            paths,
+            html,
+            compare,
+            seed,
+            filter,
+        } => report_cmd(paths, html, compare, seed, filter),
         Cmd::Check { paths } => {
             let (ok, bad) = load_all(&paths);
             print_problems(&bad);

@@ -6,7 +6,8 @@ use crate::run::VariantResult;
 use natsim_sim::{Disposition, Step};
 use std::fmt::Write;
 
-fn disposition(d: &Disposition) -> String {
+/// A frame's fate in words.
+pub fn disposition(d: &Disposition) -> String {
     match d {
         Disposition::InFlight => "still in flight".into(),
         Disposition::Delivered { node } => format!("delivered to {node}"),
@@ -29,7 +30,8 @@ fn disposition(d: &Disposition) -> String {
     }
 }
 
-fn step_line(s: &Step) -> Option<String> {
+/// A hop step in words (None: nothing worth saying).
+pub fn step_line(s: &Step) -> Option<String> {
     Some(match s {
         Step::Nat { text, .. } => format!("NAT: {text}"),
         Step::Forwarded { next_hop } => format!("forwarded to {next_hop}"),

@@ -44,5 +44,7 @@ pub use app::{App, AppCx, AppEvent, HostInfo, IcmpError, IcmpErrors, TcpProfile}
 pub use device::SimDevice;
 pub use fault::{FaultRule, FaultVerdict, InFlight};
 pub use link::LinkParams;
-pub use sim::{AppId, HostConfig, NodeId, NodeInfo, RouterConfig, SegmentId, Sim, SimBuilder, SimError};
+pub use sim::{
+    AppId, HostConfig, NodeId, NodeInfo, RouterConfig, SegmentId, Sim, SimBuilder, SimError,
+};
 pub use trace::{Disposition, FrameTrace, Hop, Leg, Step};
