@@ -73,7 +73,7 @@ enum Cmd {
         #[arg(long, required = true)]
         html: PathBuf,
         /// Two variants side by side, step by step: `base,option-2` (a
-        /// name, or a prefix naming one variant).
+        /// name, or a prefix: the first variant starting with it).
         #[arg(long, value_name = "A,B")]
         compare: Option<String>,
         /// Seed for every run (default: each file's `seed`, else 1).

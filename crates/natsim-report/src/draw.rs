@@ -15,6 +15,8 @@ const COL: f64 = 230.0;
 const HEAD: f64 = 40.0;
 const ROW: f64 = 30.0;
 const NOTE: f64 = 12.0;
+/// Width of one character of the 10 px monospace notes.
+const CHAR_W: f64 = 6.1;
 const GAP_H: f64 = 34.0;
 const BAND_H: f64 = 40.0;
 
@@ -37,7 +39,7 @@ pub fn ladder(l: &Ladder, key: &str, uid: &str) -> Document {
     for it in &l.items {
         match it {
             Item::Arrow(a) => {
-                let (g, h) = arrow(a, y, key, &head_id);
+                let (g, h) = arrow(a, y, key, &head_id, width);
                 body = body.add(g);
                 y += h;
             }
@@ -123,7 +125,18 @@ pub fn ladder(l: &Ladder, key: &str, uid: &str) -> Document {
         .add(body)
 }
 
-fn arrow(a: &Arrow, y: f64, key: &str, head: &str) -> (Group, f64) {
+/// Monospace text cut to `room` pixels, with an ellipsis.
+fn fit(s: &str, room: f64) -> String {
+    let max = (room / CHAR_W).max(8.0) as usize;
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max - 1).collect();
+    t.push('…');
+    t
+}
+
+fn arrow(a: &Arrow, y: f64, key: &str, head: &str, width: f64) -> (Group, f64) {
     let ly = y + 16.0;
     let x1 = x(a.from);
     let on_wire = a.drop.as_ref().is_some_and(|d| d.on_wire);
@@ -178,17 +191,22 @@ fn arrow(a: &Arrow, y: f64, key: &str, head: &str) -> (Group, f64) {
         .add(line)
         .add(text((x1 + x2) / 2.0, ly - 4.0, "lbl", &a.text()).set("text-anchor", "middle"));
     let mut h = ROW;
-    // The NAT's decision sits on the arrow where it leaves the router.
+    // The NAT's decision sits under the arrow that leaves the router;
+    // what does not fit is in the tooltip and the click-for-detail panel.
     if !a.nat.is_empty() {
-        let (nx, anchor) = if right {
-            (x1 + 6.0, "start")
-        } else {
-            (x1 - 6.0, "end")
-        };
+        let mid = (x1 + x2) / 2.0;
+        let room = 2.0 * mid.min(width - mid) - 8.0;
         let mut ng = Group::new().set("class", "nat");
         for (k, line) in a.nat.iter().enumerate() {
             ng = ng.add(
-                text(nx, ly + 13.0 + NOTE * k as f64, "natline", line).set("text-anchor", anchor),
+                text(
+                    mid,
+                    ly + 13.0 + NOTE * k as f64,
+                    "natline",
+                    &fit(line, room),
+                )
+                .set("text-anchor", "middle")
+                .add(Title::new(line.as_str())),
             );
         }
         g = g.add(ng);
@@ -207,9 +225,16 @@ fn arrow(a: &Arrow, y: f64, key: &str, head: &str) -> (Group, f64) {
             .add(text(tx, ly + 4.0, "why", &d.reason).set("text-anchor", anchor));
         let base = a.nat.len() as f64;
         for (k, n) in d.notes.iter().enumerate() {
+            let room = if anchor == "start" { width - tx } else { tx } - 4.0;
             dg = dg.add(
-                text(tx, ly + 13.0 + NOTE * (base + k as f64), "natline", n)
-                    .set("text-anchor", anchor),
+                text(
+                    tx,
+                    ly + 13.0 + NOTE * (base + k as f64),
+                    "natline",
+                    &fit(n, room),
+                )
+                .set("text-anchor", anchor)
+                .add(Title::new(n.as_str())),
             );
         }
         h += NOTE * d.notes.len() as f64;

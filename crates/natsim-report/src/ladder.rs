@@ -5,7 +5,7 @@
 //! drawing ([`crate::draw`]) lays this out; it decides nothing.
 
 use crate::wire::{label, Label};
-use natsim_nat::Instant;
+use natsim_nat::{Flow, Instant};
 use natsim_scenario::{StepResult, VariantResult};
 use natsim_sim::{Disposition, FrameTrace, NodeInfo, Step};
 use std::time::Duration;
@@ -177,7 +177,22 @@ pub fn drop_of(d: &Disposition) -> Option<(String, Option<&str>, bool)> {
     })
 }
 
-/// The NAT narration of the hop at `node` that sent the frame onwards.
+/// A rewrite as the endpoints it changed: `dst 203.0.113.1:135 ⇒ 192.168.1.10:135`.
+fn rewrite(before: &Flow, after: &Flow) -> String {
+    let mut parts = Vec::new();
+    if before.src != after.src {
+        parts.push(format!("src {} ⇒ {}", before.src, after.src));
+    }
+    if before.dst != after.dst {
+        parts.push(format!("dst {} ⇒ {}", before.dst, after.dst));
+    }
+    if parts.is_empty() {
+        parts.push("unchanged".into());
+    }
+    parts.join(", ")
+}
+
+/// The NAT narration of the hop at `node` (the engine's own steps).
 fn nat_lines(t: &FrameTrace, node: &str) -> Vec<String> {
     let Some(h) = t.hops.iter().find(|h| h.node == node) else {
         return Vec::new();
@@ -185,21 +200,27 @@ fn nat_lines(t: &FrameTrace, node: &str) -> Vec<String> {
     h.steps
         .iter()
         .filter_map(|s| match s {
-            Step::Nat { kind, text, .. } => match *kind {
-                "rule-matched"
-                | "static-rule"
-                | "mapping-created"
-                | "mapping-reused"
-                | "translated"
-                | "icmp-inner-translated"
-                | "alg"
-                | "pinhole-used"
-                | "filter-admitted"
-                | "hairpinned"
-                | "replied"
-                | "dropped" => Some(text.clone()),
+            Step::Nat {
+                kind,
+                text,
+                before,
+                after,
+                ..
+            } => match (*kind, before, after) {
+                ("translated", Some(b), Some(a)) => Some(format!("NAT {}", rewrite(b, a))),
+                ("icmp-inner-translated", Some(b), Some(a)) => {
+                    Some(format!("quoted packet {}", rewrite(b, a)))
+                }
+                (
+                    "rule-matched" | "static-rule" | "mapping-created" | "mapping-reused" | "alg"
+                    | "pinhole-used" | "filter-admitted" | "hairpinned" | "replied" | "dropped"
+                    | "near-miss",
+                    _,
+                    _,
+                ) => Some(text.clone()),
                 _ => None,
             },
+            Step::Dropped { reason } => Some(format!("dropped: {reason}")),
             _ => None,
         })
         .collect()
@@ -349,7 +370,10 @@ fn fold(arrows: Vec<Arrow>) -> Vec<Item> {
         }
     };
     for a in arrows {
-        let bulk = a.label.bulk && a.drop.is_none() && a.nat.is_empty() && a.frames() == 1;
+        // Routine translations repeat on every segment; anything else the
+        // NAT says (a rule, an ALG, a new mapping) keeps the arrow.
+        let routine = a.nat.iter().all(|n| n.starts_with("NAT "));
+        let bulk = a.label.bulk && a.drop.is_none() && routine && a.frames() == 1;
         if !bulk {
             flush(&mut run, &mut out);
             out.push(Item::Arrow(a));

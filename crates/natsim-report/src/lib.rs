@@ -31,21 +31,18 @@ use std::fmt::Write;
 /// What to put on the page besides every variant.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Two variant names (or unique prefixes) to show side by side, step
+    /// Two variant names (or prefixes: the first variant starting with it) to show side by side, step
     /// by step, for every file that has both: `("base", "option-2")`.
     pub compare: Option<(String, String)>,
 }
 
-/// The variant of `rs` called `name`, or the only one starting with it.
+/// The variant of `rs` called `name`, else the first (in file order)
+/// whose name starts with it: `option-2` picks `option-2-dns-and-forward`.
 pub fn find_variant<'a>(rs: &[&'a VariantResult], name: &str) -> Option<&'a VariantResult> {
-    if let Some(r) = rs.iter().find(|r| r.variant == name) {
-        return Some(r);
-    }
-    let mut hits = rs.iter().filter(|r| r.variant.starts_with(name));
-    match (hits.next(), hits.next()) {
-        (Some(r), None) => Some(r),
-        _ => None,
-    }
+    rs.iter()
+        .find(|r| r.variant == name)
+        .or_else(|| rs.iter().find(|r| r.variant.starts_with(name)))
+        .copied()
 }
 
 /// Results grouped by file, in their order.
