@@ -180,9 +180,9 @@ pub fn nat_step(s: &NatStep, nat: &NatEngine) -> Step {
         _ => (None, None),
     };
     let rule = match s {
-        NatStep::RuleMatched { rule } | NatStep::StaticRule { rule } => {
-            Some(nat.rule_name(*rule).to_string())
-        }
+        NatStep::RuleMatched { rule }
+        | NatStep::StaticRule { rule }
+        | NatStep::NearMiss { rule, .. } => Some(nat.rule_name(*rule).to_string()),
         _ => None,
     };
     let reason = match s {
@@ -218,6 +218,7 @@ pub fn nat_step_kind(s: &natsim_nat::NatStep) -> &'static str {
         ConnEnded { .. } => "conn-ended",
         Replied { .. } => "replied",
         Dropped { .. } => "dropped",
+        NearMiss { .. } => "near-miss",
         Alg { .. } => "alg",
         PinholeUsed { .. } => "pinhole-used",
         PinholeClosed { .. } => "pinhole-closed",
