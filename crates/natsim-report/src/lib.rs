@@ -135,7 +135,8 @@ pub fn html(results: &[VariantResult], opt: &Options) -> String {
             );
             let _ = write!(
                 main,
-                "<section class=\"variant\" id=\"v{k}\"><h3>{} <span class=\"badge {}\">{}</span> <small>seed {}</small></h3>",
+                "<section class=\"variant\" id=\"v{k}\" data-variant=\"{}\"><h3>{} <span class=\"badge {}\">{}</span> <small>seed {}</small></h3>",
+                esc(&r.variant),
                 esc(&r.variant),
                 if r.pass { "pass" } else { "fail" },
                 if r.pass { "PASS" } else { "FAIL" },
