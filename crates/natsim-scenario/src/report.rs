@@ -26,11 +26,12 @@ pub fn table(results: &[VariantResult]) -> String {
     ]];
     for r in results {
         let scen = r.source.clone().unwrap_or_else(|| r.title.clone());
-        for s in &r.steps {
+        for (k, s) in r.steps.iter().enumerate() {
             rows.push([
                 trunc(&scen, 18),
                 trunc(&r.variant, 28),
-                trunc(&s.name, 22),
+                // The number `natsim explain --step N` takes.
+                trunc(&format!("{}. {}", k + 1, s.name), 25),
                 trunc(&s.expected.join("; "), 38),
                 trunc(&s.actual, 60),
                 if s.pass { "pass".into() } else { "FAIL".into() },

@@ -19,7 +19,7 @@ use natsim_nat::{
 };
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -225,6 +225,7 @@ impl SimBuilder {
             capture: true,
             frames_delivered: 0,
             events_processed: 0,
+            arp_asks: BTreeMap::new(),
         }
     }
 }
@@ -260,6 +261,21 @@ pub struct Sim {
     capture: bool,
     frames_delivered: u64,
     events_processed: u64,
+    /// Hosts' ARP requests not yet answered: (node, target) → (first ask, asks).
+    arp_asks: BTreeMap<(usize, [u8; 4]), (Instant, u32)>,
+}
+
+/// An ARP frame's operation, sender and target IPv4 addresses.
+fn arp_fields(f: &[u8]) -> Option<(u16, [u8; 4], [u8; 4])> {
+    if f.len() < 42 || f[12..14] != [0x08, 0x06] {
+        return None;
+    }
+    let op = u16::from_be_bytes([f[20], f[21]]);
+    let mut spa = [0; 4];
+    spa.copy_from_slice(&f[28..32]);
+    let mut tpa = [0; 4];
+    tpa.copy_from_slice(&f[38..42]);
+    Some((op, spa, tpa))
 }
 
 impl Sim {
@@ -903,6 +919,9 @@ impl Sim {
                 if frame.len() < 14 || (frame[0..6] != h.mac && frame[0] & 1 == 0) {
                     return; // a flooded copy for someone else
                 }
+                if let Some((2, spa, _)) = arp_fields(&frame) {
+                    self.arp_asks.remove(&(node, spa));
+                }
                 h.device.rx.push_back(frame);
                 if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
                     let name = self.names[node].clone();
@@ -995,6 +1014,32 @@ impl Sim {
             return;
         };
         let out = h.poll(now);
+        for f in &out {
+            // A host asking again for an address nobody answered for: say
+            // so in its log, where `explain` shows it (the frame it wanted
+            // to send never reaches the wire, so no trace can).
+            if let Some((1, _, tpa)) = arp_fields(f) {
+                let e = self.arp_asks.entry((node, tpa)).or_insert((now, 0));
+                e.1 += 1;
+                if e.1 == 2 {
+                    let first = e.0;
+                    let seg = &self.segments[self.attach[node][0]].name;
+                    let text = format!(
+                        "no answer to ARP who-has {} (asked at {first}, again at {now}): nothing on {seg} answers for that address",
+                        std::net::Ipv4Addr::from(tpa)
+                    );
+                    let host = self.names[node].clone();
+                    if let Node::Host(h) = &mut self.nodes[node] {
+                        h.log.push(crate::app::AppEvent {
+                            at: now,
+                            host,
+                            app: "arp",
+                            text,
+                        });
+                    }
+                }
+            }
+        }
         for f in out {
             let t = if self.tracing {
                 let name = self.names[node].clone();
