@@ -3,7 +3,9 @@
 
 use clap::{Parser, Subcommand};
 use natsim_scenario::{
-    collect, explain::explain, load_file, report, run_variant, Loaded, Problem, VariantResult,
+    collect,
+    explain::{explain_steps, find_step},
+    load_file, report, run_variant, Loaded, Problem, VariantResult,
 };
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -91,16 +93,19 @@ enum Cmd {
     },
     /// Narrate one scenario variant frame by frame, for teaching.
     #[command(
-        after_help = "Examples:\n  natsim explain scenarios/kb/Q193863.toml\n  natsim explain scenarios/kb/KB291615.toml --variant ms-rpc-alg --step 1"
+        after_help = "Examples:\n  natsim explain scenarios/kb/Q193863.toml\n  natsim explain scenarios/kb/KB291615.toml --variant ms-rpc-alg --step 1\n  natsim explain scenarios/kb/Q193863.toml --step telnet-25\n  natsim explain scenarios/ftp.toml --variant ftp-alg-on --failed"
     )]
     Explain {
         file: PathBuf,
-        /// Variant name (default: the base scenario).
+        /// Variant name (default: `base`, the scenario without variant).
         #[arg(long)]
         variant: Option<String>,
-        /// Only this step (1-based).
+        /// Only this step: its number (as in the `run` table) or its name.
         #[arg(long)]
-        step: Option<usize>,
+        step: Option<String>,
+        /// Only the steps that did not go as expected.
+        #[arg(long)]
+        failed: bool,
         /// Seed for the run (default: the file's `seed`, else 1).
         #[arg(long)]
         seed: Option<u64>,
@@ -340,6 +345,7 @@ fn main() -> ExitCode {
             file,
             variant,
             step,
+            failed,
             seed,
         } => {
             let l = match load_file(&file) {
@@ -352,6 +358,7 @@ fn main() -> ExitCode {
             };
             let v = match &variant {
                 None => None,
+                Some(name) if name == "base" => None,
                 Some(name) => match l
                     .scenario
                     .variants
@@ -360,11 +367,13 @@ fn main() -> ExitCode {
                 {
                     Some(v) => Some(v),
                     None => {
-                        let names: Vec<_> = l
-                            .scenario
-                            .variants
-                            .iter()
-                            .map(|v| v.name.get_ref().as_str())
+                        let names: Vec<_> = std::iter::once("base")
+                            .chain(
+                                l.scenario
+                                    .variants
+                                    .iter()
+                                    .map(|v| v.name.get_ref().as_str()),
+                            )
                             .collect();
                         errln!(
                             "{}: no variant `{name}` (variants: {})",
@@ -377,7 +386,19 @@ fn main() -> ExitCode {
             };
             match run_variant(&l, v, seed, false) {
                 Ok(r) => {
-                    out!("{}", explain(&r, step));
+                    let only = match step.as_deref().map(|s| find_step(&r, s)) {
+                        None => None,
+                        Some(Ok(n)) => Some(n),
+                        Some(Err(why)) => {
+                            errln!("{why}");
+                            return ExitCode::from(2);
+                        }
+                    };
+                    out!(
+                        "{}",
+                        explain_steps(&r, &|k, s| only.is_none_or(|n| n == k + 1)
+                            && (!failed || !s.pass))
+                    );
                     if r.pass {
                         ExitCode::SUCCESS
                     } else {

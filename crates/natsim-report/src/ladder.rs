@@ -3,9 +3,12 @@
 //! bands). Everything comes from the step's traces: each [`Leg`] is one
 //! frame on one wire, each NAT step is the engine's own record. The
 //! drawing ([`crate::draw`]) lays this out; it decides nothing.
+//! Retransmissions are grouped by `natsim explain`'s own rule
+//! ([`retransmissions`]), so both say the same.
 
 use crate::wire::{label, Label};
 use natsim_nat::{Flow, Instant};
+use natsim_scenario::explain::retransmissions;
 use natsim_scenario::{StepResult, VariantResult};
 use natsim_sim::{Disposition, FrameTrace, NodeInfo, Step};
 use std::time::Duration;
@@ -226,54 +229,6 @@ fn nat_lines(t: &FrameTrace, node: &str) -> Vec<String> {
         .collect()
 }
 
-/// What makes two traces the same frame sent again.
-fn same_frame(a: &FrameTrace, b: &FrameTrace) -> bool {
-    if a.origin != b.origin
-        || a.summary != b.summary
-        || a.disposition.code() != b.disposition.code()
-        || a.legs.len() != b.legs.len()
-    {
-        return false;
-    }
-    let path = |t: &FrameTrace| -> Vec<(String, String, Option<String>)> {
-        t.legs
-            .iter()
-            .map(|l| (l.segment.clone(), l.from.clone(), l.to.clone()))
-            .collect()
-    };
-    if path(a) != path(b) {
-        return false;
-    }
-    match (a.legs.first(), b.legs.first()) {
-        (Some(x), Some(y)) => {
-            let (lx, ly) = (label(&x.bytes), label(&y.bytes));
-            lx.seq.is_some() && lx.seq == ly.seq && lx.text == ly.text
-        }
-        _ => false,
-    }
-}
-
-/// Groups a step's traces: each group is one frame and its identical
-/// retransmissions (same sender, same TCP sequence number and label,
-/// same fate), in order of first sending.
-pub fn groups<'a>(traces: &[&'a FrameTrace]) -> Vec<Vec<&'a FrameTrace>> {
-    let mut out: Vec<Vec<&FrameTrace>> = Vec::new();
-    // Per sender, its most recent group: a retransmission repeats the
-    // sender's previous frame, whatever others sent in between.
-    let mut last: std::collections::BTreeMap<&str, usize> = Default::default();
-    for t in traces {
-        if let Some(&g) = last.get(t.origin.as_str()) {
-            if same_frame(out[g][0], t) {
-                out[g].push(t);
-                continue;
-            }
-        }
-        last.insert(t.origin.as_str(), out.len());
-        out.push(vec![t]);
-    }
-    out
-}
-
 fn col_of(columns: &[Column], node: &str) -> Option<usize> {
     // A router's own stack sends from the router's column.
     let node = node.strip_suffix(" (local stack)").unwrap_or(node);
@@ -290,7 +245,7 @@ pub fn build(r: &VariantResult, s: &StepResult) -> Ladder {
         .collect();
     let mut arrows = Vec::new();
     let mut frames = 0;
-    for g in groups(&traces) {
+    for g in retransmissions(&traces) {
         let t = g[0];
         frames += g.iter().map(|t| t.legs.len()).sum::<usize>();
         let fate = drop_of(&t.disposition);
