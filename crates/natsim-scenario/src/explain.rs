@@ -41,18 +41,22 @@ pub fn step_line(s: &Step) -> Option<String> {
     })
 }
 
-/// The TCP sequence number of an Ethernet/IPv4/TCP frame.
-fn tcp_seq(f: &[u8]) -> Option<u32> {
+/// The TCP sequence and acknowledgment numbers of an Ethernet/IPv4/TCP
+/// frame (RFC 9293 §3.1: bytes 4..12 of the header).
+fn tcp_seq(f: &[u8]) -> Option<(u32, u32)> {
     if f.len() < 34 || f[12..14] != [0x08, 0x00] || f[23] != 6 {
         return None;
     }
     let off = 14 + usize::from(f[14] & 0x0f) * 4;
-    let b = f.get(off + 4..off + 8)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    let b = f.get(off + 4..off + 12)?;
+    Some((
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+    ))
 }
 
 /// Whether `b` is `a` sent again: same sender, same TCP segment (summary
-/// and sequence number), same path over the same wires, same fate.
+/// and sequence and acknowledgment numbers), same path over the same wires, same fate.
 pub fn same_frame(a: &FrameTrace, b: &FrameTrace) -> bool {
     let path = |t: &FrameTrace| -> Vec<(String, String, Option<String>)> {
         t.legs
