@@ -71,7 +71,8 @@ fn compare_section(a: &VariantResult, ka: usize, b: &VariantResult, kb: usize, f
         };
         let _ = write!(
             o,
-            "<div class=\"pair\"><div class=\"side\"><p><b>{}</b></p>{}</div><div class=\"side\"><p><b>{}</b></p>{}</div></div>",
+            "<div class=\"pair\" data-step=\"{}\"><div class=\"side\"><p><b>{}</b></p>{}</div><div class=\"side\"><p><b>{}</b></p>{}</div></div>",
+            esc(&sa.name),
             esc(&a.variant),
             page::step(a, i, &format!("v{ka}"), &format!("c{f}a{i}"), None),
             esc(&b.variant),

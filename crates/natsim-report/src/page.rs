@@ -56,6 +56,9 @@ aside.outcome .lesson { color: var(--mute); white-space: pre-line; }
 .compare { border: 2px solid #9a6dd7; border-radius: 8px; padding: 4px 12px; margin: 14px 0; }
 .compare .pair { display: flex; gap: 14px; align-items: flex-start; }
 .compare .side { flex: 1 1 50%; min-width: 0; }
+.compare .steprow { flex-direction: column; }
+.compare .ladder-wrap { max-width: 100%; }
+.compare aside.outcome { flex: none; max-width: 60em; }
 svg.ladder { display: block; font: 11px ui-monospace, "DejaVu Sans Mono", monospace; }
 svg .colhead { font-weight: 700; font-size: 12px; fill: var(--ink); }
 svg rect.box { fill: #eef4fb; stroke: #8fb3de; }
