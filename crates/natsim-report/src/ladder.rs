@@ -115,7 +115,7 @@ pub struct Band {
 
 #[derive(Clone, Debug)]
 pub enum Item {
-    Arrow(Arrow),
+    Arrow(Box<Arrow>),
     Gap(Duration),
     Band(Band),
 }
@@ -285,7 +285,10 @@ pub fn build(r: &VariantResult, s: &StepResult) -> Ladder {
     let folded = if arrows.len() > FOLD_ABOVE {
         fold(arrows)
     } else {
-        arrows.into_iter().map(Item::Arrow).collect()
+        arrows
+            .into_iter()
+            .map(|a| Item::Arrow(Box::new(a)))
+            .collect()
     };
     Ladder {
         columns,
@@ -321,7 +324,7 @@ fn fold(arrows: Vec<Arrow>) -> Vec<Item> {
             }));
             run.clear();
         } else {
-            out.extend(run.drain(..).map(Item::Arrow));
+            out.extend(run.drain(..).map(|a| Item::Arrow(Box::new(a))));
         }
     };
     for a in arrows {
@@ -331,7 +334,7 @@ fn fold(arrows: Vec<Arrow>) -> Vec<Item> {
         let bulk = a.label.bulk && a.drop.is_none() && routine && a.frames() == 1;
         if !bulk {
             flush(&mut run, &mut out);
-            out.push(Item::Arrow(a));
+            out.push(Item::Arrow(Box::new(a)));
         } else {
             run.push(a);
         }
