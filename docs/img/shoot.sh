@@ -17,7 +17,7 @@ shot() { # page.html out.png WxH
 for f in scenarios/kb/*.toml; do
     s=$(basename "$f" .toml)
     ./target/release/natsim report "$f" --html "$tmp/$s.html" >/dev/null
-    shot "$tmp/$s.html" "docs/img/$s.png" 1700,1100
+    shot "$tmp/$s.html" "docs/img/$s.png" 1950,1100
 done
 ./target/release/natsim report scenarios/kb/Q193863.toml --html "$tmp/cmp.html" \
     --compare base,option-2 --filter 'Q193863.toml::' >/dev/null
