@@ -2,8 +2,9 @@
 #![deny(unsafe_code)]
 
 use clap::{Parser, Subcommand};
+use natsim_scenario::explain::{explain_steps, find_step};
 use natsim_scenario::report::{self, Case, ErrorKind, JsonLevel, Shard, Suite};
-use natsim_scenario::{collect, explain::explain, load_file, run_variant, Loaded, Problem};
+use natsim_scenario::{collect, load_file, run_variant, Loaded, Problem, VariantResult};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -73,6 +74,29 @@ enum Cmd {
         #[arg(long)]
         deny_warnings: bool,
     },
+    /// Draw every step of every scenario variant as a ladder diagram: one
+    /// self-contained HTML file (no network fetches).
+    #[command(
+        after_help = "Examples:\n  natsim report scenarios/ --html report.html\n  natsim report scenarios/kb/Q193863.toml --html q.html --compare base,option-2"
+    )]
+    Report {
+        /// Scenario files or folders (searched for *.toml).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The HTML file to write.
+        #[arg(long, required = true)]
+        html: PathBuf,
+        /// Two variants side by side, step by step: `base,option-2` (a
+        /// name, or a prefix: the first variant starting with it).
+        #[arg(long, value_name = "A,B")]
+        compare: Option<String>,
+        /// Seed for every run (default: each file's `seed`, else 1).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Only variants whose `file::variant` contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
     /// Validate scenario files without running them.
     #[command(after_help = "Examples:\n  natsim check scenarios/\n  natsim check my-network.toml")]
     Check {
@@ -104,16 +128,19 @@ enum Cmd {
     },
     /// Narrate one scenario variant frame by frame, for teaching.
     #[command(
-        after_help = "Examples:\n  natsim explain scenarios/kb/Q193863.toml\n  natsim explain scenarios/kb/KB291615.toml --variant ms-rpc-alg --step 1"
+        after_help = "Examples:\n  natsim explain scenarios/kb/Q193863.toml\n  natsim explain scenarios/kb/KB291615.toml --variant ms-rpc-alg --step 1\n  natsim explain scenarios/kb/Q193863.toml --step telnet-25\n  natsim explain scenarios/ftp.toml --variant ftp-alg-on --failed"
     )]
     Explain {
         file: PathBuf,
-        /// Variant name (default: the base scenario).
+        /// Variant name (default: `base`, the scenario without variant).
         #[arg(long)]
         variant: Option<String>,
-        /// Only this step (1-based).
+        /// Only this step: its number (as in the `run` table) or its name.
         #[arg(long)]
-        step: Option<usize>,
+        step: Option<String>,
+        /// Only the steps that did not go as expected.
+        #[arg(long)]
+        failed: bool,
         /// Seed for the run (default: the file's `seed`, else 1).
         #[arg(long)]
         seed: Option<u64>,
@@ -440,6 +467,85 @@ fn check(paths: &[PathBuf], deny_warnings: bool) -> ExitCode {
     }
 }
 
+fn report_cmd(
+    paths: Vec<PathBuf>,
+    html: PathBuf,
+    compare: Option<String>,
+    seed: Option<u64>,
+    filter: Option<String>,
+) -> ExitCode {
+    let compare = match compare.as_deref().map(|c| c.split_once(',')) {
+        None => None,
+        Some(Some((a, b))) if !a.is_empty() && !b.is_empty() => {
+            Some((a.trim().to_string(), b.trim().to_string()))
+        }
+        Some(_) => {
+            errln!("--compare takes two variant names separated by a comma, e.g. `base,option-2`");
+            return ExitCode::from(2);
+        }
+    };
+    let mut bad = false;
+    let mut results: Vec<VariantResult> = Vec::new();
+    for g in read_given(&paths, false) {
+        if let Some(p) = &g.problem {
+            print_problems(std::slice::from_ref(p), "");
+            bad = true;
+        }
+        for (_, l, _) in &g.files {
+            let l = match l {
+                Ok(l) => l,
+                Err(ps) => {
+                    let file = ps.first().map_or_else(String::new, |p| p.file.clone());
+                    print_problems(ps, &source_of(&file));
+                    bad = true;
+                    continue;
+                }
+            };
+            for v in l.variants() {
+                let name = format!("{}::{}", l.file, v.name);
+                if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+                    continue;
+                }
+                match run_variant(l, v, seed, false) {
+                    Ok(r) => results.push(r),
+                    Err(p) => {
+                        print_problems(std::slice::from_ref(&p), &l.src);
+                        bad = true;
+                    }
+                }
+            }
+        }
+    }
+    if let Some((a, b)) = &compare {
+        let names: Vec<&str> = results.iter().map(|r| r.variant.as_str()).collect();
+        for n in [a, b] {
+            if !names.iter().any(|v| v == n || v.starts_with(n.as_str())) {
+                errln!(
+                    "--compare: no variant `{n}` (variants: {})",
+                    names.join(", ")
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let page = natsim_report::html(&results, &natsim_report::Options { compare });
+    if let Err(e) = write(&html, &page) {
+        errln!("cannot write {}: {e}", html.display());
+        return ExitCode::from(2);
+    }
+    outln!(
+        "wrote {} ({} variants, {} bytes)",
+        html.display(),
+        results.len(),
+        page.len()
+    );
+    if bad {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -470,6 +576,13 @@ fn main() -> ExitCode {
             paths,
             deny_warnings,
         } => check(&paths, deny_warnings),
+        Cmd::Report {
+            paths,
+            html,
+            compare,
+            seed,
+            filter,
+        } => report_cmd(paths, html, compare, seed, filter),
         Cmd::Schema { markdown } => {
             if markdown {
                 out!("{}", natsim_scenario::reference::markdown());
@@ -515,6 +628,7 @@ fn main() -> ExitCode {
             file,
             variant,
             step,
+            failed,
             seed,
         } => {
             let l = match load(&file, false) {
@@ -536,7 +650,19 @@ fn main() -> ExitCode {
             };
             match run_variant(&l, v, seed, false) {
                 Ok(r) => {
-                    out!("{}", explain(&r, step));
+                    let only = match step.as_deref().map(|s| find_step(&r, s)) {
+                        None => None,
+                        Some(Ok(n)) => Some(n),
+                        Some(Err(why)) => {
+                            errln!("{why}");
+                            return ExitCode::from(2);
+                        }
+                    };
+                    out!(
+                        "{}",
+                        explain_steps(&r, &|k, s| only.is_none_or(|n| n == k + 1)
+                            && (!failed || !s.pass))
+                    );
                     if r.pass {
                         ExitCode::SUCCESS
                     } else {

@@ -118,5 +118,5 @@ pub use engine::{ConnInfo, NatEngine};
 pub use flow::{Dir, Endpoint, Flow, PortRange, Prefix, Proto};
 pub use stats::{ProtoCounters, Stats};
 pub use time::{Duration, Instant};
-pub use trace::{ConnId, EndReason, NatStep, ReplyKind, TcpState, TraceSink};
+pub use trace::{ConnId, EndReason, Miss, NatStep, ReplyKind, TcpState, TraceSink};
 pub use verdict::{DropReason, Layer, Route, Routes, Verdict};

@@ -8,7 +8,7 @@
 
 use crate::alg::{AlgEvent, AlgKind};
 use crate::config::{IfaceId, RuleId};
-use crate::flow::{Dir, Endpoint, Flow, Proto};
+use crate::flow::{Dir, Endpoint, Flow, PortRange, Prefix, Proto};
 use crate::verdict::DropReason;
 
 /// TCP connection-tracking states (a simplification of Linux conntrack's).
@@ -56,6 +56,57 @@ pub enum EndReason {
 pub enum ReplyKind {
     TcpRst,
     IcmpPortUnreachable,
+}
+
+/// The one criterion of a rule's match that a packet failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Miss {
+    Proto {
+        want: Proto,
+    },
+    InIface {
+        want: IfaceId,
+    },
+    OutIface {
+        want: IfaceId,
+    },
+    Src {
+        want: Prefix,
+    },
+    Dst {
+        want: Prefix,
+    },
+    /// The rule wants this interface's current address as destination.
+    DstIfaceAddr {
+        iface: IfaceId,
+    },
+    DstPort {
+        want: PortRange,
+    },
+}
+
+impl Miss {
+    /// Why `flow` missed, in words.
+    pub fn describe(&self, flow: &Flow) -> String {
+        match self {
+            Miss::Proto { want } => format!("the protocol is {}, not {want}", flow.proto),
+            Miss::InIface { want } => format!("it did not arrive on {want}"),
+            Miss::OutIface { want } => format!("it would not leave through {want}"),
+            Miss::Src { want } => format!("the source {} is outside {want}", flow.src.addr),
+            Miss::Dst { want } => format!("the destination {} is outside {want}", flow.dst.addr),
+            Miss::DstIfaceAddr { iface } => {
+                format!("the destination {} is not {iface}'s address", flow.dst.addr)
+            }
+            Miss::DstPort { want } if want.first == want.last => format!(
+                "the destination port is {}, not {}",
+                flow.dst.port, want.first
+            ),
+            Miss::DstPort { want } => format!(
+                "the destination port {} is outside {}-{}",
+                flow.dst.port, want.first, want.last
+            ),
+        }
+    }
 }
 
 /// One decision.
@@ -107,6 +158,13 @@ pub enum NatStep {
     Replied { kind: ReplyKind },
     /// The final decision was a drop.
     Dropped { reason: DropReason },
+    /// Before an unsolicited packet is refused: a rule that failed on
+    /// exactly one criterion (the rule that almost matched, and why not).
+    NearMiss {
+        rule: RuleId,
+        miss: Miss,
+        flow: Flow,
+    },
     /// An application-level gateway acted on a connection's payload.
     Alg {
         conn: ConnId,
@@ -195,6 +253,11 @@ impl NatStep {
                 ReplyKind::IcmpPortUnreachable => "answered with ICMP port unreachable".to_string(),
             },
             NatStep::Dropped { reason } => format!("dropped: {reason}"),
+            NatStep::NearMiss { rule, miss, flow } => format!(
+                "near miss: rule `{}` almost matched, but {}",
+                rule_name(*rule),
+                miss.describe(flow)
+            ),
             NatStep::Alg { conn, kind, event } => {
                 format!("{kind} (connection #{}): {event}", conn.0)
             }

@@ -46,5 +46,7 @@ pub use device::SimDevice;
 pub use fault::{FaultRule, FaultVerdict, InFlight};
 pub use link::LinkParams;
 pub use router::MssClamp;
-pub use sim::{AppId, HostConfig, NodeId, RouterConfig, SegmentId, Sim, SimBuilder, SimError};
+pub use sim::{
+    AppId, HostConfig, NodeId, NodeInfo, RouterConfig, SegmentId, Sim, SimBuilder, SimError,
+};
 pub use trace::{Disposition, FrameTrace, Hop, Leg, Step};

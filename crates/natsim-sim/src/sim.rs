@@ -17,7 +17,7 @@ use crate::trace::{summarize, Disposition, FrameTrace, Hop, Leg, Step};
 use natsim_nat::{Behaviour, ConfigError, Instant, NatConfig, NatEngine, Prefix, Proto, Role};
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -253,8 +253,18 @@ impl SimBuilder {
             capture: true,
             frames_delivered: 0,
             events_processed: 0,
+            arp_asks: BTreeMap::new(),
         }
     }
+}
+
+/// A node as [`Sim::topology`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub router: bool,
+    /// The segment of each interface, in interface order.
+    pub segments: Vec<String>,
 }
 
 /// The simulated network.
@@ -279,6 +289,21 @@ pub struct Sim {
     capture: bool,
     frames_delivered: u64,
     events_processed: u64,
+    /// Hosts' ARP requests not yet answered: (node, target) → (first ask, asks).
+    arp_asks: BTreeMap<(usize, [u8; 4]), (Instant, u32)>,
+}
+
+/// An ARP frame's operation, sender and target IPv4 addresses.
+fn arp_fields(f: &[u8]) -> Option<(u16, [u8; 4], [u8; 4])> {
+    if f.len() < 42 || f[12..14] != [0x08, 0x06] {
+        return None;
+    }
+    let op = u16::from_be_bytes([f[20], f[21]]);
+    let mut spa = [0; 4];
+    spa.copy_from_slice(&f[28..32]);
+    let mut tpa = [0; 4];
+    tpa.copy_from_slice(&f[38..42]);
+    Some((op, spa, tpa))
 }
 
 impl Sim {
@@ -571,6 +596,20 @@ impl Sim {
     pub fn segment_names(&self) -> Vec<String> {
         self.segments.iter().map(|s| s.name.clone()).collect()
     }
+    /// Every node in the order it was added, with the segments its
+    /// interfaces are on (what a ladder diagram's columns are).
+    pub fn topology(&self) -> Vec<NodeInfo> {
+        (0..self.nodes.len())
+            .map(|n| NodeInfo {
+                name: self.names[n].clone(),
+                router: matches!(self.nodes[n], Node::Router(_)),
+                segments: self.attach[n]
+                    .iter()
+                    .map(|&s| self.segments[s].name.clone())
+                    .collect(),
+            })
+            .collect()
+    }
 
     /// Adds a fault rule after the existing ones; returns its name (for
     /// [`Sim::remove_fault`] / [`Sim::release`]).
@@ -731,8 +770,15 @@ impl Sim {
             }],
             disposition: Disposition::InFlight,
             legs: Vec::new(),
+            reply_to: None,
         });
         Some(id)
+    }
+
+    fn set_reply_to(&mut self, trace: Option<u64>, cause: Option<u64>) {
+        if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
+            t.reply_to = cause;
+        }
     }
 
     fn set_disposition(&mut self, trace: Option<u64>, d: Disposition) {
@@ -762,17 +808,20 @@ impl Sim {
             seg.capture.push((start, frame.clone()));
         }
         let pcap_frame = self.capture.then_some(seg.capture.len() as u64);
+        let seg_name = seg.name.clone();
+        if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
+            t.legs.push(Leg {
+                segment: seg_name,
+                from: self.names[node].clone(),
+                to: None,
+                at: start,
+                pcap_frame,
+                bytes: frame.clone(),
+            });
+        }
+        let seg = &mut self.segments[seg_id];
         if frame.len() > seg.params.mtu + 14 {
             let name = seg.name.clone();
-            if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
-                t.legs.push(Leg {
-                    segment: name.clone(),
-                    from: self.names[node].clone(),
-                    to: None,
-                    at: start,
-                    pcap_frame,
-                });
-            }
             self.set_disposition(
                 trace,
                 Disposition::Dropped {
@@ -786,15 +835,14 @@ impl Sim {
         let loss = seg.params.loss;
         let dests = seg.forward(from, &frame);
         let n = dests.len();
-        if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
-            let seg = &self.segments[seg_id];
-            t.legs.push(Leg {
-                segment: seg.name.clone(),
-                from: self.names[node].clone(),
-                to: (n == 1).then(|| self.names[seg.ports[dests[0]].node].clone()),
-                at: start,
-                pcap_frame,
-            });
+        if n == 1 {
+            let to = self.names[self.segments[seg_id].ports[dests[0]].node].clone();
+            if let Some(leg) = trace
+                .and_then(|t| self.traces.get_mut(t as usize))
+                .and_then(|t| t.legs.last_mut())
+            {
+                leg.to = Some(to);
+            }
         }
         for (k, p) in dests.into_iter().enumerate() {
             let to = self.segments[seg_id].ports[p];
@@ -899,6 +947,9 @@ impl Sim {
                 if frame.len() < 14 || (frame[0..6] != h.mac && frame[0] & 1 == 0) {
                     return; // a flooded copy for someone else
                 }
+                if let Some((2, spa, _)) = arp_fields(&frame) {
+                    self.arp_asks.remove(&(node, spa));
+                }
                 h.device.rx.push_back(frame);
                 if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
                     let name = self.names[node].clone();
@@ -957,7 +1008,9 @@ impl Sim {
                     Node::Host(_) => None,
                 };
                 let name = self.names[node].clone();
-                self.new_trace(&name, &frame, iname)
+                let t = self.new_trace(&name, &frame, iname);
+                self.set_reply_to(t, trace);
+                t
             } else {
                 None
             };
@@ -968,7 +1021,9 @@ impl Sim {
         for frame in out.local_out {
             let t = if self.tracing {
                 let name = format!("{} (local stack)", self.names[node]);
-                self.new_trace(&name, &frame, None)
+                let t = self.new_trace(&name, &frame, None);
+                self.set_reply_to(t, trace);
+                t
             } else {
                 None
             };
@@ -987,6 +1042,32 @@ impl Sim {
             return;
         };
         let out = h.poll(now);
+        for f in &out {
+            // A host asking again for an address nobody answered for: say
+            // so in its log, where `explain` shows it (the frame it wanted
+            // to send never reaches the wire, so no trace can).
+            if let Some((1, _, tpa)) = arp_fields(f) {
+                let e = self.arp_asks.entry((node, tpa)).or_insert((now, 0));
+                e.1 += 1;
+                if e.1 == 2 {
+                    let first = e.0;
+                    let seg = &self.segments[self.attach[node][0]].name;
+                    let text = format!(
+                        "no answer to ARP who-has {} (asked at {first}, again at {now}): nothing on {seg} answers for that address",
+                        std::net::Ipv4Addr::from(tpa)
+                    );
+                    let host = self.names[node].clone();
+                    if let Node::Host(h) = &mut self.nodes[node] {
+                        h.log.push(crate::app::AppEvent {
+                            at: now,
+                            host,
+                            app: "arp",
+                            text,
+                        });
+                    }
+                }
+            }
+        }
         for f in out {
             let t = if self.tracing {
                 let name = self.names[node].clone();
@@ -1006,14 +1087,18 @@ impl Sim {
             Node::Router(r) => {
                 let mut out = Outcome::new(self.tracing);
                 let failed = r.wake(now, &mut out);
-                for (frame, trace) in failed {
-                    let node_name = r.name.clone();
-                    r.unreachable(&frame, 0, &mut out);
-                    if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
-                        t.disposition = Disposition::HostUnreachable { node: node_name };
-                    }
-                }
                 self.router_outcome(node, None, None, out);
+                // Each ICMP host unreachable is the answer to its frame.
+                for (frame, trace) in failed {
+                    let Node::Router(r) = &mut self.nodes[node] else {
+                        return;
+                    };
+                    let mut o = Outcome::new(self.tracing);
+                    r.unreachable(&frame, 0, &mut o);
+                    let node_name = r.name.clone();
+                    self.set_disposition(trace, Disposition::HostUnreachable { node: node_name });
+                    self.router_outcome(node, None, trace, o);
+                }
             }
         }
     }

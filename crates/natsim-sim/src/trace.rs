@@ -134,7 +134,7 @@ pub struct Hop {
 }
 
 /// One time the frame was put on a segment's wire: what a capture on that
-/// segment holds, so a trace joins to a Wireshark frame exactly.
+/// segment holds (the frame number is its place in the segment's pcap).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Leg {
     pub segment: String,
@@ -147,6 +147,10 @@ pub struct Leg {
     /// 1-based frame number in the segment's pcap (None: capture off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pcap_frame: Option<u64>,
+    /// The bytes as on this wire (after any rewrite before it). Not in
+    /// the JSON: the pcap holds them.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -160,6 +164,11 @@ pub struct FrameTrace {
     pub disposition: Disposition,
     /// Every wire the frame crossed, in order.
     pub legs: Vec<Leg>,
+    /// The frame whose handling made a router send this one: a NAT's
+    /// answer, an ICMP error, or its own stack's reply. Why it answered is
+    /// that frame's disposition and steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
 }
 
 /// A NAT engine step as a trace step, rules named through `nat`.
@@ -171,9 +180,9 @@ pub fn nat_step(s: &NatStep, nat: &NatEngine) -> Step {
         _ => (None, None),
     };
     let rule = match s {
-        NatStep::RuleMatched { rule } | NatStep::StaticRule { rule } => {
-            Some(nat.rule_name(*rule).to_string())
-        }
+        NatStep::RuleMatched { rule }
+        | NatStep::StaticRule { rule }
+        | NatStep::NearMiss { rule, .. } => Some(nat.rule_name(*rule).to_string()),
         _ => None,
     };
     let reason = match s {
@@ -209,6 +218,7 @@ pub fn nat_step_kind(s: &natsim_nat::NatStep) -> &'static str {
         ConnEnded { .. } => "conn-ended",
         Replied { .. } => "replied",
         Dropped { .. } => "dropped",
+        NearMiss { .. } => "near-miss",
         Alg { .. } => "alg",
         PinholeUsed { .. } => "pinhole-used",
         PinholeClosed { .. } => "pinhole-closed",

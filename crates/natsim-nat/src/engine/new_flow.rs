@@ -4,6 +4,10 @@
 
 use super::ports::AddrChoice;
 use super::*;
+use crate::trace::Miss;
+
+/// How many criteria a rule's [`Match`] has (see `criterion`).
+const CRITERIA: usize = 7;
 
 /// What a new flow's translation decided.
 struct NewFlow {
@@ -20,36 +24,71 @@ enum OwnedChoice {
 }
 
 impl NatEngine {
-    fn rule_matches(&self, r: &Rule, f: &Flow, ingress: IfaceId, egress: Option<IfaceId>) -> bool {
+    /// Criterion `k` of `r`'s match (0..CRITERIA), or why it fails for `f`.
+    /// [`Self::rule_matches`] and [`Self::near_misses`] share it, so a
+    /// near miss is reported by the matcher itself.
+    #[inline]
+    fn criterion(
+        &self,
+        k: usize,
+        r: &Rule,
+        f: &Flow,
+        ingress: IfaceId,
+        egress: Option<IfaceId>,
+    ) -> Option<Miss> {
         let m: &Match = &r.matches;
-        if m.proto.is_some_and(|p| p != f.proto) {
-            return false;
+        match k {
+            0 => m
+                .proto
+                .filter(|&p| p != f.proto)
+                .map(|want| Miss::Proto { want }),
+            1 => m
+                .in_iface
+                .filter(|&i| i != ingress)
+                .map(|want| Miss::InIface { want }),
+            2 => m
+                .out_iface
+                .filter(|&o| egress != Some(o))
+                .map(|want| Miss::OutIface { want }),
+            3 => m
+                .src
+                .filter(|p| !p.contains(f.src.addr))
+                .map(|want| Miss::Src { want }),
+            4 => m
+                .dst
+                .filter(|p| !p.contains(f.dst.addr))
+                .map(|want| Miss::Dst { want }),
+            5 => m
+                .dst_iface_addr
+                .filter(|&i| self.iface_addr(i) != Some(f.dst.addr))
+                .map(|iface| Miss::DstIfaceAddr { iface }),
+            _ => m
+                .dst_ports
+                .filter(|ports| {
+                    !matches!(f.proto, Proto::Tcp | Proto::Udp) || !ports.contains(f.dst.port)
+                })
+                .map(|want| Miss::DstPort { want }),
         }
-        if m.in_iface.is_some_and(|i| i != ingress) {
-            return false;
-        }
-        if let Some(o) = m.out_iface {
-            if egress != Some(o) {
-                return false;
+    }
+
+    fn rule_matches(&self, r: &Rule, f: &Flow, ingress: IfaceId, egress: Option<IfaceId>) -> bool {
+        (0..CRITERIA).all(|k| self.criterion(k, r, f, ingress, egress).is_none())
+    }
+
+    /// Before refusing an unsolicited packet: every prerouting rule that
+    /// failed on exactly one criterion, and that criterion (cold path).
+    fn near_misses<T: TraceSink>(&self, f: &Flow, ingress: IfaceId, trace: &mut T) {
+        for &ri in &self.pre {
+            let r = &self.cfg.rules.rules[usize::from(ri)];
+            let mut misses = (0..CRITERIA).filter_map(|k| self.criterion(k, r, f, ingress, None));
+            if let (Some(miss), None) = (misses.next(), misses.next()) {
+                trace.step(NatStep::NearMiss {
+                    rule: RuleId(ri),
+                    miss,
+                    flow: *f,
+                });
             }
         }
-        if m.src.is_some_and(|p| !p.contains(f.src.addr)) {
-            return false;
-        }
-        if m.dst.is_some_and(|p| !p.contains(f.dst.addr)) {
-            return false;
-        }
-        if let Some(i) = m.dst_iface_addr {
-            if self.iface_addr(i) != Some(f.dst.addr) {
-                return false;
-            }
-        }
-        if let Some(ports) = m.dst_ports {
-            if !matches!(f.proto, Proto::Tcp | Proto::Udp) || !ports.contains(f.dst.port) {
-                return false;
-            }
-        }
-        true
     }
 
     pub(super) fn new_flow<R: Routes + ?Sized, T: TraceSink>(
@@ -189,6 +228,7 @@ impl NatEngine {
                     Some(filtering) => DropReason::Filtered { proto, filtering },
                     None => DropReason::NoMapping { proto },
                 };
+                self.near_misses(&flow, ingress, trace);
                 return self.unsolicited(frame, p, ingress, reason, trace);
             }
         }
@@ -197,6 +237,7 @@ impl NatEngine {
             && behaviour.filter_inbound
             && egress.is_some_and(|e| self.role(e) == Some(Role::Inside))
         {
+            self.near_misses(&flow, ingress, trace);
             return self.unsolicited(frame, p, ingress, DropReason::InboundNotAllowed, trace);
         }
 

@@ -32,7 +32,7 @@ pub fn table(suite: &Suite) -> String {
                     rows.push([
                         trunc(&scen, 18),
                         trunc(&r.variant, 28),
-                        trunc(&s.name, 22),
+                        trunc(&format!("{}. {}", s.number, s.name), 25),
                         trunc(&s.expected.join("; "), 38),
                         trunc(&s.actual, 60),
                         if s.pass { "pass".into() } else { "FAIL".into() },

@@ -63,6 +63,8 @@ pub struct VariantResult {
     pub steps: Vec<StepResult>,
     pub traces: Vec<FrameTrace>,
     pub segments: Vec<String>,
+    /// Hosts and routers in the order the file defines them.
+    pub nodes: Vec<natsim_sim::NodeInfo>,
     #[serde(skip)]
     pub pcaps: Vec<(String, Vec<u8>)>,
 }
@@ -237,6 +239,7 @@ pub fn run_variant(
         steps,
         traces: b.sim.traces().to_vec(),
         segments: b.segments.clone(),
+        nodes: b.sim.topology(),
         pcaps,
     })
 }
