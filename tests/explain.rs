@@ -12,7 +12,7 @@ fn root() -> PathBuf {
 
 fn base(file: &str) -> VariantResult {
     let l = load_file(&root().join(file)).unwrap();
-    run_variant(&l, None, None, false).unwrap()
+    run_variant(&l, l.variants()[0], None, false).unwrap()
 }
 
 fn has(out: &str, line: &str) {

@@ -60,7 +60,7 @@ fn run(steps: &str) -> VariantResult {
                 .join("\n")
         )
     });
-    run_variant(&l, None, None, false).unwrap()
+    run_variant(&l, l.variants()[0], None, false).unwrap()
 }
 
 /// A connect cut short by its step's duration: the SYN retries stop with
@@ -214,7 +214,7 @@ to = "nowhere.example.com"
 expect = "failed"
 "#;
     let l = load_str("names.toml", src).unwrap_or_else(|p| panic!("{}", p[0]));
-    let r = run_variant(&l, None, None, false).unwrap();
+    let r = run_variant(&l, l.variants()[0], None, false).unwrap();
     for s in &r.steps {
         assert!(s.pass, "{}: {} {:?}", s.name, s.actual, s.failures);
     }

@@ -174,11 +174,7 @@ fn tshark_shows_fragmentation_needed_and_the_clamped_mss() {
     let dir = std::env::temp_dir().join(format!("natsim-pmtu-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let fields = |variant: &str, seg: &str, filter: &str, field: &str| -> Vec<String> {
-        let v = l
-            .scenario
-            .variants
-            .iter()
-            .find(|v| v.name.get_ref() == variant);
+        let v = l.variant(variant).unwrap();
         let r = run_variant(&l, v, None, true).unwrap();
         assert!(r.pass, "{variant} fails");
         let bytes = &r.pcaps.iter().find(|(s, _)| s == seg).unwrap().1;

@@ -18,6 +18,20 @@ pub fn pcap_name(r: &VariantResult, segment: &str) -> String {
     format!("{stem}--{}--{segment}.pcap", r.variant)
 }
 
+/// Bytes shown in hex per frame: every header and an ALG's rewritten
+/// payload fit; the rest is in the pcap (a whole suite's page would
+/// otherwise pass the size budget on bulk and looping mail).
+const HEX_SHOWN: usize = 320;
+
+fn shown_hex(bytes: &[u8], frame: Option<u64>) -> String {
+    if bytes.len() <= HEX_SHOWN {
+        return hex(bytes);
+    }
+    let more = bytes.len() - HEX_SHOWN;
+    let at = frame.map_or(String::new(), |f| format!(" (pcap frame {f})"));
+    format!("{}\n… {more} more bytes in the pcap{at}", hex(&bytes[..HEX_SHOWN]))
+}
+
 pub fn trace(r: &VariantResult, t: &FrameTrace) -> Value {
     let hops: Vec<Value> = t
         .hops
@@ -45,7 +59,7 @@ pub fn trace(r: &VariantResult, t: &FrameTrace) -> Value {
                 "pcap": pcap_name(r, &l.segment),
                 "frame": l.pcap_frame,
                 "len": l.bytes.len(),
-                "hex": hex(&l.bytes),
+                "hex": shown_hex(&l.bytes, l.pcap_frame),
             })
         })
         .collect();

@@ -283,7 +283,7 @@ pub fn build(r: &VariantResult, s: &StepResult) -> Ladder {
     }
     arrows.sort_by_key(|a| (a.at(), a.trace, a.leg));
     let folded = if arrows.len() > FOLD_ABOVE {
-        fold(arrows)
+        fold_long(fold(arrows))
     } else {
         arrows
             .into_iter()
@@ -295,6 +295,50 @@ pub fn build(r: &VariantResult, s: &StepResult) -> Ladder {
         items: with_gaps(folded),
         frames,
     }
+}
+
+/// Ladders still longer than this after folding bulk data (a mail loop
+/// repeats whole SMTP sessions) keep their start and end; the middle's
+/// repeated exchanges become one band. Drops are never folded.
+const KEEP_HEAD: usize = 300;
+const KEEP_TAIL: usize = 100;
+
+fn fold_long(items: Vec<Item>) -> Vec<Item> {
+    if items.len() <= KEEP_HEAD + KEEP_TAIL + 200 {
+        return items;
+    }
+    let n = items.len();
+    let mut out = Vec::new();
+    let mut run: Vec<Arrow> = Vec::new();
+    let flush = |run: &mut Vec<Arrow>, out: &mut Vec<Item>| {
+        if run.is_empty() {
+            return;
+        }
+        let lo = run.iter().map(|a| a.from.min(a.to.unwrap_or(a.from))).min().unwrap_or(0);
+        let hi = run.iter().map(|a| a.from.max(a.to.unwrap_or(a.from))).max().unwrap_or(0);
+        out.push(Item::Band(Band {
+            cols: (lo, hi),
+            arrows: run.len(),
+            frames: run.iter().map(Arrow::frames).sum(),
+            bytes: run.iter().map(|a| a.label.payload * a.frames()).sum(),
+            from: run[0].at(),
+            to: run.iter().map(Arrow::last).max().unwrap_or(run[0].at()),
+        }));
+        run.clear();
+    };
+    for (k, it) in items.into_iter().enumerate() {
+        match it {
+            Item::Arrow(a) if k >= KEEP_HEAD && k < n - KEEP_TAIL && a.drop.is_none() => {
+                run.push(*a)
+            }
+            other => {
+                flush(&mut run, &mut out);
+                out.push(other);
+            }
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// Runs of at least [`FOLD_MIN_RUN`] bulk arrows between the same two

@@ -156,7 +156,14 @@ pub fn html(results: &[VariantResult], opt: &Options) -> String {
                 ));
             }
             for s in &r.steps {
-                for id in &s.traces {
+                // A very long step's middle is one folded band in its
+                // ladder: those frames have no arrow to click.
+                let n = s.traces.len();
+                let folded = |k: usize| n > 600 && (300..n - 100).contains(&k);
+                for (k, id) in s.traces.iter().enumerate() {
+                    if folded(k) {
+                        continue;
+                    }
                     if let Some(t) = r.traces.get(*id as usize) {
                         data.insert(format!("v{k}-{id}"), detail::trace(r, t));
                     }
