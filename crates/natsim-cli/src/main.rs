@@ -9,6 +9,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod verify;
+
 // Output that never panics: a closed pipe (`natsim run | head`) must not
 // turn a finished run into a crash, so write errors are ignored.
 macro_rules! out {
@@ -81,6 +83,24 @@ enum Cmd {
         /// Seed for the run (default: the file's `seed`, else 1).
         #[arg(long)]
         seed: Option<u64>,
+    },
+    /// Check a router against the Linux kernel: the same topology in network
+    /// namespaces, its NAT as nftables rules, the same probes through both.
+    #[command(
+        after_help = "Needs root, `ip`, `nft` and `conntrack` (exit 2 saying what is missing).\nPrints probe | kernel | natsim | agree and `N/N probes agree` last; exit 0 on full agreement, 1 otherwise.\n\nExamples:\n  sudo natsim verify --linux scenarios/nat-types.toml --variant linux\n  sudo natsim verify --linux scenarios/ftp.toml --router router"
+    )]
+    Verify {
+        /// Check against the Linux kernel (the only oracle so far).
+        #[arg(long, required = true)]
+        linux: bool,
+        /// Scenario file.
+        file: PathBuf,
+        /// Only this variant (`base` for the base scenario).
+        #[arg(long)]
+        variant: Option<String>,
+        /// Only this router.
+        #[arg(long)]
+        router: Option<String>,
     },
 }
 
@@ -227,6 +247,12 @@ fn main() -> ExitCode {
             filter,
             quiet,
         } => run(paths, seed, pcap, json, junit, filter, quiet),
+        Cmd::Verify {
+            linux: _,
+            file,
+            variant,
+            router,
+        } => verify::run(&file, variant.as_deref(), router.as_deref(), &mut |s| out!("{s}")),
         Cmd::Check { paths } => {
             let (ok, bad) = load_all(&paths);
             print_problems(&bad);

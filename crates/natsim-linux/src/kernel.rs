@@ -158,8 +158,9 @@ impl KernelWorld {
                         continue;
                     };
                     let f = &buf[..len];
-                    // IPv4 frames this host received (not its own sends).
-                    if len < 34 || f[12..14] != [0x08, 0x00] || f[6..12] == own {
+                    // Unicast IPv4 frames this host received (not its own
+                    // sends, not IGMP reports to multicast groups).
+                    if len < 34 || f[12..14] != [0x08, 0x00] || f[6..12] == own || f[0] & 1 == 1 {
                         continue;
                     }
                     let ip = &f[14..];
@@ -239,7 +240,11 @@ impl World for KernelWorld {
             .lab
             .exec(&self.router_ns, "conntrack", &["-L"], None)
             .map_err(|e| e.to_string())?;
-        Ok(text.lines().filter_map(parse_conntrack_line).collect())
+        Ok(text
+            .lines()
+            .filter_map(parse_conntrack_line)
+            .filter(|e| matches!(e.proto.as_str(), "tcp" | "udp" | "icmp"))
+            .collect())
     }
 
     fn reset(&mut self) {

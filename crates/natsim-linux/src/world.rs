@@ -242,7 +242,16 @@ impl World for EngineWorld<'_> {
                 natsim_nat::Proto::Icmp => "icmp",
                 natsim_nat::Proto::Other(_) => continue,
             };
-            let t = |f: natsim_nat::Flow| (f.src.addr, f.src.port, f.dst.addr, f.dst.port);
+            // ICMP: conntrack prints the echo id on both sides.
+            let icmp = c.original.proto == natsim_nat::Proto::Icmp;
+            let t = |f: natsim_nat::Flow| {
+                if icmp {
+                    let id = f.src.port.max(f.dst.port);
+                    (f.src.addr, id, f.dst.addr, id)
+                } else {
+                    (f.src.addr, f.src.port, f.dst.addr, f.dst.port)
+                }
+            };
             let left = c.expires.saturating_duration_since(self.now);
             out.push(CtEntry {
                 proto: proto.to_string(),
