@@ -8,15 +8,15 @@
 //! own parser ([`natsim_nat::alg::epm::parse_tower`]), so the ALG and the
 //! apps agree on the format by construction.
 
-pub use natsim_nat::alg::epm::{parse_tower, TowerEndpoint};
+pub use natsim_nat::wire::dcerpc::{
+    parse_tower, Header, TowerEndpoint, PTYPE_BIND, PTYPE_REQUEST, PTYPE_RESPONSE,
+};
 use std::net::Ipv4Addr;
 
-pub const PTYPE_REQUEST: u8 = 0;
-pub const PTYPE_RESPONSE: u8 = 2;
 pub const PTYPE_FAULT: u8 = 3;
-pub const PTYPE_BIND: u8 = 11;
 pub const PTYPE_BIND_ACK: u8 = 12;
-pub const PFC_FIRST_LAST: u8 = 0x03;
+pub const PFC_FIRST_LAST: u8 =
+    natsim_nat::wire::dcerpc::PFC_FIRST_FRAG | natsim_nat::wire::dcerpc::PFC_LAST_FRAG;
 
 /// A UUID in wire order (first three fields little-endian).
 pub type Uuid = [u8; 16];
@@ -74,11 +74,8 @@ pub struct Packet<T: AsRef<[u8]>> {
 }
 
 mod field {
-    pub const VERS: usize = 0;
-    pub const VERS_MINOR: usize = 1;
     pub const PTYPE: usize = 2;
     pub const FLAGS: usize = 3;
-    pub const DREP: usize = 4;
     pub const FRAG_LEN: core::ops::Range<usize> = 8..10;
     pub const AUTH_LEN: core::ops::Range<usize> = 10..12;
     pub const CALL_ID: core::ops::Range<usize> = 12..16;
@@ -100,14 +97,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if b.len() < field::HEADER_LEN {
             return Err(Error::Truncated);
         }
-        if b[field::VERS] != 5 || b[field::VERS_MINOR] > 1 || b[field::DREP] & 0xf0 != 0x10 {
-            return Err(Error::Malformed);
-        }
-        let len = usize::from(self.frag_len());
-        if len < field::HEADER_LEN || usize::from(self.auth_len()) > len - field::HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if b.len() < len {
+        // The engine's header check: one rule for the auth trailer's size.
+        let h = Header::parse(b).map_err(|_| Error::Malformed)?;
+        if b.len() < usize::from(h.frag_len) {
             return Err(Error::Truncated);
         }
         Ok(())
@@ -191,13 +183,12 @@ impl Repr {
     /// Parses one PDU (unauthenticated PDUs; an auth trailer is skipped).
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<Repr, Error> {
         let body = p.body();
-        let body = &body[..body.len()
-            - if p.auth_len() > 0 {
-                usize::from(p.auth_len()) + 8
-            } else {
-                0
-            }
-            .min(body.len())];
+        let trailer = if p.auth_len() > 0 {
+            usize::from(p.auth_len()) + natsim_nat::wire::dcerpc::SEC_TRAILER_LEN
+        } else {
+            0
+        };
+        let body = &body[..body.len() - trailer.min(body.len())];
         let call_id = p.call_id();
         Ok(match p.ptype() {
             PTYPE_BIND => {
@@ -495,7 +486,7 @@ mod tests {
     #[test]
     fn uuids_are_in_wire_order() {
         assert_eq!(&EPM[..4], &[0x08, 0x83, 0xaf, 0xe1]);
-        assert_eq!(EPM, natsim_nat::alg::epm::EPM_UUID_WIRE);
+        assert_eq!(EPM, natsim_nat::wire::dcerpc::EPM_UUID_WIRE);
     }
 
     #[test]

@@ -18,19 +18,33 @@ pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 pub(crate) const ETH_LEN: usize = 14;
 
-/// TCP flag bits (RFC 793).
-pub(crate) mod tcp_flags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const ACK: u8 = 0x10;
+/// The flags byte of a TCP header (RFC 9293 §3.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: TcpFlags = TcpFlags(0x01);
+    pub const SYN: TcpFlags = TcpFlags(0x02);
+    pub const RST: TcpFlags = TcpFlags(0x04);
+    pub const ACK: TcpFlags = TcpFlags(0x10);
+    /// Whether every bit of `f` is set.
+    pub const fn has(self, f: TcpFlags) -> bool {
+        self.0 & f.0 == f.0
+    }
+}
+
+impl core::ops::BitOr for TcpFlags {
+    type Output = TcpFlags;
+    fn bitor(self, o: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 | o.0)
+    }
 }
 
 /// What the transport header turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum L4 {
     Tcp {
-        flags: u8,
+        flags: TcpFlags,
     },
     Udp,
     /// ICMP query (echo and friends); `request` says which side the
@@ -118,12 +132,12 @@ pub(crate) fn transport(
                         layer: Layer::IcmpInner,
                     });
                 }
-                let flags = seg.get(13).copied().unwrap_or(0);
+                let flags = TcpFlags(seg.get(13).copied().unwrap_or(0));
                 return Ok((L4::Tcp { flags }, port(0), port(2)));
             }
             let tcp = TcpHeaderSlice::from_slice(seg)
                 .map_err(|_| DropReason::Truncated { layer: Layer::Tcp })?;
-            let flags = seg[13];
+            let flags = TcpFlags(seg[13]);
             Ok((L4::Tcp { flags }, tcp.source_port(), tcp.destination_port()))
         }
         17 => {

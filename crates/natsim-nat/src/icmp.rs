@@ -1,4 +1,4 @@
-//! ICMP error translation (RFC 5508 §4.2, RFC 5382 REQ-9; SPEC.md §3).
+//! ICMP error translation (RFC 5508 §4.2, RFC 5382 REQ-9).
 //!
 //! An error quotes a packet that crossed the NAT. The quoted packet is
 //! looked up as if it travelled the other way; its addresses and ports are
@@ -7,17 +7,22 @@
 //! the outer ICMP checksum is recomputed over the whole message. Errors
 //! that quote no known connection are dropped, except those the router
 //! itself generates (TTL exceeded for a packet it never translated).
+//!
+//! [`plan`] only reads: it answers with the rewrite to make or the reason
+//! to drop; [`apply`] makes the rewrite. Counting and routing stay with
+//! the engine.
 
-use crate::config::{Action, Chain, IfaceId, Role};
-use crate::engine::NatEngine;
-use crate::flow::{Dir, Flow, Proto};
+use crate::config::{Action, Chain, Rule};
+use crate::flow::{Dir, Endpoint, Flow, Proto};
 use crate::frame::{self, Parsed, L4};
+use crate::table::Table;
 use crate::trace::{NatStep, TraceSink};
-use crate::verdict::{DropReason, Layer, Routes, Verdict};
+use crate::verdict::{DropReason, Layer};
 use etherparse::Ipv4HeaderSlice;
 use std::net::Ipv4Addr;
 
 /// The quoted packet inside an ICMP error.
+#[derive(Clone, Copy, Debug)]
 struct Inner {
     l3: usize,
     l4: usize,
@@ -25,6 +30,34 @@ struct Inner {
     avail: usize,
     kind: L4,
     flow: Flow,
+}
+
+/// How an ICMP error is to be rewritten.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ErrorRewrite {
+    inner: Inner,
+    /// The quoted tuple to restore.
+    new_inner: Flow,
+    new_src: Ipv4Addr,
+    new_dst: Ipv4Addr,
+}
+
+/// What to do with an ICMP error.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Plan {
+    Rewrite(ErrorRewrite),
+    /// The router's own error about a packet it never translated: route it
+    /// as it is.
+    AsIs,
+}
+
+/// Where an error arrived, as the planner needs it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Arrival {
+    /// On an outside interface.
+    pub outside: bool,
+    /// Sent by the router itself.
+    pub local: bool,
 }
 
 fn parse_inner(buf: &[u8], p: &Parsed) -> Result<Inner, DropReason> {
@@ -51,34 +84,29 @@ fn parse_inner(buf: &[u8], p: &Parsed) -> Result<Inner, DropReason> {
         kind,
         flow: Flow::new(
             Proto::from_ip_number(proto),
-            crate::flow::Endpoint::new(ip.source_addr(), sp),
-            crate::flow::Endpoint::new(ip.destination_addr(), dp),
+            Endpoint::new(ip.source_addr(), sp),
+            Endpoint::new(ip.destination_addr(), dp),
         ),
     })
 }
 
-pub(crate) fn translate_error<R: Routes + ?Sized, T: TraceSink>(
-    nat: &mut NatEngine,
-    ingress: IfaceId,
-    frame: &mut [u8],
+/// Decides how the ICMP error in `buf` (parsed as `p`) is translated.
+pub(crate) fn plan(
+    table: &Table,
+    rules: &[Rule],
+    at: Arrival,
+    buf: &[u8],
     p: &Parsed,
-    routes: &R,
-    trace: &mut T,
-) -> Verdict {
-    let inner = match parse_inner(frame, p) {
-        Ok(i) => i,
-        Err(r) => return nat.drop(Proto::Icmp, r, trace),
-    };
+) -> Result<Plan, DropReason> {
+    let inner = parse_inner(buf, p)?;
     let (outer_src, outer_dst) = (p.flow.src.addr, p.flow.dst.addr);
-    // (inner tuple to restore, outer src, outer dst)
-    let found = if let Some((id, dir)) = nat.table().lookup(&inner.flow.reversed()) {
-        let c = nat.table().get(id);
+    let found = if let Some((id, dir)) = table.lookup(&inner.flow.reversed()) {
+        let c = table.get(id);
         // `a`: the tuple as seen in the error's direction; `b`: the other.
         let (a, b) = match dir {
             Dir::Reply => (c.reply, c.orig),
             Dir::Original => (c.orig, c.reply),
         };
-        let new_inner = b;
         let new_src = if outer_src == a.src.addr {
             b.dst.addr
         } else {
@@ -89,45 +117,57 @@ pub(crate) fn translate_error<R: Routes + ?Sized, T: TraceSink>(
         } else {
             outer_dst
         };
-        Some((new_inner, new_src, new_dst))
+        Some((b, new_src, new_dst))
     } else {
-        static_translation(nat, ingress, &inner, outer_src, outer_dst)
+        static_translation(rules, at.outside, &inner, outer_src, outer_dst)
     };
-    let Some((new_inner, new_src, new_dst)) = found else {
-        if ingress == IfaceId::LOCAL {
-            // The router's own error about a packet it never translated.
-            return nat.route(Proto::Icmp, outer_dst, routes, trace);
-        }
-        return nat.drop(Proto::Icmp, DropReason::IcmpErrorNoMatch, trace);
-    };
-    if new_inner != inner.flow {
+    match found {
+        Some((new_inner, new_src, new_dst)) => Ok(Plan::Rewrite(ErrorRewrite {
+            inner,
+            new_inner,
+            new_src,
+            new_dst,
+        })),
+        None if at.local => Ok(Plan::AsIs),
+        None => Err(DropReason::IcmpErrorNoMatch),
+    }
+}
+
+/// Makes the rewrite `rw` in `buf`; returns the new outer destination.
+pub(crate) fn apply<T: TraceSink>(
+    buf: &mut [u8],
+    p: &Parsed,
+    rw: &ErrorRewrite,
+    trace: &mut T,
+) -> Ipv4Addr {
+    let inner = &rw.inner;
+    if rw.new_inner != inner.flow {
         frame::rewrite(
-            frame,
+            buf,
             inner.l3,
             inner.l4,
             inner.avail,
             inner.kind,
             inner.flow,
-            new_inner,
+            rw.new_inner,
         );
         trace.step(NatStep::IcmpInnerTranslated {
             before: inner.flow,
-            after: new_inner,
+            after: rw.new_inner,
         });
     }
-    if (new_src, new_dst) != (outer_src, outer_dst) {
-        frame::set_addrs(frame, p.l3, new_src, new_dst);
+    if (rw.new_src, rw.new_dst) != (p.flow.src.addr, p.flow.dst.addr) {
+        frame::set_addrs(buf, p.l3, rw.new_src, rw.new_dst);
         let mut after = p.flow;
-        after.src.addr = new_src;
-        after.dst.addr = new_dst;
+        after.src.addr = rw.new_src;
+        after.dst.addr = rw.new_dst;
         trace.step(NatStep::Translated {
             before: p.flow,
             after,
         });
     }
-    frame::recompute_icmp(frame, p.l4, p.end);
-    nat.count_translated(Proto::Icmp);
-    nat.route(Proto::Icmp, new_dst, routes, trace)
+    frame::recompute_icmp(buf, p.l4, p.end);
+    rw.new_dst
 }
 
 /// One-to-one rules are stateless, so their errors are too: an error
@@ -135,14 +175,13 @@ pub(crate) fn translate_error<R: Routes + ?Sized, T: TraceSink>(
 /// the quoted source back; one leaving maps the outer source and the quoted
 /// destination.
 fn static_translation(
-    nat: &NatEngine,
-    ingress: IfaceId,
+    rules: &[Rule],
+    outside: bool,
     inner: &Inner,
     outer_src: Ipv4Addr,
     outer_dst: Ipv4Addr,
 ) -> Option<(Flow, Ipv4Addr, Ipv4Addr)> {
-    let outside = nat.role_of(ingress) == Some(Role::Outside);
-    for (_, r) in nat.static_rules() {
+    for r in rules {
         let Action::Netmap { to } = r.action else {
             continue;
         };

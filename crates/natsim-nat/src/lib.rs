@@ -100,13 +100,13 @@ mod engine;
 pub mod flow;
 mod frame;
 mod icmp;
-mod reply;
 mod stats;
 mod table;
 mod tcp;
 pub mod time;
 pub mod trace;
 pub mod verdict;
+pub mod wire;
 
 pub use alg::{AlgConfig, AlgEvent, AlgKind, AlgPass, AlgPolicy, FtpVerb};
 pub use config::{

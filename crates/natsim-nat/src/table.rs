@@ -18,6 +18,7 @@
 //! deadline. Hashing is seeded (foldhash) so the table is deterministic and
 //! not predictable from outside.
 
+use crate::config::MappingBehaviour;
 use crate::flow::{Endpoint, Flow, Proto};
 use crate::trace::{ConnId, TcpState};
 use core::cmp::Reverse;
@@ -26,25 +27,47 @@ use foldhash::fast::FixedState;
 use hashbrown::HashTable;
 use std::collections::{BinaryHeap, VecDeque};
 
-/// Connection flags.
-pub(crate) mod flag {
+/// A connection's flags (one byte in the slab).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ConnFlags(u8);
+
+impl ConnFlags {
+    pub const EMPTY: ConnFlags = ConnFlags(0);
     /// Slot holds a live connection.
-    pub const LIVE: u8 = 1;
+    pub const LIVE: ConnFlags = ConnFlags(1);
     /// Created by a packet from inside (outbound origin).
-    pub const OUTBOUND: u8 = 2;
+    pub const OUTBOUND: ConnFlags = ConnFlags(2);
     /// A packet in the reply direction has been seen.
-    pub const REPLIED: u8 = 4;
+    pub const REPLIED: ConnFlags = ConnFlags(4);
     /// Holds a mapping (source NAT or filter-admitted inbound).
-    pub const MAPPED: u8 = 8;
+    pub const MAPPED: ConnFlags = ConnFlags(8);
     /// The mapping was admitted inbound by filtering (internal side is the
     /// reply's source).
-    pub const ADMITTED: u8 = 16;
+    pub const ADMITTED: ConnFlags = ConnFlags(16);
     /// Indexed in `by_remote_addr`.
-    pub const REMOTE_INDEXED: u8 = 32;
+    pub const REMOTE_INDEXED: ConnFlags = ConnFlags(32);
     /// Indexed in `by_external`.
-    pub const EXT_INDEXED: u8 = 64;
+    pub const EXT_INDEXED: ConnFlags = ConnFlags(64);
     /// An application-level gateway inspects it.
-    pub const ALG: u8 = 128;
+    pub const ALG: ConnFlags = ConnFlags(128);
+
+    /// Whether every flag of `f` is set.
+    pub const fn has(self, f: ConnFlags) -> bool {
+        self.0 & f.0 == f.0
+    }
+}
+
+impl core::ops::BitOr for ConnFlags {
+    type Output = ConnFlags;
+    fn bitor(self, o: ConnFlags) -> ConnFlags {
+        ConnFlags(self.0 | o.0)
+    }
+}
+
+impl core::ops::BitOrAssign for ConnFlags {
+    fn bitor_assign(&mut self, o: ConnFlags) {
+        self.0 |= o.0;
+    }
 }
 
 /// One tracked connection.
@@ -62,18 +85,18 @@ pub(crate) struct Conn {
     /// Rule that created the translation (u16::MAX: none).
     pub rule: u16,
     pub tcp: TcpState,
-    pub flags: u8,
-    /// Mapping key discriminator for address/port-dependent mapping.
-    pub map_mode: u8,
+    pub flags: ConnFlags,
+    /// How much of the remote the mapping key includes.
+    pub map_mode: MappingBehaviour,
 }
 
 impl Conn {
-    pub fn has(&self, f: u8) -> bool {
-        self.flags & f != 0
+    pub fn has(&self, f: ConnFlags) -> bool {
+        self.flags.has(f)
     }
     /// (internal, external) endpoints of the conn's mapping.
     pub fn mapping(&self) -> (Endpoint, Endpoint) {
-        if self.has(flag::ADMITTED) {
+        if self.has(ConnFlags::ADMITTED) {
             (self.reply.src, self.orig.dst)
         } else {
             (self.orig.src, self.reply.dst)
@@ -85,7 +108,7 @@ impl Conn {
     /// SYN-ACK nobody acknowledges, or by a RST (Linux's early_drop
     /// likewise takes only unassured entries).
     pub fn evictable(&self) -> bool {
-        self.flags & flag::REPLIED == 0
+        !self.flags.has(ConnFlags::REPLIED)
             || (self.orig.proto == Proto::Tcp
                 && matches!(
                     self.tcp,
@@ -94,19 +117,12 @@ impl Conn {
     }
     /// The remote endpoint of a mapped connection.
     pub fn remote(&self) -> Endpoint {
-        if self.has(flag::ADMITTED) {
+        if self.has(ConnFlags::ADMITTED) {
             self.orig.src
         } else {
             self.orig.dst
         }
     }
-}
-
-/// Mapping key discriminators (how much of the remote the key includes).
-pub(crate) mod map_mode {
-    pub const EIM: u8 = 0;
-    pub const ADM: u8 = 1;
-    pub const APDM: u8 = 2;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,15 +143,17 @@ pub(crate) struct InternalKey {
     pub proto: Proto,
     pub internal: Endpoint,
     pub remote: Endpoint,
-    pub mode: u8,
+    pub mode: MappingBehaviour,
 }
 
 impl InternalKey {
-    pub fn new(proto: Proto, internal: Endpoint, remote: Endpoint, mode: u8) -> Self {
+    pub fn new(proto: Proto, internal: Endpoint, remote: Endpoint, mode: MappingBehaviour) -> Self {
         let remote = match mode {
-            map_mode::EIM => Endpoint::new(std::net::Ipv4Addr::UNSPECIFIED, 0),
-            map_mode::ADM => Endpoint::new(remote.addr, 0),
-            _ => remote,
+            MappingBehaviour::EndpointIndependent => {
+                Endpoint::new(std::net::Ipv4Addr::UNSPECIFIED, 0)
+            }
+            MappingBehaviour::AddressDependent => Endpoint::new(remote.addr, 0),
+            MappingBehaviour::AddressAndPortDependent => remote,
         };
         InternalKey {
             proto,
@@ -272,12 +290,12 @@ impl Table {
     /// neither tuple is present. `index_external`/`index_remote` say which
     /// mapping indexes it joins.
     pub fn insert(&mut self, mut conn: Conn, index_external: bool, index_remote: bool) -> ConnId {
-        conn.flags |= flag::LIVE;
-        if index_external && conn.has(flag::MAPPED) {
-            conn.flags |= flag::EXT_INDEXED;
+        conn.flags |= ConnFlags::LIVE;
+        if index_external && conn.has(ConnFlags::MAPPED) {
+            conn.flags |= ConnFlags::EXT_INDEXED;
         }
-        if index_remote && conn.has(flag::MAPPED) {
-            conn.flags |= flag::REMOTE_INDEXED;
+        if index_remote && conn.has(ConnFlags::MAPPED) {
+            conn.flags |= ConnFlags::REMOTE_INDEXED;
         }
         let idx = match self.free.pop() {
             Some(i) => {
@@ -307,17 +325,17 @@ impl Table {
             (idx << 1) | DIR_BIT,
             rehash_tuple,
         );
-        if c.has(flag::MAPPED) {
+        if c.has(ConnFlags::MAPPED) {
             self.by_internal
                 .insert_unique(hasher.hash_one(InternalKey::of(&c)), idx, |&i| {
                     hasher.hash_one(InternalKey::of(&slots[i as usize]))
                 });
-            if c.has(flag::EXT_INDEXED) {
+            if c.has(ConnFlags::EXT_INDEXED) {
                 let ext_hash = |c: &Conn| hasher.hash_one((c.orig.proto, c.mapping().1));
                 self.by_external
                     .insert_unique(ext_hash(&c), idx, |&i| ext_hash(&slots[i as usize]));
             }
-            if c.has(flag::REMOTE_INDEXED) {
+            if c.has(ConnFlags::REMOTE_INDEXED) {
                 let rem_hash =
                     |c: &Conn| hasher.hash_one((c.orig.proto, c.mapping().1, c.remote().addr));
                 self.by_remote_addr
@@ -327,7 +345,7 @@ impl Table {
         self.timers.push(Reverse((c.expires, idx, c.gen)));
         self.slots[idx as usize].queued = c.expires;
         self.compact_timers();
-        if !c.has(flag::REPLIED) {
+        if !c.has(ConnFlags::REPLIED) {
             self.embryonic.push_back((idx, c.gen));
             self.compact_embryonic();
         }
@@ -355,7 +373,7 @@ impl Table {
             let slots = &self.slots;
             self.timers.retain(|&Reverse((d, idx, gen))| {
                 let c = &slots[idx as usize];
-                c.flags & flag::LIVE != 0 && c.gen == gen && c.queued == d
+                c.flags.has(ConnFlags::LIVE) && c.gen == gen && c.queued == d
             });
         }
     }
@@ -380,20 +398,20 @@ impl Table {
             hasher.hash_one(flow_key(&c.reply)),
             (idx << 1) | DIR_BIT,
         );
-        if c.has(flag::MAPPED) {
+        if c.has(ConnFlags::MAPPED) {
             remove_from(
                 &mut self.by_internal,
                 hasher.hash_one(InternalKey::of(&c)),
                 idx,
             );
-            if c.has(flag::EXT_INDEXED) {
+            if c.has(ConnFlags::EXT_INDEXED) {
                 remove_from(
                     &mut self.by_external,
                     hasher.hash_one((c.orig.proto, c.mapping().1)),
                     idx,
                 );
             }
-            if c.has(flag::REMOTE_INDEXED) {
+            if c.has(ConnFlags::REMOTE_INDEXED) {
                 remove_from(
                     &mut self.by_remote_addr,
                     hasher.hash_one((c.orig.proto, c.mapping().1, c.remote().addr)),
@@ -401,7 +419,7 @@ impl Table {
                 );
             }
         }
-        self.slots[idx as usize].flags = 0;
+        self.slots[idx as usize].flags = ConnFlags::EMPTY;
         self.free.push(idx);
         self.live -= 1;
         c
@@ -420,7 +438,7 @@ impl Table {
             }
             self.timers.pop();
             let c = &mut self.slots[idx as usize];
-            if c.flags & flag::LIVE == 0 || c.gen != gen || c.queued != d {
+            if !c.flags.has(ConnFlags::LIVE) || c.gen != gen || c.queued != d {
                 continue; // stale or duplicate entry
             }
             if c.expires <= now {
@@ -437,7 +455,7 @@ impl Table {
     pub fn oldest_embryonic(&mut self) -> Option<ConnId> {
         while let Some(&(idx, gen)) = self.embryonic.front() {
             let c = &self.slots[idx as usize];
-            if c.flags & flag::LIVE != 0 && c.gen == gen && c.evictable() {
+            if c.flags.has(ConnFlags::LIVE) && c.gen == gen && c.evictable() {
                 return Some(ConnId(idx));
             }
             self.embryonic.pop_front();
@@ -452,7 +470,7 @@ impl Table {
             let slots = &self.slots;
             self.embryonic.retain(|&(idx, gen)| {
                 let c = &slots[idx as usize];
-                c.flags & flag::LIVE != 0 && c.gen == gen && c.evictable()
+                c.flags.has(ConnFlags::LIVE) && c.gen == gen && c.evictable()
             });
         }
     }
@@ -462,7 +480,7 @@ impl Table {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.flags & flag::LIVE != 0)
+            .filter(|(_, c)| c.flags.has(ConnFlags::LIVE))
             .map(|(i, c)| (ConnId(i as u32), c))
     }
 

@@ -7,17 +7,17 @@
 
 use crate::config::Timeouts;
 use crate::flow::Dir;
-use crate::frame::tcp_flags::{ACK, FIN, RST, SYN};
+use crate::frame::TcpFlags;
 use crate::time::Duration;
 use crate::trace::TcpState;
 
 /// The state a connection starts in, given its first segment's flags.
 /// A first segment without SYN is picked up mid-stream as ESTABLISHED, as
 /// Linux does with `nf_conntrack_tcp_loose`.
-pub(crate) fn initial(flags: u8) -> TcpState {
-    if flags & RST != 0 {
+pub(crate) fn initial(flags: TcpFlags) -> TcpState {
+    if flags.has(TcpFlags::RST) {
         TcpState::Close
-    } else if flags & SYN != 0 && flags & ACK == 0 {
+    } else if flags.has(TcpFlags::SYN) && !flags.has(TcpFlags::ACK) {
         TcpState::SynSent
     } else {
         TcpState::Established
@@ -25,14 +25,14 @@ pub(crate) fn initial(flags: u8) -> TcpState {
 }
 
 /// The next state after a segment with `flags` travelling in `dir`.
-pub(crate) fn next(state: TcpState, dir: Dir, flags: u8) -> TcpState {
+pub(crate) fn next(state: TcpState, dir: Dir, flags: TcpFlags) -> TcpState {
     use TcpState::*;
-    if flags & RST != 0 {
+    if flags.has(TcpFlags::RST) {
         return Close;
     }
-    let syn = flags & SYN != 0;
-    let ack = flags & ACK != 0;
-    let fin = flags & FIN != 0;
+    let syn = flags.has(TcpFlags::SYN);
+    let ack = flags.has(TcpFlags::ACK);
+    let fin = flags.has(TcpFlags::FIN);
     match (state, dir) {
         // A fresh SYN from the originator after close reopens (RFC 7857 §3:
         // TIME_WAIT reuse).
@@ -67,6 +67,10 @@ pub(crate) fn timeout(t: &Timeouts, s: TcpState) -> Duration {
 mod tests {
     use super::*;
     use TcpState::*;
+    const SYN: TcpFlags = TcpFlags::SYN;
+    const ACK: TcpFlags = TcpFlags::ACK;
+    const FIN: TcpFlags = TcpFlags::FIN;
+    const RST: TcpFlags = TcpFlags::RST;
 
     #[test]
     fn three_way_handshake_reaches_established() {

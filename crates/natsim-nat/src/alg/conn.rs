@@ -1,41 +1,19 @@
 //! Per-connection ALG state and the segment driver: stream bookkeeping,
 //! feeding the helper, trimming, and rewriting the segment.
 
-use super::epm::{EpmDir, EpmShared};
+use super::epm::EpmHelper;
 use super::expect::{Expectation, Expectations};
-use super::ftp::FtpDir;
-use super::stream::{Edit, Straddle, Stream};
+use super::ftp::FtpHelper;
+use super::helper::{Helper, Out, Pinholes, Side};
+use super::stream::{Straddle, Stream};
 use super::{segment, AlgConfig, AlgEvent, AlgKind, AlgPass, AlgPolicy};
 use crate::flow::{Dir, Endpoint, Flow, Proto};
-use crate::frame::tcp_flags::{ACK, SYN};
+use crate::frame::TcpFlags;
 use crate::table::Table;
 use crate::time::Instant;
 use crate::trace::{ConnId, NatStep, TraceSink};
 use crate::verdict::DropReason;
 use std::net::Ipv4Addr;
-
-/// Which side of the connection a segment comes from.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Side {
-    /// Travelling server → client (the connection's reply direction).
-    pub server_to_client: bool,
-    /// The inside host's real address.
-    pub inside: Ipv4Addr,
-}
-
-/// What a helper produced from some bytes.
-#[derive(Debug, Default)]
-pub(crate) struct Out {
-    pub edits: Vec<Edit>,
-    pub events: Vec<AlgEvent>,
-}
-
-/// Opens pinholes on the helper's behalf.
-pub(crate) trait Pinholes {
-    /// A pinhole forwarding to `internal`; returns its external endpoint
-    /// (reused if one is already open to the same place).
-    fn open(&mut self, internal: Endpoint, out: &mut Out) -> Option<Endpoint>;
-}
 
 /// Engine state the driver may touch.
 pub(crate) struct Env<'a> {
@@ -96,19 +74,8 @@ impl Pinholes for Opener<'_, '_> {
     }
 }
 
-#[derive(Clone, Debug)]
-enum Helper {
-    Epm {
-        shared: EpmShared,
-        dirs: Box<[EpmDir; 2]>,
-    },
-    Ftp {
-        dirs: [FtpDir; 2],
-    },
-}
-
 /// A helper attached to one connection.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct AlgConn {
     pub kind: AlgKind,
     /// Direction whose packets come from the inside host.
@@ -118,7 +85,7 @@ pub(crate) struct AlgConn {
     face: Ipv4Addr,
     peer: Ipv4Addr,
     streams: [Stream; 2],
-    helper: Helper,
+    helper: Box<dyn Helper>,
     /// Inspection stopped (pass-through) per direction.
     dead: [bool; 2],
     /// Malformed under the drop policy, per direction.
@@ -143,14 +110,9 @@ impl AlgConn {
         } else {
             return None;
         };
-        let helper = match kind {
-            AlgKind::Epm => Helper::Epm {
-                shared: EpmShared::default(),
-                dirs: Box::default(),
-            },
-            AlgKind::Ftp => Helper::Ftp {
-                dirs: Default::default(),
-            },
+        let helper: Box<dyn Helper> = match kind {
+            AlgKind::Epm => Box::<EpmHelper>::default(),
+            AlgKind::Ftp => Box::<FtpHelper>::default(),
         };
         Some(AlgConn {
             kind,
@@ -196,7 +158,7 @@ impl AlgConn {
             return Ok(());
         };
         let (d, o) = (idx(dir), 1 - idx(dir));
-        let syn = v.flags & SYN != 0;
+        let syn = v.flags.has(TcpFlags::SYN);
         self.streams[d].start(v.seq, syn);
         let data_seq = if syn { v.seq.wrapping_add(1) } else { v.seq };
         let x = self.streams[d].offset_of(data_seq);
@@ -232,24 +194,13 @@ impl AlgConn {
                         face: self.face,
                     };
                     let bytes = &frame[v.payload + fresh..end];
-                    let res = match &mut self.helper {
-                        Helper::Epm { shared, dirs } => {
-                            let r = dirs[d].feed(shared, &side, next, bytes, &mut holes, &mut out);
-                            hold = dirs[d].in_tower();
-                            if hold.is_some() {
-                                dirs[d].rewind();
-                            }
-                            r
-                        }
-                        Helper::Ftp { dirs } => {
-                            dirs[d].feed(&side, next, bytes, &mut holes, &mut out);
-                            hold = dirs[d].pending(side.server_to_client);
-                            if hold.is_some() {
-                                dirs[d].rewind();
-                            }
-                            Ok(())
-                        }
-                    };
+                    let res = self
+                        .helper
+                        .feed(d, &side, next, bytes, &mut holes, &mut out);
+                    hold = self.helper.hold(d, &side);
+                    if hold.is_some() {
+                        self.helper.rewind(d);
+                    }
                     if let Err(what) = res {
                         hold = None;
                         if env.cfg.policy == AlgPolicy::Drop {
@@ -312,7 +263,7 @@ impl AlgConn {
 
         let seq = self.streams[d].map_seq(self.streams[d].offset_of(v.seq));
         let other = &self.streams[o];
-        let ack = if v.flags & ACK != 0 && other.started() {
+        let ack = if v.flags.has(TcpFlags::ACK) && other.started() {
             other.unmap_ack(v.ack)
         } else {
             v.ack

@@ -11,7 +11,7 @@
 //! is cut by a segment boundary makes the driver trim the segment before
 //! it, so the sender retransmits the whole line.
 
-use super::conn::{Out, Pinholes, Side};
+use super::helper::{Helper, Out, Pinholes, Side};
 use super::stream::Edit;
 use super::{AlgEvent, AlgPass, FtpVerb};
 use crate::flow::Endpoint;
@@ -45,6 +45,33 @@ fn candidate(line: &[u8], server_to_client: bool) -> bool {
         let n = v.len().min(line.len());
         line[..n].eq_ignore_ascii_case(&v[..n])
     })
+}
+
+/// The FTP helper of one control connection.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FtpHelper {
+    dirs: [FtpDir; 2],
+}
+
+impl Helper for FtpHelper {
+    fn feed(
+        &mut self,
+        d: usize,
+        side: &Side,
+        off: u64,
+        bytes: &[u8],
+        holes: &mut dyn Pinholes,
+        out: &mut Out,
+    ) -> Result<(), &'static str> {
+        self.dirs[d].feed(side, off, bytes, holes, out);
+        Ok(())
+    }
+    fn hold(&self, d: usize, side: &Side) -> Option<u64> {
+        self.dirs[d].pending(side.server_to_client)
+    }
+    fn rewind(&mut self, d: usize) {
+        self.dirs[d].rewind();
+    }
 }
 
 impl FtpDir {

@@ -33,6 +33,7 @@ pub(crate) mod conn;
 pub mod epm;
 pub(crate) mod expect;
 pub mod ftp;
+pub(crate) mod helper;
 pub(crate) mod segment;
 pub(crate) mod stream;
 

@@ -4,13 +4,14 @@
 //! arbitrary bytes, so incremental updates would save nothing).
 
 use crate::checksum;
+use crate::frame::TcpFlags;
 
 /// TCP fields the ALG driver reads.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TcpView {
     pub seq: u32,
     pub ack: u32,
-    pub flags: u8,
+    pub flags: TcpFlags,
     /// Offset of the payload in the frame.
     pub payload: usize,
 }
@@ -28,7 +29,7 @@ pub(crate) fn view(frame: &[u8], l4: usize, end: usize) -> Option<TcpView> {
     Some(TcpView {
         seq: get32(frame, l4 + 4),
         ack: get32(frame, l4 + 8),
-        flags: frame[l4 + 13],
+        flags: TcpFlags(frame[l4 + 13]),
         payload: l4 + hdr,
     })
 }

@@ -7,7 +7,7 @@
 //! may allocate when the buffer is too small.
 
 use crate::checksum::{checksum, pseudo_header_sum, sum};
-use crate::frame::{tcp_flags, Parsed, ETH_LEN};
+use crate::frame::{Parsed, TcpFlags, ETH_LEN};
 use std::net::Ipv4Addr;
 
 /// Bytes of the offending datagram an ICMP error quotes at most (the
@@ -37,25 +37,25 @@ fn link_header(frame: &[u8], l3: usize, out: &mut Vec<u8>) {
 /// "Reset Generation"). Returns false (and leaves `frame`) for a RST.
 pub(crate) fn tcp_rst(frame: &mut Vec<u8>, p: &Parsed) -> bool {
     let seg = &frame[p.l4..p.end];
-    let flags = seg[13];
-    if flags & tcp_flags::RST != 0 {
+    let flags = TcpFlags(seg[13]);
+    if flags.has(TcpFlags::RST) {
         return false;
     }
     let seq = u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]);
     let ack = u32::from_be_bytes([seg[8], seg[9], seg[10], seg[11]]);
     let data_off = usize::from(seg[12] >> 4) * 4;
     let payload = seg.len().saturating_sub(data_off) as u32;
-    let (rst_seq, rst_ack, rst_flags) = if flags & tcp_flags::ACK != 0 {
-        (ack, 0, tcp_flags::RST)
+    let (rst_seq, rst_ack, rst_flags) = if flags.has(TcpFlags::ACK) {
+        (ack, 0, TcpFlags::RST)
     } else {
         let mut len = payload;
-        if flags & tcp_flags::SYN != 0 {
+        if flags.has(TcpFlags::SYN) {
             len += 1;
         }
-        if flags & tcp_flags::FIN != 0 {
+        if flags.has(TcpFlags::FIN) {
             len += 1;
         }
-        (0, seq.wrapping_add(len), tcp_flags::RST | tcp_flags::ACK)
+        (0, seq.wrapping_add(len), TcpFlags::RST | TcpFlags::ACK)
     };
     let (src, dst) = (p.flow.dst, p.flow.src);
     let mut out = Vec::with_capacity(p.l3 + 40);
@@ -66,7 +66,7 @@ pub(crate) fn tcp_rst(frame: &mut Vec<u8>, p: &Parsed) -> bool {
     out.extend_from_slice(&dst.port.to_be_bytes());
     out.extend_from_slice(&rst_seq.to_be_bytes());
     out.extend_from_slice(&rst_ack.to_be_bytes());
-    out.extend_from_slice(&[0x50, rst_flags, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&[0x50, rst_flags.0, 0, 0, 0, 0, 0, 0]);
     let c = !(sum(pseudo_header_sum(src.addr, dst.addr, 6, 20), &out[t..]) as u16);
     out[t + 16..t + 18].copy_from_slice(&c.to_be_bytes());
     *frame = out;

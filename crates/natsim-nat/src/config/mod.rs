@@ -1,0 +1,313 @@
+//! Engine configuration: interfaces, ordered NAT rules and the behaviour
+//! profile.
+//!
+//! # Rule evaluation (netfilter-like)
+//! Rules live in two chains that mirror netfilter's `nat` table:
+//!
+//! * [`Chain::Prerouting`] runs on the first packet of a connection before
+//!   the routing decision. Its actions change the destination:
+//!   [`Action::Dnat`] (port forwarding), [`Action::Redirect`] (to the router
+//!   itself), [`Action::Netmap`] (prefix ↔ prefix) or [`Action::Accept`]
+//!   (exempt: stop here, no destination NAT).
+//! * [`Chain::Postrouting`] runs on the first packet after routing, when the
+//!   egress interface is known. Its actions change the source:
+//!   [`Action::Masquerade`], [`Action::Snat`], [`Action::Netmap`] or
+//!   [`Action::Accept`] (exempt).
+//!
+//! Within a chain the first matching rule wins, exactly as `iptables -t nat`.
+//! Later packets of the connection never see the rules again: they follow
+//! the connection's state. One-to-one NAT ([`RuleSet::one_to_one`]) is a pair of
+//! `Netmap` rules, one in each chain, and is applied statelessly to every
+//! protocol.
+
+mod behaviour;
+mod error;
+
+pub use behaviour::{
+    Behaviour, FilteringBehaviour, Hairpin, MappingBehaviour, PortAssignment, PortStrategy,
+    ProtoBehaviour, Timeouts, UdpRefresh, Unsolicited,
+};
+pub(crate) use error::validate;
+pub use error::ConfigError;
+
+use crate::flow::{PortRange, Prefix, Proto};
+use core::fmt;
+use std::net::Ipv4Addr;
+
+/// A router interface, as numbered by the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IfaceId(pub u16);
+
+impl IfaceId {
+    /// Pseudo-interface for packets the router itself sends or receives
+    /// (its local stack, REDIRECT targets).
+    pub const LOCAL: IfaceId = IfaceId(u16::MAX);
+}
+
+impl fmt::Display for IfaceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == IfaceId::LOCAL {
+            f.write_str("local")
+        } else {
+            write!(f, "if{}", self.0)
+        }
+    }
+}
+
+/// Which side of the NAT an interface faces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// The private side (LAN).
+    Inside,
+    /// The public side (WAN): unsolicited-traffic policy applies here.
+    Outside,
+}
+
+/// One interface of the router the engine serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub id: IfaceId,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    pub role: Role,
+}
+
+/// Index of a rule in [`RuleSet::rules`], used in verdicts and traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleId(pub u16);
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rule#{}", self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Chain {
+    Prerouting,
+    Postrouting,
+}
+
+/// What a rule matches. Every `None` is a wildcard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Match {
+    /// `None` matches every protocol.
+    pub proto: Option<Proto>,
+    /// Ingress interface (prerouting).
+    pub in_iface: Option<IfaceId>,
+    /// Egress interface (postrouting).
+    pub out_iface: Option<IfaceId>,
+    pub src: Option<Prefix>,
+    pub dst: Option<Prefix>,
+    /// The destination is the current address of this interface
+    /// (`-d <address of wan>`; follows a dial-up interface's address).
+    /// Unlike `in_iface`, this also matches hairpinned packets from inside.
+    pub dst_iface_addr: Option<IfaceId>,
+    /// Destination ports; only meaningful with TCP or UDP.
+    pub dst_ports: Option<PortRange>,
+}
+
+/// How a pool picks the external address for a new mapping (RFC 4787 REQ-2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Pooling {
+    /// One internal address always uses the same external address.
+    #[default]
+    Paired,
+    /// Any pool address with a free port.
+    Arbitrary,
+}
+
+/// The source translation target of [`Action::Snat`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnatPool {
+    /// Inclusive address range.
+    pub first: Ipv4Addr,
+    pub last: Ipv4Addr,
+    pub ports: PortRange,
+    pub pooling: Pooling,
+}
+
+impl SnatPool {
+    pub fn len(&self) -> u64 {
+        let (a, b) = (self.first.to_bits(), self.last.to_bits());
+        if b < a {
+            0
+        } else {
+            u64::from(b - a) + 1
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        (self.first..=self.last).contains(&a)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Exempt: stop evaluating this chain and leave the packet untranslated.
+    Accept,
+    /// Destination NAT. `to_port: None` keeps the port; with a port range
+    /// match, `to_port` is the first port of the target range (offset kept).
+    Dnat { to: Ipv4Addr, to_port: Option<u16> },
+    /// Destination NAT to the router itself (ingress interface address).
+    Redirect { to_port: Option<u16> },
+    /// Source NAT to the egress interface's address. `PortRange::ALL`
+    /// means "no explicit range": the port keeps its class when the profile
+    /// asks for it (RFC 4787 REQ-3).
+    Masquerade { ports: PortRange },
+    /// Source NAT to a pool of addresses and ports.
+    Snat(SnatPool),
+    /// Prefix-to-prefix mapping (NETMAP): host bits kept. Applied to the
+    /// destination in prerouting and to the source in postrouting.
+    Netmap { to: Prefix },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// A name for traces and reports (e.g. `forward-smtp`).
+    pub name: String,
+    pub chain: Chain,
+    pub matches: Match,
+    pub action: Action,
+}
+
+/// The ordered rules of both chains.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+}
+
+impl RuleSet {
+    pub fn new() -> Self {
+        RuleSet::default()
+    }
+
+    /// Appends a rule and returns its id.
+    pub fn push(&mut self, rule: Rule) -> RuleId {
+        self.rules.push(rule);
+        RuleId(u16::try_from(self.rules.len() - 1).unwrap_or(u16::MAX))
+    }
+
+    /// `iptables -t nat -A POSTROUTING -o <out> -j MASQUERADE`.
+    pub fn masquerade(&mut self, name: &str, out: IfaceId, src: Option<Prefix>) -> RuleId {
+        self.push(Rule {
+            name: name.into(),
+            chain: Chain::Postrouting,
+            matches: Match {
+                out_iface: Some(out),
+                src,
+                ..Match::default()
+            },
+            action: Action::Masquerade {
+                ports: PortRange::ALL,
+            },
+        })
+    }
+
+    /// Port forward: `proto` traffic for `ports` on the address of
+    /// `in_iface` goes to `to:to_port` (offset kept within a range). It
+    /// matches on the destination address, not the ingress interface, so
+    /// hairpinned traffic from inside meets the same rule (see [`Hairpin`]).
+    pub fn forward(
+        &mut self,
+        name: &str,
+        in_iface: IfaceId,
+        proto: Proto,
+        ports: PortRange,
+        to: Ipv4Addr,
+        to_port: Option<u16>,
+    ) -> RuleId {
+        self.push(Rule {
+            name: name.into(),
+            chain: Chain::Prerouting,
+            matches: Match {
+                proto: Some(proto),
+                dst_iface_addr: Some(in_iface),
+                dst_ports: Some(ports),
+                ..Match::default()
+            },
+            action: Action::Dnat { to, to_port },
+        })
+    }
+
+    /// One-to-one NAT between `inside` and `outside` prefixes (equal
+    /// lengths) on `outside_iface`: two NETMAP rules. Returns (pre, post).
+    pub fn one_to_one(
+        &mut self,
+        name: &str,
+        outside_iface: IfaceId,
+        inside: Prefix,
+        outside: Prefix,
+    ) -> (RuleId, RuleId) {
+        let pre = self.push(Rule {
+            name: format!("{name} (in)"),
+            chain: Chain::Prerouting,
+            matches: Match {
+                in_iface: Some(outside_iface),
+                dst: Some(outside),
+                ..Match::default()
+            },
+            action: Action::Netmap { to: inside },
+        });
+        let post = self.push(Rule {
+            name: format!("{name} (out)"),
+            chain: Chain::Postrouting,
+            matches: Match {
+                out_iface: Some(outside_iface),
+                src: Some(inside),
+                ..Match::default()
+            },
+            action: Action::Netmap { to: outside },
+        });
+        (pre, post)
+    }
+}
+
+/// Everything the engine needs at construction.
+#[derive(Clone, Debug)]
+pub struct NatConfig {
+    pub interfaces: Vec<Interface>,
+    pub rules: RuleSet,
+    pub behaviour: Behaviour,
+    /// Maximum tracked connections (bounded state table).
+    pub capacity: usize,
+    /// Seed for random port selection and hashing.
+    pub seed: u64,
+    /// Application-level gateways (none by default, as in Linux ≥ 4.7).
+    pub algs: crate::alg::AlgConfig,
+}
+
+impl NatConfig {
+    pub fn new(behaviour: Behaviour) -> Self {
+        NatConfig {
+            interfaces: Vec::new(),
+            rules: RuleSet::new(),
+            behaviour,
+            capacity: 65_536,
+            seed: 0,
+            algs: crate::alg::AlgConfig::default(),
+        }
+    }
+
+    /// Turns on an ALG on its well-known port (EPM: TCP 135, FTP: TCP 21).
+    pub fn alg(mut self, kind: crate::alg::AlgKind) -> Self {
+        self.algs.enable(kind);
+        self
+    }
+
+    pub fn interface(mut self, id: IfaceId, addr: Ipv4Addr, prefix_len: u8, role: Role) -> Self {
+        self.interfaces.push(Interface {
+            id,
+            addr,
+            prefix_len,
+            role,
+        });
+        self
+    }
+
+    pub fn iface(&self, id: IfaceId) -> Option<&Interface> {
+        self.interfaces.iter().find(|i| i.id == id)
+    }
+}

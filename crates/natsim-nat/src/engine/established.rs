@@ -1,0 +1,76 @@
+//! The established path: a packet of a tracked connection is translated
+//! from the connection's state alone; its TCP state and timer are updated.
+
+use super::*;
+
+impl NatEngine {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tracked<R: Routes + ?Sized, T: TraceSink>(
+        &mut self,
+        now: Instant,
+        frame: &mut Vec<u8>,
+        p: &Parsed,
+        id: ConnId,
+        dir: Dir,
+        routes: &R,
+        trace: &mut T,
+    ) -> Verdict {
+        trace.step(NatStep::ConnMatched { conn: id, dir });
+        let tus = &self.timeouts_us;
+        let udp_refresh = self.cfg.behaviour.udp_refresh;
+        let c = self.table.get_mut(id);
+        let target = match dir {
+            Dir::Original => c.reply.reversed(),
+            Dir::Reply => c.orig.reversed(),
+        };
+        let mut refresh = true;
+        let timeout = match p.l4_kind {
+            L4::Tcp { flags } => {
+                let from = c.tcp;
+                let to = tcp::next(from, dir, flags);
+                if to != from {
+                    c.tcp = to;
+                    trace.step(NatStep::TcpStateChanged { conn: id, from, to });
+                }
+                tus.tcp[to as usize]
+            }
+            L4::Udp => {
+                let outbound = (dir == Dir::Original) == c.has(ConnFlags::OUTBOUND);
+                if udp_refresh == UdpRefresh::OutboundOnly && !outbound {
+                    refresh = false;
+                }
+                if dir == Dir::Reply || c.has(ConnFlags::REPLIED) {
+                    tus.udp_replied
+                } else {
+                    tus.udp_unreplied
+                }
+            }
+            L4::IcmpQuery { .. } => tus.icmp,
+            _ => tus.generic,
+        };
+        if dir == Dir::Reply && !c.has(ConnFlags::REPLIED) {
+            // Later refreshes use the replied timeout; this packet itself
+            // refreshes only if the refresh policy says so (RFC 4787 REQ-6).
+            c.flags |= ConnFlags::REPLIED;
+        }
+        let alg = c.has(ConnFlags::ALG);
+        if refresh {
+            self.table
+                .set_expiry(id, now.total_micros().saturating_add(timeout));
+        }
+        if target != p.flow {
+            frame::rewrite(frame, p.l3, p.l4, p.end - p.l4, p.l4_kind, p.flow, target);
+            self.stats.proto_mut(p.flow.proto).translated += 1;
+            trace.step(NatStep::Translated {
+                before: p.flow,
+                after: target,
+            });
+        }
+        if alg {
+            if let Err(reason) = self.alg_segment(now, id, dir, frame, p, trace) {
+                return self.drop(p.flow.proto, reason, trace);
+            }
+        }
+        self.route_verdict(p.flow.proto, target.dst.addr, routes, trace)
+    }
+}

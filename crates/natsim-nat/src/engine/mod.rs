@@ -1,0 +1,429 @@
+//! The engine: connection tracking, rule evaluation and translation.
+//!
+//! [`NatEngine::process`] takes one frame and returns a [`Verdict`]:
+//!
+//! 1. Parse (bad input is a `Drop` verdict, never a panic).
+//! 2. ICMP errors go to [`crate::icmp`] for outer + inner translation.
+//! 3. A packet of a tracked connection is translated from the connection's
+//!    state alone; its TCP state and timer are updated.
+//! 4. A new flow runs the prerouting chain (DNAT, REDIRECT, NETMAP), then
+//!    mapping admission (endpoint- or address-dependent filtering), then
+//!    the caller's routing, then hairpin handling or the postrouting chain
+//!    (masquerade, SNAT, NETMAP). Unsolicited traffic gets the profile's
+//!    answer. Stateful translations create a connection entry.
+//!
+//! Determinism: the only randomness is a SplitMix64 generator seeded from
+//! [`NatConfig::seed`]; hashing is seeded too; no clock is read.
+
+use crate::alg::conn::{AlgConn, Env};
+use crate::alg::expect::Expectations;
+use crate::alg::AlgKind;
+use crate::config::{
+    Action, Chain, ConfigError, FilteringBehaviour, Hairpin, IfaceId, Match, NatConfig,
+    PortStrategy, Role, Rule, RuleId, SnatPool, UdpRefresh, Unsolicited,
+};
+use crate::flow::{Dir, Endpoint, Flow, PortRange, Prefix, Proto};
+use crate::frame::{self, Parsed, L4};
+use crate::stats::Stats;
+use crate::table::{Conn, ConnFlags, InternalKey, Table};
+use crate::time::Instant;
+use crate::trace::{ConnId, EndReason, NatStep, ReplyKind, TcpState, TraceSink};
+use crate::verdict::{DropReason, Route, Routes, Verdict};
+use crate::wire::reply;
+use crate::{icmp, tcp};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+const NO_RULE: u16 = u16::MAX;
+
+mod established;
+mod new_flow;
+mod ports;
+
+use ports::SplitMix64;
+
+/// A tracked connection as reports see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub id: ConnId,
+    /// The first packet's tuple, as received.
+    pub original: Flow,
+    /// The tuple replies carry, as received.
+    pub reply: Flow,
+    pub tcp_state: Option<TcpState>,
+    pub expires: Instant,
+    pub rule: Option<RuleId>,
+    /// (internal, external) of the mapping the connection holds, if any.
+    pub mapping: Option<(Endpoint, Endpoint)>,
+}
+/// The NAT engine. See the crate docs for the model.
+pub struct NatEngine {
+    cfg: NatConfig,
+    table: Table,
+    rng: SplitMix64,
+    cursor: u32,
+    stats: Stats,
+    pre: Vec<u16>,
+    post: Vec<u16>,
+    /// Address ranges that are the NAT's external addresses (outside
+    /// interfaces, SNAT pools), as inclusive (first, last).
+    external: Vec<(u32, u32)>,
+    /// Addresses the router must answer ARP for (external + NETMAP targets).
+    owned: Vec<Prefix>,
+    local_services: Vec<(Proto, u16)>,
+    /// The profile's timeouts in microseconds, for the hot path.
+    timeouts_us: TimeoutsUs,
+    /// ALG state by connection slot (connections flagged `ALG`).
+    algs: BTreeMap<u32, AlgConn>,
+    /// Pinholes the ALGs opened.
+    expects: Expectations,
+}
+
+/// [`crate::Timeouts`] pre-converted to microseconds.
+#[derive(Clone, Copy, Debug)]
+struct TimeoutsUs {
+    /// Indexed by `TcpState as usize`.
+    tcp: [u64; 8],
+    udp_unreplied: u64,
+    udp_replied: u64,
+    icmp: u64,
+    generic: u64,
+}
+
+impl TimeoutsUs {
+    fn new(t: &crate::config::Timeouts) -> Self {
+        let us = |d: crate::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        use TcpState::*;
+        let mut tcp = [0; 8];
+        for s in [
+            SynSent,
+            SynRecv,
+            Established,
+            FinWait,
+            CloseWait,
+            LastAck,
+            TimeWait,
+            Close,
+        ] {
+            tcp[s as usize] = us(tcp::timeout(t, s));
+        }
+        TimeoutsUs {
+            tcp,
+            udp_unreplied: us(t.udp_unreplied),
+            udp_replied: us(t.udp_replied),
+            icmp: us(t.icmp),
+            generic: us(t.generic),
+        }
+    }
+}
+impl NatEngine {
+    /// Validates `cfg` and builds an engine.
+    pub fn new(cfg: NatConfig) -> Result<NatEngine, ConfigError> {
+        crate::config::validate(&cfg)?;
+        let mut pre = Vec::new();
+        let mut post = Vec::new();
+        for (i, r) in cfg.rules.rules.iter().enumerate() {
+            match r.chain {
+                Chain::Prerouting => pre.push(i as u16),
+                Chain::Postrouting => post.push(i as u16),
+            }
+        }
+        let mut external = Vec::new();
+        let mut owned = Vec::new();
+        for i in &cfg.interfaces {
+            if i.role == Role::Outside {
+                external.push((i.addr.to_bits(), i.addr.to_bits()));
+                owned.push(Prefix::host(i.addr));
+            }
+        }
+        for r in &cfg.rules.rules {
+            match &r.action {
+                Action::Snat(p) => {
+                    external.push((p.first.to_bits(), p.last.to_bits()));
+                    // Pools are proxy-ARPed address by address via `owns`.
+                }
+                Action::Netmap { .. } if r.chain == Chain::Prerouting => {
+                    if let Some(d) = r.matches.dst {
+                        owned.push(d);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let table = Table::new(cfg.capacity, cfg.seed);
+        Ok(NatEngine {
+            rng: SplitMix64(cfg.seed ^ 0x6e61_7473_696d),
+            cursor: 0,
+            stats: Stats::default(),
+            pre,
+            post,
+            external,
+            owned,
+            local_services: Vec::new(),
+            timeouts_us: TimeoutsUs::new(&cfg.behaviour.timeouts),
+            algs: BTreeMap::new(),
+            expects: Expectations::default(),
+            table,
+            cfg,
+        })
+    }
+
+    /// Declares that the router's own stack serves `proto`/`port` on its
+    /// addresses (e.g. an NT-based firewall's endpoint mapper on TCP 135):
+    /// such traffic is delivered [`Verdict::Local`] instead of being
+    /// treated as unsolicited.
+    pub fn add_local_service(&mut self, proto: Proto, port: u16) {
+        if !self.local_services.contains(&(proto, port)) {
+            self.local_services.push((proto, port));
+        }
+    }
+
+    pub fn config(&self) -> &NatConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The rule's name, or `"?"` for an id out of range.
+    pub fn rule_name(&self, id: RuleId) -> &str {
+        self.cfg
+            .rules
+            .rules
+            .get(usize::from(id.0))
+            .map(|r| r.name.as_str())
+            .unwrap_or("?")
+    }
+
+    /// Number of tracked connections.
+    pub fn connection_count(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Heap bytes held by the connection table (for memory measurements).
+    pub fn table_heap_bytes(&self) -> usize {
+        self.table.heap_bytes()
+    }
+
+    /// Tracked connections in a deterministic order.
+    pub fn connections(&self) -> impl Iterator<Item = ConnInfo> + '_ {
+        self.table.iter().map(|(id, c)| ConnInfo {
+            id,
+            original: c.orig,
+            reply: c.reply,
+            tcp_state: (c.orig.proto == Proto::Tcp).then_some(c.tcp),
+            expires: Instant::from_micros(c.expires),
+            rule: (c.rule != NO_RULE).then_some(RuleId(c.rule)),
+            mapping: c.has(ConnFlags::MAPPED).then(|| c.mapping()),
+        })
+    }
+
+    /// Whether the router must answer ARP for `addr` on behalf of the NAT:
+    /// outside interface addresses, SNAT pool addresses and the outside
+    /// prefixes of one-to-one rules.
+    pub fn owns(&self, addr: Ipv4Addr) -> bool {
+        let a = addr.to_bits();
+        self.external.iter().any(|&(f, l)| f <= a && a <= l)
+            || self.owned.iter().any(|p| p.contains(addr))
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    /// Never later than the next expiry; it may be earlier (a refreshed
+    /// connection's old deadline), in which case the call simply re-arms.
+    /// Changed by `process` (new connections, state changes) and
+    /// `handle_timeout`.
+    pub fn poll_at(&self) -> Option<Instant> {
+        let conns = self.table.next_deadline().map(Instant::from_micros);
+        match (conns, self.expects.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Open ALG pinholes as (kind, peer, external, internal, expires).
+    pub fn pinholes(
+        &self,
+    ) -> impl Iterator<Item = (AlgKind, Ipv4Addr, Endpoint, Endpoint, Instant)> + '_ {
+        self.expects
+            .iter()
+            .map(|(ext, e)| (e.kind, e.peer, *ext, e.internal, e.expires))
+    }
+
+    /// Expires every connection whose idle timeout has passed by `now`.
+    pub fn handle_timeout<T: TraceSink>(&mut self, now: Instant, trace: &mut T) {
+        for (external, e) in self.expects.expire(now) {
+            trace.step(NatStep::PinholeClosed {
+                kind: e.kind,
+                external,
+            });
+        }
+        while let Some(id) = self.table.pop_expired(now.total_micros()) {
+            let c = self.table.remove(id);
+            if c.has(ConnFlags::ALG) {
+                self.algs.remove(&id.0);
+            }
+            self.stats.proto_mut(c.orig.proto).expired += 1;
+            trace.step(NatStep::ConnEnded {
+                conn: id,
+                flow: c.orig,
+                reason: EndReason::Expired,
+            });
+        }
+    }
+
+    /// Processes one frame that arrived on `ingress` (or was sent by the
+    /// router itself, [`IfaceId::LOCAL`]). The frame is rewritten in place;
+    /// for [`Verdict::Reply`] it is replaced by the answer.
+    pub fn process<R: Routes + ?Sized, T: TraceSink>(
+        &mut self,
+        now: Instant,
+        ingress: IfaceId,
+        frame: &mut Vec<u8>,
+        routes: &R,
+        trace: &mut T,
+    ) -> Verdict {
+        let p = match Parsed::parse(frame) {
+            Ok(p) => p,
+            Err(reason) => return self.drop(Proto::Other(0), reason, trace),
+        };
+        trace.step(NatStep::Received {
+            iface: ingress,
+            flow: p.flow,
+        });
+        match p.l4_kind {
+            L4::IcmpError => return self.icmp_error(ingress, frame, &p, routes, trace),
+            L4::IcmpOther { icmp_type } => {
+                // Not a query, not an error: only the router itself may
+                // want it (RFC 5508 leaves the rest to configuration).
+                return match routes.route(p.flow.dst.addr) {
+                    Route::Local => Verdict::Local,
+                    _ => self.drop(
+                        Proto::Icmp,
+                        DropReason::IcmpUnsupported { icmp_type },
+                        trace,
+                    ),
+                };
+            }
+            _ => {}
+        }
+        if let Some((id, dir)) = self.table.lookup(&p.flow) {
+            return self.tracked(now, frame, &p, id, dir, routes, trace);
+        }
+        self.new_flow(now, ingress, frame, &p, routes, trace)
+    }
+
+    /// An ICMP error: planned by [`icmp::plan`], counted and routed here.
+    fn icmp_error<R: Routes + ?Sized, T: TraceSink>(
+        &mut self,
+        ingress: IfaceId,
+        frame: &mut [u8],
+        p: &Parsed,
+        routes: &R,
+        trace: &mut T,
+    ) -> Verdict {
+        let at = icmp::Arrival {
+            outside: self.role(ingress) == Some(Role::Outside),
+            local: ingress == IfaceId::LOCAL,
+        };
+        match icmp::plan(&self.table, &self.cfg.rules.rules, at, frame, p) {
+            Err(reason) => self.drop(Proto::Icmp, reason, trace),
+            Ok(icmp::Plan::AsIs) => self.route_verdict(Proto::Icmp, p.flow.dst.addr, routes, trace),
+            Ok(icmp::Plan::Rewrite(rw)) => {
+                let dst = icmp::apply(frame, p, &rw, trace);
+                self.stats.icmp.translated += 1;
+                self.route_verdict(Proto::Icmp, dst, routes, trace)
+            }
+        }
+    }
+
+    fn route_verdict<R: Routes + ?Sized, T: TraceSink>(
+        &mut self,
+        proto: Proto,
+        dst: Ipv4Addr,
+        routes: &R,
+        trace: &mut T,
+    ) -> Verdict {
+        match routes.route(dst) {
+            Route::Forward { iface, next_hop } => Verdict::Forward { iface, next_hop },
+            Route::Local => Verdict::Local,
+            Route::Unreachable => self.drop(proto, DropReason::NoRoute, trace),
+        }
+    }
+
+    pub(crate) fn drop<T: TraceSink>(
+        &mut self,
+        proto: Proto,
+        reason: DropReason,
+        trace: &mut T,
+    ) -> Verdict {
+        self.stats.proto_mut(proto).dropped += 1;
+        *self.stats.drops_by_reason.entry(reason.code()).or_insert(0) += 1;
+        trace.step(NatStep::Dropped { reason });
+        Verdict::Drop(reason)
+    }
+
+    fn role(&self, id: IfaceId) -> Option<Role> {
+        self.cfg.iface(id).map(|i| i.role)
+    }
+
+    fn iface_addr(&self, id: IfaceId) -> Option<Ipv4Addr> {
+        self.cfg.iface(id).map(|i| i.addr)
+    }
+
+    pub(crate) fn is_external(&self, a: Ipv4Addr) -> bool {
+        let a = a.to_bits();
+        self.external.iter().any(|&(f, l)| f <= a && a <= l)
+    }
+    // ----- application-level gateways ---------------------------------------
+
+    /// The ALG a new TCP connection gets: by the rule that translated it,
+    /// else by its (translated) destination port.
+    fn alg_for(&self, proto: Proto, rule: u16, port: u16) -> Option<AlgKind> {
+        let algs = &self.cfg.algs;
+        if proto != Proto::Tcp || algs.is_empty() {
+            return None;
+        }
+        if rule != NO_RULE && !algs.rules.is_empty() {
+            let name = &self.cfg.rules.rules[usize::from(rule)].name;
+            let base = name.split(" (").next().unwrap_or(name);
+            if let Some(k) = algs.rules.get(name).or_else(|| algs.rules.get(base)) {
+                return Some(*k);
+            }
+        }
+        algs.ports.get(&port).copied()
+    }
+
+    fn alg_segment<T: TraceSink>(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        dir: Dir,
+        frame: &mut Vec<u8>,
+        p: &Parsed,
+        trace: &mut T,
+    ) -> Result<(), DropReason> {
+        let Some(a) = self.algs.get_mut(&id.0) else {
+            return Ok(());
+        };
+        let mut env = Env {
+            expects: &mut self.expects,
+            table: &self.table,
+            local_services: &self.local_services,
+            cfg: &self.cfg.algs,
+            now,
+        };
+        a.segment(&mut env, id, dir, frame, p.l3, p.l4, p.end, trace)
+    }
+}
+
+impl core::fmt::Debug for NatEngine {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NatEngine")
+            .field("profile", &self.cfg.behaviour.name)
+            .field("rules", &self.cfg.rules.rules.len())
+            .field("connections", &self.table.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
