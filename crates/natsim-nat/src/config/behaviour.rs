@@ -125,8 +125,15 @@ pub struct Timeouts {
     pub tcp_close: Duration,
     /// UDP before any reply was seen.
     pub udp_unreplied: Duration,
-    /// UDP after a reply was seen.
+    /// UDP after a reply was seen, once the flow is older than
+    /// `udp_stream_after` (a "stream").
     pub udp_replied: Duration,
+    /// How old a replied UDP flow must be before a packet moves it to
+    /// `udp_replied`; until then it keeps `udp_unreplied`. Linux 6.x
+    /// (nf_conntrack_proto_udp.c, `nf_conntrack_udp_packet`): `stream_ts`
+    /// is creation + 2 s, so a one-shot DNS exchange stays on the 30 s
+    /// timeout. Zero: the first reply switches at once.
+    pub udp_stream_after: Duration,
     pub icmp: Duration,
     /// Other protocols (only under static rules, which keep no state).
     pub generic: Duration,
@@ -145,6 +152,7 @@ impl Timeouts {
         tcp_close: Duration::from_secs(10),
         udp_unreplied: Duration::from_secs(30),
         udp_replied: Duration::from_secs(120),
+        udp_stream_after: Duration::from_secs(2),
         icmp: Duration::from_secs(30),
         generic: Duration::from_secs(600),
     };
@@ -161,6 +169,7 @@ impl Timeouts {
         tcp_close: Duration::from_secs(240),
         udp_unreplied: Duration::from_secs(300),
         udp_replied: Duration::from_secs(300),
+        udp_stream_after: Duration::ZERO,
         icmp: Duration::from_secs(60),
         generic: Duration::from_secs(600),
     };

@@ -39,7 +39,9 @@ impl NatEngine {
                 if udp_refresh == UdpRefresh::OutboundOnly && !outbound {
                     refresh = false;
                 }
-                if dir == Dir::Reply || c.has(ConnFlags::REPLIED) {
+                let replied = dir == Dir::Reply || c.has(ConnFlags::REPLIED);
+                let age = now.total_micros().saturating_sub(c.born);
+                if replied && age > tus.udp_stream_after {
                     tus.udp_replied
                 } else {
                     tus.udp_unreplied

@@ -86,6 +86,7 @@ struct TimeoutsUs {
     tcp: [u64; 8],
     udp_unreplied: u64,
     udp_replied: u64,
+    udp_stream_after: u64,
     icmp: u64,
     generic: u64,
 }
@@ -111,6 +112,7 @@ impl TimeoutsUs {
             tcp,
             udp_unreplied: us(t.udp_unreplied),
             udp_replied: us(t.udp_replied),
+            udp_stream_after: us(t.udp_stream_after),
             icmp: us(t.icmp),
             generic: us(t.generic),
         }

@@ -383,6 +383,7 @@ impl NatEngine {
         }
         let conn = Conn {
             expires: (now + timeout).total_micros(),
+            born: now.total_micros(),
             queued: 0,
             gen: 0,
             orig: flow,
