@@ -49,11 +49,24 @@ fn meta(key: MetaKey) -> Expression<'static> {
 }
 
 fn eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    cmp(left, right, false)
+}
+
+/// `left == right`, or `left != right` when `negated`.
+fn cmp(left: Expression<'static>, right: Expression<'static>, negated: bool) -> Statement<'static> {
     Statement::Match(Match {
         left,
         right,
-        op: Operator::EQ,
+        op: if negated { Operator::NEQ } else { Operator::EQ },
     })
+}
+
+fn ct(key: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(nftables::expr::CT {
+        key: key.into(),
+        family: None,
+        dir: None,
+    }))
 }
 
 fn prefix(p: Prefix) -> Expression<'static> {
@@ -101,22 +114,45 @@ fn statements(spec: &RouterSpec, r: &Rule) -> Result<Vec<Statement<'static>>, Un
             .ok_or_else(|| bad("an interface the router does not have"))
     };
     let m = &r.matches;
+    let n = m.not;
     let mut out = Vec::new();
     if let Some(p) = m.proto {
         let name = proto_name(p).ok_or_else(|| bad("a protocol number match"))?;
-        out.push(eq(meta(MetaKey::L4proto), s(name)));
+        out.push(cmp(meta(MetaKey::L4proto), s(name), n.proto));
     }
     if let Some(i) = m.in_iface {
-        out.push(eq(meta(MetaKey::Iifname), s(iface_name(i)?)));
+        out.push(cmp(meta(MetaKey::Iifname), s(iface_name(i)?), n.in_iface));
     }
     if let Some(i) = m.out_iface {
-        out.push(eq(meta(MetaKey::Oifname), s(iface_name(i)?)));
+        out.push(cmp(meta(MetaKey::Oifname), s(iface_name(i)?), n.out_iface));
     }
     if let Some(p) = m.src {
-        out.push(eq(field("ip", "saddr"), prefix(p)));
+        out.push(cmp(field("ip", "saddr"), prefix(p), n.src));
     }
     if let Some(p) = m.dst {
-        out.push(eq(field("ip", "daddr"), prefix(p)));
+        out.push(cmp(field("ip", "daddr"), prefix(p), n.dst));
+    }
+    if m.dst_local {
+        let fib = nftables::expr::Fib {
+            result: nftables::expr::FibResult::Type,
+            flags: [nftables::expr::FibFlag::Daddr].into_iter().collect(),
+        };
+        out.push(cmp(Expression::Named(NamedExpression::Fib(fib)), s("local"), n.dst_local));
+    }
+    if let Some(d) = m.ct_dnat {
+        out.push(Statement::Match(Match {
+            left: ct("status"),
+            right: s("dnat"),
+            op: if d { Operator::IN } else { Operator::NEQ },
+        }));
+    }
+    if let Some(st) = m.ct_state {
+        let names: Vec<Expression<'static>> = st.names().into_iter().map(s).collect();
+        out.push(Statement::Match(Match {
+            left: ct("state"),
+            right: Expression::List(names),
+            op: Operator::IN,
+        }));
     }
     if let Some(i) = m.dst_iface_addr {
         let a = spec
@@ -132,7 +168,15 @@ fn statements(spec: &RouterSpec, r: &Rule) -> Result<Vec<Statement<'static>>, Un
             Some(Proto::Udp) => "udp",
             _ => return Err(bad("a port match without tcp or udp")),
         };
-        out.push(eq(field(p, "dport"), ports(range)));
+        out.push(cmp(field(p, "dport"), ports(range), n.dst_ports));
+    }
+    if let Some(range) = m.src_ports {
+        let p = match m.proto {
+            Some(Proto::Tcp) => "tcp",
+            Some(Proto::Udp) => "udp",
+            _ => return Err(bad("a port match without tcp or udp")),
+        };
+        out.push(cmp(field(p, "sport"), ports(range), n.src_ports));
     }
     let nat = |addr: Option<Expression<'static>>, port: Option<Expression<'static>>| {
         Some(NAT {

@@ -110,8 +110,8 @@ pub mod wire;
 
 pub use alg::{AlgConfig, AlgEvent, AlgKind, AlgPass, AlgPolicy, FtpVerb};
 pub use config::{
-    Action, Behaviour, Chain, ConfigError, FilteringBehaviour, Hairpin, IfaceId, Interface,
-    MappingBehaviour, Match, NatConfig, Pooling, PortAssignment, PortStrategy, ProtoBehaviour,
+    Action, Behaviour, Chain, ConfigError, CtStates, Negated, FilteringBehaviour, Hairpin, IfaceId, Interface,
+    MappingBehaviour, Match, NatConfig, PortClasses, Pooling, PortAssignment, PortStrategy, ProtoBehaviour,
     Role, Rule, RuleId, RuleSet, SnatPool, Timeouts, UdpRefresh, Unsolicited,
 };
 pub use engine::{ConnInfo, NatEngine};

@@ -61,6 +61,16 @@ pub enum PortStrategy {
     PreserveThenRandom,
 }
 
+/// The port classes a translation stays within.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortClasses {
+    /// 1-1023 and 1024-65535 (RFC 4787 REQ-3).
+    WellKnownAndEphemeral,
+    /// 1-511, 600-1023 and 1024-65535: Linux's nf_nat_l4proto_unique_tuple
+    /// (a port below 512 stays below 512; 512-1023 maps into 600-1023).
+    Linux,
+}
+
 /// How external ports are chosen (RFC 4787 REQ-3, REQ-4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortAssignment {
@@ -70,6 +80,8 @@ pub struct PortAssignment {
     /// Keep ports below 1024 below 1024 and the rest above (RFC 4787
     /// REQ-3; Linux uses the classes 1-511, 600-1023, 1024-65535).
     pub preserve_range_class: bool,
+    /// Which classes `preserve_range_class` keeps.
+    pub classes: PortClasses,
     /// Allow two internal endpoints to share one external endpoint when
     /// their destinations differ ("port overloading", which RFC 4787 REQ-3
     /// forbids and Linux does). Only valid with address-and-port-dependent
@@ -210,6 +222,7 @@ impl Behaviour {
                 strategy: PortStrategy::Preserve,
                 preserve_parity: false,
                 preserve_range_class: true,
+                classes: PortClasses::WellKnownAndEphemeral,
                 allow_overloading: false,
                 max_attempts: u32::MAX,
             },
@@ -238,6 +251,7 @@ impl Behaviour {
                 strategy: PortStrategy::PreserveThenRandom,
                 preserve_parity: false,
                 preserve_range_class: true,
+                classes: PortClasses::Linux,
                 allow_overloading: true,
                 max_attempts: 128,
             },

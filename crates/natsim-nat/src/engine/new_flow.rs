@@ -20,36 +20,39 @@ enum OwnedChoice {
 }
 
 impl NatEngine {
-    fn rule_matches(&self, r: &Rule, f: &Flow, ingress: IfaceId, egress: Option<IfaceId>) -> bool {
+    /// Whether `r` matches a connection's first packet `f` (NEW), seen
+    /// after destination NAT in postrouting (`dnat`: it was translated).
+    fn rule_matches(
+        &self,
+        r: &Rule,
+        f: &Flow,
+        ingress: IfaceId,
+        egress: Option<IfaceId>,
+        dnat: bool,
+    ) -> bool {
         let m: &Match = &r.matches;
-        if m.proto.is_some_and(|p| p != f.proto) {
-            return false;
-        }
-        if m.in_iface.is_some_and(|i| i != ingress) {
-            return false;
-        }
-        if let Some(o) = m.out_iface {
-            if egress != Some(o) {
-                return false;
-            }
-        }
-        if m.src.is_some_and(|p| !p.contains(f.src.addr)) {
-            return false;
-        }
-        if m.dst.is_some_and(|p| !p.contains(f.dst.addr)) {
-            return false;
-        }
-        if let Some(i) = m.dst_iface_addr {
-            if self.iface_addr(i) != Some(f.dst.addr) {
-                return false;
-            }
-        }
-        if let Some(ports) = m.dst_ports {
-            if !matches!(f.proto, Proto::Tcp | Proto::Udp) || !ports.contains(f.dst.port) {
-                return false;
-            }
-        }
-        true
+        let n = m.not;
+        // Each present match must hold, or fail when negated.
+        let ok = |present: Option<bool>, negated: bool| present.is_none_or(|h| h != negated);
+        let ported = matches!(f.proto, Proto::Tcp | Proto::Udp);
+        ok(m.proto.map(|p| p == f.proto), n.proto)
+            && ok(m.in_iface.map(|i| i == ingress), n.in_iface)
+            && ok(m.out_iface.map(|o| egress == Some(o)), n.out_iface)
+            && ok(m.src.map(|p| p.contains(f.src.addr)), n.src)
+            && ok(m.dst.map(|p| p.contains(f.dst.addr)), n.dst)
+            && m
+                .dst_iface_addr
+                .is_none_or(|i| self.iface_addr(i) == Some(f.dst.addr))
+            // A port match needs TCP or UDP even when negated (iptables
+            // requires `-p tcp` before `! --dport`).
+            && m.dst_ports.is_none_or(|p| ported && p.contains(f.dst.port) != n.dst_ports)
+            && m.src_ports.is_none_or(|p| ported && p.contains(f.src.port) != n.src_ports)
+            && ok(
+                m.dst_local.then(|| self.cfg.interfaces.iter().any(|i| i.addr == f.dst.addr)),
+                n.dst_local,
+            )
+            && m.ct_dnat.is_none_or(|d| d == dnat)
+            && m.ct_state.is_none_or(|s| s.contains(crate::config::CtStates::NEW))
     }
 
     pub(super) fn new_flow<R: Routes + ?Sized, T: TraceSink>(
@@ -95,7 +98,7 @@ impl NatEngine {
             }
             let ri = self.pre[k];
             let r = &self.cfg.rules.rules[usize::from(ri)];
-            if !self.rule_matches(r, &flow, ingress, None) {
+            if !self.rule_matches(r, &flow, ingress, None, false) {
                 continue;
             }
             pre_matched = true;
@@ -200,12 +203,18 @@ impl NatEngine {
         let mut src = flow.src;
         let mut mapping = None;
         let egress_inside = egress.is_some_and(|e| self.role(e) == Some(Role::Inside));
-        if dnat && from_inside && egress_inside && !static_rule {
+        // DNAT-only hairpinning is no special case: postrouting rules run
+        // as for any other flow, so a `ct status dnat` masquerade on the
+        // inside interface gives the server the router's inside address,
+        // as Linux does; without one the source stays the client's.
+        let hairpinned = dnat && from_inside && egress_inside && !static_rule;
+        if hairpinned {
             trace.step(NatStep::Hairpinned);
+        }
+        if hairpinned && behaviour.hairpin != Hairpin::DnatOnly {
             match behaviour.hairpin {
                 Hairpin::Off => return self.drop(proto, DropReason::HairpinDisabled, trace),
-                Hairpin::DnatOnly => {}
-                Hairpin::On => {
+                Hairpin::DnatOnly | Hairpin::On => {
                     // RFC 4787 REQ-9a: the source becomes the client's
                     // external mapping on the address it targeted.
                     let via = flow.dst.addr;
@@ -232,7 +241,7 @@ impl NatEngine {
             for k in 0..self.post.len() {
                 let ri = self.post[k];
                 let r = &self.cfg.rules.rules[usize::from(ri)];
-                if !self.rule_matches(r, &after_dnat, ingress, Some(e)) {
+                if !self.rule_matches(r, &after_dnat, ingress, Some(e), dnat) {
                     continue;
                 }
                 trace.step(NatStep::RuleMatched { rule: RuleId(ri) });
