@@ -1,0 +1,1 @@
+//! The `[[router]]` block `natsim import` prints.
