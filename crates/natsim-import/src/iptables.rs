@@ -11,7 +11,7 @@
 
 use crate::flatten::{assemble, Ifaces, RawChain, RawRule, RawTable, SetRef, Target};
 use crate::ipset::{parse_prefix, Sets};
-use crate::{FilterAction, ImportError, Imported, Loc};
+use crate::{FilterAction, ImportError, Imported, Loc, RejectWith};
 use natsim_nat::{Action, CtStates, Match, PortRange, Pooling, Proto, SnatPool};
 use std::net::Ipv4Addr;
 
@@ -327,12 +327,15 @@ impl Parser<'_> {
             ("ACCEPT", _) => Target::Filter(FilterAction::Accept),
             ("DROP", false) => Target::Filter(FilterAction::Drop),
             ("REJECT", false) => {
-                if let Some((v, c)) = want("--reject-with") {
-                    if !matches!(v.as_str(), "icmp-port-unreachable" | "tcp-reset") {
-                        return Err(self.err(n, c, line, format!("REJECT with `{v}`"), "REJECT [--reject-with icmp-port-unreachable|tcp-reset]"));
-                    }
-                }
-                Target::Filter(FilterAction::Reject)
+                let with = match want("--reject-with") {
+                    None => RejectWith::IcmpPortUnreachable,
+                    Some((v, c)) => match v.as_str() {
+                        "icmp-port-unreachable" => RejectWith::IcmpPortUnreachable,
+                        "tcp-reset" if m.proto == Some(Proto::Tcp) && !m.not.proto => RejectWith::TcpReset,
+                        _ => return Err(self.err(n, c, line, format!("REJECT with `{v}`"), "REJECT [--reject-with icmp-port-unreachable|tcp-reset (with -p tcp)]")),
+                    },
+                };
+                Target::Filter(FilterAction::Reject(with))
             }
             ("RETURN", _) => Target::Return,
             (c, _) if c.chars().all(|x| x.is_ascii_uppercase() || x.is_ascii_digit() || x == '-' || x == '_') && !matches!(c, "DNAT" | "SNAT" | "MASQUERADE" | "REDIRECT" | "NETMAP" | "DROP" | "REJECT" | "LOG" | "MARK" | "CONNMARK" | "TPROXY" | "NOTRACK" | "CT" | "TCPMSS") => Target::Jump(c.to_string()),

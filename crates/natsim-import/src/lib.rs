@@ -56,53 +56,7 @@ impl std::fmt::Display for ImportError {
 
 impl std::error::Error for ImportError {}
 
-/// A filter rule's verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FilterAction {
-    Accept,
-    Drop,
-    /// TCP RST / ICMP port unreachable (iptables `REJECT`'s default is
-    /// icmp-port-unreachable).
-    Reject,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FilterRule {
-    pub name: String,
-    pub matches: Match,
-    pub action: FilterAction,
-}
-
-/// A base filter chain: rules in order, then the policy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FilterChain {
-    /// Accept or drop (iptables allows no other policy).
-    pub policy: FilterAction,
-    pub rules: Vec<FilterRule>,
-}
-
-impl Default for FilterChain {
-    fn default() -> Self {
-        FilterChain {
-            policy: FilterAction::Accept,
-            rules: Vec::new(),
-        }
-    }
-}
-
-/// The filter table's INPUT (to the router) and FORWARD (through it).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Filter {
-    pub input: FilterChain,
-    pub forward: FilterChain,
-}
-
-impl Filter {
-    /// Accepts everything: no filter rules, accept policies.
-    pub fn is_open(&self) -> bool {
-        *self == Filter::default()
-    }
-}
+pub use natsim_nat::{Filter, FilterAction, FilterChain, FilterRule, RejectWith};
 
 /// An imported ruleset.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! errors. The fixtures follow the shape iptables-save v1.8.9 prints
 //! (Docker's chains as Docker 24-27 writes them).
 
-use natsim_import::{import, FilterAction};
+use natsim_import::{import, FilterAction, RejectWith};
 use natsim_nat::{Action, Chain, IfaceId, PortRange, Prefix, Proto};
 use std::net::Ipv4Addr;
 
@@ -62,7 +62,7 @@ fn office_firewall_imports_one_to_one_and_expands_ipsets() {
     // office-partners has two members: two accept rules.
     let from_set: Vec<_> = imp.filter.forward.rules.iter().filter(|f| f.matches.src.is_some()).collect();
     assert_eq!(from_set.len(), 2);
-    assert_eq!(imp.filter.forward.rules.last().unwrap().action, FilterAction::Reject);
+    assert_eq!(imp.filter.forward.rules.last().unwrap().action, FilterAction::Reject(RejectWith::TcpReset));
 }
 
 #[test]

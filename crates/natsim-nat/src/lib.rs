@@ -110,7 +110,8 @@ pub mod wire;
 
 pub use alg::{AlgConfig, AlgEvent, AlgKind, AlgPass, AlgPolicy, FtpVerb};
 pub use config::{
-    Action, Behaviour, Chain, ConfigError, CtStates, Negated, FilteringBehaviour, Hairpin, IfaceId, Interface,
+    Action, Behaviour, Chain, ConfigError, CtStates, Filter, FilterAction, FilterChain, FilterHook,
+    FilterRule, Negated, RejectWith, FilteringBehaviour, Hairpin, IfaceId, Interface,
     MappingBehaviour, Match, NatConfig, PortClasses, Pooling, PortAssignment, PortStrategy, ProtoBehaviour,
     Role, Rule, RuleId, RuleSet, SnatPool, Timeouts, UdpRefresh, Unsolicited,
 };

@@ -96,6 +96,12 @@ pub enum DropReason {
     AlgOutOfOrder,
     /// Malformed payload under the ALG's drop policy.
     AlgBlocked,
+    /// A filter rule (`rule`: its index in the chain) or the chain's
+    /// policy (`rule: None`) dropped or rejected it.
+    FilterDenied {
+        hook: crate::config::FilterHook,
+        rule: Option<u16>,
+    },
 }
 
 /// Protocol layer of a parse error.
@@ -147,6 +153,7 @@ impl DropReason {
             DropReason::TupleClash => "tuple-clash",
             DropReason::AlgOutOfOrder => "alg-out-of-order",
             DropReason::AlgBlocked => "alg-blocked",
+            DropReason::FilterDenied { .. } => "filter-denied",
         }
     }
 
@@ -205,6 +212,12 @@ impl fmt::Display for DropReason {
                 "the ALG passes an inspected stream in order only; the sender will retransmit",
             ),
             DropReason::AlgBlocked => f.write_str("malformed application payload (ALG policy: drop)"),
+            DropReason::FilterDenied { hook, rule: Some(k) } => {
+                write!(f, "denied by {hook} filter rule {}", k + 1)
+            }
+            DropReason::FilterDenied { hook, rule: None } => {
+                write!(f, "denied by the {hook} filter's policy")
+            }
         }
     }
 }

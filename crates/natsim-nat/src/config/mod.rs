@@ -21,6 +21,7 @@
 //! protocol.
 
 mod behaviour;
+mod filter;
 mod error;
 
 pub use behaviour::{
@@ -29,6 +30,7 @@ pub use behaviour::{
 };
 pub(crate) use error::validate;
 pub use error::ConfigError;
+pub use filter::{Filter, FilterAction, FilterChain, FilterHook, FilterRule, RejectWith};
 
 use crate::flow::{PortRange, Prefix, Proto};
 use core::fmt;
@@ -348,6 +350,8 @@ pub struct NatConfig {
     pub seed: u64,
     /// Application-level gateways (none by default, as in Linux ≥ 4.7).
     pub algs: crate::alg::AlgConfig,
+    /// The filter table (open by default: NAT rules only).
+    pub filter: Filter,
 }
 
 impl NatConfig {
@@ -359,6 +363,7 @@ impl NatConfig {
             capacity: 65_536,
             seed: 0,
             algs: crate::alg::AlgConfig::default(),
+            filter: Filter::default(),
         }
     }
 

@@ -19,7 +19,7 @@ use crate::alg::conn::{AlgConn, Env};
 use crate::alg::expect::Expectations;
 use crate::alg::AlgKind;
 use crate::config::{
-    Action, Chain, ConfigError, FilteringBehaviour, Hairpin, IfaceId, Match, NatConfig,
+    Action, Chain, ConfigError, FilteringBehaviour, Hairpin, IfaceId, NatConfig,
     PortStrategy, Role, Rule, RuleId, SnatPool, UdpRefresh, Unsolicited,
 };
 use crate::flow::{Dir, Endpoint, Flow, PortRange, Prefix, Proto};
@@ -37,6 +37,7 @@ use std::net::Ipv4Addr;
 const NO_RULE: u16 = u16::MAX;
 
 mod established;
+mod filter;
 mod new_flow;
 mod ports;
 
@@ -310,7 +311,7 @@ impl NatEngine {
             _ => {}
         }
         if let Some((id, dir)) = self.table.lookup(&p.flow) {
-            return self.tracked(now, frame, &p, id, dir, routes, trace);
+            return self.tracked(now, ingress, frame, &p, id, dir, routes, trace);
         }
         self.new_flow(now, ingress, frame, &p, routes, trace)
     }

@@ -20,8 +20,8 @@ enum OwnedChoice {
 }
 
 impl NatEngine {
-    /// Whether `r` matches a connection's first packet `f` (NEW), seen
-    /// after destination NAT in postrouting (`dnat`: it was translated).
+    /// Whether NAT rule `r` matches a connection's first packet `f` (NEW),
+    /// seen after destination NAT in postrouting (`dnat`: translated).
     fn rule_matches(
         &self,
         r: &Rule,
@@ -30,29 +30,14 @@ impl NatEngine {
         egress: Option<IfaceId>,
         dnat: bool,
     ) -> bool {
-        let m: &Match = &r.matches;
-        let n = m.not;
-        // Each present match must hold, or fail when negated.
-        let ok = |present: Option<bool>, negated: bool| present.is_none_or(|h| h != negated);
-        let ported = matches!(f.proto, Proto::Tcp | Proto::Udp);
-        ok(m.proto.map(|p| p == f.proto), n.proto)
-            && ok(m.in_iface.map(|i| i == ingress), n.in_iface)
-            && ok(m.out_iface.map(|o| egress == Some(o)), n.out_iface)
-            && ok(m.src.map(|p| p.contains(f.src.addr)), n.src)
-            && ok(m.dst.map(|p| p.contains(f.dst.addr)), n.dst)
-            && m
-                .dst_iface_addr
-                .is_none_or(|i| self.iface_addr(i) == Some(f.dst.addr))
-            // A port match needs TCP or UDP even when negated (iptables
-            // requires `-p tcp` before `! --dport`).
-            && m.dst_ports.is_none_or(|p| ported && p.contains(f.dst.port) != n.dst_ports)
-            && m.src_ports.is_none_or(|p| ported && p.contains(f.src.port) != n.src_ports)
-            && ok(
-                m.dst_local.then(|| self.cfg.interfaces.iter().any(|i| i.addr == f.dst.addr)),
-                n.dst_local,
-            )
-            && m.ct_dnat.is_none_or(|d| d == dnat)
-            && m.ct_state.is_none_or(|s| s.contains(crate::config::CtStates::NEW))
+        self.match_ok(
+            &r.matches,
+            f,
+            ingress,
+            egress,
+            dnat,
+            crate::config::CtStates::NEW,
+        )
     }
 
     pub(super) fn new_flow<R: Routes + ?Sized, T: TraceSink>(
@@ -175,6 +160,20 @@ impl NatEngine {
             Route::Local => None,
             Route::Unreachable => return self.drop(proto, DropReason::NoRoute, trace),
         };
+
+        // The filter table: INPUT for the router, FORWARD through it.
+        if !self.cfg.filter.is_open() && ingress != IfaceId::LOCAL {
+            let hook = match egress {
+                None => crate::config::FilterHook::Input,
+                Some(_) => crate::config::FilterHook::Forward,
+            };
+            let seen = Flow::new(proto, flow.src, dst);
+            let new = crate::config::CtStates::NEW;
+            if let Some(v) = self.filter(frame, p, hook, &seen, ingress, egress, dnat, new, trace) {
+                return v;
+            }
+        }
+        let behaviour = &self.cfg.behaviour;
 
         // Unsolicited: addressed to a NAT-owned address and not translated.
         if !dnat && self.is_external(flow.dst.addr) && !from_inside && ingress != IfaceId::LOCAL {
