@@ -7,11 +7,11 @@
 //! NAT statement is terminal in nftables.
 
 use crate::topology::RouterSpec;
-use natsim_nat::{Action, Chain, PortRange, Prefix, Proto, Rule};
+use natsim_nat::{Action, Chain, FilterAction, PortRange, Prefix, Proto, RejectWith, Rule};
 use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField};
 use nftables::schema::{self, NfCmd, NfListObject, NfObject, Nftables};
-use nftables::stmt::{Match, Operator, Statement, NAT};
-use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use nftables::stmt::{Match, Operator, Reject, RejectType, Statement, NAT};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook, RejectCode};
 use std::borrow::Cow;
 
 pub const TABLE: &str = "natsim";
@@ -103,8 +103,18 @@ fn proto_name(p: Proto) -> Option<&'static str> {
 }
 
 fn statements(spec: &RouterSpec, r: &Rule) -> Result<Vec<Statement<'static>>, Unsupported> {
+    let mut out = matches(spec, &r.name, &r.matches)?;
+    out.push(nat_statement(r)?);
+    Ok(out)
+}
+
+fn matches(
+    spec: &RouterSpec,
+    rule_name: &str,
+    m: &natsim_nat::Match,
+) -> Result<Vec<Statement<'static>>, Unsupported> {
     let bad = |what: &str| Unsupported {
-        rule: r.name.clone(),
+        rule: rule_name.to_string(),
         what: what.to_string(),
     };
     let iface_name = |i: natsim_nat::IfaceId| {
@@ -113,7 +123,6 @@ fn statements(spec: &RouterSpec, r: &Rule) -> Result<Vec<Statement<'static>>, Un
             .map(|x| x.name.clone())
             .ok_or_else(|| bad("an interface the router does not have"))
     };
-    let m = &r.matches;
     let n = m.not;
     let mut out = Vec::new();
     if let Some(p) = m.proto {
@@ -178,6 +187,15 @@ fn statements(spec: &RouterSpec, r: &Rule) -> Result<Vec<Statement<'static>>, Un
         };
         out.push(cmp(field(p, "sport"), ports(range), n.src_ports));
     }
+    Ok(out)
+}
+
+fn nat_statement(r: &Rule) -> Result<Statement<'static>, Unsupported> {
+    let bad = |what: &str| Unsupported {
+        rule: r.name.clone(),
+        what: what.to_string(),
+    };
+    let m = &r.matches;
     let nat = |addr: Option<Expression<'static>>, port: Option<Expression<'static>>| {
         Some(NAT {
             addr,
@@ -186,7 +204,7 @@ fn statements(spec: &RouterSpec, r: &Rule) -> Result<Vec<Statement<'static>>, Un
             flags: None,
         })
     };
-    out.push(match &r.action {
+    Ok(match &r.action {
         Action::Accept => Statement::Accept(None),
         Action::Dnat { to, to_port } => {
             let port = match (to_port, m.dst_ports) {
@@ -238,8 +256,20 @@ fn statements(spec: &RouterSpec, r: &Rule) -> Result<Vec<Statement<'static>>, Un
                 Chain::Postrouting => Statement::SNAT(nat(a, None)),
             }
         }
-    });
-    Ok(out)
+    })
+}
+
+fn verdict(a: FilterAction) -> Statement<'static> {
+    match a {
+        FilterAction::Accept => Statement::Accept(None),
+        FilterAction::Drop => Statement::Drop(None),
+        FilterAction::Reject(RejectWith::TcpReset) => {
+            Statement::Reject(Some(Reject::new(Some(RejectType::TCPReset), None)))
+        }
+        FilterAction::Reject(RejectWith::IcmpPortUnreachable) => Statement::Reject(Some(
+            Reject::new(Some(RejectType::ICMP), Some(RejectCode::PortUnreach)),
+        )),
+    }
 }
 
 /// The ruleset for `spec`'s NAT rules.
@@ -265,6 +295,40 @@ pub fn ruleset(spec: &RouterSpec) -> Result<Nftables<'static>, Unsupported> {
             policy: Some(NfChainPolicy::Accept),
             ..schema::Chain::default()
         })));
+    }
+    let f = &spec.nat.filter;
+    for (name, hook, chain) in [
+        ("input", NfHook::Input, &f.input),
+        ("forward", NfHook::Forward, &f.forward),
+    ] {
+        if chain.is_open() {
+            continue;
+        }
+        objs.push(add(NfListObject::Chain(schema::Chain {
+            family: NfFamily::IP,
+            table: TABLE.into(),
+            name: name.into(),
+            _type: Some(NfChainType::Filter),
+            hook: Some(hook),
+            prio: Some(0),
+            policy: Some(match chain.policy {
+                FilterAction::Drop => NfChainPolicy::Drop,
+                _ => NfChainPolicy::Accept,
+            }),
+            ..schema::Chain::default()
+        })));
+        for r in &chain.rules {
+            let mut expr = matches(spec, &r.name, &r.matches)?;
+            expr.push(verdict(r.action));
+            objs.push(add(NfListObject::Rule(schema::Rule {
+                family: NfFamily::IP,
+                table: TABLE.into(),
+                chain: name.into(),
+                expr: Cow::Owned(expr),
+                comment: Some(Cow::Owned(r.name.clone())),
+                ..schema::Rule::default()
+            })));
+        }
     }
     for r in &spec.nat.rules.rules {
         let chain = match r.chain {

@@ -151,6 +151,7 @@ pub fn build(s: &Scenario, seed: u64, cx: &Ctx<'_>) -> Result<Built, Problem> {
             rc = rc.nat(b, move |c| {
                 c.rules = cfg.rules;
                 c.algs = cfg.algs;
+                c.filter = cfg.filter;
             });
         }
         if r.own_epm {

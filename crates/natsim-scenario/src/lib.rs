@@ -20,6 +20,7 @@ pub mod expect;
 pub mod explain;
 pub mod load;
 pub mod report;
+pub mod rules;
 pub mod run;
 pub mod schema;
 
