@@ -89,6 +89,19 @@ enum Cmd {
     #[command(
         after_help = "Needs root, `ip`, `nft` and `conntrack` (exit 2 saying what is missing).\nPrints probe | kernel | natsim | agree and `N/N probes agree` last; exit 0 on full agreement, 1 otherwise.\n\nExamples:\n  sudo natsim verify --linux scenarios/nat-types.toml --variant linux\n  sudo natsim verify --linux scenarios/ftp.toml --router router"
     )]
+    /// Read a real ruleset and print a `[[router]]` block that loads it.
+    #[command(
+        after_help = "Examples:\n  iptables-save > host.rules && natsim import iptables-save host.rules\n  nft -j list ruleset > host.json && natsim import nft host.json\n  natsim import iptables-save office.rules --ipsets office.ipset"
+    )]
+    Import {
+        /// `iptables-save` or `nft` (`nft -j list ruleset` JSON).
+        #[arg(value_parser = ["iptables-save", "nft"])]
+        format: String,
+        file: PathBuf,
+        /// An `ipset save` file for `-m set` matches.
+        #[arg(long)]
+        ipsets: Option<PathBuf>,
+    },
     Verify {
         /// Check against the Linux kernel (the only oracle so far).
         #[arg(long, required = true)]
@@ -235,6 +248,35 @@ fn run(
     }
 }
 
+fn import_cmd(format: &str, file: &Path, ipsets: Option<&Path>) -> ExitCode {
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()));
+    let (src, sets) = match (read(file), ipsets.map(read).transpose()) {
+        (Ok(s), Ok(i)) => (s, i),
+        (Err(e), _) | (_, Err(e)) => {
+            errln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let name = file.display().to_string();
+    let set_name = ipsets.map(|p| p.display().to_string());
+    let sets = set_name.as_deref().zip(sets.as_deref());
+    let looks_json = src.trim_start().starts_with('{');
+    if (format == "nft") != looks_json {
+        errln!("{name}: this does not look like {format} output");
+        return ExitCode::from(2);
+    }
+    match natsim_import::import(&name, &src, sets) {
+        Ok(imp) => {
+            out!("{}", natsim_import::render::router_block(&imp, &name, set_name.as_deref()));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            errln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -247,6 +289,11 @@ fn main() -> ExitCode {
             filter,
             quiet,
         } => run(paths, seed, pcap, json, junit, filter, quiet),
+        Cmd::Import {
+            format,
+            file,
+            ipsets,
+        } => import_cmd(&format, &file, ipsets.as_deref()),
         Cmd::Verify {
             linux: _,
             file,

@@ -190,6 +190,18 @@ impl NatEngine {
                 return self.unsolicited(frame, p, ingress, reason, trace);
             }
         }
+        // From inside to one of the router's own addresses, on a port
+        // its stack does not serve: Linux's stack answers (RST or port
+        // unreachable), as it does from outside.
+        if from_inside
+            && !dnat
+            && route == Route::Local
+            && behaviour.unsolicited == Unsolicited::Reject
+            && matches!(proto, Proto::Tcp | Proto::Udp)
+            && !self.local_services.contains(&(proto, flow.dst.port))
+        {
+            return self.unsolicited(frame, p, ingress, DropReason::NoMapping { proto }, trace);
+        }
         if from_outside
             && !dnat
             && behaviour.filter_inbound
