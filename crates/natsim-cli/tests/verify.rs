@@ -69,3 +69,12 @@ fn a_router_with_another_profile_is_refused_with_exit_2() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("not verified (profile"), "{text}");
 }
+
+#[test]
+fn imported_docker_home_and_office_routers_agree_with_the_kernel() {
+    // Routers built from real rulesets (rules = "...", ipsets = "..."):
+    // Docker's chains, a hairpin masquerade, 1:1 with a FORWARD filter.
+    for s in ["docker-host", "home-router", "office-firewall"] {
+        assert_full_agreement(&[&format!("scenarios/imported/{s}.toml")], 25);
+    }
+}

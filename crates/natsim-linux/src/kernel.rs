@@ -165,7 +165,9 @@ impl KernelWorld {
                     }
                     let ip = &f[14..];
                     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
-                    if tx.send((n, ip[..total].to_vec())).is_err() {
+                    let mut ip = ip[..total].to_vec();
+                    crate::packet::complete_partial_checksum(&mut ip);
+                    if tx.send((n, ip)).is_err() {
                         break;
                     }
                 }

@@ -264,6 +264,40 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// Completes a TCP or UDP checksum the kernel left for offload: a packet
+/// built with `CHECKSUM_PARTIAL` (nf_reject_ipv4's `nf_send_reset` does
+/// this) crosses a veth with only the pseudo-header sum in its checksum
+/// field, which a NIC would complete on a real wire. Returns whether it
+/// changed anything.
+pub fn complete_partial_checksum(p: &mut [u8]) -> bool {
+    if checksums_ok(p) {
+        return false;
+    }
+    let Some(s) = Summary::parse(p) else {
+        return false;
+    };
+    let ihl = usize::from(p[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]])).min(p.len());
+    let at = match s.proto {
+        TCP => ihl + 16,
+        UDP => ihl + 6,
+        _ => return false,
+    };
+    if total < at + 2 {
+        return false;
+    }
+    let l4len = total - ihl;
+    let partial = !fold(pseudo(s.src, s.dst, s.proto, l4len));
+    if u16::from_be_bytes([p[at], p[at + 1]]) != partial {
+        return false;
+    }
+    p[at] = 0;
+    p[at + 1] = 0;
+    let c = fold(sum(&p[ihl..total], pseudo(s.src, s.dst, s.proto, l4len)));
+    p[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
 /// Whether the IPv4 header checksum and the TCP/UDP/ICMP checksum of `p`
 /// are correct.
 pub fn checksums_ok(p: &[u8]) -> bool {
@@ -308,6 +342,22 @@ mod tests {
         let mut p = udp(ip, 1, 2, b"x");
         p[28] ^= 1;
         assert!(!checksums_ok(&p));
+    }
+
+    #[test]
+    fn a_partial_offload_checksum_is_completed_and_nothing_else_is() {
+        let ip = Ip::new(Ipv4Addr::new(192, 168, 10, 253), Ipv4Addr::new(203, 0, 113, 253), 7);
+        let good = tcp(ip, 22, 33001, 0, 78, flags::RST | flags::ACK, &[]);
+        // What nf_send_reset leaves for offload: the folded pseudo-header
+        // sum, not complemented.
+        let mut partial = good.clone();
+        let p = !fold(pseudo(ip.src, ip.dst, TCP, 20));
+        partial[36..38].copy_from_slice(&p.to_be_bytes());
+        assert!(complete_partial_checksum(&mut partial));
+        assert_eq!(partial, good);
+        let mut broken = good.clone();
+        broken[36] ^= 0x55;
+        assert!(!complete_partial_checksum(&mut broken), "a wrong checksum stays wrong");
     }
 
     #[test]
