@@ -310,39 +310,33 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
                 return Err(r.err(k + 1, 1, format!("rule in {}", rule.chain), format!("chain `{}` is not defined", rule.chain)));
             };
             let text_ = serde_json::to_string(&rule.expr).unwrap_or_default();
-            let base = |t: &str| -> String {
-                let c = rule.chain.as_ref();
-                match (t, kinds.iter().find(|(tb, n, _)| *tb == rule.table && n == c).map(|x| x.2)) {
-                    _ => c.to_string(),
-                }
-            };
             let comment = rule.comment.as_ref().map(|c| c.to_string());
+            let key = kinds_base(&objs, &rule.table, &rule.chain)
+                .map(str::to_string)
+                .unwrap_or_else(|| rule.chain.to_string());
+            let mut first_err = None;
+            let mut placed = false;
             for (table, slot) in [("nat", &mut nat), ("filter", &mut filter)] {
                 if *kind != table && *kind != "user" {
                     continue;
                 }
-                // Base chains are stored under netfilter's names.
-                let key = match slot.iter().find(|(n, _)| **n == base(table)) {
-                    Some((n, _)) => n.clone(),
-                    None => {
-                        let hook_name = kinds_base(&objs, &rule.table, &rule.chain);
-                        match hook_name {
-                            Some(h) => h.to_string(),
-                            None => continue,
+                // A user chain serves whichever table jumps to it: its rule
+                // is kept in each table whose verdicts it uses.
+                match r.rule(k + 1, &rule.expr, text_.clone(), comment.clone(), table) {
+                    Ok(raw) => {
+                        if let Some(c) = slot.get_mut(&key) {
+                            c.rules.push(raw);
+                            placed = true;
                         }
                     }
-                };
-                let raw = match r.rule(k + 1, &rule.expr, text_.clone(), comment.clone(), table) {
-                    Ok(x) => x,
-                    Err(e) if *kind == "user" => {
-                        // A user chain's rule may belong to the other table.
-                        if slot.get(&key).is_some() && table == "nat" { continue; }
-                        return Err(e);
+                    Err(e) => {
+                        first_err.get_or_insert(e);
                     }
-                    Err(e) => return Err(e),
-                };
-                if let Some(c) = slot.get_mut(&key) {
-                    c.rules.push(raw);
+                }
+            }
+            if !placed {
+                if let Some(e) = first_err {
+                    return Err(e);
                 }
             }
         }

@@ -89,3 +89,26 @@ fn other_refusals_name_their_place() {
         assert!(e.message.contains(what), "{e}");
     }
 }
+
+#[test]
+fn nft_json_as_nft_prints_it_imports_with_chains_return_and_reject() {
+    // `nft -j list ruleset` (nftables 1.0.6) output for a Docker-like
+    // router: metainfo, handles, a user chain with return, counters.
+    let src = include_str!("../../../fuzz/fuzz_targets/rules_nft.rs");
+    let start = src.find("r#\"").unwrap() + 3;
+    let end = src[start..].find("\"#").unwrap() + start;
+    let imp = import("ruleset.json", &src[start..end], None).unwrap();
+    assert_eq!(imp.ifaces, ["docker0"]);
+    let pre: Vec<_> = imp.rules.rules.iter().filter(|r| r.chain == Chain::Prerouting).collect();
+    assert_eq!(pre.len(), 1);
+    assert!(pre[0].matches.not.in_iface && pre[0].matches.dst_local);
+    assert_eq!(pre[0].action, Action::Dnat { to: Ipv4Addr::new(172, 17, 0, 2), to_port: Some(80) });
+    assert_eq!(imp.filter.forward.policy, FilterAction::Drop);
+    assert_eq!(imp.filter.forward.rules[1].action, FilterAction::Reject(RejectWith::TcpReset));
+}
+
+#[test]
+fn bad_nft_json_is_located() {
+    let e = import("x.json", "{\"nftables\": [ {\"rule\": 3 ", None).unwrap_err();
+    assert!(e.loc.line >= 1 && e.loc.col > 1, "{e}");
+}
