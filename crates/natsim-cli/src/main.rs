@@ -249,7 +249,9 @@ fn run(
 }
 
 fn import_cmd(format: &str, file: &Path, ipsets: Option<&Path>) -> ExitCode {
-    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()));
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))
+    };
     let (src, sets) = match (read(file), ipsets.map(read).transpose()) {
         (Ok(s), Ok(i)) => (s, i),
         (Err(e), _) | (_, Err(e)) => {
@@ -267,7 +269,10 @@ fn import_cmd(format: &str, file: &Path, ipsets: Option<&Path>) -> ExitCode {
     }
     match natsim_import::import(&name, &src, sets) {
         Ok(imp) => {
-            out!("{}", natsim_import::render::router_block(&imp, &name, set_name.as_deref()));
+            out!(
+                "{}",
+                natsim_import::render::router_block(&imp, &name, set_name.as_deref())
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -299,7 +304,9 @@ fn main() -> ExitCode {
             file,
             variant,
             router,
-        } => verify::run(&file, variant.as_deref(), router.as_deref(), &mut |s| out!("{s}")),
+        } => verify::run(&file, variant.as_deref(), router.as_deref(), &mut |s| {
+            out!("{s}")
+        }),
         Cmd::Check { paths } => {
             let (ok, bad) = load_all(&paths);
             print_problems(&bad);

@@ -70,7 +70,11 @@ pub fn run(
         .filter(|v| variant.is_none_or(|n| v.map_or("base", |v| v.name.get_ref().as_str()) == n))
         .collect();
     if variants.is_empty() {
-        print(&format!("{}: no variant `{}`\n", l.file, variant.unwrap_or("")));
+        print(&format!(
+            "{}: no variant `{}`\n",
+            l.file,
+            variant.unwrap_or("")
+        ));
         return ExitCode::from(2);
     }
     let mut specs: Vec<(String, RouterSpec)> = Vec::new();
@@ -119,7 +123,11 @@ pub fn run_specs(specs: Vec<(String, RouterSpec)>, print: &mut dyn FnMut(&str)) 
                 let table = render(&rep.results, 160);
                 // The overall line comes last; drop the per-router one.
                 let body = table.trim_end().rsplit_once('\n').map_or("", |(b, _)| b);
-                print(&format!("{body}\n{}/{} probes agree for {title}\n\n", rep.agreed(), rep.results.len()));
+                print(&format!(
+                    "{body}\n{}/{} probes agree for {title}\n\n",
+                    rep.agreed(),
+                    rep.results.len()
+                ));
                 agreed += rep.agreed();
                 total += rep.results.len();
             }

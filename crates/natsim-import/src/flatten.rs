@@ -246,7 +246,9 @@ impl Ctx<'_> {
                         } else {
                             m.dst = Some(*p);
                         }
-                        if let Some(x) = merge(v, &m).map_err(|e| self.err(r, e.into(), SUPPORTED_COMBINE))? {
+                        if let Some(x) =
+                            merge(v, &m).map_err(|e| self.err(r, e.into(), SUPPORTED_COMBINE))?
+                        {
                             next.push(x);
                         }
                     }
@@ -255,14 +257,20 @@ impl Ctx<'_> {
             }
             let mut matched = Vec::new();
             for v in variants {
-                if let Some(m) = merge(&cond, &v).map_err(|e| self.err(r, e.into(), SUPPORTED_COMBINE))? {
+                if let Some(m) =
+                    merge(&cond, &v).map_err(|e| self.err(r, e.into(), SUPPORTED_COMBINE))?
+                {
                     matched.push(m);
                 }
             }
             match &r.target {
                 Target::Jump(c) => {
                     if depth > 16 {
-                        return Err(self.err(r, format!("jumps nest deeper than 16 chains at `{c}`"), "jump chains without loops"));
+                        return Err(self.err(
+                            r,
+                            format!("jumps nest deeper than 16 chains at `{c}`"),
+                            "jump chains without loops",
+                        ));
                     }
                     if !self.table.contains_key(c) {
                         return Err(self.err(r, format!("chain `{c}` is not defined"), "jumps to chains declared with `:NAME - [0:0]` (iptables) or a chain object (nft)"));
@@ -278,8 +286,16 @@ impl Ctx<'_> {
                     if !r.sets.is_empty() {
                         return Err(self.err(r, "RETURN on a set match".into(), SUPPORTED_RETURN));
                     }
-                    let neg = negate(&r.m).ok_or_else(|| self.err(r, "RETURN with more than one match".into(), SUPPORTED_RETURN))?;
-                    match merge(&cond, &neg).map_err(|e| self.err(r, e.into(), SUPPORTED_COMBINE))? {
+                    let neg = negate(&r.m).ok_or_else(|| {
+                        self.err(
+                            r,
+                            "RETURN with more than one match".into(),
+                            SUPPORTED_RETURN,
+                        )
+                    })?;
+                    match merge(&cond, &neg)
+                        .map_err(|e| self.err(r, e.into(), SUPPORTED_COMBINE))?
+                    {
                         Some(c) => cond = c,
                         None => return Ok(()),
                     }
@@ -307,7 +323,12 @@ const SUPPORTED_RETURN: &str =
     "RETURN without matches, or with a single match (-i, -o, -s, -d, -p, --dport, --sport, --dst-type)";
 
 /// Flattens base chain `base` of `table`.
-pub fn flatten(file: &str, table: &RawTable, base: &str, sets: &Sets) -> Result<Vec<FlatRule>, ImportError> {
+pub fn flatten(
+    file: &str,
+    table: &RawTable,
+    base: &str,
+    sets: &Sets,
+) -> Result<Vec<FlatRule>, ImportError> {
     let cx = Ctx { file, table, sets };
     let mut out = Vec::new();
     cx.chain(base, &Match::default(), 0, &mut out)?;
@@ -345,7 +366,10 @@ pub fn assemble(
 ) -> Result<crate::Imported, ImportError> {
     use natsim_nat::{Chain, Rule};
     let mut imp = crate::Imported::default();
-    for (base, chain) in [("PREROUTING", Chain::Prerouting), ("POSTROUTING", Chain::Postrouting)] {
+    for (base, chain) in [
+        ("PREROUTING", Chain::Prerouting),
+        ("POSTROUTING", Chain::Postrouting),
+    ] {
         for f in flatten(file, nat, base, sets)? {
             let action = match f.target {
                 Target::Nat(a) => a,
@@ -360,12 +384,22 @@ pub fn assemble(
                     })
                 }
             };
-            let name = f.name.clone().unwrap_or_else(|| format!("line {}", f.loc.line));
-            imp.rules.push(Rule { name, chain, matches: f.m, action });
+            let name = f
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("line {}", f.loc.line));
+            imp.rules.push(Rule {
+                name,
+                chain,
+                matches: f.m,
+                action,
+            });
         }
     }
     for (base, slot) in [("INPUT", 0), ("FORWARD", 1)] {
-        let Some(raw) = filter.get(base) else { continue };
+        let Some(raw) = filter.get(base) else {
+            continue;
+        };
         let mut chain = crate::FilterChain {
             policy: raw.policy.unwrap_or(FilterAction::Accept),
             rules: Vec::new(),
@@ -380,8 +414,15 @@ pub fn assemble(
                     supported: "ACCEPT, DROP, REJECT, RETURN and jumps in the filter table",
                 });
             };
-            let name = f.name.clone().unwrap_or_else(|| format!("line {}", f.loc.line));
-            chain.rules.push(crate::FilterRule { name, matches: f.m, action });
+            let name = f
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("line {}", f.loc.line));
+            chain.rules.push(crate::FilterRule {
+                name,
+                matches: f.m,
+                action,
+            });
         }
         if slot == 0 {
             imp.filter.input = chain;
@@ -398,7 +439,10 @@ pub fn assemble(
                 ));
             }
             if !ch.rules.is_empty() && c == "OUTPUT" && name == "filter" {
-                notes.push(format!("filter OUTPUT: {} rule(s) for traffic the router itself sends; not applied", ch.rules.len()));
+                notes.push(format!(
+                    "filter OUTPUT: {} rule(s) for traffic the router itself sends; not applied",
+                    ch.rules.len()
+                ));
             }
         }
     }

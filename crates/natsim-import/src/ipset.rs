@@ -40,21 +40,47 @@ pub fn parse(file: &str, src: &str) -> Result<Sets, ImportError> {
         match w.as_slice() {
             ["create", name, kind, rest @ ..] => {
                 if !matches!(*kind, "hash:ip" | "hash:net") {
-                    return Err(err(file, n, col, t, format!("set type `{kind}` is not modelled")));
+                    return Err(err(
+                        file,
+                        n,
+                        col,
+                        t,
+                        format!("set type `{kind}` is not modelled"),
+                    ));
                 }
                 if let Some(k) = rest.iter().position(|x| *x == "family") {
                     if rest.get(k + 1) != Some(&"inet") {
-                        return Err(err(file, n, col, t, "only IPv4 (`family inet`) sets are modelled".into()));
+                        return Err(err(
+                            file,
+                            n,
+                            col,
+                            t,
+                            "only IPv4 (`family inet`) sets are modelled".into(),
+                        ));
                     }
                 }
                 sets.insert(name.to_string(), Vec::new());
             }
             ["add", name, member, ..] => {
                 let p = parse_prefix(member).ok_or_else(|| {
-                    err(file, n, col, t, format!("`{member}` is not an IPv4 address or prefix"))
+                    err(
+                        file,
+                        n,
+                        col,
+                        t,
+                        format!("`{member}` is not an IPv4 address or prefix"),
+                    )
                 })?;
                 sets.get_mut(*name)
-                    .ok_or_else(|| err(file, n, col, t, format!("set `{name}` is added to before its `create`")))?
+                    .ok_or_else(|| {
+                        err(
+                            file,
+                            n,
+                            col,
+                            t,
+                            format!("set `{name}` is added to before its `create`"),
+                        )
+                    })?
                     .push(p);
             }
             _ => return Err(err(file, n, col, t, "not an `ipset save` line".into())),
@@ -75,7 +101,13 @@ mod tests {
             "create office hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x9a1c1b43\nadd office 198.51.100.0/24\nadd office 192.0.2.7\n",
         )
         .unwrap();
-        assert_eq!(s["office"], vec![Prefix::new(Ipv4Addr::new(198, 51, 100, 0), 24), Prefix::host(Ipv4Addr::new(192, 0, 2, 7))]);
+        assert_eq!(
+            s["office"],
+            vec![
+                Prefix::new(Ipv4Addr::new(198, 51, 100, 0), 24),
+                Prefix::host(Ipv4Addr::new(192, 0, 2, 7))
+            ]
+        );
     }
 
     #[test]

@@ -17,8 +17,8 @@
 #![deny(unsafe_code)]
 
 pub mod flatten;
-pub mod iptables;
 pub mod ipset;
+pub mod iptables;
 pub mod nft;
 pub mod render;
 
@@ -92,10 +92,7 @@ fn remap_match(m: &mut Match, map: &[IfaceId]) {
 
 impl Imported {
     /// Renumbers interfaces to the router's own (`lookup` by name).
-    pub fn bind(
-        &mut self,
-        lookup: impl Fn(&str) -> Option<IfaceId>,
-    ) -> Result<(), UnboundIface> {
+    pub fn bind(&mut self, lookup: impl Fn(&str) -> Option<IfaceId>) -> Result<(), UnboundIface> {
         let mut map = Vec::new();
         for (k, n) in self.ifaces.iter().enumerate() {
             match lookup(n) {

@@ -14,7 +14,7 @@
 use crate::flatten::{assemble, Ifaces, RawChain, RawRule, RawTable, Target};
 use crate::ipset::{parse_prefix, Sets};
 use crate::{FilterAction, ImportError, Imported, Loc, RejectWith};
-use natsim_nat::{Action, CtStates, Match, PortRange, Pooling, Prefix, Proto, SnatPool};
+use natsim_nat::{Action, CtStates, Match, Pooling, PortRange, Prefix, Proto, SnatPool};
 use nftables::expr::{Expression, MetaKey, NamedExpression, Payload};
 use nftables::schema::{NfListObject, NfObject, Nftables};
 use nftables::stmt::{Operator, Statement};
@@ -36,7 +36,10 @@ fn prefix(e: &Expression<'_>) -> Option<Prefix> {
         Expression::String(s) => parse_prefix(s),
         Expression::Named(NamedExpression::Prefix(p)) => {
             let a: Ipv4Addr = text(&p.addr)?.parse().ok()?;
-            Some(Prefix::new(a, u8::try_from(p.len).ok().filter(|l| *l <= 32)?))
+            Some(Prefix::new(
+                a,
+                u8::try_from(p.len).ok().filter(|l| *l <= 32)?,
+            ))
         }
         _ => None,
     }
@@ -46,8 +49,16 @@ fn ports(e: &Expression<'_>) -> Option<PortRange> {
     match e {
         Expression::Number(n) => u16::try_from(*n).ok().map(PortRange::single),
         Expression::Range(r) => {
-            let a = u16::try_from(match &r.range[0] { Expression::Number(n) => *n, _ => return None }).ok()?;
-            let b = u16::try_from(match &r.range[1] { Expression::Number(n) => *n, _ => return None }).ok()?;
+            let a = u16::try_from(match &r.range[0] {
+                Expression::Number(n) => *n,
+                _ => return None,
+            })
+            .ok()?;
+            let b = u16::try_from(match &r.range[1] {
+                Expression::Number(n) => *n,
+                _ => return None,
+            })
+            .ok()?;
             (a <= b).then(|| PortRange::new(a, b))
         }
         _ => None,
@@ -75,10 +86,23 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn err(&self, line: usize, col: usize, rule: String, message: String) -> ImportError {
-        ImportError { file: self.file.into(), loc: Loc { line, col }, text: rule, message, supported: SUPPORTED }
+        ImportError {
+            file: self.file.into(),
+            loc: Loc { line, col },
+            text: rule,
+            message,
+            supported: SUPPORTED,
+        }
     }
 
-    fn rule(&mut self, line: usize, stmts: &[Statement<'_>], text_: String, comment: Option<String>, table: &str) -> Result<RawRule, ImportError> {
+    fn rule(
+        &mut self,
+        line: usize,
+        stmts: &[Statement<'_>],
+        text_: String,
+        comment: Option<String>,
+        table: &str,
+    ) -> Result<RawRule, ImportError> {
         let mut m = Match::default();
         let mut target = None;
         for (k, st) in stmts.iter().enumerate() {
@@ -105,7 +129,8 @@ impl Reader<'_> {
                                 m.not.proto = neg;
                             }
                             MetaKey::Iifname | MetaKey::Oifname => {
-                                let v = text(&mt.right).ok_or_else(|| bad(self, "an interface set".into()))?;
+                                let v = text(&mt.right)
+                                    .ok_or_else(|| bad(self, "an interface set".into()))?;
                                 if v.ends_with('*') {
                                     return Err(bad(self, format!("interface wildcard `{v}`")));
                                 }
@@ -123,7 +148,8 @@ impl Reader<'_> {
                         Expression::Named(NamedExpression::Payload(Payload::PayloadField(f))) => {
                             match (f.protocol.as_ref(), f.field.as_ref()) {
                                 ("ip", "saddr" | "daddr") => {
-                                    let p = prefix(&mt.right).ok_or_else(|| bad(self, "an address set or map".into()))?;
+                                    let p = prefix(&mt.right)
+                                        .ok_or_else(|| bad(self, "an address set or map".into()))?;
                                     if f.field == "saddr" {
                                         m.src = Some(p);
                                         m.not.src = neg;
@@ -133,7 +159,8 @@ impl Reader<'_> {
                                     }
                                 }
                                 (p @ ("tcp" | "udp"), fld @ ("dport" | "sport")) => {
-                                    let r = ports(&mt.right).ok_or_else(|| bad(self, "a port set".into()))?;
+                                    let r = ports(&mt.right)
+                                        .ok_or_else(|| bad(self, "a port set".into()))?;
                                     let proto = if p == "tcp" { Proto::Tcp } else { Proto::Udp };
                                     if m.proto.is_some_and(|x| x != proto) {
                                         return Err(bad(self, "ports of another protocol".into()));
@@ -152,10 +179,16 @@ impl Reader<'_> {
                         }
                         Expression::Named(NamedExpression::Fib(fib)) => {
                             let ok = fib.result == nftables::expr::FibResult::Type
-                                && fib.flags.iter().all(|f| *f == nftables::expr::FibFlag::Daddr)
+                                && fib
+                                    .flags
+                                    .iter()
+                                    .all(|f| *f == nftables::expr::FibFlag::Daddr)
                                 && text(&mt.right).as_deref() == Some("local");
                             if !ok {
-                                return Err(bad(self, "a fib lookup other than `fib daddr type local`".into()));
+                                return Err(bad(
+                                    self,
+                                    "a fib lookup other than `fib daddr type local`".into(),
+                                ));
                             }
                             m.dst_local = true;
                             m.not.dst_local = neg;
@@ -164,7 +197,10 @@ impl Reader<'_> {
                             "state" if !neg => {
                                 let mut s = CtStates::default();
                                 for n in names(&mt.right) {
-                                    s = s.union(CtStates::parse(&n).ok_or_else(|| bad(self, format!("ct state `{n}`")))?);
+                                    s = s.union(
+                                        CtStates::parse(&n)
+                                            .ok_or_else(|| bad(self, format!("ct state `{n}`")))?,
+                                    );
                                 }
                                 m.ct_state = Some(s);
                             }
@@ -175,7 +211,9 @@ impl Reader<'_> {
                     }
                 }
                 Statement::Accept(_) => target = Some(Target::Filter(FilterAction::Accept)),
-                Statement::Drop(_) if table == "filter" => target = Some(Target::Filter(FilterAction::Drop)),
+                Statement::Drop(_) if table == "filter" => {
+                    target = Some(Target::Filter(FilterAction::Drop))
+                }
                 Statement::Reject(r) if table == "filter" => {
                     let with = match r.as_ref().and_then(|r| r._type) {
                         Some(nftables::stmt::RejectType::TCPReset) => RejectWith::TcpReset,
@@ -186,10 +224,20 @@ impl Reader<'_> {
                 Statement::Return(_) => target = Some(Target::Return),
                 Statement::Jump(j) => target = Some(Target::Jump(j.target.to_string())),
                 Statement::DNAT(Some(n)) if table == "nat" && n.flags.is_none() => {
-                    let to: Ipv4Addr = n.addr.as_ref().and_then(text).and_then(|a| a.parse().ok()).ok_or_else(|| bad(self, "dnat without one address".into()))?;
+                    let to: Ipv4Addr = n
+                        .addr
+                        .as_ref()
+                        .and_then(text)
+                        .and_then(|a| a.parse().ok())
+                        .ok_or_else(|| bad(self, "dnat without one address".into()))?;
                     let to_port = match &n.port {
                         None => None,
-                        Some(p) => Some(ports(p).filter(|r| r.first == r.last).ok_or_else(|| bad(self, "dnat to a port range".into()))?.first),
+                        Some(p) => Some(
+                            ports(p)
+                                .filter(|r| r.first == r.last)
+                                .ok_or_else(|| bad(self, "dnat to a port range".into()))?
+                                .first,
+                        ),
                     };
                     target = Some(Target::Nat(Action::Dnat { to, to_port }));
                 }
@@ -199,7 +247,10 @@ impl Reader<'_> {
                         Some(e) => (text(e), text(e)),
                         None => (None, None),
                     };
-                    let (first, last): (Ipv4Addr, Ipv4Addr) = match (first.and_then(|a| a.parse().ok()), last.and_then(|a| a.parse().ok())) {
+                    let (first, last): (Ipv4Addr, Ipv4Addr) = match (
+                        first.and_then(|a| a.parse().ok()),
+                        last.and_then(|a| a.parse().ok()),
+                    ) {
                         (Some(a), Some(b)) if a <= b => (a, b),
                         _ => return Err(bad(self, "snat without an address or range".into())),
                     };
@@ -207,19 +258,37 @@ impl Reader<'_> {
                         None => PortRange::ALL,
                         Some(p) => ports(p).ok_or_else(|| bad(self, "snat port".into()))?,
                     };
-                    target = Some(Target::Nat(Action::Snat(SnatPool { first, last, ports: p, pooling: Pooling::Paired })));
+                    target = Some(Target::Nat(Action::Snat(SnatPool {
+                        first,
+                        last,
+                        ports: p,
+                        pooling: Pooling::Paired,
+                    })));
                 }
-                Statement::Masquerade(n) if table == "nat" && n.as_ref().is_none_or(|n| n.flags.is_none() && n.addr.is_none()) => {
+                Statement::Masquerade(n)
+                    if table == "nat"
+                        && n.as_ref()
+                            .is_none_or(|n| n.flags.is_none() && n.addr.is_none()) =>
+                {
                     let p = match n.as_ref().and_then(|n| n.port.as_ref()) {
                         None => PortRange::ALL,
                         Some(p) => ports(p).ok_or_else(|| bad(self, "masquerade port".into()))?,
                     };
                     target = Some(Target::Nat(Action::Masquerade { ports: p }));
                 }
-                Statement::Redirect(n) if table == "nat" && n.as_ref().is_none_or(|n| n.flags.is_none() && n.addr.is_none()) => {
+                Statement::Redirect(n)
+                    if table == "nat"
+                        && n.as_ref()
+                            .is_none_or(|n| n.flags.is_none() && n.addr.is_none()) =>
+                {
                     let to_port = match n.as_ref().and_then(|n| n.port.as_ref()) {
                         None => None,
-                        Some(p) => Some(ports(p).filter(|r| r.first == r.last).ok_or_else(|| bad(self, "redirect to a port range".into()))?.first),
+                        Some(p) => Some(
+                            ports(p)
+                                .filter(|r| r.first == r.last)
+                                .ok_or_else(|| bad(self, "redirect to a port range".into()))?
+                                .first,
+                        ),
                     };
                     target = Some(Target::Nat(Action::Redirect { to_port }));
                 }
@@ -233,8 +302,22 @@ impl Reader<'_> {
                 return Err(bad(self, "statements after the verdict".into()));
             }
         }
-        let target = target.ok_or_else(|| self.err(line, 1, text_.clone(), "a rule without a verdict (counting rules decide nothing)".into()))?;
-        Ok(RawRule { loc: Loc { line, col: 1 }, text: text_, name: comment, m, sets: Vec::new(), target })
+        let target = target.ok_or_else(|| {
+            self.err(
+                line,
+                1,
+                text_.clone(),
+                "a rule without a verdict (counting rules decide nothing)".into(),
+            )
+        })?;
+        Ok(RawRule {
+            loc: Loc { line, col: 1 },
+            text: text_,
+            name: comment,
+            m,
+            sets: Vec::new(),
+            target,
+        })
     }
 }
 
@@ -242,22 +325,32 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
     let _ = sets;
     let doc: Nftables<'_> = serde_json::from_str(src).map_err(|e| ImportError {
         file: file.into(),
-        loc: Loc { line: e.line(), col: e.column() },
+        loc: Loc {
+            line: e.line(),
+            col: e.column(),
+        },
         text: String::new(),
         message: format!("not nft JSON: {e}"),
         supported: "the output of `nft -j list ruleset`",
     })?;
-    let mut r = Reader { file, ifaces: Ifaces::default() };
+    let mut r = Reader {
+        file,
+        ifaces: Ifaces::default(),
+    };
     let mut nat = RawTable::new();
     let mut filter = RawTable::new();
     // Which (family, table) holds nat or filter base chains, and chains'
     // kinds by name.
     let mut kinds: Vec<(String, String, &'static str)> = Vec::new();
-    let objs: Vec<&NfListObject<'_>> = doc.objects.iter().filter_map(|o| match o {
-        NfObject::ListObject(l) => Some(l),
-        NfObject::CmdObject(nftables::schema::NfCmd::Add(l)) => Some(l),
-        _ => None,
-    }).collect();
+    let objs: Vec<&NfListObject<'_>> = doc
+        .objects
+        .iter()
+        .filter_map(|o| match o {
+            NfObject::ListObject(l) => Some(l),
+            NfObject::CmdObject(nftables::schema::NfCmd::Add(l)) => Some(l),
+            _ => None,
+        })
+        .collect();
     for (k, o) in objs.iter().enumerate() {
         if let NfListObject::Chain(c) = o {
             if !matches!(c.family, NfFamily::IP | NfFamily::INet) {
@@ -271,7 +364,14 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
                 (Some(NfChainType::Filter), Some(NfHook::Forward)) => Some(("filter", "FORWARD")),
                 (Some(NfChainType::Filter), Some(_)) => Some(("filter", "OUTPUT")),
                 (None, None) => None,
-                _ => return Err(r.err(k + 1, 1, format!("chain {}", c.name), "a chain type not modelled".into())),
+                _ => {
+                    return Err(r.err(
+                        k + 1,
+                        1,
+                        format!("chain {}", c.name),
+                        "a chain type not modelled".into(),
+                    ))
+                }
             };
             let policy = match c.policy {
                 Some(NfChainPolicy::Drop) => Some(FilterAction::Drop),
@@ -280,7 +380,11 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
             };
             let (table, name) = match kind {
                 Some((t, base)) => {
-                    kinds.push((c.table.to_string(), c.name.to_string(), if t == "nat" { "nat" } else { "filter" }));
+                    kinds.push((
+                        c.table.to_string(),
+                        c.name.to_string(),
+                        if t == "nat" { "nat" } else { "filter" },
+                    ));
                     (t, base.to_string())
                 }
                 None => {
@@ -288,10 +392,21 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
                     ("user", c.name.to_string())
                 }
             };
-            let chain = RawChain { policy, rules: Vec::new(), loc: Loc { line: k + 1, col: 1 } };
+            let chain = RawChain {
+                policy,
+                rules: Vec::new(),
+                loc: Loc {
+                    line: k + 1,
+                    col: 1,
+                },
+            };
             match table {
-                "nat" => { nat.insert(name, chain); }
-                "filter" => { filter.insert(name, chain); }
+                "nat" => {
+                    nat.insert(name, chain);
+                }
+                "filter" => {
+                    filter.insert(name, chain);
+                }
                 _ => {
                     // A user chain serves whichever table jumps to it: keep
                     // it in both, keyed by its own name.
@@ -306,8 +421,16 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
             if !matches!(rule.family, NfFamily::IP | NfFamily::INet) {
                 continue;
             }
-            let Some((_, _, kind)) = kinds.iter().find(|(t, c, _)| *t == rule.table && *c == rule.chain) else {
-                return Err(r.err(k + 1, 1, format!("rule in {}", rule.chain), format!("chain `{}` is not defined", rule.chain)));
+            let Some((_, _, kind)) = kinds
+                .iter()
+                .find(|(t, c, _)| *t == rule.table && *c == rule.chain)
+            else {
+                return Err(r.err(
+                    k + 1,
+                    1,
+                    format!("rule in {}", rule.chain),
+                    format!("chain `{}` is not defined", rule.chain),
+                ));
             };
             let text_ = serde_json::to_string(&rule.expr).unwrap_or_default();
             let comment = rule.comment.as_ref().map(|c| c.to_string());

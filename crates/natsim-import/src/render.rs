@@ -93,7 +93,9 @@ fn verdict(a: FilterAction) -> &'static str {
 pub fn router_block(imp: &Imported, rules_path: &str, ipsets: Option<&str>) -> String {
     let mut o = String::new();
     o.push_str("[[router]]\nname = \"imported\"\n");
-    o.push_str("# Bind each interface to a segment; give it its address and role.\ninterfaces = [\n");
+    o.push_str(
+        "# Bind each interface to a segment; give it its address and role.\ninterfaces = [\n",
+    );
     for (k, n) in imp.ifaces.iter().enumerate() {
         // Source NAT out of an interface marks it as the outside.
         let outside = imp.rules.rules.iter().any(|r| {
@@ -107,7 +109,9 @@ pub fn router_block(imp: &Imported, rules_path: &str, ipsets: Option<&str>) -> S
             "  {{ name = \"{n}\", segment = \"SEGMENT\", address = \"ADDRESS/LEN\", role = \"{role}\" }},\n"
         ));
     }
-    o.push_str("  # and the interfaces the ruleset does not name (e.g. the uplink of `! -o` rules)\n]\n");
+    o.push_str(
+        "  # and the interfaces the ruleset does not name (e.g. the uplink of `! -o` rules)\n]\n",
+    );
     o.push_str(&format!("rules = \"{rules_path}\"\n"));
     if let Some(s) = ipsets {
         o.push_str(&format!("ipsets = \"{s}\"\n"));
@@ -129,7 +133,10 @@ pub fn router_block(imp: &Imported, rules_path: &str, ipsets: Option<&str>) -> S
             r.name
         ));
     }
-    for (name, chain) in [("input", &imp.filter.input), ("forward", &imp.filter.forward)] {
+    for (name, chain) in [
+        ("input", &imp.filter.input),
+        ("forward", &imp.filter.forward),
+    ] {
         o.push_str(&format!(
             "# filter {name}: policy {}, {} rule(s)\n",
             verdict(chain.policy),

@@ -7,7 +7,11 @@ use natsim_nat::{Action, Chain, IfaceId, PortRange, Prefix, Proto};
 use std::net::Ipv4Addr;
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -15,27 +19,61 @@ fn docker_host_imports_its_published_ports_masquerade_and_forward_filter() {
     let imp = import("docker-host.rules", &fixture("docker-host.rules"), None).unwrap();
     assert_eq!(imp.ifaces, ["docker0"]);
     let docker0 = IfaceId(0);
-    let pre: Vec<_> = imp.rules.rules.iter().filter(|r| r.chain == Chain::Prerouting).collect();
+    let pre: Vec<_> = imp
+        .rules
+        .rules
+        .iter()
+        .filter(|r| r.chain == Chain::Prerouting)
+        .collect();
     // PREROUTING -> DOCKER: `-i docker0 -j RETURN` becomes `! -i docker0`
     // on both DNAT rules, under `--dst-type LOCAL`.
     assert_eq!(pre.len(), 2);
-    for (r, port, to, to_port) in [(pre[0], 8080, Ipv4Addr::new(172, 17, 0, 2), 80), (pre[1], 5432, Ipv4Addr::new(172, 17, 0, 3), 5432)] {
+    for (r, port, to, to_port) in [
+        (pre[0], 8080, Ipv4Addr::new(172, 17, 0, 2), 80),
+        (pre[1], 5432, Ipv4Addr::new(172, 17, 0, 3), 5432),
+    ] {
         assert_eq!(r.matches.in_iface, Some(docker0));
         assert!(r.matches.not.in_iface && r.matches.dst_local);
         assert_eq!(r.matches.dst_ports, Some(PortRange::single(port)));
-        assert_eq!(r.action, Action::Dnat { to, to_port: Some(to_port) });
+        assert_eq!(
+            r.action,
+            Action::Dnat {
+                to,
+                to_port: Some(to_port)
+            }
+        );
     }
-    let post: Vec<_> = imp.rules.rules.iter().filter(|r| r.chain == Chain::Postrouting).collect();
+    let post: Vec<_> = imp
+        .rules
+        .rules
+        .iter()
+        .filter(|r| r.chain == Chain::Postrouting)
+        .collect();
     assert_eq!(post.len(), 3);
-    assert_eq!(post[0].matches.src, Some(Prefix::new(Ipv4Addr::new(172, 17, 0, 0), 16)));
+    assert_eq!(
+        post[0].matches.src,
+        Some(Prefix::new(Ipv4Addr::new(172, 17, 0, 0), 16))
+    );
     assert!(post[0].matches.not.out_iface);
     // FORWARD policy DROP; DOCKER-ISOLATION-STAGE-2's `-o docker0 -j DROP`
     // under STAGE-1's `! -o docker0` can never match and is gone.
     assert_eq!(imp.filter.forward.policy, FilterAction::Drop);
-    assert!(imp.filter.forward.rules.iter().all(|r| r.action == FilterAction::Accept), "{:#?}", imp.filter.forward.rules);
+    assert!(
+        imp.filter
+            .forward
+            .rules
+            .iter()
+            .all(|r| r.action == FilterAction::Accept),
+        "{:#?}",
+        imp.filter.forward.rules
+    );
     assert_eq!(imp.filter.forward.rules.len(), 5);
     // The nat OUTPUT rule is reported, not applied.
-    assert!(imp.notes.iter().any(|n| n.contains("nat OUTPUT")), "{:?}", imp.notes);
+    assert!(
+        imp.notes.iter().any(|n| n.contains("nat OUTPUT")),
+        "{:?}",
+        imp.notes
+    );
 }
 
 #[test]
@@ -45,24 +83,59 @@ fn home_router_imports_forwards_and_the_hairpin_masquerade() {
     let r = &imp.rules.rules;
     assert_eq!(r[0].name, "web server");
     assert_eq!(r[1].matches.proto, Some(Proto::Udp));
-    assert_eq!(r[1].action, Action::Dnat { to: Ipv4Addr::new(192, 168, 1, 10), to_port: None });
+    assert_eq!(
+        r[1].action,
+        Action::Dnat {
+            to: Ipv4Addr::new(192, 168, 1, 10),
+            to_port: None
+        }
+    );
     // `-o lan0 -m conntrack --ctstate DNAT -j MASQUERADE`: hairpin SNAT.
-    assert_eq!((r[2].matches.out_iface, r[2].matches.ct_dnat), (Some(IfaceId(1)), Some(true)));
+    assert_eq!(
+        (r[2].matches.out_iface, r[2].matches.ct_dnat),
+        (Some(IfaceId(1)), Some(true))
+    );
     assert!(imp.filter.is_open());
 }
 
 #[test]
 fn office_firewall_imports_one_to_one_and_expands_ipsets() {
     let sets = fixture("office.ipset");
-    let imp = import("office-1to1.rules", &fixture("office-1to1.rules"), Some(("office.ipset", &sets))).unwrap();
+    let imp = import(
+        "office-1to1.rules",
+        &fixture("office-1to1.rules"),
+        Some(("office.ipset", &sets)),
+    )
+    .unwrap();
     let r = &imp.rules.rules;
-    assert_eq!(r[0].action, Action::Dnat { to: Ipv4Addr::new(192, 168, 10, 20), to_port: None });
+    assert_eq!(
+        r[0].action,
+        Action::Dnat {
+            to: Ipv4Addr::new(192, 168, 10, 20),
+            to_port: None
+        }
+    );
     assert!(matches!(&r[1].action, Action::Snat(p) if p.first == Ipv4Addr::new(203, 0, 113, 20)));
-    assert_eq!((r[2].action.clone(), r[2].matches.dst), (Action::Accept, Some(Prefix::new(Ipv4Addr::new(10, 8, 0, 0), 16))));
+    assert_eq!(
+        (r[2].action.clone(), r[2].matches.dst),
+        (
+            Action::Accept,
+            Some(Prefix::new(Ipv4Addr::new(10, 8, 0, 0), 16))
+        )
+    );
     // office-partners has two members: two accept rules.
-    let from_set: Vec<_> = imp.filter.forward.rules.iter().filter(|f| f.matches.src.is_some()).collect();
+    let from_set: Vec<_> = imp
+        .filter
+        .forward
+        .rules
+        .iter()
+        .filter(|f| f.matches.src.is_some())
+        .collect();
     assert_eq!(from_set.len(), 2);
-    assert_eq!(imp.filter.forward.rules.last().unwrap().action, FilterAction::Reject(RejectWith::TcpReset));
+    assert_eq!(
+        imp.filter.forward.rules.last().unwrap().action,
+        FilterAction::Reject(RejectWith::TcpReset)
+    );
 }
 
 #[test]
@@ -71,7 +144,11 @@ fn an_unsupported_match_is_a_located_error_with_the_rule_and_what_is_supported()
     let e = import("bad.rules", src, None).unwrap_err();
     assert_eq!((e.loc.line, e.loc.col), (3, 25), "{e}");
     assert!(e.text.contains("multiport"));
-    assert!(e.to_string().starts_with("bad.rules:3:25: match module `multiport` is not modelled"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("bad.rules:3:25: match module `multiport` is not modelled"),
+        "{e}"
+    );
     assert!(e.supported.contains("--dport"));
 }
 
@@ -99,12 +176,26 @@ fn nft_json_as_nft_prints_it_imports_with_chains_return_and_reject() {
     let end = src[start..].find("\"#").unwrap() + start;
     let imp = import("ruleset.json", &src[start..end], None).unwrap();
     assert_eq!(imp.ifaces, ["docker0"]);
-    let pre: Vec<_> = imp.rules.rules.iter().filter(|r| r.chain == Chain::Prerouting).collect();
+    let pre: Vec<_> = imp
+        .rules
+        .rules
+        .iter()
+        .filter(|r| r.chain == Chain::Prerouting)
+        .collect();
     assert_eq!(pre.len(), 1);
     assert!(pre[0].matches.not.in_iface && pre[0].matches.dst_local);
-    assert_eq!(pre[0].action, Action::Dnat { to: Ipv4Addr::new(172, 17, 0, 2), to_port: Some(80) });
+    assert_eq!(
+        pre[0].action,
+        Action::Dnat {
+            to: Ipv4Addr::new(172, 17, 0, 2),
+            to_port: Some(80)
+        }
+    );
     assert_eq!(imp.filter.forward.policy, FilterAction::Drop);
-    assert_eq!(imp.filter.forward.rules[1].action, FilterAction::Reject(RejectWith::TcpReset));
+    assert_eq!(
+        imp.filter.forward.rules[1].action,
+        FilterAction::Reject(RejectWith::TcpReset)
+    );
 }
 
 #[test]

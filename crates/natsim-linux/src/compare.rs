@@ -49,7 +49,13 @@ fn packets(rule: Rule, k: &[u8], n: &[u8]) -> Option<String> {
     let ns = Summary::parse(n);
     let show = |s: Option<Summary>| s.map_or("unparsable".to_string(), |s| s.to_string());
     if k.len() != n.len() {
-        return Some(format!("length {} vs {}: {} / {}", k.len(), n.len(), show(ks), show(ns)));
+        return Some(format!(
+            "length {} vs {}: {} / {}",
+            k.len(),
+            n.len(),
+            show(ks),
+            show(ns)
+        ));
     }
     let mut masked: Vec<usize> = Vec::new();
     match rule {
@@ -60,8 +66,13 @@ fn packets(rule: Rule, k: &[u8], n: &[u8]) -> Option<String> {
             };
             for (who, s) in [("kernel", a), ("natsim", b)] {
                 let ports = [s.sport, s.dport];
-                if !ports.iter().any(|&p| p != clash && class(p) == class(clash)) {
-                    return Some(format!("{who}'s port does not follow the rule (≠ {clash}, same class): {s}"));
+                if !ports
+                    .iter()
+                    .any(|&p| p != clash && class(p) == class(clash))
+                {
+                    return Some(format!(
+                        "{who}'s port does not follow the rule (≠ {clash}, same class): {s}"
+                    ));
                 }
             }
             masked.extend(l4_port_and_sum_offsets(k));
@@ -72,7 +83,9 @@ fn packets(rule: Rule, k: &[u8], n: &[u8]) -> Option<String> {
     if !masked.is_empty() && !(packet::checksums_ok(k) && packet::checksums_ok(n)) {
         return Some("a checksum is wrong".into());
     }
-    let diff: Vec<usize> = (0..k.len()).filter(|i| k[*i] != n[*i] && !masked.contains(i)).collect();
+    let diff: Vec<usize> = (0..k.len())
+        .filter(|i| k[*i] != n[*i] && !masked.contains(i))
+        .collect();
     if diff.is_empty() {
         return None;
     }
@@ -203,10 +216,25 @@ pub fn render(results: &[ProbeResult], width: usize) -> String {
             format!("{t}…")
         }
     };
-    let nw = results.iter().map(|r| r.name.chars().count()).max().unwrap_or(5).clamp(5, 44);
+    let nw = results
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 44);
     let cw = width.saturating_sub(nw + 14) / 2;
-    let mut out = format!("{}  {}  {}  agree\n", cut("probe", nw), cut("kernel", cw), cut("natsim", cw));
-    out.push_str(&format!("{}  {}  {}  -----\n", "-".repeat(nw), "-".repeat(cw), "-".repeat(cw)));
+    let mut out = format!(
+        "{}  {}  {}  agree\n",
+        cut("probe", nw),
+        cut("kernel", cw),
+        cut("natsim", cw)
+    );
+    out.push_str(&format!(
+        "{}  {}  {}  -----\n",
+        "-".repeat(nw),
+        "-".repeat(cw),
+        "-".repeat(cw)
+    ));
     for r in results {
         out.push_str(&format!(
             "{}  {}  {}  {}\n",

@@ -78,7 +78,8 @@ fn sockets_in(ns: &str) -> Result<(Socket, Socket), KernelError> {
     let path = format!("/run/netns/{ns}");
     std::thread::scope(|s| {
         s.spawn(|| {
-            let f = std::fs::File::open(&path).map_err(|e| KernelError::Socket(format!("{path}: {e}")))?;
+            let f = std::fs::File::open(&path)
+                .map_err(|e| KernelError::Socket(format!("{path}: {e}")))?;
             use std::os::fd::AsFd;
             rustix::thread::move_into_link_name_space(
                 f.as_fd(),
@@ -115,8 +116,28 @@ impl KernelWorld {
         // bridged frames never meet the router's ip rules.
         let _ = lab.sysctl(&r, "net.bridge.bridge-nf-call-iptables", "0");
         for (k, i) in topo.router.ifaces.iter().enumerate() {
-            lab.ip(&r, &["link", "add", &i.name, "address", &mac(&topo.router_macs[k]), "type", "bridge"])?;
-            lab.ip(&r, &["addr", "add", &format!("{}/{}", i.addr, i.prefix_len), "dev", &i.name])?;
+            lab.ip(
+                &r,
+                &[
+                    "link",
+                    "add",
+                    &i.name,
+                    "address",
+                    &mac(&topo.router_macs[k]),
+                    "type",
+                    "bridge",
+                ],
+            )?;
+            lab.ip(
+                &r,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/{}", i.addr, i.prefix_len),
+                    "dev",
+                    &i.name,
+                ],
+            )?;
             lab.ip(&r, &["link", "set", &i.name, "up"])?;
         }
         // NAT-owned addresses (pools, one-to-one) are extra /32s on the
@@ -124,7 +145,16 @@ impl KernelWorld {
         let out = topo.first_outside();
         for p in crate::world::owned_prefixes(&topo.router.nat) {
             if p.len == 32 && !topo.router.ifaces.iter().any(|i| i.addr == p.addr) {
-                let _ = lab.ip(&r, &["addr", "add", &format!("{}/32", p.addr), "dev", &topo.router.ifaces[out].name]);
+                let _ = lab.ip(
+                    &r,
+                    &[
+                        "addr",
+                        "add",
+                        &format!("{}/32", p.addr),
+                        "dev",
+                        &topo.router.ifaces[out].name,
+                    ],
+                );
             }
         }
         lab.exec(&r, "nft", &["-j", "-f", "-"], Some(&ruleset))?;
@@ -136,13 +166,40 @@ impl KernelWorld {
         for (n, h) in topo.hosts.iter().enumerate() {
             let ns = lab.namespace(&format!("h{n}"))?;
             let port = format!("p{n}");
-            lab.ip(&r, &["link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-            lab.ip(&r, &["link", "set", &port, "master", &topo.router.ifaces[h.iface].name, "up"])?;
+            lab.ip(
+                &r,
+                &[
+                    "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+                ],
+            )?;
+            lab.ip(
+                &r,
+                &[
+                    "link",
+                    "set",
+                    &port,
+                    "master",
+                    &topo.router.ifaces[h.iface].name,
+                    "up",
+                ],
+            )?;
             lab.ip(&ns, &["link", "set", "eth0", "address", &mac(&h.mac)])?;
             let iface = &topo.router.ifaces[h.iface];
-            lab.ip(&ns, &["addr", "add", &format!("{}/{}", h.addr, iface.prefix_len), "dev", "eth0"])?;
+            lab.ip(
+                &ns,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{}/{}", h.addr, iface.prefix_len),
+                    "dev",
+                    "eth0",
+                ],
+            )?;
             lab.ip(&ns, &["link", "set", "eth0", "up"])?;
-            lab.ip(&ns, &["route", "add", "default", "via", &iface.addr.to_string()])?;
+            lab.ip(
+                &ns,
+                &["route", "add", "default", "via", &iface.addr.to_string()],
+            )?;
             lab.exec(&ns, "nft", &["-j", "-f", "-"], Some(host_filter))?;
             let _ = h.kind == HostKind::Client;
             let (send, cap) = sockets_in(&ns)?;
@@ -280,9 +337,8 @@ pub fn parse_conntrack_line(line: &str) -> Option<CtEntry> {
             state = Some(tok.to_string());
         }
     }
-    let get = |t: &Vec<(String, String)>, k: &str| {
-        t.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone())
-    };
+    let get =
+        |t: &Vec<(String, String)>, k: &str| t.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
     let tuple = |t: &Vec<(String, String)>| -> Option<(Ipv4Addr, u16, Ipv4Addr, u16)> {
         let src: Ipv4Addr = get(t, "src")?.parse().ok()?;
         let dst: Ipv4Addr = get(t, "dst")?.parse().ok()?;
@@ -320,6 +376,9 @@ mod tests {
         assert_eq!(t.state.as_deref(), Some("ESTABLISHED"));
         let i = parse_conntrack_line("icmp     1 29 src=192.168.1.10 dst=203.0.113.9 type=8 code=0 id=77 src=203.0.113.9 dst=203.0.113.1 type=0 code=0 id=77 mark=0 use=1").unwrap();
         assert_eq!((i.orig.1, i.reply.3), (77, 77));
-        assert!(parse_conntrack_line("conntrack v1.4.7 (conntrack-tools): 0 flow entries have been shown.").is_none());
+        assert!(parse_conntrack_line(
+            "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been shown."
+        )
+        .is_none());
     }
 }

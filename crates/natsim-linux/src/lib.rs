@@ -89,7 +89,9 @@ pub fn engine_only(topo: &Topology) -> Result<Vec<Vec<probe::StepRecord>>, Verif
 /// Checks `router` against the kernel.
 pub fn verify(router: RouterSpec) -> Result<Report, VerifyError> {
     if router.nat.behaviour.name != "linux" {
-        return Err(VerifyError::NotLinuxProfile(router.nat.behaviour.name.to_string()));
+        return Err(VerifyError::NotLinuxProfile(
+            router.nat.behaviour.name.to_string(),
+        ));
     }
     let missing = netns::missing_requirements();
     if !missing.is_empty() {

@@ -190,10 +190,13 @@ pub fn missing_requirements() -> Vec<String> {
     if !rustix::process::geteuid().is_root() {
         missing.push("root (network namespaces need CAP_NET_ADMIN)".to_string());
     }
-    for (tool, pkg) in [("ip", "iproute2"), ("nft", "nftables"), ("conntrack", "conntrack")] {
-        let found = std::env::var_os("PATH").is_some_and(|p| {
-            std::env::split_paths(&p).any(|d| d.join(tool).is_file())
-        });
+    for (tool, pkg) in [
+        ("ip", "iproute2"),
+        ("nft", "nftables"),
+        ("conntrack", "conntrack"),
+    ] {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
         if !found {
             missing.push(format!("`{tool}` (apt-get install {pkg})"));
         }

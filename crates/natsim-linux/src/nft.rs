@@ -25,7 +25,11 @@ pub struct Unsupported {
 
 impl std::fmt::Display for Unsupported {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "rule `{}`: {} has no nftables form here", self.rule, self.what)
+        write!(
+            f,
+            "rule `{}`: {} has no nftables form here",
+            self.rule, self.what
+        )
     }
 }
 
@@ -146,7 +150,11 @@ fn matches(
             result: nftables::expr::FibResult::Type,
             flags: [nftables::expr::FibFlag::Daddr].into_iter().collect(),
         };
-        out.push(cmp(Expression::Named(NamedExpression::Fib(fib)), s("local"), n.dst_local));
+        out.push(cmp(
+            Expression::Named(NamedExpression::Fib(fib)),
+            s("local"),
+            n.dst_local,
+        ));
     }
     if let Some(d) = m.ct_dnat {
         out.push(Statement::Match(Match {
@@ -223,14 +231,12 @@ fn nat_statement(r: &Rule) -> Result<Statement<'static>, Unsupported> {
             };
             Statement::DNAT(nat(Some(s(to.to_string())), port))
         }
-        Action::Redirect { to_port } => Statement::Redirect(nat(
-            None,
-            to_port.map(|p| Expression::Number(u32::from(p))),
-        )),
-        Action::Masquerade { ports: pr } => Statement::Masquerade(nat(
-            None,
-            (*pr != PortRange::ALL).then(|| ports(*pr)),
-        )),
+        Action::Redirect { to_port } => {
+            Statement::Redirect(nat(None, to_port.map(|p| Expression::Number(u32::from(p)))))
+        }
+        Action::Masquerade { ports: pr } => {
+            Statement::Masquerade(nat(None, (*pr != PortRange::ALL).then(|| ports(*pr))))
+        }
         Action::Snat(pool) => {
             let addr = if pool.first == pool.last {
                 s(pool.first.to_string())

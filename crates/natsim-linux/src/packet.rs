@@ -135,7 +135,13 @@ pub fn echo(ip: Ip, request: bool, id: u16, seq: u16) -> Vec<u8> {
     let mut rest = [0u8; 4];
     rest[0..2].copy_from_slice(&id.to_be_bytes());
     rest[2..4].copy_from_slice(&seq.to_be_bytes());
-    icmp(ip, if request { 8 } else { 0 }, 0, rest, b"natsim-verify-probe")
+    icmp(
+        ip,
+        if request { 8 } else { 0 },
+        0,
+        rest,
+        b"natsim-verify-probe",
+    )
 }
 
 /// An ICMP error quoting `quoted` (its IP header and first 8 bytes, as
@@ -326,7 +332,11 @@ mod tests {
 
     #[test]
     fn built_packets_carry_valid_checksums() {
-        let ip = Ip::new(Ipv4Addr::new(192, 168, 1, 10), Ipv4Addr::new(203, 0, 113, 9), 7);
+        let ip = Ip::new(
+            Ipv4Addr::new(192, 168, 1, 10),
+            Ipv4Addr::new(203, 0, 113, 9),
+            7,
+        );
         for p in [
             tcp(ip, 40000, 80, 1, 0, flags::SYN, &[]),
             udp(ip, 40000, 53, b"abc"),
@@ -346,7 +356,11 @@ mod tests {
 
     #[test]
     fn a_partial_offload_checksum_is_completed_and_nothing_else_is() {
-        let ip = Ip::new(Ipv4Addr::new(192, 168, 10, 253), Ipv4Addr::new(203, 0, 113, 253), 7);
+        let ip = Ip::new(
+            Ipv4Addr::new(192, 168, 10, 253),
+            Ipv4Addr::new(203, 0, 113, 253),
+            7,
+        );
         let good = tcp(ip, 22, 33001, 0, 78, flags::RST | flags::ACK, &[]);
         // What nf_send_reset leaves for offload: the folded pseudo-header
         // sum, not complemented.
@@ -357,13 +371,20 @@ mod tests {
         assert_eq!(partial, good);
         let mut broken = good.clone();
         broken[36] ^= 0x55;
-        assert!(!complete_partial_checksum(&mut broken), "a wrong checksum stays wrong");
+        assert!(
+            !complete_partial_checksum(&mut broken),
+            "a wrong checksum stays wrong"
+        );
     }
 
     #[test]
     fn summary_reads_what_was_built() {
         // 192.168.1.10:40000 -> 203.0.113.9:80 SYN, as tshark would show it.
-        let ip = Ip::new(Ipv4Addr::new(192, 168, 1, 10), Ipv4Addr::new(203, 0, 113, 9), 7);
+        let ip = Ip::new(
+            Ipv4Addr::new(192, 168, 1, 10),
+            Ipv4Addr::new(203, 0, 113, 9),
+            7,
+        );
         let s = Summary::parse(&tcp(ip, 40000, 80, 5, 0, flags::SYN, &[])).unwrap();
         assert_eq!(s.to_string(), "tcp 192.168.1.10:40000 > 203.0.113.9:80 [S]");
         assert_eq!((s.id, s.ttl, s.seq), (7, 64, 5));

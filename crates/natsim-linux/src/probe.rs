@@ -60,20 +60,89 @@ pub struct StepRecord {
 
 #[derive(Clone, Debug)]
 pub enum Kind {
-    TcpConnect { client: usize, remote: usize, sport: u16 },
-    Udp { client: usize, remote: usize, sport: u16, dport: u16 },
-    Echo { client: usize, remote: usize, id: u16 },
-    Clash { proto: u8, a: usize, b: usize, remote: usize, sport: u16 },
-    Overload { a: usize, b: usize, r1: usize, r2: usize, sport: u16 },
-    Unsolicited { proto: u8, remote: usize, to: Ipv4Addr, port: u16 },
-    RoutedInbound { remote: usize, client: usize },
-    Mapping5780 { client: usize, r1: usize, r2: usize, sport: u16 },
-    Filtering5780 { proto: u8, client: usize, r1: usize, r2: usize, sport: u16 },
-    IcmpError { proto: u8, client: usize, remote: usize, hop: usize, sport: u16 },
-    Forward { proto: u8, remote: usize, to: Ipv4Addr, port: u16, server: usize },
-    Hairpin { client: usize, to: Ipv4Addr, port: u16, server: usize },
-    OneToOneOut { server: usize, remote: usize },
-    CtClass { class: CtClass, client: usize, remote: usize, sport: u16 },
+    TcpConnect {
+        client: usize,
+        remote: usize,
+        sport: u16,
+    },
+    Udp {
+        client: usize,
+        remote: usize,
+        sport: u16,
+        dport: u16,
+    },
+    Echo {
+        client: usize,
+        remote: usize,
+        id: u16,
+    },
+    Clash {
+        proto: u8,
+        a: usize,
+        b: usize,
+        remote: usize,
+        sport: u16,
+    },
+    Overload {
+        a: usize,
+        b: usize,
+        r1: usize,
+        r2: usize,
+        sport: u16,
+    },
+    Unsolicited {
+        proto: u8,
+        remote: usize,
+        to: Ipv4Addr,
+        port: u16,
+    },
+    RoutedInbound {
+        remote: usize,
+        client: usize,
+    },
+    Mapping5780 {
+        client: usize,
+        r1: usize,
+        r2: usize,
+        sport: u16,
+    },
+    Filtering5780 {
+        proto: u8,
+        client: usize,
+        r1: usize,
+        r2: usize,
+        sport: u16,
+    },
+    IcmpError {
+        proto: u8,
+        client: usize,
+        remote: usize,
+        hop: usize,
+        sport: u16,
+    },
+    Forward {
+        proto: u8,
+        remote: usize,
+        to: Ipv4Addr,
+        port: u16,
+        server: usize,
+    },
+    Hairpin {
+        client: usize,
+        to: Ipv4Addr,
+        port: u16,
+        server: usize,
+    },
+    OneToOneOut {
+        server: usize,
+        remote: usize,
+    },
+    CtClass {
+        class: CtClass,
+        client: usize,
+        remote: usize,
+        sport: u16,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,32 +186,130 @@ pub fn probes(t: &Topology) -> Vec<Probe> {
         port
     };
     for &c in &clients {
-        p(format!("tcp-connect {}", hn(c)), Kind::TcpConnect { client: c, remote: r1, sport: next() });
-        p(format!("udp {}", hn(c)), Kind::Udp { client: c, remote: r1, sport: next(), dport: 3478 });
-        p(format!("icmp-echo {}", hn(c)), Kind::Echo { client: c, remote: r1, id: next() });
+        p(
+            format!("tcp-connect {}", hn(c)),
+            Kind::TcpConnect {
+                client: c,
+                remote: r1,
+                sport: next(),
+            },
+        );
+        p(
+            format!("udp {}", hn(c)),
+            Kind::Udp {
+                client: c,
+                remote: r1,
+                sport: next(),
+                dport: 3478,
+            },
+        );
+        p(
+            format!("icmp-echo {}", hn(c)),
+            Kind::Echo {
+                client: c,
+                remote: r1,
+                id: next(),
+            },
+        );
     }
     let (a, b) = (clients[0], clients[1]);
-    p("udp low port 500 (class 1-511)".into(), Kind::Udp { client: a, remote: r1, sport: 500, dport: 500 });
-    p("udp port 1023 (class 512-1023)".into(), Kind::Udp { client: a, remote: r1, sport: 1023, dport: 53 });
+    p(
+        "udp low port 500 (class 1-511)".into(),
+        Kind::Udp {
+            client: a,
+            remote: r1,
+            sport: 500,
+            dport: 500,
+        },
+    );
+    p(
+        "udp port 1023 (class 512-1023)".into(),
+        Kind::Udp {
+            client: a,
+            remote: r1,
+            sport: 1023,
+            dport: 53,
+        },
+    );
     for proto in [packet::TCP, packet::UDP] {
-        p(format!("{} port clash, same remote", pname(proto)), Kind::Clash { proto, a, b, remote: r1, sport: next() });
+        p(
+            format!("{} port clash, same remote", pname(proto)),
+            Kind::Clash {
+                proto,
+                a,
+                b,
+                remote: r1,
+                sport: next(),
+            },
+        );
     }
-    p("udp same port, two remotes".into(), Kind::Overload { a, b, r1, r2, sport: next() });
+    p(
+        "udp same port, two remotes".into(),
+        Kind::Overload {
+            a,
+            b,
+            r1,
+            r2,
+            sport: next(),
+        },
+    );
     let wan = t.router_addr(t.first_outside());
     for proto in [packet::TCP, packet::UDP, packet::ICMP] {
-        p(format!("unsolicited {} to router", pname(proto)), Kind::Unsolicited { proto, remote: r1, to: wan, port: 47001 });
+        p(
+            format!("unsolicited {} to router", pname(proto)),
+            Kind::Unsolicited {
+                proto,
+                remote: r1,
+                to: wan,
+                port: 47001,
+            },
+        );
     }
-    p("outside to an inside address".into(), Kind::RoutedInbound { remote: r1, client: a });
-    p("RFC 5780 mapping (udp)".into(), Kind::Mapping5780 { client: a, r1, r2, sport: next() });
+    p(
+        "outside to an inside address".into(),
+        Kind::RoutedInbound {
+            remote: r1,
+            client: a,
+        },
+    );
+    p(
+        "RFC 5780 mapping (udp)".into(),
+        Kind::Mapping5780 {
+            client: a,
+            r1,
+            r2,
+            sport: next(),
+        },
+    );
     for proto in [packet::UDP, packet::TCP] {
-        p(format!("RFC 5780 filtering ({})", pname(proto)), Kind::Filtering5780 { proto, client: a, r1, r2, sport: next() });
+        p(
+            format!("RFC 5780 filtering ({})", pname(proto)),
+            Kind::Filtering5780 {
+                proto,
+                client: a,
+                r1,
+                r2,
+                sport: next(),
+            },
+        );
     }
     for proto in [packet::UDP, packet::TCP, packet::ICMP] {
-        p(format!("icmp error for a {} flow", pname(proto)), Kind::IcmpError { proto, client: a, remote: r1, hop: r2, sport: next() });
+        p(
+            format!("icmp error for a {} flow", pname(proto)),
+            Kind::IcmpError {
+                proto,
+                client: a,
+                remote: r1,
+                hop: r2,
+                sport: next(),
+            },
+        );
     }
     // Every forward and one-to-one path, from outside and from inside.
     for r in &t.router.nat.rules.rules {
-        let Some(server) = target_host(t, r) else { continue };
+        let Some(server) = target_host(t, r) else {
+            continue;
+        };
         match (&r.action, r.chain) {
             (Action::Dnat { .. }, Chain::Prerouting) => {
                 let proto = match r.matches.proto {
@@ -155,15 +322,44 @@ pub fn probes(t: &Topology) -> Vec<Probe> {
                     (None, Some(d)) if d.len == 32 => d.addr,
                     _ => wan,
                 };
-                p(format!("forward `{}` from outside", r.name), Kind::Forward { proto, remote: r1, to, port, server });
+                p(
+                    format!("forward `{}` from outside", r.name),
+                    Kind::Forward {
+                        proto,
+                        remote: r1,
+                        to,
+                        port,
+                        server,
+                    },
+                );
                 if proto == packet::TCP {
-                    p(format!("hairpin `{}` from inside", r.name), Kind::Hairpin { client: a, to, port, server });
+                    p(
+                        format!("hairpin `{}` from inside", r.name),
+                        Kind::Hairpin {
+                            client: a,
+                            to,
+                            port,
+                            server,
+                        },
+                    );
                 }
             }
             (Action::Netmap { .. }, Chain::Prerouting) => {
                 let Some(d) = r.matches.dst else { continue };
-                p(format!("one-to-one `{}` from outside", r.name), Kind::Forward { proto: packet::TCP, remote: r1, to: d.addr, port: 443, server });
-                p(format!("one-to-one `{}` from inside", r.name), Kind::OneToOneOut { server, remote: r1 });
+                p(
+                    format!("one-to-one `{}` from outside", r.name),
+                    Kind::Forward {
+                        proto: packet::TCP,
+                        remote: r1,
+                        to: d.addr,
+                        port: 443,
+                        server,
+                    },
+                );
+                p(
+                    format!("one-to-one `{}` from inside", r.name),
+                    Kind::OneToOneOut { server, remote: r1 },
+                );
             }
             _ => {}
         }
@@ -177,7 +373,15 @@ pub fn probes(t: &Topology) -> Vec<Probe> {
         (CtClass::UdpStream, "udp stream (active after 2 s)"),
         (CtClass::Icmp, "icmp"),
     ] {
-        p(format!("conntrack timeout: {name}"), Kind::CtClass { class, client: a, remote: r1, sport: next() });
+        p(
+            format!("conntrack timeout: {name}"),
+            Kind::CtClass {
+                class,
+                client: a,
+                remote: r1,
+                sport: next(),
+            },
+        );
     }
     out
 }
@@ -188,7 +392,9 @@ fn target_host(t: &Topology, r: &natsim_nat::Rule) -> Option<usize> {
         Action::Netmap { to } => to.addr,
         _ => return None,
     };
-    t.hosts.iter().position(|h| h.addr == addr && h.kind == HostKind::Server)
+    t.hosts
+        .iter()
+        .position(|h| h.addr == addr && h.kind == HostKind::Server)
 }
 
 /// Records steps of one probe run.
@@ -236,7 +442,9 @@ fn first_at(seen: &[Seen], host: usize) -> Option<Summary> {
 }
 
 fn packet_at(seen: &[Seen], host: usize) -> Option<Vec<u8>> {
-    seen.iter().find(|s| s.host == host).map(|s| s.packet.clone())
+    seen.iter()
+        .find(|s| s.host == host)
+        .map(|s| s.packet.clone())
 }
 
 /// A request from `client` to `dst:dport`, and `replier`'s answer to
@@ -262,11 +470,24 @@ fn exchange(
         packet::UDP => "request",
         _ => "echo request",
     };
-    let seen = r.send(format!("{what} {}:{sport} > {dst}:{dport}", r.t.hosts[client].name), rule, client, pkt);
+    let seen = r.send(
+        format!("{what} {}:{sport} > {dst}:{dport}", r.t.hosts[client].name),
+        rule,
+        client,
+        pkt,
+    );
     let got = first_at(&seen, replier)?;
     let ip = r.ip(replier, got.src);
     let ans = match proto {
-        packet::TCP => packet::tcp(ip, got.dport, got.sport, 5000, got.seq.wrapping_add(1), flags::SYN | flags::ACK, &[]),
+        packet::TCP => packet::tcp(
+            ip,
+            got.dport,
+            got.sport,
+            5000,
+            got.seq.wrapping_add(1),
+            flags::SYN | flags::ACK,
+            &[],
+        ),
         packet::UDP => packet::udp(ip, got.dport, got.sport, b"natsim answer"),
         _ => packet::echo(ip, false, got.sport, 1),
     };
@@ -285,58 +506,146 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
         ip_id: 0x1200,
     };
     match probe.kind {
-        Kind::TcpConnect { client, remote, sport } => {
+        Kind::TcpConnect {
+            client,
+            remote,
+            sport,
+        } => {
             let dst = r.addr(remote);
-            if let Some(got) = exchange(&mut r, packet::TCP, Rule::Exact, client, dst, sport, 80, remote) {
+            if let Some(got) = exchange(
+                &mut r,
+                packet::TCP,
+                Rule::Exact,
+                client,
+                dst,
+                sport,
+                80,
+                remote,
+            ) {
                 let ip = r.ip(client, dst);
                 let ack = packet::tcp(ip, sport, 80, 1001, 5001, flags::ACK, &[]);
                 let _ = got;
                 r.send("ACK".into(), Rule::Exact, client, ack);
             }
         }
-        Kind::Udp { client, remote, sport, dport } => {
+        Kind::Udp {
+            client,
+            remote,
+            sport,
+            dport,
+        } => {
             let dst = r.addr(remote);
-            exchange(&mut r, packet::UDP, Rule::Exact, client, dst, sport, dport, remote);
+            exchange(
+                &mut r,
+                packet::UDP,
+                Rule::Exact,
+                client,
+                dst,
+                sport,
+                dport,
+                remote,
+            );
         }
         Kind::Echo { client, remote, id } => {
             let dst = r.addr(remote);
-            exchange(&mut r, packet::ICMP, Rule::Exact, client, dst, id, id, remote);
+            exchange(
+                &mut r,
+                packet::ICMP,
+                Rule::Exact,
+                client,
+                dst,
+                id,
+                id,
+                remote,
+            );
         }
-        Kind::Clash { proto, a, b, remote, sport } => {
+        Kind::Clash {
+            proto,
+            a,
+            b,
+            remote,
+            sport,
+        } => {
             let dst = r.addr(remote);
             exchange(&mut r, proto, Rule::Exact, a, dst, sport, 80, remote);
-            exchange(&mut r, proto, Rule::RandomPort { clash: sport }, b, dst, sport, 80, remote);
+            exchange(
+                &mut r,
+                proto,
+                Rule::RandomPort { clash: sport },
+                b,
+                dst,
+                sport,
+                80,
+                remote,
+            );
         }
-        Kind::Overload { a, b, r1, r2, sport } => {
+        Kind::Overload {
+            a,
+            b,
+            r1,
+            r2,
+            sport,
+        } => {
             let (d1, d2) = (r.addr(r1), r.addr(r2));
             exchange(&mut r, packet::UDP, Rule::Exact, a, d1, sport, 3478, r1);
             exchange(&mut r, packet::UDP, Rule::Exact, b, d2, sport, 3478, r2);
         }
-        Kind::Unsolicited { proto, remote, to, port } => {
+        Kind::Unsolicited {
+            proto,
+            remote,
+            to,
+            port,
+        } => {
             let ip = r.ip(remote, to);
             let pkt = match proto {
                 packet::TCP => packet::tcp(ip, 33000, port, 77, 0, flags::SYN, &[]),
                 packet::UDP => packet::udp(ip, 33000, port, b"hello?"),
                 _ => packet::echo(ip, true, port, 1),
             };
-            r.send(format!("{} to {to}:{port}", pname(proto)), Rule::Generated, remote, pkt);
+            r.send(
+                format!("{} to {to}:{port}", pname(proto)),
+                Rule::Generated,
+                remote,
+                pkt,
+            );
         }
         Kind::RoutedInbound { remote, client } => {
             let dst = r.addr(client);
             let ip = r.ip(remote, dst);
-            r.send(format!("SYN to {dst}:22"), Rule::Exact, remote, packet::tcp(ip, 33001, 22, 9, 0, flags::SYN, &[]));
+            r.send(
+                format!("SYN to {dst}:22"),
+                Rule::Exact,
+                remote,
+                packet::tcp(ip, 33001, 22, 9, 0, flags::SYN, &[]),
+            );
         }
-        Kind::Mapping5780 { client, r1, r2, sport } => {
+        Kind::Mapping5780 {
+            client,
+            r1,
+            r2,
+            sport,
+        } => {
             // RFC 5780 §4.3: the same internal endpoint to (Y1,P1), (Y1,P2)
             // and (Y2,P1); the mapped ports show the mapping behaviour.
             let (d1, d2) = (r.addr(r1), r.addr(r2));
             for (dst, dport, at) in [(d1, 3478, r1), (d1, 3479, r1), (d2, 3478, r2)] {
                 let ip = r.ip(client, dst);
-                r.send(format!("to {dst}:{dport}"), Rule::Exact, client, packet::udp(ip, sport, dport, b"binding"));
+                r.send(
+                    format!("to {dst}:{dport}"),
+                    Rule::Exact,
+                    client,
+                    packet::udp(ip, sport, dport, b"binding"),
+                );
                 let _ = at;
             }
         }
-        Kind::Filtering5780 { proto, client, r1, r2, sport } => {
+        Kind::Filtering5780 {
+            proto,
+            client,
+            r1,
+            r2,
+            sport,
+        } => {
             // RFC 5780 §4.4: after a binding to (Y1,P1), packets to the
             // mapped endpoint from (Y2,P1) and (Y1,P2).
             let d1 = r.addr(r1);
@@ -354,7 +663,13 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
                 r.send(label, Rule::Generated, from, pkt);
             }
         }
-        Kind::IcmpError { proto, client, remote, hop, sport } => {
+        Kind::IcmpError {
+            proto,
+            client,
+            remote,
+            hop,
+            sport,
+        } => {
             let dst = r.addr(remote);
             let Some(_) = first_request(&mut r, proto, client, dst, sport, 9, remote) else {
                 return r.steps;
@@ -374,45 +689,134 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
             };
             let ip = r.ip(from, got.src);
             let err = packet::icmp_error(ip, ty, code, &quoted);
-            r.send(format!("icmp {ty}/{code} quoting it"), Rule::Exact, from, err);
+            r.send(
+                format!("icmp {ty}/{code} quoting it"),
+                Rule::Exact,
+                from,
+                err,
+            );
         }
-        Kind::Forward { proto, remote, to, port, server } => {
+        Kind::Forward {
+            proto,
+            remote,
+            to,
+            port,
+            server,
+        } => {
             exchange(&mut r, proto, Rule::Exact, remote, to, 33100, port, server);
         }
-        Kind::Hairpin { client, to, port, server } => {
-            exchange(&mut r, packet::TCP, Rule::Exact, client, to, 33200, port, server);
+        Kind::Hairpin {
+            client,
+            to,
+            port,
+            server,
+        } => {
+            exchange(
+                &mut r,
+                packet::TCP,
+                Rule::Exact,
+                client,
+                to,
+                33200,
+                port,
+                server,
+            );
         }
         Kind::OneToOneOut { server, remote } => {
             let dst = r.addr(remote);
-            exchange(&mut r, packet::TCP, Rule::Exact, server, dst, 33300, 80, remote);
+            exchange(
+                &mut r,
+                packet::TCP,
+                Rule::Exact,
+                server,
+                dst,
+                33300,
+                80,
+                remote,
+            );
         }
-        Kind::CtClass { class, client, remote, sport } => {
+        Kind::CtClass {
+            class,
+            client,
+            remote,
+            sport,
+        } => {
             let dst = r.addr(remote);
             match class {
                 CtClass::TcpSynSent => {
                     first_request(&mut r, packet::TCP, client, dst, sport, 80, remote);
                 }
                 CtClass::TcpEstablished | CtClass::TcpClose => {
-                    exchange(&mut r, packet::TCP, Rule::Exact, client, dst, sport, 80, remote);
+                    exchange(
+                        &mut r,
+                        packet::TCP,
+                        Rule::Exact,
+                        client,
+                        dst,
+                        sport,
+                        80,
+                        remote,
+                    );
                     let ip = r.ip(client, dst);
-                    let fl = if class == CtClass::TcpClose { flags::RST | flags::ACK } else { flags::ACK };
-                    r.send("ACK".into(), Rule::Exact, client, packet::tcp(ip, sport, 80, 1001, 5001, fl, &[]));
+                    let fl = if class == CtClass::TcpClose {
+                        flags::RST | flags::ACK
+                    } else {
+                        flags::ACK
+                    };
+                    r.send(
+                        "ACK".into(),
+                        Rule::Exact,
+                        client,
+                        packet::tcp(ip, sport, 80, 1001, 5001, fl, &[]),
+                    );
                 }
                 CtClass::UdpUnreplied => {
                     first_request(&mut r, packet::UDP, client, dst, sport, 3478, remote);
                 }
                 CtClass::UdpReplied => {
-                    exchange(&mut r, packet::UDP, Rule::Exact, client, dst, sport, 3478, remote);
+                    exchange(
+                        &mut r,
+                        packet::UDP,
+                        Rule::Exact,
+                        client,
+                        dst,
+                        sport,
+                        3478,
+                        remote,
+                    );
                 }
                 CtClass::UdpStream => {
-                    exchange(&mut r, packet::UDP, Rule::Exact, client, dst, sport, 3478, remote);
+                    exchange(
+                        &mut r,
+                        packet::UDP,
+                        Rule::Exact,
+                        client,
+                        dst,
+                        sport,
+                        3478,
+                        remote,
+                    );
                     // nf_conntrack_udp_packet: stream_ts = creation + 2 s.
                     r.w.sleep(Duration::from_millis(2200));
                     let ip = r.ip(client, dst);
-                    r.send("request after 2.2 s".into(), Rule::Exact, client, packet::udp(ip, sport, 3478, b"again"));
+                    r.send(
+                        "request after 2.2 s".into(),
+                        Rule::Exact,
+                        client,
+                        packet::udp(ip, sport, 3478, b"again"),
+                    );
                 }
                 CtClass::Icmp => {
-                    exchange(&mut r, packet::ICMP, Rule::Exact, client, dst, sport, sport, remote);
+                    exchange(
+                        &mut r,
+                        packet::ICMP,
+                        Rule::Exact,
+                        client,
+                        dst,
+                        sport,
+                        sport,
+                        remote,
+                    );
                 }
             }
             r.table("conntrack table");
@@ -453,6 +857,15 @@ fn first_request(
         packet::UDP => packet::udp(ip, sport, dport, b"natsim probe"),
         _ => packet::echo(ip, true, sport, 1),
     };
-    let seen = r.send(format!("{} {}:{sport} > {dst}:{dport}", pname(proto), r.t.hosts[client].name), Rule::Exact, client, pkt);
+    let seen = r.send(
+        format!(
+            "{} {}:{sport} > {dst}:{dport}",
+            pname(proto),
+            r.t.hosts[client].name
+        ),
+        Rule::Exact,
+        client,
+        pkt,
+    );
     first_at(&seen, at)
 }

@@ -83,7 +83,8 @@ fn valid_ifname(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 15
         && n != "lo"
-        && n.bytes().all(|b| b.is_ascii_graphic() && !b"/:".contains(&b))
+        && n.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"/:".contains(&b))
 }
 
 impl Topology {
@@ -204,7 +205,11 @@ fn first_of(r: &RouterSpec, role: Role) -> usize {
 }
 
 fn range(p: Prefix) -> (u32, u32) {
-    let mask = if p.len == 0 { 0 } else { u32::MAX << (32 - u32::from(p.len)) };
+    let mask = if p.len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(p.len))
+    };
     let base = p.addr.to_bits() & mask;
     (base, base | !mask)
 }

@@ -140,16 +140,23 @@ impl<'t> EngineWorld<'t> {
         let owned = &self.owned;
         let routes = |d: Ipv4Addr| route(topo, owned, d);
         let mut steps: Vec<NatStep> = Vec::new();
-        let verdict = self
-            .engine
-            .process(self.now, IfaceId(iface as u16), &mut frame, &routes, &mut steps);
+        let verdict = self.engine.process(
+            self.now,
+            IfaceId(iface as u16),
+            &mut frame,
+            &routes,
+            &mut steps,
+        );
         let eng = &self.engine;
         let names = |id| eng.rule_name(id).to_string();
         for s in &steps {
             self.trace.push(format!("  {}", s.describe(&names)));
         }
         match verdict {
-            Verdict::Forward { iface: out, next_hop } => {
+            Verdict::Forward {
+                iface: out,
+                next_hop,
+            } => {
                 let mut ip = frame.split_off(14);
                 if ip[8] <= 1 {
                     return;
@@ -161,14 +168,20 @@ impl<'t> EngineWorld<'t> {
                 let c = packet::checksum(&ip[..ihl]);
                 ip[10..12].copy_from_slice(&c.to_be_bytes());
                 if let Some(h) = self.host_at(usize::from(out.0), next_hop) {
-                    seen.push(Seen { host: h, packet: ip });
+                    seen.push(Seen {
+                        host: h,
+                        packet: ip,
+                    });
                 }
             }
             Verdict::Reply { iface: out } => {
                 let ip = frame.split_off(14);
                 if let Some(s) = Summary::parse(&ip) {
                     if let Some(h) = self.host_at(usize::from(out.0), s.dst) {
-                        seen.push(Seen { host: h, packet: ip });
+                        seen.push(Seen {
+                            host: h,
+                            packet: ip,
+                        });
                     }
                 }
             }
@@ -182,13 +195,8 @@ impl<'t> EngineWorld<'t> {
                         let data = ip.get(ihl + 8..).unwrap_or(&[]).to_vec();
                         let mut rest = [0u8; 4];
                         rest.copy_from_slice(&ip[ihl + 4..ihl + 8]);
-                        let reply = packet::icmp(
-                            packet::Ip::new(s.dst, s.src, s.id),
-                            0,
-                            0,
-                            rest,
-                            &data,
-                        );
+                        let reply =
+                            packet::icmp(packet::Ip::new(s.dst, s.src, s.id), 0, 0, rest, &data);
                         self.deliver(iface, reply, seen);
                     }
                 }
@@ -202,7 +210,10 @@ impl<'t> EngineWorld<'t> {
     fn deliver(&mut self, iface: usize, ip: Vec<u8>, seen: &mut Vec<Seen>) {
         if let Some(s) = Summary::parse(&ip) {
             if let Some(h) = self.host_at(iface, s.dst) {
-                seen.push(Seen { host: h, packet: ip });
+                seen.push(Seen {
+                    host: h,
+                    packet: ip,
+                });
             }
         }
     }
@@ -216,7 +227,8 @@ impl World for EngineWorld<'_> {
         let Some(s) = Summary::parse(&packet) else {
             return seen;
         };
-        self.trace.push(format!("[{}] {} from {}", self.now, s, h.name));
+        self.trace
+            .push(format!("[{}] {} from {}", self.now, s, h.name));
         let spec = &self.topo.router.ifaces[iface];
         let direct = on_link(spec, s.dst) && spec.addr != s.dst;
         if direct && self.host_at(iface, s.dst).is_some() {

@@ -12,8 +12,18 @@ fn spec(nat: NatConfig) -> RouterSpec {
     RouterSpec {
         name: "r".into(),
         ifaces: vec![
-            IfaceSpec { name: "lan0".into(), addr: Ipv4Addr::new(192, 168, 1, 1), prefix_len: 24, role: Role::Inside },
-            IfaceSpec { name: "wan0".into(), addr: Ipv4Addr::new(203, 0, 113, 1), prefix_len: 24, role: Role::Outside },
+            IfaceSpec {
+                name: "lan0".into(),
+                addr: Ipv4Addr::new(192, 168, 1, 1),
+                prefix_len: 24,
+                role: Role::Inside,
+            },
+            IfaceSpec {
+                name: "wan0".into(),
+                addr: Ipv4Addr::new(203, 0, 113, 1),
+                prefix_len: 24,
+                role: Role::Outside,
+            },
         ],
         nat,
     }
@@ -28,8 +38,13 @@ fn base() -> NatConfig {
 fn reimport(s: &RouterSpec) -> NatConfig {
     let json = nft::ruleset_json(s).unwrap();
     let mut imp = natsim_import::import("generated.json", &json, None).unwrap();
-    imp.bind(|n| s.ifaces.iter().position(|i| i.name == n).map(|k| IfaceId(k as u16)))
-        .unwrap();
+    imp.bind(|n| {
+        s.ifaces
+            .iter()
+            .position(|i| i.name == n)
+            .map(|k| IfaceId(k as u16))
+    })
+    .unwrap();
     let mut cfg = base();
     cfg.rules = imp.rules;
     cfg.filter = imp.filter;
@@ -39,12 +54,22 @@ fn reimport(s: &RouterSpec) -> NatConfig {
 #[test]
 fn masquerade_negation_ct_status_and_filter_come_back_identical() {
     let mut nat = base();
-    nat.rules.masquerade("masq", IfaceId(1), Some(Prefix::new(Ipv4Addr::new(192, 168, 1, 0), 24)));
+    nat.rules.masquerade(
+        "masq",
+        IfaceId(1),
+        Some(Prefix::new(Ipv4Addr::new(192, 168, 1, 0), 24)),
+    );
     nat.rules.push(Rule {
         name: "hairpin".into(),
         chain: Chain::Postrouting,
-        matches: Match { out_iface: Some(IfaceId(0)), ct_dnat: Some(true), ..Match::default() },
-        action: Action::Masquerade { ports: PortRange::ALL },
+        matches: Match {
+            out_iface: Some(IfaceId(0)),
+            ct_dnat: Some(true),
+            ..Match::default()
+        },
+        action: Action::Masquerade {
+            ports: PortRange::ALL,
+        },
     });
     nat.rules.push(Rule {
         name: "ssh".into(),
@@ -54,27 +79,43 @@ fn masquerade_negation_ct_status_and_filter_come_back_identical() {
             in_iface: Some(IfaceId(0)),
             dst_ports: Some(PortRange::single(2222)),
             src_ports: Some(PortRange::new(1024, 65535)),
-            not: Negated { in_iface: true, ..Negated::default() },
+            not: Negated {
+                in_iface: true,
+                ..Negated::default()
+            },
             ..Match::default()
         },
-        action: Action::Dnat { to: Ipv4Addr::new(192, 168, 1, 10), to_port: Some(22) },
+        action: Action::Dnat {
+            to: Ipv4Addr::new(192, 168, 1, 10),
+            to_port: Some(22),
+        },
     });
     nat.filter.forward = FilterChain {
         policy: FilterAction::Drop,
         rules: vec![
             FilterRule {
                 name: "replies".into(),
-                matches: Match { ct_state: Some(CtStates::ESTABLISHED.union(CtStates::RELATED)), ..Match::default() },
+                matches: Match {
+                    ct_state: Some(CtStates::ESTABLISHED.union(CtStates::RELATED)),
+                    ..Match::default()
+                },
                 action: FilterAction::Accept,
             },
             FilterRule {
                 name: "out".into(),
-                matches: Match { in_iface: Some(IfaceId(0)), ..Match::default() },
+                matches: Match {
+                    in_iface: Some(IfaceId(0)),
+                    ..Match::default()
+                },
                 action: FilterAction::Accept,
             },
             FilterRule {
                 name: "ssh".into(),
-                matches: Match { proto: Some(Proto::Tcp), dst_ports: Some(PortRange::single(22)), ..Match::default() },
+                matches: Match {
+                    proto: Some(Proto::Tcp),
+                    dst_ports: Some(PortRange::single(22)),
+                    ..Match::default()
+                },
                 action: FilterAction::Reject(RejectWith::TcpReset),
             },
         ],
@@ -92,13 +133,23 @@ fn masquerade_negation_ct_status_and_filter_come_back_identical() {
 fn a_scenario_style_forward_behaves_the_same_after_the_round_trip() {
     let mut nat = base();
     nat.rules.masquerade("masquerade-wan0", IfaceId(1), None);
-    nat.rules.forward("web", IfaceId(1), Proto::Tcp, PortRange::single(8080), Ipv4Addr::new(192, 168, 1, 10), Some(80));
+    nat.rules.forward(
+        "web",
+        IfaceId(1),
+        Proto::Tcp,
+        PortRange::single(8080),
+        Ipv4Addr::new(192, 168, 1, 10),
+        Some(80),
+    );
     let s = spec(nat);
     let back = spec(reimport(&s));
     let a = Topology::new(s).unwrap();
     let b = Topology::new(back).unwrap();
     let (ra, rb) = (engine_only(&a).unwrap(), engine_only(&b).unwrap());
-    assert!(ra.iter().map(|p| p.len()).sum::<usize>() > 50, "the probe set ran");
+    assert!(
+        ra.iter().map(|p| p.len()).sum::<usize>() > 50,
+        "the probe set ran"
+    );
     for (x, y) in ra.iter().zip(&rb) {
         for (p, q) in x.iter().zip(y) {
             assert_eq!(p.record, q.record, "{}", p.label);

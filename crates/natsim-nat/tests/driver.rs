@@ -221,9 +221,17 @@ fn a_replied_udp_flow_becomes_a_stream_only_after_two_seconds() {
     let t1 = Instant::from_millis(50);
     let mut reply = udp((REMOTE, 53), (ext.addr, ext.port), b"answer");
     let _ = nat.process(t1, WAN, &mut reply, &routes, &mut ());
-    assert_eq!(expiry(&nat), t1 + b.timeouts.udp_unreplied, "a reply within 2 s keeps 30 s");
+    assert_eq!(
+        expiry(&nat),
+        t1 + b.timeouts.udp_unreplied,
+        "a reply within 2 s keeps 30 s"
+    );
     let t2 = Instant::from_millis(2_100);
     let mut again = udp((HOST_A, 5000), (REMOTE, 53), b"query 2");
     let _ = nat.process(t2, LAN, &mut again, &routes, &mut ());
-    assert_eq!(expiry(&nat), t2 + b.timeouts.udp_replied, "active after 2 s: 120 s");
+    assert_eq!(
+        expiry(&nat),
+        t2 + b.timeouts.udp_replied,
+        "active after 2 s: 120 s"
+    );
 }

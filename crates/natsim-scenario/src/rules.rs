@@ -32,15 +32,19 @@ pub fn load(r: &Router, rules: &S<String>, cx: &Ctx<'_>) -> Result<Imported, Pro
         Some(f) => Some(read(cx, f)?),
         None => None,
     };
-    let mut imp = import(&file, &text, sets.as_ref().map(|(f, s)| (f.as_str(), s.as_str())))
-        .map_err(|e| Problem {
-            file: e.file.clone(),
-            line: e.loc.line,
-            col: e.loc.col,
-            message: format!("{} (in `{}`)", e.message, e.text),
-            hint: Some(format!("supported: {}", e.supported)),
-            span: 0..0,
-        })?;
+    let mut imp = import(
+        &file,
+        &text,
+        sets.as_ref().map(|(f, s)| (f.as_str(), s.as_str())),
+    )
+    .map_err(|e| Problem {
+        file: e.file.clone(),
+        line: e.loc.line,
+        col: e.loc.col,
+        message: format!("{} (in `{}`)", e.message, e.text),
+        hint: Some(format!("supported: {}", e.supported)),
+        span: 0..0,
+    })?;
     imp.bind(|name| {
         r.interfaces
             .iter()

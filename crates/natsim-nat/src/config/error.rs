@@ -1,7 +1,7 @@
 //! Configurations the engine refuses, and the checks that find them.
 
-use crate::config::Negated;
 use super::*;
+use crate::config::Negated;
 use crate::flow::Prefix;
 use core::fmt;
 

@@ -21,12 +21,12 @@
 //! protocol.
 
 mod behaviour;
-mod filter;
 mod error;
+mod filter;
 
 pub use behaviour::{
-    Behaviour, FilteringBehaviour, Hairpin, MappingBehaviour, PortAssignment, PortClasses, PortStrategy,
-    ProtoBehaviour, Timeouts, UdpRefresh, Unsolicited,
+    Behaviour, FilteringBehaviour, Hairpin, MappingBehaviour, PortAssignment, PortClasses,
+    PortStrategy, ProtoBehaviour, Timeouts, UdpRefresh, Unsolicited,
 };
 pub(crate) use error::validate;
 pub use error::ConfigError;

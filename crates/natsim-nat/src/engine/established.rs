@@ -71,7 +71,9 @@ impl NatEngine {
                 _ => (crate::config::FilterHook::Input, None),
             };
             let seen = Flow::new(p.flow.proto, p.flow.src, target.dst);
-            if let Some(v) = self.filter(frame, p, hook, &seen, ingress, egress, dnat_conn, state, trace) {
+            if let Some(v) = self.filter(
+                frame, p, hook, &seen, ingress, egress, dnat_conn, state, trace,
+            ) {
                 return v;
             }
         }

@@ -77,7 +77,10 @@ impl NatEngine {
                     (RejectWith::TcpReset, L4::Tcp { .. }) => {
                         reply::tcp_rst(frame, p).then_some(ReplyKind::TcpRst)
                     }
-                    (RejectWith::IcmpPortUnreachable, L4::Tcp { .. } | L4::Udp | L4::IcmpQuery { .. }) => {
+                    (
+                        RejectWith::IcmpPortUnreachable,
+                        L4::Tcp { .. } | L4::Udp | L4::IcmpQuery { .. },
+                    ) => {
                         let from = self.cfg.iface(ingress).map_or(p.flow.dst.addr, |i| i.addr);
                         reply::icmp_unreachable(frame, p, from, 3);
                         Some(ReplyKind::IcmpPortUnreachable)
