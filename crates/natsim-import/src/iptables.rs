@@ -482,9 +482,10 @@ impl Parser<'_> {
                     first,
                     last,
                     ports: p.unwrap_or(PortRange::ALL),
-                    pooling: if want("--persistent").is_some() {
-                        Pooling::Paired
-                    } else {
+                    pooling: {
+                        // natsim's pools are paired (one inside address,
+                        // one outside address), which is --persistent.
+                        let _ = want("--persistent");
                         Pooling::Paired
                     },
                 }))

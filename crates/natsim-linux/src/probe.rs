@@ -449,6 +449,7 @@ fn packet_at(seen: &[Seen], host: usize) -> Option<Vec<u8>> {
 
 /// A request from `client` to `dst:dport`, and `replier`'s answer to
 /// whatever arrived there. Returns what arrived at the replier.
+#[allow(clippy::too_many_arguments)]
 fn exchange(
     r: &mut Rec<'_>,
     proto: u8,
@@ -680,7 +681,9 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
             let Some(quoted) = packet_at(&seen, remote) else {
                 return r.steps;
             };
-            let got = Summary::parse(&quoted).unwrap_or_else(|| unreachable_summary());
+            let Some(got) = Summary::parse(&quoted) else {
+                return r.steps;
+            };
             // UDP: the remote's port unreachable; TCP and ICMP: a time
             // exceeded from another outside router on the path.
             let (from, ty, code) = match proto {
@@ -823,22 +826,6 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
         }
     }
     r.steps
-}
-
-fn unreachable_summary() -> Summary {
-    Summary {
-        proto: 0,
-        src: Ipv4Addr::UNSPECIFIED,
-        dst: Ipv4Addr::UNSPECIFIED,
-        ttl: 0,
-        id: 0,
-        sport: 0,
-        dport: 0,
-        tcp_flags: 0,
-        seq: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-    }
 }
 
 /// A first packet only (no answer); what arrived at `at`.

@@ -240,7 +240,7 @@ impl World for EngineWorld<'_> {
     }
 
     fn sleep(&mut self, d: Duration) {
-        self.now = self.now + NatDuration::from_micros(d.as_micros() as u64);
+        self.now += NatDuration::from_micros(d.as_micros() as u64);
         let mut steps: Vec<NatStep> = Vec::new();
         self.engine.handle_timeout(self.now, &mut steps);
     }
