@@ -203,3 +203,11 @@ fn bad_nft_json_is_located() {
     let e = import("x.json", "{\"nftables\": [ {\"rule\": 3 ", None).unwrap_err();
     assert!(e.loc.line >= 1 && e.loc.col > 1, "{e}");
 }
+
+/// Found by the rules_iptables fuzz target: serde_json reports column 0
+/// for an error at the start of a line; the location must still be 1-based.
+#[test]
+fn a_json_error_at_a_line_start_is_still_located_from_one() {
+    let e = import("x.json", "{\n", None).unwrap_err();
+    assert_eq!((e.loc.line, e.loc.col), (2, 1), "{e}");
+}
