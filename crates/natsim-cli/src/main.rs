@@ -87,7 +87,7 @@ enum Cmd {
     /// Check a router against the Linux kernel: the same topology in network
     /// namespaces, its NAT as nftables rules, the same probes through both.
     #[command(
-        after_help = "Needs root, `ip`, `nft` and `conntrack` (exit 2 saying what is missing).\nPrints probe | kernel | natsim | agree and `N/N probes agree` last; exit 0 on full agreement, 1 otherwise.\n\nExamples:\n  sudo natsim verify --linux scenarios/nat-types.toml --variant linux\n  sudo natsim verify --linux scenarios/ftp.toml --router router"
+        after_help = "Needs root, `ip`, `nft` and `conntrack` (exit 2 saying what is missing).\nPrints probe | kernel | natsim | agree and `N/N probes agree` last; exit 0 on full agreement, 1 otherwise.\n\nExamples:\n  sudo natsim verify --linux scenarios/nat-types.toml --variant linux\n  sudo natsim verify --linux scenarios/ftp.toml --router router\n  sudo natsim verify --linux scenarios/imported/docker-host.toml --rules my-docker-host.rules"
     )]
     /// Read a real ruleset and print a `[[router]]` block that loads it.
     #[command(
@@ -114,6 +114,11 @@ enum Cmd {
         /// Only this router.
         #[arg(long)]
         router: Option<String>,
+        /// Load this ruleset (iptables-save or nft -j) into the router(s)
+        /// instead of the file's `rules`: your own rules on the scenario's
+        /// topology.
+        #[arg(long)]
+        rules: Option<PathBuf>,
     },
 }
 
@@ -304,9 +309,14 @@ fn main() -> ExitCode {
             file,
             variant,
             router,
-        } => verify::run(&file, variant.as_deref(), router.as_deref(), &mut |s| {
-            out!("{s}")
-        }),
+            rules,
+        } => verify::run(
+            &file,
+            variant.as_deref(),
+            router.as_deref(),
+            rules.as_deref(),
+            &mut |s| out!("{s}"),
+        ),
         Cmd::Check { paths } => {
             let (ok, bad) = load_all(&paths);
             print_problems(&bad);

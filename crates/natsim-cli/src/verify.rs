@@ -49,6 +49,7 @@ pub fn run(
     file: &Path,
     variant: Option<&str>,
     router: Option<&str>,
+    rules: Option<&Path>,
     print: &mut dyn FnMut(&str),
 ) -> ExitCode {
     let l = match load_file(file) {
@@ -86,6 +87,15 @@ pub fn run(
             if router.is_some_and(|n| n != r.name.get_ref()) {
                 continue;
             }
+            // --rules: the user's own ruleset on this router's interfaces.
+            let mut r = r.clone();
+            if let Some(path) = rules {
+                let abs = std::env::current_dir()
+                    .map(|d| d.join(path))
+                    .unwrap_or(path.to_path_buf());
+                r.rules = Some(toml::Spanned::new(0..0, abs.display().to_string()));
+            }
+            let r = &r;
             match router_spec(r, &cx) {
                 Err(p) => {
                     print(&format!("{p}\n"));
