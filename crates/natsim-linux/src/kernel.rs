@@ -12,7 +12,7 @@
 use crate::netns::{CmdError, Lab};
 use crate::nft;
 use crate::packet::Summary;
-use crate::topology::{HostKind, Topology};
+use crate::topology::Topology;
 use crate::world::{CtEntry, Seen, World};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::Read;
@@ -202,7 +202,6 @@ impl KernelWorld {
                 &["route", "add", "default", "via", &iface.addr.to_string()],
             )?;
             lab.exec(&ns, "nft", &["-j", "-f", "-"], Some(host_filter))?;
-            let _ = h.kind == HostKind::Client;
             let (send, cap) = sockets_in(&ns)?;
             senders.push(send);
             let tx = tx.clone();

@@ -513,7 +513,7 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
             sport,
         } => {
             let dst = r.addr(remote);
-            if let Some(got) = exchange(
+            if exchange(
                 &mut r,
                 packet::TCP,
                 Rule::Exact,
@@ -522,10 +522,11 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
                 sport,
                 80,
                 remote,
-            ) {
+            )
+            .is_some()
+            {
                 let ip = r.ip(client, dst);
                 let ack = packet::tcp(ip, sport, 80, 1001, 5001, flags::ACK, &[]);
-                let _ = got;
                 r.send("ACK".into(), Rule::Exact, client, ack);
             }
         }
@@ -629,7 +630,7 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
             // RFC 5780 §4.3: the same internal endpoint to (Y1,P1), (Y1,P2)
             // and (Y2,P1); the mapped ports show the mapping behaviour.
             let (d1, d2) = (r.addr(r1), r.addr(r2));
-            for (dst, dport, at) in [(d1, 3478, r1), (d1, 3479, r1), (d2, 3478, r2)] {
+            for (dst, dport) in [(d1, 3478), (d1, 3479), (d2, 3478)] {
                 let ip = r.ip(client, dst);
                 r.send(
                     format!("to {dst}:{dport}"),
@@ -637,7 +638,6 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
                     client,
                     packet::udp(ip, sport, dport, b"binding"),
                 );
-                let _ = at;
             }
         }
         Kind::Filtering5780 {
