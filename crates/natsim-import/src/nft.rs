@@ -325,9 +325,11 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
     let _ = sets;
     let doc: Nftables<'_> = serde_json::from_str(src).map_err(|e| ImportError {
         file: file.into(),
+        // serde_json counts columns from 0 at a line's start (and at EOF
+        // after a newline); ours start at 1.
         loc: Loc {
-            line: e.line(),
-            col: e.column(),
+            line: e.line().max(1),
+            col: e.column().max(1),
         },
         text: String::new(),
         message: format!("not nft JSON: {e}"),
