@@ -4,6 +4,12 @@
 //! Every probe runs on a fresh connection table, once against each world.
 //! A probe answers what arrived (a SYN-ACK to the port the SYN came from),
 //! so each world answers its own translation.
+//!
+//! Connection tables are compared in the `conntrack timeout` probes only.
+//! The kernel also keeps an UNREPLIED (or CLOSE) entry for unsolicited
+//! traffic its own stack answers; natsim's table does not model those
+//! (they hold no translation and admit nothing later that the engine
+//! would refuse), so the unsolicited probes compare packets, not tables.
 
 use crate::packet::{self, flags, Ip, Summary};
 use crate::topology::{HostKind, Topology};
