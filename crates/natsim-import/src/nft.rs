@@ -325,12 +325,7 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
     let _ = sets;
     let doc: Nftables<'_> = serde_json::from_str(src).map_err(|e| ImportError {
         file: file.into(),
-        // serde_json counts columns from 0 at a line's start (and at EOF
-        // after a newline); ours start at 1.
-        loc: Loc {
-            line: e.line().max(1),
-            col: e.column().max(1),
-        },
+        loc: json_loc(src, e.line(), e.column()),
         text: String::new(),
         message: format!("not nft JSON: {e}"),
         supported: "the output of `nft -j list ruleset`",
@@ -484,4 +479,22 @@ fn kinds_base(objs: &[&NfListObject<'_>], table: &str, chain: &str) -> Option<&'
         },
         _ => None,
     })
+}
+
+/// serde_json's error position as a 1-based location inside the text: it
+/// counts columns from 0 at a line's start, and puts an error at EOF after
+/// a final newline on a line past the last one.
+fn json_loc(src: &str, line: usize, col: usize) -> Loc {
+    let lines = src.lines().count().max(1);
+    if line > lines {
+        let last = src.lines().last().unwrap_or("");
+        return Loc {
+            line: lines,
+            col: last.chars().count() + 1,
+        };
+    }
+    Loc {
+        line: line.max(1),
+        col: col.max(1),
+    }
 }

@@ -204,10 +204,13 @@ fn bad_nft_json_is_located() {
     assert!(e.loc.line >= 1 && e.loc.col > 1, "{e}");
 }
 
-/// Found by the rules_iptables fuzz target: serde_json reports column 0
-/// for an error at the start of a line; the location must still be 1-based.
+/// Found by the rules_iptables fuzz target (twice): serde_json reports
+/// column 0 at a line's start, and an error at EOF after a final newline on
+/// a line past the last; the location must be 1-based and inside the text.
 #[test]
-fn a_json_error_at_a_line_start_is_still_located_from_one() {
+fn a_json_error_at_a_line_start_or_eof_is_located_inside_the_text() {
     let e = import("x.json", "{\n", None).unwrap_err();
-    assert_eq!((e.loc.line, e.loc.col), (2, 1), "{e}");
+    assert_eq!((e.loc.line, e.loc.col), (1, 2), "{e}");
+    let e = import("x.json", "{\"nftables\":\n[\u{1}", None).unwrap_err();
+    assert!(e.loc.line == 2 && e.loc.col >= 1, "{e}");
 }
