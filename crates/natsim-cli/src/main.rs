@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod verify;
+
 // Output that never panics: a closed pipe (`natsim run | head`) must not
 // turn a finished run into a crash, so write errors are ignored.
 macro_rules! out {
@@ -144,6 +146,42 @@ enum Cmd {
         /// Seed for the run (default: the file's `seed`, else 1).
         #[arg(long)]
         seed: Option<u64>,
+    },
+    /// Check a router against the Linux kernel: the same topology in network
+    /// namespaces, its NAT as nftables rules, the same probes through both.
+    #[command(
+        after_help = "Needs root, `ip`, `nft` and `conntrack` (exit 2 saying what is missing).\nPrints probe | kernel | natsim | agree and `N/N probes agree` last; exit 0 on full agreement, 1 otherwise.\n\nExamples:\n  sudo natsim verify --linux scenarios/nat-types.toml --variant linux\n  sudo natsim verify --linux scenarios/ftp.toml --router router\n  sudo natsim verify --linux scenarios/imported/docker-host.toml --rules my-docker-host.rules"
+    )]
+    /// Read a real ruleset and print a `[[router]]` block that loads it.
+    #[command(
+        after_help = "Examples:\n  iptables-save > host.rules && natsim import iptables-save host.rules\n  nft -j list ruleset > host.json && natsim import nft host.json\n  natsim import iptables-save office.rules --ipsets office.ipset"
+    )]
+    Import {
+        /// `iptables-save` or `nft` (`nft -j list ruleset` JSON).
+        #[arg(value_parser = ["iptables-save", "nft"])]
+        format: String,
+        file: PathBuf,
+        /// An `ipset save` file for `-m set` matches.
+        #[arg(long)]
+        ipsets: Option<PathBuf>,
+    },
+    Verify {
+        /// Check against the Linux kernel (the only oracle so far).
+        #[arg(long, required = true)]
+        linux: bool,
+        /// Scenario file.
+        file: PathBuf,
+        /// Only this variant (`base` for the base scenario).
+        #[arg(long)]
+        variant: Option<String>,
+        /// Only this router.
+        #[arg(long)]
+        router: Option<String>,
+        /// Load this ruleset (iptables-save or nft -j) into the router(s)
+        /// instead of the file's `rules`: your own rules on the scenario's
+        /// topology.
+        #[arg(long)]
+        rules: Option<PathBuf>,
     },
 }
 
@@ -546,6 +584,40 @@ fn report_cmd(
     }
 }
 
+fn import_cmd(format: &str, file: &Path, ipsets: Option<&Path>) -> ExitCode {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))
+    };
+    let (src, sets) = match (read(file), ipsets.map(read).transpose()) {
+        (Ok(s), Ok(i)) => (s, i),
+        (Err(e), _) | (_, Err(e)) => {
+            errln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let name = file.display().to_string();
+    let set_name = ipsets.map(|p| p.display().to_string());
+    let sets = set_name.as_deref().zip(sets.as_deref());
+    let looks_json = src.trim_start().starts_with('{');
+    if (format == "nft") != looks_json {
+        errln!("{name}: this does not look like {format} output");
+        return ExitCode::from(2);
+    }
+    match natsim_import::import(&name, &src, sets) {
+        Ok(imp) => {
+            out!(
+                "{}",
+                natsim_import::render::router_block(&imp, &name, set_name.as_deref())
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            errln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -576,6 +648,24 @@ fn main() -> ExitCode {
             paths,
             deny_warnings,
         } => check(&paths, deny_warnings),
+        Cmd::Import {
+            format,
+            file,
+            ipsets,
+        } => import_cmd(&format, &file, ipsets.as_deref()),
+        Cmd::Verify {
+            linux: _,
+            file,
+            variant,
+            router,
+            rules,
+        } => verify::run(
+            &file,
+            variant.as_deref(),
+            router.as_deref(),
+            rules.as_deref(),
+            &mut |s| out!("{s}"),
+        ),
         Cmd::Report {
             paths,
             html,

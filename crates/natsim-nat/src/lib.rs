@@ -110,9 +110,10 @@ pub mod wire;
 
 pub use alg::{AlgConfig, AlgEvent, AlgKind, AlgPass, AlgPolicy, FtpVerb};
 pub use config::{
-    Action, Behaviour, Chain, ConfigError, FilteringBehaviour, Hairpin, IfaceId, Interface,
-    MappingBehaviour, Match, NatConfig, Pooling, PortAssignment, PortStrategy, ProtoBehaviour,
-    Role, Rule, RuleId, RuleSet, SnatPool, Timeouts, UdpRefresh, Unsolicited,
+    Action, Behaviour, Chain, ConfigError, CtStates, Filter, FilterAction, FilterChain, FilterHook,
+    FilterRule, FilteringBehaviour, Hairpin, IfaceId, Interface, MappingBehaviour, Match,
+    NatConfig, Negated, Pooling, PortAssignment, PortClasses, PortStrategy, ProtoBehaviour,
+    RejectWith, Role, Rule, RuleId, RuleSet, SnatPool, Timeouts, UdpRefresh, Unsolicited,
 };
 pub use engine::{ConnInfo, NatEngine};
 pub use flow::{Dir, Endpoint, Flow, PortRange, Prefix, Proto};

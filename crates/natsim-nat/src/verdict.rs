@@ -99,6 +99,12 @@ pub enum DropReason {
     /// An ALG rewrite would grow the packet past 65535 bytes of IP total
     /// length (RFC 791), which no header can say.
     AlgTooLong,
+    /// A filter rule (`rule`: its index in the chain) or the chain's
+    /// policy (`rule: None`) dropped or rejected it.
+    FilterDenied {
+        hook: crate::config::FilterHook,
+        rule: Option<u16>,
+    },
 }
 
 /// Protocol layer of a parse error.
@@ -149,9 +155,10 @@ impl DropReason {
         "alg-out-of-order",
         "alg-blocked",
         "alg-too-long",
+        "filter-denied",
     ];
     /// How many kinds of reason there are.
-    pub const COUNT: usize = 18;
+    pub const COUNT: usize = 19;
 
     /// A dense number for the kind of reason (what [`code`](Self::code)
     /// names), for counting in an array.
@@ -175,6 +182,7 @@ impl DropReason {
             DropReason::AlgOutOfOrder => 15,
             DropReason::AlgBlocked => 16,
             DropReason::AlgTooLong => 17,
+            DropReason::FilterDenied { .. } => 18,
         }
     }
 
@@ -200,6 +208,7 @@ impl DropReason {
             DropReason::AlgOutOfOrder => "alg-out-of-order",
             DropReason::AlgBlocked => "alg-blocked",
             DropReason::AlgTooLong => "alg-too-long",
+            DropReason::FilterDenied { .. } => "filter-denied",
         }
     }
 
@@ -261,6 +270,12 @@ impl fmt::Display for DropReason {
             DropReason::AlgTooLong => {
                 f.write_str("the ALG rewrite would grow the packet past 65535 bytes")
             }
+            DropReason::FilterDenied { hook, rule: Some(k) } => {
+                write!(f, "denied by {hook} filter rule {}", k + 1)
+            }
+            DropReason::FilterDenied { hook, rule: None } => {
+                write!(f, "denied by the {hook} filter's policy")
+            }
         }
     }
 }
@@ -293,6 +308,10 @@ mod tests {
             DropReason::AlgOutOfOrder,
             DropReason::AlgBlocked,
             DropReason::AlgTooLong,
+            DropReason::FilterDenied {
+                hook: crate::config::FilterHook::Forward,
+                rule: None,
+            },
         ];
         assert_eq!(all.len(), DropReason::COUNT);
         for (i, r) in all.iter().enumerate() {

@@ -204,3 +204,34 @@ fn a_reply_keeps_the_mapping_alive_and_outbound_refresh_extends_it() {
         "expiry counts from the last outbound packet"
     );
 }
+
+/// Linux keeps a replied UDP flow on the 30 s timeout until a packet
+/// arrives more than 2 s after its creation (nf_conntrack_proto_udp.c,
+/// `nf_conntrack_udp_packet`: `stream_ts`); `natsim verify --linux`
+/// measures the same on the kernel (`conntrack timeout: udp replied, first
+/// 2 s` shows 29-30 s, `udp stream (active after 2 s)` 119-120 s).
+#[test]
+fn a_replied_udp_flow_becomes_a_stream_only_after_two_seconds() {
+    let b = Behaviour::linux();
+    let mut nat = masq(b.clone());
+    let mut out = udp((HOST_A, 5000), (REMOTE, 53), b"query");
+    let _ = nat.process(Instant::ZERO, LAN, &mut out, &routes, &mut ());
+    let ext = flow_of(&out).src;
+    let expiry = |nat: &NatEngine| nat.connections().next().unwrap().expires;
+    let t1 = Instant::from_millis(50);
+    let mut reply = udp((REMOTE, 53), (ext.addr, ext.port), b"answer");
+    let _ = nat.process(t1, WAN, &mut reply, &routes, &mut ());
+    assert_eq!(
+        expiry(&nat),
+        t1 + b.timeouts.udp_unreplied,
+        "a reply within 2 s keeps 30 s"
+    );
+    let t2 = Instant::from_millis(2_100);
+    let mut again = udp((HOST_A, 5000), (REMOTE, 53), b"query 2");
+    let _ = nat.process(t2, LAN, &mut again, &routes, &mut ());
+    assert_eq!(
+        expiry(&nat),
+        t2 + b.timeouts.udp_replied,
+        "active after 2 s: 120 s"
+    );
+}

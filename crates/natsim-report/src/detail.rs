@@ -29,7 +29,10 @@ fn shown_hex(bytes: &[u8], frame: Option<u64>) -> String {
     }
     let more = bytes.len() - HEX_SHOWN;
     let at = frame.map_or(String::new(), |f| format!(" (pcap frame {f})"));
-    format!("{}\n… {more} more bytes in the pcap{at}", hex(&bytes[..HEX_SHOWN]))
+    format!(
+        "{}\n… {more} more bytes in the pcap{at}",
+        hex(&bytes[..HEX_SHOWN])
+    )
 }
 
 pub fn trace(r: &VariantResult, t: &FrameTrace) -> Value {

@@ -314,8 +314,16 @@ fn fold_long(items: Vec<Item>) -> Vec<Item> {
         if run.is_empty() {
             return;
         }
-        let lo = run.iter().map(|a| a.from.min(a.to.unwrap_or(a.from))).min().unwrap_or(0);
-        let hi = run.iter().map(|a| a.from.max(a.to.unwrap_or(a.from))).max().unwrap_or(0);
+        let lo = run
+            .iter()
+            .map(|a| a.from.min(a.to.unwrap_or(a.from)))
+            .min()
+            .unwrap_or(0);
+        let hi = run
+            .iter()
+            .map(|a| a.from.max(a.to.unwrap_or(a.from)))
+            .max()
+            .unwrap_or(0);
         out.push(Item::Band(Band {
             cols: (lo, hi),
             arrows: run.len(),

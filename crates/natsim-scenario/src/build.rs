@@ -92,6 +92,7 @@ pub fn build(m: &Model, seed: u64) -> Result<Built, SimError> {
             rc = rc.nat(cfg.behaviour.clone(), move |c| {
                 c.rules = cfg.rules;
                 c.algs = cfg.algs;
+                c.filter = cfg.filter;
             });
         }
         if r.own_epm {

@@ -31,6 +31,7 @@ pub mod parse;
 pub mod patch;
 pub mod reference;
 pub mod report;
+pub mod rules;
 pub mod run;
 pub mod schema;
 

@@ -196,6 +196,15 @@ pub struct Router {
     pub routes: Vec<RouteEntry>,
     #[serde(default)]
     pub nat: Option<Nat>,
+    /// A ruleset file (`iptables-save` output or `nft -j list ruleset`
+    /// JSON), relative to the scenario file: its NAT rules follow those of
+    /// `[router.nat]`, its filter becomes the router's. Interface names in
+    /// it must be this router's.
+    #[serde(default)]
+    pub rules: Option<S<String>>,
+    /// An `ipset save` file for `-m set` matches in `rules`.
+    #[serde(default)]
+    pub ipsets: Option<S<String>>,
     /// The router runs its own endpoint mapper on TCP 135 (a Windows
     /// NT-based firewall): it answers on every router address, ahead of
     /// NAT rules.

@@ -61,6 +61,16 @@ pub enum PortStrategy {
     PreserveThenRandom,
 }
 
+/// The port classes a translation stays within.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortClasses {
+    /// 1-1023 and 1024-65535 (RFC 4787 REQ-3).
+    WellKnownAndEphemeral,
+    /// 1-511, 600-1023 and 1024-65535: Linux's nf_nat_l4proto_unique_tuple
+    /// (a port below 512 stays below 512; 512-1023 maps into 600-1023).
+    Linux,
+}
+
 /// How external ports are chosen (RFC 4787 REQ-3, REQ-4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortAssignment {
@@ -70,6 +80,8 @@ pub struct PortAssignment {
     /// Keep ports below 1024 below 1024 and the rest above (RFC 4787
     /// REQ-3; Linux uses the classes 1-511, 600-1023, 1024-65535).
     pub preserve_range_class: bool,
+    /// Which classes `preserve_range_class` keeps.
+    pub classes: PortClasses,
     /// Allow two internal endpoints to share one external endpoint when
     /// their destinations differ ("port overloading", which RFC 4787 REQ-3
     /// forbids and Linux does). Only valid with address-and-port-dependent
@@ -125,8 +137,15 @@ pub struct Timeouts {
     pub tcp_close: Duration,
     /// UDP before any reply was seen.
     pub udp_unreplied: Duration,
-    /// UDP after a reply was seen.
+    /// UDP after a reply was seen, once the flow is older than
+    /// `udp_stream_after` (a "stream").
     pub udp_replied: Duration,
+    /// How old a replied UDP flow must be before a packet moves it to
+    /// `udp_replied`; until then it keeps `udp_unreplied`. Linux 6.x
+    /// (nf_conntrack_proto_udp.c, `nf_conntrack_udp_packet`): `stream_ts`
+    /// is creation + 2 s, so a one-shot DNS exchange stays on the 30 s
+    /// timeout. Zero: the first reply switches at once.
+    pub udp_stream_after: Duration,
     pub icmp: Duration,
     /// Other protocols (only under static rules, which keep no state).
     pub generic: Duration,
@@ -145,6 +164,7 @@ impl Timeouts {
         tcp_close: Duration::from_secs(10),
         udp_unreplied: Duration::from_secs(30),
         udp_replied: Duration::from_secs(120),
+        udp_stream_after: Duration::from_secs(2),
         icmp: Duration::from_secs(30),
         generic: Duration::from_secs(600),
     };
@@ -161,6 +181,7 @@ impl Timeouts {
         tcp_close: Duration::from_secs(240),
         udp_unreplied: Duration::from_secs(300),
         udp_replied: Duration::from_secs(300),
+        udp_stream_after: Duration::ZERO,
         icmp: Duration::from_secs(60),
         generic: Duration::from_secs(600),
     };
@@ -201,6 +222,7 @@ impl Behaviour {
                 strategy: PortStrategy::Preserve,
                 preserve_parity: false,
                 preserve_range_class: true,
+                classes: PortClasses::WellKnownAndEphemeral,
                 allow_overloading: false,
                 max_attempts: u32::MAX,
             },
@@ -229,6 +251,7 @@ impl Behaviour {
                 strategy: PortStrategy::PreserveThenRandom,
                 preserve_parity: false,
                 preserve_range_class: true,
+                classes: PortClasses::Linux,
                 allow_overloading: true,
                 max_attempts: 128,
             },

@@ -1,6 +1,7 @@
 //! Configurations the engine refuses, and the checks that find them.
 
 use super::*;
+use crate::config::Negated;
 use crate::flow::Prefix;
 use core::fmt;
 
@@ -123,6 +124,13 @@ fn covers(a: &Match, b: &Match) -> bool {
         && prefix(&a.src, &b.src)
         && prefix(&a.dst, &b.dst)
         && ports
+        && opt(&a.src_ports, &b.src_ports)
+        && (!a.dst_local || b.dst_local)
+        && opt(&a.ct_dnat, &b.ct_dnat)
+        && opt(&a.ct_state, &b.ct_state)
+        // Negations are compared only as written: a negated match covers
+        // only the same negated match (never a false "shadowed").
+        && (a.not == Negated::default() || a.not == b.not)
 }
 
 /// Checks a configuration before an engine is built from it.

@@ -22,13 +22,15 @@
 
 mod behaviour;
 mod error;
+mod filter;
 
 pub use behaviour::{
-    Behaviour, FilteringBehaviour, Hairpin, MappingBehaviour, PortAssignment, PortStrategy,
-    ProtoBehaviour, Timeouts, UdpRefresh, Unsolicited,
+    Behaviour, FilteringBehaviour, Hairpin, MappingBehaviour, PortAssignment, PortClasses,
+    PortStrategy, ProtoBehaviour, Timeouts, UdpRefresh, Unsolicited,
 };
 pub(crate) use error::validate;
 pub use error::ConfigError;
+pub use filter::{Filter, FilterAction, FilterChain, FilterHook, FilterRule, RejectWith};
 
 use crate::flow::{PortRange, Prefix, Proto};
 use core::fmt;
@@ -105,6 +107,77 @@ pub struct Match {
     pub dst_iface_addr: Option<IfaceId>,
     /// Destination ports; only meaningful with TCP or UDP.
     pub dst_ports: Option<PortRange>,
+    /// Source ports; only meaningful with TCP or UDP.
+    pub src_ports: Option<PortRange>,
+    /// The destination is one of the router's own addresses (iptables
+    /// `-m addrtype --dst-type LOCAL`, nft `fib daddr type local`).
+    pub dst_local: bool,
+    /// `ct status dnat`: the connection's destination was translated
+    /// (`Some(true)`) or not (`Some(false)`). Meaningful in postrouting,
+    /// where it makes hairpin source NAT an ordinary rule.
+    pub ct_dnat: Option<bool>,
+    /// Conntrack states the packet must be in (`ct state`, `-m conntrack
+    /// --ctstate`). NAT chains see only a connection's first packet (NEW).
+    pub ct_state: Option<CtStates>,
+    /// Matches written with `!` (iptables `! -i eth0`, nft `!=`).
+    pub not: Negated,
+}
+
+/// Which matches of a [`Match`] are negated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Negated {
+    pub proto: bool,
+    pub in_iface: bool,
+    pub out_iface: bool,
+    pub src: bool,
+    pub dst: bool,
+    pub dst_ports: bool,
+    pub src_ports: bool,
+    pub dst_local: bool,
+}
+
+/// A set of conntrack states (nf_conntrack `ctinfo` as `ct state` sees it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CtStates(pub u8);
+
+impl CtStates {
+    pub const NEW: CtStates = CtStates(1);
+    pub const ESTABLISHED: CtStates = CtStates(2);
+    pub const RELATED: CtStates = CtStates(4);
+    pub const INVALID: CtStates = CtStates(8);
+    pub const UNTRACKED: CtStates = CtStates(16);
+
+    pub const fn contains(self, o: CtStates) -> bool {
+        self.0 & o.0 == o.0
+    }
+    pub const fn union(self, o: CtStates) -> CtStates {
+        CtStates(self.0 | o.0)
+    }
+    /// `new`, `established`, ... as nft and iptables spell them (any case).
+    pub fn parse(name: &str) -> Option<CtStates> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "new" => Self::NEW,
+            "established" => Self::ESTABLISHED,
+            "related" => Self::RELATED,
+            "invalid" => Self::INVALID,
+            "untracked" => Self::UNTRACKED,
+            _ => return None,
+        })
+    }
+    /// The names, in nft's order.
+    pub fn names(self) -> Vec<&'static str> {
+        [
+            (Self::INVALID, "invalid"),
+            (Self::ESTABLISHED, "established"),
+            (Self::RELATED, "related"),
+            (Self::NEW, "new"),
+            (Self::UNTRACKED, "untracked"),
+        ]
+        .into_iter()
+        .filter(|(s, _)| self.contains(*s))
+        .map(|(_, n)| n)
+        .collect()
+    }
 }
 
 /// How a pool picks the external address for a new mapping (RFC 4787 REQ-2).
@@ -277,6 +350,8 @@ pub struct NatConfig {
     pub seed: u64,
     /// Application-level gateways (none by default, as in Linux ≥ 4.7).
     pub algs: crate::alg::AlgConfig,
+    /// The filter table (open by default: NAT rules only).
+    pub filter: Filter,
 }
 
 impl NatConfig {
@@ -288,6 +363,7 @@ impl NatConfig {
             capacity: 65_536,
             seed: 0,
             algs: crate::alg::AlgConfig::default(),
+            filter: Filter::default(),
         }
     }
 

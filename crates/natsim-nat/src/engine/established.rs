@@ -8,6 +8,7 @@ impl NatEngine {
     pub(super) fn tracked<R: Routes + ?Sized, T: TraceSink>(
         &mut self,
         now: Instant,
+        ingress: IfaceId,
         frame: &mut Vec<u8>,
         p: &Parsed,
         id: ConnId,
@@ -39,7 +40,9 @@ impl NatEngine {
                 if udp_refresh == UdpRefresh::OutboundOnly && !outbound {
                     refresh = false;
                 }
-                if dir == Dir::Reply || c.has(ConnFlags::REPLIED) {
+                let replied = dir == Dir::Reply || c.has(ConnFlags::REPLIED);
+                let age = now.total_micros().saturating_sub(c.born);
+                if replied && age > tus.udp_stream_after {
                     tus.udp_replied
                 } else {
                     tus.udp_unreplied
@@ -54,6 +57,26 @@ impl NatEngine {
             c.flags |= ConnFlags::REPLIED;
         }
         let alg = c.has(ConnFlags::ALG);
+        // NEW until a reply was seen (this packet may be it), then
+        // ESTABLISHED: nf_conntrack's ctinfo as the filter sees it.
+        let state = if c.has(ConnFlags::REPLIED) {
+            crate::config::CtStates::ESTABLISHED
+        } else {
+            crate::config::CtStates::NEW
+        };
+        let dnat_conn = c.orig.dst != c.reply.src;
+        if !self.cfg.filter.is_open() && ingress != IfaceId::LOCAL {
+            let (hook, egress) = match routes.route(target.dst.addr) {
+                Route::Forward { iface, .. } => (crate::config::FilterHook::Forward, Some(iface)),
+                _ => (crate::config::FilterHook::Input, None),
+            };
+            let seen = Flow::new(p.flow.proto, p.flow.src, target.dst);
+            if let Some(v) = self.filter(
+                frame, p, hook, &seen, ingress, egress, dnat_conn, state, trace,
+            ) {
+                return v;
+            }
+        }
         if refresh {
             self.table
                 .set_expiry(id, now.total_micros().saturating_add(timeout));

@@ -19,8 +19,8 @@ use crate::alg::conn::{AlgConn, Env};
 use crate::alg::expect::Expectations;
 use crate::alg::AlgKind;
 use crate::config::{
-    Action, Chain, ConfigError, FilteringBehaviour, Hairpin, IfaceId, Match, NatConfig,
-    PortStrategy, Role, Rule, RuleId, SnatPool, UdpRefresh, Unsolicited,
+    Action, Chain, ConfigError, FilteringBehaviour, Hairpin, IfaceId, NatConfig, PortStrategy,
+    Role, Rule, RuleId, SnatPool, UdpRefresh, Unsolicited,
 };
 use crate::flow::{Dir, Endpoint, Flow, PortRange, Prefix, Proto};
 use crate::frame::{self, Parsed, L4};
@@ -38,6 +38,7 @@ const NO_RULE: u16 = u16::MAX;
 
 mod batch;
 mod established;
+mod filter;
 mod new_flow;
 mod ports;
 
@@ -87,6 +88,7 @@ struct TimeoutsUs {
     tcp: [u64; 8],
     udp_unreplied: u64,
     udp_replied: u64,
+    udp_stream_after: u64,
     icmp: u64,
     generic: u64,
 }
@@ -112,6 +114,7 @@ impl TimeoutsUs {
             tcp,
             udp_unreplied: us(t.udp_unreplied),
             udp_replied: us(t.udp_replied),
+            udp_stream_after: us(t.udp_stream_after),
             icmp: us(t.icmp),
             generic: us(t.generic),
         }
@@ -337,7 +340,7 @@ impl NatEngine {
             _ => {}
         }
         if let Some((id, dir)) = self.table.lookup_hashed(h, &p.flow) {
-            return self.tracked(now, frame, &p, id, dir, routes, trace);
+            return self.tracked(now, ingress, frame, &p, id, dir, routes, trace);
         }
         self.new_flow(now, ingress, frame, &p, routes, trace)
     }

@@ -5,6 +5,7 @@
 use super::ports::AddrChoice;
 use super::*;
 use crate::trace::Miss;
+use crate::Match;
 
 /// How many criteria a rule's [`Match`] has (see `criterion`).
 const CRITERIA: usize = 7;
@@ -71,8 +72,24 @@ impl NatEngine {
         }
     }
 
-    fn rule_matches(&self, r: &Rule, f: &Flow, ingress: IfaceId, egress: Option<IfaceId>) -> bool {
-        (0..CRITERIA).all(|k| self.criterion(k, r, f, ingress, egress).is_none())
+    /// Whether NAT rule `r` matches a connection's first packet `f` (NEW),
+    /// seen after destination NAT in postrouting (`dnat`: translated).
+    fn rule_matches(
+        &self,
+        r: &Rule,
+        f: &Flow,
+        ingress: IfaceId,
+        egress: Option<IfaceId>,
+        dnat: bool,
+    ) -> bool {
+        self.match_ok(
+            &r.matches,
+            f,
+            ingress,
+            egress,
+            dnat,
+            crate::config::CtStates::NEW,
+        )
     }
 
     /// Before refusing an unsolicited packet: every prerouting rule that
@@ -134,7 +151,7 @@ impl NatEngine {
             }
             let ri = self.pre[k];
             let r = &self.cfg.rules.rules[usize::from(ri)];
-            if !self.rule_matches(r, &flow, ingress, None) {
+            if !self.rule_matches(r, &flow, ingress, None, false) {
                 continue;
             }
             pre_matched = true;
@@ -212,6 +229,20 @@ impl NatEngine {
             Route::Unreachable => return self.drop(proto, DropReason::NoRoute, trace),
         };
 
+        // The filter table: INPUT for the router, FORWARD through it.
+        if !self.cfg.filter.is_open() && ingress != IfaceId::LOCAL {
+            let hook = match egress {
+                None => crate::config::FilterHook::Input,
+                Some(_) => crate::config::FilterHook::Forward,
+            };
+            let seen = Flow::new(proto, flow.src, dst);
+            let new = crate::config::CtStates::NEW;
+            if let Some(v) = self.filter(frame, p, hook, &seen, ingress, egress, dnat, new, trace) {
+                return v;
+            }
+        }
+        let behaviour = &self.cfg.behaviour;
+
         // Unsolicited: addressed to a NAT-owned address and not translated.
         if !dnat && self.is_external(flow.dst.addr) && !from_inside && ingress != IfaceId::LOCAL {
             let local_ok = route == Route::Local
@@ -232,6 +263,18 @@ impl NatEngine {
                 return self.unsolicited(frame, p, ingress, reason, trace);
             }
         }
+        // From inside to one of the router's own addresses, on a port
+        // its stack does not serve: Linux's stack answers (RST or port
+        // unreachable), as it does from outside.
+        if from_inside
+            && !dnat
+            && route == Route::Local
+            && behaviour.unsolicited == Unsolicited::Reject
+            && matches!(proto, Proto::Tcp | Proto::Udp)
+            && !self.local_services.contains(&(proto, flow.dst.port))
+        {
+            return self.unsolicited(frame, p, ingress, DropReason::NoMapping { proto }, trace);
+        }
         if from_outside
             && !dnat
             && behaviour.filter_inbound
@@ -245,14 +288,20 @@ impl NatEngine {
         let mut src = flow.src;
         let mut mapping = None;
         let egress_inside = egress.is_some_and(|e| self.role(e) == Some(Role::Inside));
-        if dnat && from_inside && egress_inside && !static_rule {
-            // The step is recorded only when the packet is hairpinned:
-            // with hairpinning off it is dropped, and the drop says why.
+        // DNAT-only hairpinning is no special case: postrouting rules run
+        // as for any other flow, so a `ct status dnat` masquerade on the
+        // inside interface gives the server the router's inside address,
+        // as Linux does; without one the source stays the client's.
+        let hairpinned = dnat && from_inside && egress_inside && !static_rule;
+        // The step is recorded only when the packet is hairpinned: with
+        // hairpinning off it is dropped, and the drop says why.
+        if hairpinned && behaviour.hairpin != Hairpin::Off {
+            trace.step(NatStep::Hairpinned);
+        }
+        if hairpinned && behaviour.hairpin != Hairpin::DnatOnly {
             match behaviour.hairpin {
                 Hairpin::Off => return self.drop(proto, DropReason::HairpinDisabled, trace),
-                Hairpin::DnatOnly => trace.step(NatStep::Hairpinned),
-                Hairpin::On => {
-                    trace.step(NatStep::Hairpinned);
+                Hairpin::DnatOnly | Hairpin::On => {
                     // RFC 4787 REQ-9a: the source becomes the client's
                     // external mapping on the address it targeted.
                     let via = flow.dst.addr;
@@ -279,7 +328,7 @@ impl NatEngine {
             for k in 0..self.post.len() {
                 let ri = self.post[k];
                 let r = &self.cfg.rules.rules[usize::from(ri)];
-                if !self.rule_matches(r, &after_dnat, ingress, Some(e)) {
+                if !self.rule_matches(r, &after_dnat, ingress, Some(e), dnat) {
                     continue;
                 }
                 trace.step(NatStep::RuleMatched { rule: RuleId(ri) });
@@ -430,6 +479,7 @@ impl NatEngine {
         }
         let conn = Conn {
             expires: (now + timeout).total_micros(),
+            born: now.total_micros(),
             queued: 0,
             gen: 0,
             orig: flow,

@@ -86,7 +86,9 @@ impl NatEngine {
         if range != PortRange::ALL || !b.ports.preserve_range_class {
             return range;
         }
-        let linux = b.name == "linux";
+        // A typed field, not the profile's name: a renamed copy of the
+        // linux profile keeps Linux's classes.
+        let linux = b.ports.classes == crate::config::PortClasses::Linux;
         match port {
             0..=511 if linux => PortRange::new(1, 511),
             512..=1023 if linux => PortRange::new(600, 1023),

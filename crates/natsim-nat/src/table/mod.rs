@@ -82,6 +82,8 @@ impl core::ops::BitOrAssign for ConnFlags {
 pub(crate) struct Conn {
     /// When it expires unless refreshed.
     pub expires: u64,
+    /// When it was created (UDP's stream rule needs its age).
+    pub born: u64,
     /// Earliest deadline queued for it in the timer heap.
     pub queued: u64,
     pub gen: u32,

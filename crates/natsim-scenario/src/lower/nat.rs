@@ -181,6 +181,16 @@ pub fn nat_config(
             .masquerade(&format!("masquerade-{}", m.get_ref()), out, None);
         spans.push(m.span());
     }
+    // A ruleset file of the user's own (iptables-save or nft JSON): its NAT
+    // rules follow those above, and its filter becomes the router's.
+    if let Some(rf) = &r.rules {
+        let imported = crate::rules::load(r, rf, cx)?;
+        for rule in imported.rules.rules {
+            cfg.rules.push(rule);
+            spans.push(rf.span());
+        }
+        cfg.filter = imported.filter;
+    }
     for a in &nat.algs {
         match AlgKind::by_name(a.get_ref()) {
             Some(k) => cfg.algs.enable(k),

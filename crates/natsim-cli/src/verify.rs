@@ -1,0 +1,172 @@
+//! `natsim verify --linux`: a scenario's `linux`-profile routers checked
+//! against the kernel (see the natsim-linux crate).
+
+use natsim_linux::{render, verify, IfaceSpec, RouterSpec, VerifyError};
+use natsim_nat::IfaceId;
+use natsim_scenario::load_file;
+use natsim_scenario::model;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// A scenario router as verify's router spec; `Err` says why it is not
+/// checked (no NAT, another profile, an ALG).
+pub fn router_spec(r: &model::RouterSpec) -> Result<RouterSpec, String> {
+    let Some(cfg) = &r.nat else {
+        return Err("no NAT".into());
+    };
+    if cfg.behaviour.name != "linux" {
+        return Err(format!("profile `{}`", cfg.behaviour.name));
+    }
+    if !cfg.algs.is_empty() {
+        // The kernel's helpers (nf_conntrack_ftp) are a separate question.
+        return Err("ALGs are not verified against the kernel yet".into());
+    }
+    Ok(RouterSpec {
+        name: r.name.clone(),
+        ifaces: r
+            .interfaces
+            .iter()
+            .map(|i| IfaceSpec {
+                name: i.name.clone(),
+                addr: i.addr,
+                prefix_len: i.len,
+                role: i.role,
+            })
+            .collect(),
+        nat: cfg.clone(),
+    })
+}
+
+/// `--rules FILE`: the user's own ruleset on this router's interfaces
+/// (bound by name), after the scenario's own rules, as `rules = "FILE"`.
+fn with_rules(spec: &mut RouterSpec, path: &Path) -> Result<(), String> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    let mut imp = natsim_import::import(&shown, &text, None).map_err(|e| {
+        format!(
+            "{}:{}:{}: error: {} (in `{}`)\n  hint: supported: {}",
+            e.file, e.loc.line, e.loc.col, e.message, e.text, e.supported
+        )
+    })?;
+    let names: Vec<String> = spec.ifaces.iter().map(|i| i.name.clone()).collect();
+    imp.bind(|name| {
+        names
+            .iter()
+            .position(|n| n == name)
+            .map(|k| IfaceId(k as u16))
+    })
+    .map_err(|u| {
+        format!(
+            "{shown}:{}:{}: error: interface `{}` is not one of router `{}`'s interfaces",
+            u.loc.line, u.loc.col, u.name, spec.name
+        )
+    })?;
+    for rule in imp.rules.rules {
+        spec.nat.rules.push(rule);
+    }
+    spec.nat.filter = imp.filter;
+    Ok(())
+}
+
+pub fn run(
+    file: &Path,
+    variant: Option<&str>,
+    router: Option<&str>,
+    rules: Option<&Path>,
+    print: &mut dyn FnMut(&str),
+) -> ExitCode {
+    let l = match load_file(file) {
+        Ok(l) => l,
+        Err(ps) => {
+            for p in ps {
+                print(&format!("{p}\n"));
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let variants: Vec<_> = l
+        .variants()
+        .into_iter()
+        .filter(|v| variant.is_none_or(|n| v.name == n))
+        .collect();
+    if variants.is_empty() {
+        let names: Vec<_> = l.variants().iter().map(|v| v.name).collect();
+        print(&format!(
+            "{}: no variant `{}` (variants: {})\n",
+            l.file,
+            variant.unwrap_or(""),
+            names.join(", ")
+        ));
+        return ExitCode::from(2);
+    }
+    let mut specs: Vec<(String, RouterSpec)> = Vec::new();
+    let mut seen = Vec::new();
+    for v in variants {
+        let vname = v.name;
+        for r in &v.model.routers {
+            if router.is_some_and(|n| n != r.name) {
+                continue;
+            }
+            match router_spec(r) {
+                Err(why) => print(&format!(
+                    "{} {vname} router {}: not verified ({why})\n",
+                    l.file, r.name
+                )),
+                Ok(mut spec) => {
+                    if let Some(path) = rules {
+                        if let Err(e) = with_rules(&mut spec, path) {
+                            print(&format!("{e}\n"));
+                            return ExitCode::from(2);
+                        }
+                    }
+                    // Variants often repeat the base router unchanged.
+                    let key = format!("{:?}{:?}", spec.ifaces, spec.nat.rules);
+                    if !seen.contains(&key) {
+                        seen.push(key);
+                        specs.push((format!("{} {vname} router {}", l.file, spec.name), spec));
+                    }
+                }
+            }
+        }
+    }
+    if specs.is_empty() {
+        print("no router with the `linux` profile to verify\n");
+        return ExitCode::from(2);
+    }
+    run_specs(specs, print)
+}
+
+pub fn run_specs(specs: Vec<(String, RouterSpec)>, print: &mut dyn FnMut(&str)) -> ExitCode {
+    let (mut agreed, mut total) = (0, 0);
+    for (title, spec) in specs {
+        match verify(spec) {
+            Ok(rep) => {
+                print(&format!("== {title} ==\n"));
+                let table = render(&rep.results, 160);
+                // The overall line comes last; drop the per-router one.
+                let body = table.trim_end().rsplit_once('\n').map_or("", |(b, _)| b);
+                print(&format!(
+                    "{body}\n{}/{} probes agree for {title}\n\n",
+                    rep.agreed(),
+                    rep.results.len()
+                ));
+                agreed += rep.agreed();
+                total += rep.results.len();
+            }
+            Err(e @ VerifyError::Missing(_)) => {
+                print(&format!("natsim verify: {e}\n"));
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                print(&format!("natsim verify: {title}: {e}\n"));
+                return ExitCode::from(2);
+            }
+        }
+    }
+    print(&format!("{agreed}/{total} probes agree\n"));
+    if agreed == total {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

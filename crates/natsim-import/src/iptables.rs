@@ -1,0 +1,728 @@
+//! `iptables-save` output: `*table`, `:CHAIN POLICY [p:b]`, `-A CHAIN
+//! options...`, `COMMIT`.
+//!
+//! Read: tables `nat` and `filter` (others must be empty); options `-i`,
+//! `-o`, `-s`, `-d`, `-p` (each with `!`), `-m tcp|udp|icmp` with
+//! `--dport`/`--sport` (`N` or `N:M`, `!`), `-m conntrack --ctstate`,
+//! `-m state --state`, `-m addrtype --dst-type LOCAL`, `-m set
+//! --match-set NAME src|dst`, `-m comment --comment`; targets DNAT, SNAT,
+//! MASQUERADE, REDIRECT, NETMAP, ACCEPT, DROP, REJECT, RETURN and user
+//! chains, with `--to-destination`, `--to-source`, `--to-ports`, `--to`.
+
+use crate::flatten::{assemble, Ifaces, RawChain, RawRule, RawTable, SetRef, Target};
+use crate::ipset::{parse_prefix, Sets};
+use crate::{FilterAction, ImportError, Imported, Loc, RejectWith};
+use natsim_nat::{Action, CtStates, Match, Pooling, PortRange, Proto, SnatPool};
+use std::net::Ipv4Addr;
+
+const SUPPORTED_MATCHES: &str = "-i, -o, -s, -d, -p tcp|udp|icmp (each with !), -m tcp|udp --dport/--sport N[:M], -m conntrack --ctstate, -m state --state, -m addrtype --dst-type LOCAL, -m set --match-set NAME src|dst, -m comment --comment";
+const SUPPORTED_TARGETS: &str = "-j DNAT --to-destination A[:P[-Q]], SNAT --to-source A[-B][:P-Q], MASQUERADE [--to-ports P[-Q]], REDIRECT [--to-ports P], NETMAP --to P/LEN, ACCEPT, DROP, REJECT, RETURN, or a user chain";
+
+/// A word of a rule line and its 1-based column.
+struct Tok<'a> {
+    s: String,
+    col: usize,
+    _src: &'a str,
+}
+
+fn tokens(line: &str) -> Result<Vec<Tok<'_>>, usize> {
+    let mut out = Vec::new();
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        let col = line[..i].chars().count() + 1;
+        let mut s = String::new();
+        if b[i] == b'"' {
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => return Err(col),
+                    Some(b'"') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'\\') if b.get(i + 1).is_some() => {
+                        let c = line[i + 1..].chars().next().unwrap_or(' ');
+                        s.push(c);
+                        i += 1 + c.len_utf8();
+                    }
+                    Some(_) => {
+                        let c = line[i..].chars().next().unwrap_or(' ');
+                        s.push(c);
+                        i += c.len_utf8();
+                    }
+                }
+            }
+        } else {
+            while i < b.len() && !b[i].is_ascii_whitespace() {
+                let c = line[i..].chars().next().unwrap_or(' ');
+                s.push(c);
+                i += c.len_utf8();
+            }
+        }
+        out.push(Tok { s, col, _src: line });
+    }
+    Ok(out)
+}
+
+fn ports(s: &str) -> Option<PortRange> {
+    let (a, b) = s.split_once([':', '-']).unwrap_or((s, s));
+    let (a, b) = (a.parse::<u16>().ok()?, b.parse::<u16>().ok()?);
+    (a <= b).then(|| PortRange::new(a, b))
+}
+
+fn proto(s: &str) -> Option<Proto> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "tcp" | "6" => Proto::Tcp,
+        "udp" | "17" => Proto::Udp,
+        "icmp" | "1" => Proto::Icmp,
+        _ => return None,
+    })
+}
+
+/// `A[-B][:P[-Q]]` of `--to-destination` / `--to-source`.
+fn addr_ports(s: &str) -> Option<(Ipv4Addr, Ipv4Addr, Option<PortRange>)> {
+    let (a, p) = match s.split_once(':') {
+        Some((a, p)) => (a, Some(ports(p)?)),
+        None => (s, None),
+    };
+    let (first, last) = match a.split_once('-') {
+        Some((x, y)) => (x.parse().ok()?, y.parse().ok()?),
+        None => {
+            let x: Ipv4Addr = a.parse().ok()?;
+            (x, x)
+        }
+    };
+    (first <= last).then_some((first, last, p))
+}
+
+struct Parser<'a> {
+    file: &'a str,
+    ifaces: Ifaces,
+}
+
+impl Parser<'_> {
+    fn err(
+        &self,
+        line: usize,
+        col: usize,
+        text: &str,
+        message: String,
+        supported: &'static str,
+    ) -> ImportError {
+        ImportError {
+            file: self.file.into(),
+            loc: Loc { line, col },
+            text: text.trim().into(),
+            message,
+            supported,
+        }
+    }
+
+    fn rule(
+        &mut self,
+        n: usize,
+        line: &str,
+        table: &str,
+    ) -> Result<(String, RawRule), ImportError> {
+        let toks = tokens(line)
+            .map_err(|c| self.err(n, c, line, "unterminated quote".into(), SUPPORTED_MATCHES))?;
+        let mut m = Match::default();
+        let mut sets = Vec::new();
+        let mut name = None;
+        let mut chain = None;
+        let mut target: Option<(String, usize)> = None;
+        let mut topts: Vec<(String, Option<String>, usize)> = Vec::new();
+        let mut negate = false;
+        let mut i = 0;
+        let file = self.file;
+        let val = |i: usize, what: &str| -> Result<(&str, usize), ImportError> {
+            toks.get(i + 1)
+                .map(|t| (t.s.as_str(), t.col))
+                .ok_or_else(|| ImportError {
+                    file: file.into(),
+                    loc: Loc {
+                        line: n,
+                        col: toks[i].col,
+                    },
+                    text: line.trim().into(),
+                    message: format!("`{what}` needs a value"),
+                    supported: SUPPORTED_MATCHES,
+                })
+        };
+        while i < toks.len() {
+            let t = &toks[i];
+            let loc = Loc {
+                line: n,
+                col: t.col,
+            };
+            let neg = std::mem::take(&mut negate);
+            let bad_neg = |p: &Parser<'_>| {
+                p.err(
+                    n,
+                    t.col,
+                    line,
+                    format!("`!` cannot negate `{}`", t.s),
+                    SUPPORTED_MATCHES,
+                )
+            };
+            match t.s.as_str() {
+                "!" => {
+                    negate = true;
+                    i += 1;
+                    continue;
+                }
+                "-A" => {
+                    chain = Some(val(i, "-A")?.0.to_string());
+                    i += 2;
+                }
+                "-i" | "-o" => {
+                    let (v, c) = val(i, &t.s)?;
+                    if v.ends_with('+') {
+                        return Err(self.err(
+                            n,
+                            c,
+                            line,
+                            format!("interface wildcard `{v}`"),
+                            "exact interface names",
+                        ));
+                    }
+                    let id = self.ifaces.id(v, &Loc { line: n, col: c });
+                    if t.s == "-i" {
+                        m.in_iface = Some(id);
+                        m.not.in_iface = neg;
+                    } else {
+                        m.out_iface = Some(id);
+                        m.not.out_iface = neg;
+                    }
+                    i += 2;
+                }
+                "-s" | "-d" => {
+                    let (v, c) = val(i, &t.s)?;
+                    let p = parse_prefix(v).ok_or_else(|| {
+                        self.err(
+                            n,
+                            c,
+                            line,
+                            format!("`{v}` is not an IPv4 address or prefix"),
+                            SUPPORTED_MATCHES,
+                        )
+                    })?;
+                    if t.s == "-s" {
+                        m.src = Some(p);
+                        m.not.src = neg;
+                    } else {
+                        m.dst = Some(p);
+                        m.not.dst = neg;
+                    }
+                    i += 2;
+                }
+                "-p" => {
+                    let (v, c) = val(i, "-p")?;
+                    m.proto = Some(proto(v).ok_or_else(|| {
+                        self.err(
+                            n,
+                            c,
+                            line,
+                            format!("protocol `{v}` is not modelled"),
+                            "-p tcp, udp or icmp",
+                        )
+                    })?);
+                    m.not.proto = neg;
+                    i += 2;
+                }
+                "-m" => {
+                    let (v, c) = val(i, "-m")?;
+                    if !matches!(
+                        v,
+                        "tcp"
+                            | "udp"
+                            | "icmp"
+                            | "conntrack"
+                            | "state"
+                            | "addrtype"
+                            | "set"
+                            | "comment"
+                    ) {
+                        return Err(self.err(
+                            n,
+                            c,
+                            line,
+                            format!("match module `{v}` is not modelled"),
+                            SUPPORTED_MATCHES,
+                        ));
+                    }
+                    if neg {
+                        return Err(bad_neg(self));
+                    }
+                    i += 2;
+                }
+                "--dport" | "--sport" | "--destination-port" | "--source-port" => {
+                    let (v, c) = val(i, &t.s)?;
+                    let r = ports(v).ok_or_else(|| {
+                        self.err(
+                            n,
+                            c,
+                            line,
+                            format!("`{v}` is not a port or range N:M"),
+                            SUPPORTED_MATCHES,
+                        )
+                    })?;
+                    if !matches!(m.proto, Some(Proto::Tcp | Proto::Udp)) || m.not.proto {
+                        return Err(self.err(
+                            n,
+                            t.col,
+                            line,
+                            "a port match needs -p tcp or -p udp first".into(),
+                            SUPPORTED_MATCHES,
+                        ));
+                    }
+                    if t.s.contains("dport") || t.s.contains("destination") {
+                        m.dst_ports = Some(r);
+                        m.not.dst_ports = neg;
+                    } else {
+                        m.src_ports = Some(r);
+                        m.not.src_ports = neg;
+                    }
+                    i += 2;
+                }
+                "--ctstate" | "--state" => {
+                    let (v, c) = val(i, &t.s)?;
+                    if neg {
+                        return Err(bad_neg(self));
+                    }
+                    let mut st = CtStates::default();
+                    for w in v.split(',') {
+                        // conntrack's virtual state DNAT: the connection's
+                        // destination was translated (nft `ct status dnat`).
+                        if w == "DNAT" && t.s == "--ctstate" {
+                            m.ct_dnat = Some(true);
+                            continue;
+                        }
+                        st = st.union(CtStates::parse(w).ok_or_else(|| {
+                            self.err(
+                                n,
+                                c,
+                                line,
+                                format!("conntrack state `{w}`"),
+                                "NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED, DNAT",
+                            )
+                        })?);
+                    }
+                    if st != CtStates::default() {
+                        m.ct_state = Some(st);
+                    }
+                    i += 2;
+                }
+                "--dst-type" => {
+                    let (v, c) = val(i, "--dst-type")?;
+                    if v != "LOCAL" {
+                        return Err(self.err(
+                            n,
+                            c,
+                            line,
+                            format!("address type `{v}`"),
+                            "--dst-type LOCAL",
+                        ));
+                    }
+                    m.dst_local = true;
+                    m.not.dst_local = neg;
+                    i += 2;
+                }
+                "--match-set" => {
+                    let (v, c) = val(i, "--match-set")?;
+                    let (dir, _) = toks
+                        .get(i + 2)
+                        .map(|t| (t.s.as_str(), t.col))
+                        .unwrap_or(("", c));
+                    if neg {
+                        return Err(bad_neg(self));
+                    }
+                    if !matches!(dir, "src" | "dst") {
+                        return Err(self.err(
+                            n,
+                            c,
+                            line,
+                            format!("set direction `{dir}`"),
+                            "--match-set NAME src or --match-set NAME dst",
+                        ));
+                    }
+                    sets.push(SetRef {
+                        name: v.into(),
+                        src: dir == "src",
+                        loc: Loc { line: n, col: c },
+                    });
+                    i += 3;
+                }
+                "--comment" => {
+                    name = Some(val(i, "--comment")?.0.to_string());
+                    i += 2;
+                }
+                "-j" => {
+                    let (v, c) = val(i, "-j")?;
+                    target = Some((v.to_string(), c));
+                    i += 2;
+                }
+                s if s.starts_with("--") && target.is_some() => {
+                    let v = toks
+                        .get(i + 1)
+                        .filter(|t| !t.s.starts_with("--"))
+                        .map(|t| t.s.clone());
+                    i += if v.is_some() { 2 } else { 1 };
+                    topts.push((s.to_string(), v, t.col));
+                }
+                other => {
+                    let _ = loc;
+                    return Err(self.err(
+                        n,
+                        t.col,
+                        line,
+                        format!("`{other}` is not modelled"),
+                        if target.is_some() {
+                            SUPPORTED_TARGETS
+                        } else {
+                            SUPPORTED_MATCHES
+                        },
+                    ));
+                }
+            }
+        }
+        let chain = chain.ok_or_else(|| {
+            self.err(
+                n,
+                1,
+                line,
+                "a rule line without -A CHAIN".into(),
+                SUPPORTED_MATCHES,
+            )
+        })?;
+        let (tname, tcol) = target.ok_or_else(|| {
+            self.err(
+                n,
+                1,
+                line,
+                "a rule without -j (counting rules are not modelled)".into(),
+                SUPPORTED_TARGETS,
+            )
+        })?;
+        let opt = |k: &str| topts.iter().find(|(o, _, _)| o == k);
+        let mut used = Vec::new();
+        let mut want = |k: &'static str| {
+            used.push(k);
+            opt(k).map(|(_, v, c)| (v.clone().unwrap_or_default(), *c))
+        };
+        let bad_val = |p: &Parser<'_>, v: &str, c: usize, what: &'static str| {
+            p.err(
+                n,
+                c,
+                line,
+                format!("`{v}` is not {what}"),
+                SUPPORTED_TARGETS,
+            )
+        };
+        let nat_table = table == "nat";
+        let t = match (tname.as_str(), nat_table) {
+            ("DNAT", true) => {
+                let (v, c) = want("--to-destination").ok_or_else(|| {
+                    self.err(
+                        n,
+                        tcol,
+                        line,
+                        "DNAT without --to-destination".into(),
+                        SUPPORTED_TARGETS,
+                    )
+                })?;
+                let (a, b, p) = addr_ports(&v).ok_or_else(|| bad_val(self, &v, c, "A[:P[-Q]]"))?;
+                if a != b {
+                    return Err(self.err(
+                        n,
+                        c,
+                        line,
+                        "DNAT to an address range".into(),
+                        "DNAT to one address",
+                    ));
+                }
+                let to_port = match (p, m.dst_ports) {
+                    (None, _) => None,
+                    (Some(r), Some(d))
+                        if r.first != r.last && r.len() == d.len() && r.first == d.first =>
+                    {
+                        Some(r.first)
+                    }
+                    (Some(r), _) if r.first == r.last => Some(r.first),
+                    (Some(_), _) => {
+                        return Err(self.err(
+                            n,
+                            c,
+                            line,
+                            "DNAT to a port range that is not the matched range".into(),
+                            "DNAT to one port, or to the very range --dport matched",
+                        ))
+                    }
+                };
+                Target::Nat(Action::Dnat { to: a, to_port })
+            }
+            ("SNAT", true) => {
+                let (v, c) = want("--to-source").ok_or_else(|| {
+                    self.err(
+                        n,
+                        tcol,
+                        line,
+                        "SNAT without --to-source".into(),
+                        SUPPORTED_TARGETS,
+                    )
+                })?;
+                let (first, last, p) =
+                    addr_ports(&v).ok_or_else(|| bad_val(self, &v, c, "A[-B][:P-Q]"))?;
+                Target::Nat(Action::Snat(SnatPool {
+                    first,
+                    last,
+                    ports: p.unwrap_or(PortRange::ALL),
+                    pooling: {
+                        // natsim's pools are paired (one inside address,
+                        // one outside address), which is --persistent.
+                        let _ = want("--persistent");
+                        Pooling::Paired
+                    },
+                }))
+            }
+            ("MASQUERADE", true) => {
+                let ports_ = match want("--to-ports") {
+                    Some((v, c)) => {
+                        ports(&v).ok_or_else(|| bad_val(self, &v, c, "a port range P[-Q]"))?
+                    }
+                    None => PortRange::ALL,
+                };
+                Target::Nat(Action::Masquerade { ports: ports_ })
+            }
+            ("REDIRECT", true) => {
+                let to_port = match want("--to-ports") {
+                    Some((v, c)) => {
+                        let r = ports(&v).ok_or_else(|| bad_val(self, &v, c, "a port"))?;
+                        if r.first != r.last {
+                            return Err(self.err(
+                                n,
+                                c,
+                                line,
+                                "REDIRECT to a port range".into(),
+                                "REDIRECT --to-ports P",
+                            ));
+                        }
+                        Some(r.first)
+                    }
+                    None => None,
+                };
+                Target::Nat(Action::Redirect { to_port })
+            }
+            ("NETMAP", true) => {
+                let (v, c) = want("--to").ok_or_else(|| {
+                    self.err(
+                        n,
+                        tcol,
+                        line,
+                        "NETMAP without --to".into(),
+                        SUPPORTED_TARGETS,
+                    )
+                })?;
+                Target::Nat(Action::Netmap {
+                    to: parse_prefix(&v).ok_or_else(|| bad_val(self, &v, c, "a prefix"))?,
+                })
+            }
+            ("ACCEPT", _) => Target::Filter(FilterAction::Accept),
+            ("DROP", false) => Target::Filter(FilterAction::Drop),
+            ("REJECT", false) => {
+                let with = match want("--reject-with") {
+                    None => RejectWith::IcmpPortUnreachable,
+                    Some((v, c)) => match v.as_str() {
+                        "icmp-port-unreachable" => RejectWith::IcmpPortUnreachable,
+                        "tcp-reset" if m.proto == Some(Proto::Tcp) && !m.not.proto => {
+                            RejectWith::TcpReset
+                        }
+                        _ => return Err(self.err(
+                            n,
+                            c,
+                            line,
+                            format!("REJECT with `{v}`"),
+                            "REJECT [--reject-with icmp-port-unreachable|tcp-reset (with -p tcp)]",
+                        )),
+                    },
+                };
+                Target::Filter(FilterAction::Reject(with))
+            }
+            ("RETURN", _) => Target::Return,
+            (c, _)
+                if c.chars().all(|x| {
+                    x.is_ascii_uppercase() || x.is_ascii_digit() || x == '-' || x == '_'
+                }) && !matches!(
+                    c,
+                    "DNAT"
+                        | "SNAT"
+                        | "MASQUERADE"
+                        | "REDIRECT"
+                        | "NETMAP"
+                        | "DROP"
+                        | "REJECT"
+                        | "LOG"
+                        | "MARK"
+                        | "CONNMARK"
+                        | "TPROXY"
+                        | "NOTRACK"
+                        | "CT"
+                        | "TCPMSS"
+                ) =>
+            {
+                Target::Jump(c.to_string())
+            }
+            (c, _) if c.chars().any(|x| x.is_ascii_lowercase()) => Target::Jump(c.to_string()),
+            (c, _) => {
+                return Err(self.err(
+                    n,
+                    tcol,
+                    line,
+                    format!("target `{c}` is not modelled in the {table} table"),
+                    SUPPORTED_TARGETS,
+                ))
+            }
+        };
+        // --random / --random-fully: the port choice is the profile's
+        // (linux: preserve, then random); per-rule flags are not modelled.
+        for (o, _, c) in &topts {
+            if !used.contains(&o.as_str()) {
+                return Err(self.err(
+                    n,
+                    *c,
+                    line,
+                    format!("target option `{o}` is not modelled"),
+                    SUPPORTED_TARGETS,
+                ));
+            }
+        }
+        let text = line.trim().to_string();
+        Ok((
+            chain,
+            RawRule {
+                loc: Loc { line: n, col: 1 },
+                text,
+                name,
+                m,
+                sets,
+                target: t,
+            },
+        ))
+    }
+}
+
+pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportError> {
+    let mut p = Parser {
+        file,
+        ifaces: Ifaces::default(),
+    };
+    let mut nat = RawTable::new();
+    let mut filter = RawTable::new();
+    let mut table: Option<String> = None;
+    let mut notes = Vec::new();
+    for (i, line) in src.lines().enumerate() {
+        let n = i + 1;
+        let t = line.trim();
+        let col = line.len() - line.trim_start().len() + 1;
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = t.strip_prefix('*') {
+            table = Some(name.to_string());
+            continue;
+        }
+        if t == "COMMIT" {
+            table = None;
+            continue;
+        }
+        let Some(tb) = table.clone() else {
+            return Err(p.err(
+                n,
+                col,
+                t,
+                "a line outside a `*table` ... `COMMIT` block".into(),
+                "iptables-save output",
+            ));
+        };
+        let slot = match tb.as_str() {
+            "nat" => Some(&mut nat),
+            "filter" => Some(&mut filter),
+            _ => None,
+        };
+        if let Some(rest) = t.strip_prefix(':') {
+            let w: Vec<&str> = rest.split_whitespace().collect();
+            let (Some(name), Some(pol)) = (w.first(), w.get(1)) else {
+                return Err(p.err(
+                    n,
+                    col,
+                    t,
+                    "a chain line without a policy".into(),
+                    ":CHAIN POLICY [packets:bytes]",
+                ));
+            };
+            let policy = match *pol {
+                "ACCEPT" => Some(FilterAction::Accept),
+                "DROP" => Some(FilterAction::Drop),
+                "-" => None,
+                o => {
+                    return Err(p.err(
+                        n,
+                        col,
+                        t,
+                        format!("policy `{o}`"),
+                        "ACCEPT, DROP or - (user chain)",
+                    ))
+                }
+            };
+            if let Some(s) = slot {
+                s.insert(
+                    name.to_string(),
+                    RawChain {
+                        policy,
+                        rules: Vec::new(),
+                        loc: Loc { line: n, col },
+                    },
+                );
+            }
+            continue;
+        }
+        if !t.starts_with("-A") {
+            return Err(p.err(
+                n,
+                col,
+                t,
+                "not an iptables-save line".into(),
+                "*table, :CHAIN POLICY [p:b], -A CHAIN ..., COMMIT",
+            ));
+        }
+        let Some(s) = slot else {
+            return Err(p.err(
+                n,
+                col,
+                t,
+                format!("rules in table `{tb}` are not modelled"),
+                "the nat and filter tables",
+            ));
+        };
+        let (chain, rule) = p.rule(n, line, &tb)?;
+        let Some(c) = s.get_mut(&chain) else {
+            return Err(p.err(
+                n,
+                col,
+                t,
+                format!("chain `{chain}` was not declared"),
+                ":CHAIN lines before the rules, as iptables-save prints",
+            ));
+        };
+        c.rules.push(rule);
+    }
+    if let Some(tb) = table {
+        notes.push(format!("table `{tb}` has no COMMIT line"));
+    }
+    assemble(file, &nat, &filter, sets, p.ifaces, notes)
+}

@@ -1,0 +1,136 @@
+//! # natsim-import: your own ruleset as natsim rules
+//!
+//! Reads `iptables-save` output ([`iptables`]), `nft -j list ruleset`
+//! JSON ([`nft`]) and `ipset save` files ([`ipset`]) into the engine's
+//! rule model: the `nat` table's PREROUTING and POSTROUTING chains become
+//! [`natsim_nat::RuleSet`] rules, the `filter` table's INPUT and FORWARD
+//! chains a [`Filter`]. User chains (`-j CHAIN`, `RETURN`; Docker's
+//! `DOCKER`, `DOCKER-USER`, `DOCKER-ISOLATION-*`) are inlined by
+//! [`flatten`]. Interfaces are kept by name ([`Imported::ifaces`]); a
+//! scenario binds them to its router's interfaces with [`Imported::bind`].
+//!
+//! Nothing is dropped silently: a match or target the model does not have
+//! is an [`ImportError`] naming `file:line:col`, the rule's text and what
+//! is supported. Rules that cannot apply to a router's forwarded traffic
+//! (the nat table's OUTPUT and INPUT chains, for traffic the router itself
+//! sends or receives) are listed in [`Imported::notes`].
+#![deny(unsafe_code)]
+
+pub mod flatten;
+pub mod ipset;
+pub mod iptables;
+pub mod nft;
+pub mod render;
+
+use natsim_nat::{IfaceId, Match, Rule, RuleSet};
+use std::collections::BTreeMap;
+
+/// Where something is in the input: 1-based line and column.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loc {
+    pub line: usize,
+    pub col: usize,
+}
+
+/// An input the importer refuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportError {
+    pub file: String,
+    pub loc: Loc,
+    /// The rule (or line) as written.
+    pub text: String,
+    pub message: String,
+    /// What is supported instead.
+    pub supported: &'static str,
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}\n  rule: {}\n  supported: {}",
+            self.file, self.loc.line, self.loc.col, self.message, self.text, self.supported
+        )
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+pub use natsim_nat::{Filter, FilterAction, FilterChain, FilterRule, RejectWith};
+
+/// An imported ruleset.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Interface names in order of first use; `IfaceId(k)` in the rules is
+    /// `ifaces[k]`.
+    pub ifaces: Vec<String>,
+    /// Where each interface was first named.
+    pub iface_locs: Vec<Loc>,
+    pub rules: RuleSet,
+    pub filter: Filter,
+    /// Rules read but not applicable to forwarded traffic, and why.
+    pub notes: Vec<String>,
+    /// How many rules each kind of input gave (for the summary line).
+    pub counts: BTreeMap<&'static str, usize>,
+}
+
+/// An imported interface name the router does not have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnboundIface {
+    pub name: String,
+    pub loc: Loc,
+}
+
+fn remap_match(m: &mut Match, map: &[IfaceId]) {
+    for i in [&mut m.in_iface, &mut m.out_iface, &mut m.dst_iface_addr]
+        .into_iter()
+        .flatten()
+    {
+        *i = map[usize::from(i.0)];
+    }
+}
+
+impl Imported {
+    /// Renumbers interfaces to the router's own (`lookup` by name).
+    pub fn bind(&mut self, lookup: impl Fn(&str) -> Option<IfaceId>) -> Result<(), UnboundIface> {
+        let mut map = Vec::new();
+        for (k, n) in self.ifaces.iter().enumerate() {
+            match lookup(n) {
+                Some(id) => map.push(id),
+                None => {
+                    return Err(UnboundIface {
+                        name: n.clone(),
+                        loc: self.iface_locs.get(k).cloned().unwrap_or_default(),
+                    })
+                }
+            }
+        }
+        for r in &mut self.rules.rules {
+            remap_match(&mut r.matches, &map);
+        }
+        for c in [&mut self.filter.input, &mut self.filter.forward] {
+            for r in &mut c.rules {
+                remap_match(&mut r.matches, &map);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn nat_rules(&self) -> &[Rule] {
+        &self.rules.rules
+    }
+}
+
+/// Reads a rules file by its content: nft JSON (starts with `{`) or
+/// iptables-save text. `sets` is an `ipset save` file's content, if any.
+pub fn import(file: &str, src: &str, sets: Option<(&str, &str)>) -> Result<Imported, ImportError> {
+    let sets = match sets {
+        Some((f, s)) => ipset::parse(f, s)?,
+        None => ipset::Sets::default(),
+    };
+    if src.trim_start().starts_with('{') {
+        nft::import(file, src, &sets)
+    } else {
+        iptables::import(file, src, &sets)
+    }
+}

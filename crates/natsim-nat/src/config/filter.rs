@@ -1,0 +1,96 @@
+//! The packet filter: netfilter's `filter` table INPUT (to the router) and
+//! FORWARD (through it) chains, each an ordered rule list and a policy.
+//!
+//! Rules see a packet between destination and source NAT, as netfilter's
+//! forward hook does: the destination already translated, the source not
+//! yet. Every packet meets the filter, with the conntrack state of its
+//! connection: NEW until a reply was seen, ESTABLISHED after. ICMP errors
+//! of tracked connections (RELATED) are not filtered. An empty chain with
+//! policy accept (the default) costs nothing.
+
+use super::Match;
+
+/// What a REJECT sends back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectWith {
+    /// ICMP port unreachable from the router (iptables REJECT's default).
+    IcmpPortUnreachable,
+    /// A TCP RST in the name of the destination (`--reject-with tcp-reset`;
+    /// nf_reject_ipv4 `nf_send_reset`). Only for TCP.
+    TcpReset,
+}
+
+/// A filter rule's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterAction {
+    Accept,
+    Drop,
+    Reject(RejectWith),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterRule {
+    pub name: String,
+    pub matches: Match,
+    pub action: FilterAction,
+}
+
+/// A base filter chain: rules in order, then the policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterChain {
+    /// Accept or drop (iptables and nft base chains allow no other).
+    pub policy: FilterAction,
+    pub rules: Vec<FilterRule>,
+}
+
+impl Default for FilterChain {
+    fn default() -> Self {
+        FilterChain {
+            policy: FilterAction::Accept,
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl FilterChain {
+    pub fn is_open(&self) -> bool {
+        self.rules.is_empty() && self.policy == FilterAction::Accept
+    }
+}
+
+/// Which filter chain a packet meets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FilterHook {
+    Input,
+    Forward,
+}
+
+impl core::fmt::Display for FilterHook {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            FilterHook::Input => "input",
+            FilterHook::Forward => "forward",
+        })
+    }
+}
+
+/// The filter table's INPUT and FORWARD chains.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub input: FilterChain,
+    pub forward: FilterChain,
+}
+
+impl Filter {
+    /// Accepts everything: no rules, accept policies.
+    pub fn is_open(&self) -> bool {
+        self.input.is_open() && self.forward.is_open()
+    }
+
+    pub fn chain(&self, hook: FilterHook) -> &FilterChain {
+        match hook {
+            FilterHook::Input => &self.input,
+            FilterHook::Forward => &self.forward,
+        }
+    }
+}
