@@ -23,7 +23,7 @@
 //!
 //! `containing` compares case-insensitively.
 
-use crate::model::L4;
+use crate::l4::L4;
 use serde::Serialize;
 use std::net::SocketAddrV4;
 

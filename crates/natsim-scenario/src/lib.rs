@@ -23,6 +23,7 @@ pub mod build;
 pub mod diag;
 pub mod expect;
 pub mod explain;
+pub mod l4;
 pub mod lint;
 pub mod load;
 pub mod lower;

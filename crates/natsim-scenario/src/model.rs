@@ -7,6 +7,7 @@
 //! later stage must parse or look up by name.
 
 use crate::expect::Expect;
+pub use crate::l4::L4;
 use natsim_apps::dns::Zone;
 use natsim_apps::exchange::AddressMode;
 use natsim_apps::ftp::FtpMode;
@@ -236,22 +237,6 @@ pub struct ImsSpec {
 pub struct Listener {
     pub proto: L4,
     pub port: u16,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum L4 {
-    Tcp,
-    Udp,
-}
-
-impl std::fmt::Display for L4 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            L4::Tcp => "tcp",
-            L4::Udp => "udp",
-        })
-    }
 }
 
 /// Where a step is aimed: an address (node names are resolved at load
