@@ -62,10 +62,10 @@ fn identical_syn_retransmissions_are_one_entry() {
     let r = base("scenarios/kb/Q193863.toml");
     let n = find_step(&r, "telnet-25").unwrap();
     let out = explain_steps(&r, &|k, _| k + 1 == n);
-    // smoltcp's SYN back-off from the 22.08 s start: 0, 3 and 9 s later.
+    // The Windows SYN schedule from the 22.12 s start: 0, 3 and 9 s later.
     has(
         &out,
-        "sent 3 times, at 22.080375s, 25.080375s, 31.080375s (#31, #32, #33): identical retransmissions, each went the same way",
+        "sent 3 times, at 22.120393s, 25.120393s, 31.120393s (#29, #30, #31): identical retransmissions, each went the same way",
     );
     assert_eq!(out.matches("[S] (from internet-mta)").count(), 1, "{out}");
 }

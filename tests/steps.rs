@@ -75,10 +75,12 @@ from = "outside"
 to = "203.0.113.1"
 port = 25
 duration = "5s"
+expect = "anything"
 [[step]]
 name = "quiet"
 action = "wait"
 duration = "60s"
+expect = "anything"
 "#);
     let (connect, wait) = (&r.steps[0], &r.steps[1]);
     assert!(!connect.actual.is_empty());
@@ -110,16 +112,19 @@ action = "ping"
 from = "client"
 to = "203.0.113.7"
 duration = "1ms"
+expect = "anything"
 [[step]]
 name = "get"
 action = "http-get"
 from = "outside"
 to = "203.0.113.1"
 duration = "1ms"
+expect = "anything"
 [[step]]
 name = "wait"
 action = "wait"
 duration = "1s"
+expect = "anything"
 "#);
     for s in &r.steps {
         assert!(!s.actual.is_empty(), "{}: empty actual", s.name);
@@ -135,11 +140,13 @@ name = "first"
 action = "nat-type"
 from = "client"
 servers = ["stun-a", "stun-b"]
+expect = "anything"
 [[step]]
 name = "second"
 action = "nat-type"
 from = "client"
 servers = ["stun-a", "stun-b"]
+expect = "anything"
 "#);
     assert!(
         r.steps[0].actual.starts_with("mapping "),

@@ -69,7 +69,7 @@ fn resolve(
         host,
         Box::new(DnsLookup::new(name, RecordType::A, spec.dns.clone())),
     ) else {
-        return Err(format!("could not resolve {name}"));
+        return Err(format!("cannot resolve {name}"));
     };
     apps.push(id);
     sim.run_until_pred(Duration::from_secs(30), |s| {
@@ -77,8 +77,8 @@ fn resolve(
     });
     match sim.app::<DnsLookup>(id).and_then(|l| l.result().cloned()) {
         Some(LookupResult::Addresses { addrs, .. }) if !addrs.is_empty() => Ok(addrs[0]),
-        Some(r) => Err(format!("could not resolve {name}: {}", r.describe())),
-        None => Err(format!("could not resolve {name}: no answer")),
+        Some(r) => Err(format!("cannot resolve {name}: {}", r.describe())),
+        None => Err(format!("cannot resolve {name}: no answer")),
     }
 }
 
