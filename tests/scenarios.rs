@@ -72,8 +72,8 @@ const KB_CLAIMS: &[(&str, &str, &str, &str, &str)] = &[
         "Q193863",
         "option-2-dns-and-forward",
         "inbound-mail",
-        "delivered to 203.0.113.1",
-        "",
+        "delivered to mailbox",
+        "via 203.0.113.1",
     ),
     // Q183801: [SMTPOUT:...] before SP1 gets the quoted NDR; SP1 with
     // OverrideProxyOut and an SMTPOUT address space delivers; without the
@@ -82,7 +82,7 @@ const KB_CLAIMS: &[(&str, &str, &str, &str, &str)] = &[
         "Q183801",
         "base",
         "send-smtpout",
-        "bounced",
+        "ndr:",
         "(000D06B5) No proxy for",
     ),
     ("Q183801", "base", "send-plain-smtp", "delivered", ""),
@@ -97,8 +97,8 @@ const KB_CLAIMS: &[(&str, &str, &str, &str, &str)] = &[
         "Q183801",
         "sp1-registry-without-address-space",
         "send-smtpout",
-        "bounced",
-        "",
+        "ndr:",
+        "No transport provider",
     ),
     // Q249100: user@host needs an A record; user@[IP] needs a routing
     // entry "accept as inbound" for the IP.
@@ -128,7 +128,7 @@ const KB_CLAIMS: &[(&str, &str, &str, &str, &str)] = &[
     // for POP3 support)"; the SMTP address space; the ISP's DNS servers.
     ("Q182339", "base", "nslookup-mx", "mail.example.com", ""),
     ("Q182339", "base", "receive", "delivered", ""),
-    ("Q182339", "base", "send", "delivered", ""),
+    ("Q182339", "base", "send", "handed off to sendmail.isp.example", ""),
     (
         "Q182339",
         "step3-no-reroute-for-pop3",
@@ -140,14 +140,14 @@ const KB_CLAIMS: &[(&str, &str, &str, &str, &str)] = &[
         "Q182339",
         "step4-no-smtp-address-space",
         "send",
-        "bounced",
+        "ndr:",
         "No transport provider",
     ),
     (
         "Q182339",
         "step6-wrong-dns-server-order",
         "send",
-        "bounced",
+        "ndr:",
         "host unknown",
     ),
     // KB291615: Outlook cannot connect through NAT; a one-to-one pipe
@@ -186,6 +186,7 @@ const KB_CLAIMS: &[(&str, &str, &str, &str, &str)] = &[
 
 #[test]
 fn the_kb_articles_outcomes_are_replayed() {
+    let mut wrong = Vec::new();
     for kb in ["Q193863", "Q182339", "Q249100", "Q183801", "KB291615"] {
         let results = run_file(&root().join("scenarios/kb").join(format!("{kb}.toml")));
         assert!(results.len() > 1, "{kb}: a base and its workarounds");
@@ -209,13 +210,15 @@ fn the_kb_articles_outcomes_are_replayed() {
                 .iter()
                 .find(|s| s.name == *step)
                 .unwrap_or_else(|| panic!("{kb}::{variant}: no step {step}"));
-            assert!(
-                s.actual.starts_with(starts) && s.actual.contains(contains),
-                "{kb}::{variant}::{step}: the article says `{starts}`..`{contains}`, the run saw `{}`",
-                s.actual
-            );
+            if !(s.actual.starts_with(starts) && s.actual.contains(contains)) {
+                wrong.push(format!(
+                    "{kb}::{variant}::{step}: the article says `{starts}`..`{contains}`, the run saw `{}`",
+                    s.actual
+                ));
+            }
         }
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 #[test]

@@ -419,11 +419,8 @@ fn run(o: RunOpts) -> ExitCode {
         match r {
             Ok(r) => {
                 if let Some(dir) = &o.pcap {
-                    let stem = Path::new(&r.file)
-                        .file_stem()
-                        .map_or("scenario".into(), |s| s.to_string_lossy().to_string());
                     for (seg, bytes) in &r.pcaps {
-                        let p = dir.join(format!("{stem}--{}--{seg}.pcap", r.variant));
+                        let p = dir.join(r.pcap_file(seg));
                         if let Err(e) =
                             std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&p, bytes))
                         {

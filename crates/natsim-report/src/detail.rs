@@ -1,41 +1,32 @@
 //! What a click on an arrow shows: the frame's whole trace (every hop and
 //! NAT step, its fate, which frame it answered) and, per wire, the pcap
-//! file and frame number and the bytes in hex. Serialised once per trace
-//! into the page's JSON; the page's script only displays it.
+//! frame number and the bytes in hex. Serialised once per trace into the
+//! page's JSON; the page's script only displays it. The pcap file's name
+//! is the variant's (`data-pcap` on its section) with the leg's segment.
 
-use crate::wire::hex;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use natsim_scenario::explain::{disposition, step_line};
-use natsim_scenario::VariantResult;
 use natsim_sim::FrameTrace;
 use serde_json::{json, Value};
-use std::path::Path;
-
-/// The pcap file `natsim run --pcap DIR` writes for this variant's segment.
-pub fn pcap_name(r: &VariantResult, segment: &str) -> String {
-    let stem = Path::new(&r.file)
-        .file_stem()
-        .map_or("scenario".into(), |s| s.to_string_lossy().to_string());
-    format!("{stem}--{}--{segment}.pcap", r.variant)
-}
 
 /// Bytes shown in hex per frame: every header and an ALG's rewritten
 /// payload fit; the rest is in the pcap (a whole suite's page would
 /// otherwise pass the size budget on bulk and looping mail).
 const HEX_SHOWN: usize = 320;
 
-fn shown_hex(bytes: &[u8], frame: Option<u64>) -> String {
-    if bytes.len() <= HEX_SHOWN {
-        return hex(bytes);
-    }
-    let more = bytes.len() - HEX_SHOWN;
-    let at = frame.map_or(String::new(), |f| format!(" (pcap frame {f})"));
-    format!(
-        "{}\n… {more} more bytes in the pcap{at}",
-        hex(&bytes[..HEX_SHOWN])
-    )
+/// The shown bytes in base64 (the page's script lays out the hex dump:
+/// a third of the size of the dump itself) and how many more the pcap has.
+fn shown_bytes(bytes: &[u8]) -> (String, usize) {
+    let n = bytes.len().min(HEX_SHOWN);
+    (STANDARD.encode(&bytes[..n]), bytes.len() - n)
 }
 
-pub fn trace(r: &VariantResult, t: &FrameTrace) -> Value {
+/// One trace as the page's script reads it. Hops and legs are arrays, not
+/// objects (a whole suite has thousands; their key names alone would be a
+/// tenth of the page): a hop is `[node, at, via, steps]`, a leg is
+/// `[segment, from, to, at, pcap frame, base64 bytes, bytes not shown]`.
+pub fn trace(t: &FrameTrace) -> Value {
     let hops: Vec<Value> = t
         .hops
         .iter()
@@ -47,23 +38,23 @@ pub fn trace(r: &VariantResult, t: &FrameTrace) -> Value {
                 (None, None) => String::new(),
             };
             let steps: Vec<String> = h.steps.iter().filter_map(step_line).collect();
-            json!({"node": h.node, "at": h.at.to_string(), "via": via, "steps": steps})
+            json!([h.node, h.at.to_string(), via, steps])
         })
         .collect();
     let legs: Vec<Value> = t
         .legs
         .iter()
         .map(|l| {
-            json!({
-                "segment": l.segment,
-                "from": l.from,
-                "to": l.to,
-                "at": l.at.to_string(),
-                "pcap": pcap_name(r, &l.segment),
-                "frame": l.pcap_frame,
-                "len": l.bytes.len(),
-                "hex": shown_hex(&l.bytes, l.pcap_frame),
-            })
+            let shown = shown_bytes(&l.bytes);
+            json!([
+                l.segment,
+                l.from,
+                l.to,
+                l.at.to_string(),
+                l.pcap_frame,
+                shown.0,
+                shown.1
+            ])
         })
         .collect();
     json!({

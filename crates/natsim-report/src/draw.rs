@@ -28,18 +28,38 @@ fn text(x: f64, y: f64, class: &str, s: &str) -> Text {
     Text::new(s).set("x", x).set("y", y).set("class", class)
 }
 
-/// `key` prefixes the arrows' detail ids; `uid` makes the marker id
-/// unique on the page (a ladder may be drawn twice: in a comparison).
-pub fn ladder(l: &Ladder, key: &str, uid: &str) -> Document {
+/// The arrowhead every ladder's wires end in, drawn once per page (a
+/// marker per ladder was a fortieth of the page): `line.tip` uses it.
+pub fn arrowhead() -> Document {
+    let defs = Definitions::new().add(
+        Marker::new()
+            .set("id", "ah")
+            .set("viewBox", "0 0 10 10")
+            .set("refX", 10)
+            .set("refY", 5)
+            .set("markerWidth", 7)
+            .set("markerHeight", 7)
+            .set("orient", "auto-start-reverse")
+            .add(Path::new().set("d", "M 0 0 L 10 5 L 0 10 z")),
+    );
+    Document::new()
+        .set("width", 0)
+        .set("height", 0)
+        .set("class", "defs")
+        .set("aria-hidden", "true")
+        .add(defs)
+}
+
+/// `key` prefixes the arrows' detail ids.
+pub fn ladder(l: &Ladder, key: &str) -> Document {
     let n = l.columns.len().max(1);
     let width = AXIS + COL * n as f64 + 10.0;
-    let head_id = format!("ah-{uid}");
     let mut body = Group::new().set("class", "rows");
     let mut y = HEAD + 10.0;
     for it in &l.items {
         match it {
             Item::Arrow(a) => {
-                let (g, h) = arrow(a, y, key, &head_id, width);
+                let (g, h) = arrow(a, y, key, width);
                 body = body.add(g);
                 y += h;
             }
@@ -90,9 +110,7 @@ pub fn ladder(l: &Ladder, key: &str, uid: &str) -> Document {
                     .set("class", format!("{cls} box")),
             )
             .add(
-                text(x(k), 23.0, cls, &c.name)
-                    .set("data-col", k)
-                    .set("text-anchor", "middle"),
+                text(x(k), 23.0, cls, &c.name).set("data-col", k),
             )
             .add(
                 Line::new()
@@ -103,26 +121,26 @@ pub fn ladder(l: &Ladder, key: &str, uid: &str) -> Document {
                     .set("class", "life"),
             );
     }
-    let defs = Definitions::new().add(
-        Marker::new()
-            .set("id", head_id.as_str())
-            .set("viewBox", "0 0 10 10")
-            .set("refX", 10)
-            .set("refY", 5)
-            .set("markerWidth", 7)
-            .set("markerHeight", 7)
-            .set("orient", "auto-start-reverse")
-            .add(Path::new().set("d", "M 0 0 L 10 5 L 0 10 z")),
-    );
     Document::new()
         .set("width", width)
         .set("height", height)
         .set("viewBox", (0.0, 0.0, width, height))
         .set("class", "ladder")
         .set("data-frames", l.frames)
-        .add(defs)
         .add(heads)
         .add(body)
+}
+
+/// `s` in `t`, cut to `room` pixels; the whole line is its tooltip only
+/// when it was cut.
+fn clipped(x: f64, y: f64, class: &str, s: &str, room: f64) -> Text {
+    let shown = fit(s, room);
+    let t = text(x, y, class, &shown);
+    if shown != s {
+        t.add(Title::new(s))
+    } else {
+        t
+    }
 }
 
 /// Monospace text cut to `room` pixels, with an ellipsis.
@@ -136,7 +154,7 @@ fn fit(s: &str, room: f64) -> String {
     t
 }
 
-fn arrow(a: &Arrow, y: f64, key: &str, head: &str, width: f64) -> (Group, f64) {
+fn arrow(a: &Arrow, y: f64, key: &str, width: f64) -> (Group, f64) {
     let ly = y + 16.0;
     let x1 = x(a.from);
     let on_wire = a.drop.as_ref().is_some_and(|d| d.on_wire);
@@ -163,12 +181,8 @@ fn arrow(a: &Arrow, y: f64, key: &str, head: &str, width: f64) -> (Group, f64) {
         .set("data-frames", a.frames())
         .set("data-segment", a.segment.as_str())
         .set("tabindex", 0)
-        .add(Title::new(format!(
-            "{}{times} on {} — click for the full trace",
-            a.text(),
-            a.segment
-        )))
-        .add(text(AXIS - 6.0, ly + 4.0, "time", &format!("{}", a.at())).set("text-anchor", "end"))
+        .add(Title::new(format!("{}{times} on {}", a.text(), a.segment)))
+        .add(text(AXIS - 6.0, ly + 4.0, "time", &format!("{}", a.at())))
         // A wide invisible stroke: an easy target for hover and click.
         .add(
             Line::new()
@@ -178,18 +192,16 @@ fn arrow(a: &Arrow, y: f64, key: &str, head: &str, width: f64) -> (Group, f64) {
                 .set("y2", ly)
                 .set("class", "hit"),
         );
-    let mut line = Line::new()
+    let tipped = a.drop.is_none() || on_wire;
+    let line = Line::new()
         .set("x1", x1)
         .set("x2", x2)
         .set("y1", ly)
         .set("y2", ly)
-        .set("class", "wire");
-    if a.drop.is_none() || on_wire {
-        line = line.set("marker-end", format!("url(#{head})"));
-    }
+        .set("class", if tipped { "wire tip" } else { "wire" });
     g = g
         .add(line)
-        .add(text((x1 + x2) / 2.0, ly - 4.0, "lbl", &a.text()).set("text-anchor", "middle"));
+        .add(text((x1 + x2) / 2.0, ly - 4.0, "lbl", &a.text()));
     let mut h = ROW;
     // The NAT's decision sits under the arrow that leaves the router;
     // what does not fit is in the tooltip and the click-for-detail panel.
@@ -198,16 +210,7 @@ fn arrow(a: &Arrow, y: f64, key: &str, head: &str, width: f64) -> (Group, f64) {
         let room = 2.0 * mid.min(width - mid) - 8.0;
         let mut ng = Group::new().set("class", "nat");
         for (k, line) in a.nat.iter().enumerate() {
-            ng = ng.add(
-                text(
-                    mid,
-                    ly + 13.0 + NOTE * k as f64,
-                    "natline",
-                    &fit(line, room),
-                )
-                .set("text-anchor", "middle")
-                .add(Title::new(line.as_str())),
-            );
+            ng = ng.add(clipped(mid, ly + 13.0 + NOTE * k as f64, "natline", line, room));
         }
         g = g.add(ng);
         h += NOTE * a.nat.len() as f64;
@@ -221,21 +224,13 @@ fn arrow(a: &Arrow, y: f64, key: &str, head: &str, width: f64) -> (Group, f64) {
         let mut dg = Group::new()
             .set("class", "drop")
             .set("data-frames", a.frames())
-            .add(text(dx, ly + 5.0, "x", "✗").set("text-anchor", "middle"))
-            .add(text(tx, ly + 4.0, "why", &d.reason).set("text-anchor", anchor));
+            .add(text(dx, ly + 5.0, "x", "✗"))
+            .add(text(tx, ly + 4.0, &format!("why {anchor}"), &d.reason));
         let base = a.nat.len() as f64;
         for (k, n) in d.notes.iter().enumerate() {
             let room = if anchor == "start" { width - tx } else { tx } - 4.0;
-            dg = dg.add(
-                text(
-                    tx,
-                    ly + 13.0 + NOTE * (base + k as f64),
-                    "natline",
-                    &fit(n, room),
-                )
-                .set("text-anchor", anchor)
-                .add(Title::new(n.as_str())),
-            );
+            let y = ly + 13.0 + NOTE * (base + k as f64);
+            dg = dg.add(clipped(tx, y, &format!("natline {anchor}"), n, room));
         }
         h += NOTE * d.notes.len() as f64;
         g = g.add(dg);
@@ -270,8 +265,7 @@ fn band(b: &Band, y: f64) -> Group {
                     "bulk data: {} frames, {} payload bytes, {} – {}",
                     b.frames, b.bytes, b.from, b.to
                 ),
-            )
-            .set("text-anchor", "middle"),
+            ),
         )
-        .add(text(AXIS - 6.0, y + 20.0, "time", &b.from.to_string()).set("text-anchor", "end"))
+        .add(text(AXIS - 6.0, y + 20.0, "time", &b.from.to_string()))
 }

@@ -25,7 +25,7 @@ pub mod wire;
 
 use natsim_scenario::VariantResult;
 use page::esc;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// What to put on the page besides every variant.
@@ -74,9 +74,9 @@ fn compare_section(a: &VariantResult, ka: usize, b: &VariantResult, kb: usize, f
             "<div class=\"pair\" data-step=\"{}\"><div class=\"side\"><p><b>{}</b></p>{}</div><div class=\"side\"><p><b>{}</b></p>{}</div></div>",
             esc(&sa.name),
             esc(&a.variant),
-            page::step(a, i, &format!("v{ka}"), &format!("c{f}a{i}"), None),
+            page::step(a, i, &format!("v{ka}"), None).0,
             esc(&b.variant),
-            page::step(b, j, &format!("v{kb}"), &format!("c{f}b{j}"), None),
+            page::step(b, j, &format!("v{kb}"), None).0,
         );
     }
     o.push_str("</section>");
@@ -136,8 +136,9 @@ pub fn html(results: &[VariantResult], opt: &Options) -> String {
             );
             let _ = write!(
                 main,
-                "<section class=\"variant\" id=\"v{k}\" data-variant=\"{}\"><h3>{} <span class=\"badge {}\">{}</span> <small>seed {}</small></h3>",
+                "<section class=\"variant\" id=\"v{k}\" data-variant=\"{}\" data-pcap=\"{}\"><h3>{} <span class=\"badge {}\">{}</span> <small>seed {}</small></h3>",
                 esc(&r.variant),
+                esc(&r.pcap_prefix()),
                 esc(&r.variant),
                 if r.pass { "pass" } else { "fail" },
                 if r.pass { "PASS" } else { "FAIL" },
@@ -146,27 +147,16 @@ pub fn html(results: &[VariantResult], opt: &Options) -> String {
             if let Some(l) = &r.lesson {
                 let _ = write!(main, "<p class=\"lesson\">{}</p>", esc(&page::para(l)));
             }
+            let mut clickable = BTreeSet::new();
             for i in 0..r.steps.len() {
-                main.push_str(&page::step(
-                    r,
-                    i,
-                    &format!("v{k}"),
-                    &format!("v{k}s{i}"),
-                    Some(&format!("v{k}s{}", i + 1)),
-                ));
+                let anchor = format!("v{k}s{}", i + 1);
+                let (html, ids) = page::step(r, i, &format!("v{k}"), Some(&anchor));
+                main.push_str(&html);
+                clickable.extend(ids);
             }
-            for s in &r.steps {
-                // A very long step's middle is one folded band in its
-                // ladder: those frames have no arrow to click.
-                let n = s.traces.len();
-                let folded = |k: usize| n > 600 && (300..n - 100).contains(&k);
-                for (k, id) in s.traces.iter().enumerate() {
-                    if folded(k) {
-                        continue;
-                    }
-                    if let Some(t) = r.traces.get(*id as usize) {
-                        data.insert(format!("v{k}-{id}"), detail::trace(r, t));
-                    }
+            for id in clickable {
+                if let Some(t) = r.traces.get(id as usize) {
+                    data.insert(format!("v{k}-{id}"), detail::trace(t));
                 }
             }
             main.push_str("</section>");
@@ -188,7 +178,7 @@ pub fn html(results: &[VariantResult], opt: &Options) -> String {
 <script>window.addEventListener('error',function(e){{var h=document.documentElement;h.setAttribute('data-js-errors',String(Number(h.getAttribute('data-js-errors'))+1));h.setAttribute('data-js-error',String(e.message));}});</script>\
 <style>{}</style></head><body>\
 <header class=\"top\"><h1>natsim report</h1><p>{} variants of {} scenario files, {} steps, {} as expected. Click an arrow for its full trace, bytes and pcap frame number.</p></header>\
-<div class=\"layout\">{toc}<main>{main}</main></div>\
+{}<div class=\"layout\">{toc}<main>{main}</main></div>\
 <aside id=\"detail\" hidden><button id=\"detail-close\" type=\"button\" aria-label=\"close\">×</button><div id=\"detail-body\"></div></aside>\
 <script type=\"application/json\" id=\"natsim-data\">{json}</script><script>{}</script></body></html>\n",
         page::CSS,
@@ -196,6 +186,7 @@ pub fn html(results: &[VariantResult], opt: &Options) -> String {
         files.len(),
         steps,
         passed,
+        draw::arrowhead(),
         page::JS
     );
     o

@@ -66,6 +66,8 @@ svg rect.box.router { fill: #fff3e0; stroke: #e0a050; }
 svg .life { stroke: #c8cdd3; stroke-dasharray: 4 4; }
 svg .wire { stroke: #333; stroke-width: 1.4; }
 svg marker path { fill: #333; }
+svg line.tip { marker-end: url(#ah); }
+svg.defs { position: absolute; }
 svg .answer .wire { stroke: #b35900; stroke-dasharray: 6 3; }
 svg .answer .lbl { fill: #b35900; }
 svg .hit { stroke: transparent; stroke-width: 14; pointer-events: stroke; cursor: pointer; }
@@ -81,6 +83,9 @@ svg .gap .gapline { stroke: #e0e4e8; stroke-dasharray: 2 6; }
 svg .gaplbl { fill: var(--mute); font-size: 10px; text-anchor: end; }
 svg .band rect { fill: #eef0fb; stroke: #9aa3d6; }
 svg .bandlbl { fill: #3b4aa0; }
+svg text.colhead, svg .lbl, svg .natline, svg .x, svg .bandlbl { text-anchor: middle; }
+svg .time, svg text.end { text-anchor: end; }
+svg text.start { text-anchor: start; }
 #detail { position: fixed; right: 0; top: 0; bottom: 0; width: 520px; max-width: 90vw; overflow: auto; background: #fff; border-left: 2px solid #8fb3de; box-shadow: -4px 0 12px rgba(0,0,0,.12); padding: 10px 14px; font-size: 13px; }
 #detail[hidden] { display: none; }
 #detail pre.hex { font: 11px ui-monospace, monospace; background: #f6f8fa; padding: 6px; overflow-x: auto; }
@@ -99,6 +104,22 @@ pub const JS: &str = r#"
     if (text !== undefined && text !== null) e.textContent = text;
     return e;
   }
+  // Offsets every 16 bytes, as natsim's own hex and tshark -x print them.
+  function hexdump(bin, more, frame) {
+    var lines = [];
+    for (var i = 0; i < bin.length; i += 16) {
+      var line = ('000' + i.toString(16)).slice(-4) + ' ';
+      for (var j = i; j < Math.min(i + 16, bin.length); j++) {
+        line += ' ' + ('0' + bin.charCodeAt(j).toString(16)).slice(-2);
+      }
+      lines.push(line);
+    }
+    if (more > 0) {
+      lines.push('\u2026 ' + more + ' more bytes in the pcap' +
+        (frame !== null && frame !== undefined ? ' (pcap frame ' + frame + ')' : ''));
+    }
+    return lines.join('\n');
+  }
   function show(key, leg) {
     var d = data[key];
     if (!d) return;
@@ -107,7 +128,9 @@ pub const JS: &str = r#"
     body.append(el('p', null, 'sent by ' + d.origin + ' at ' + d.at +
       (d.reply_to !== null && d.reply_to !== undefined ? ' (in answer to frame #' + d.reply_to + ')' : '')));
     var ol = el('ol', 'hops');
-    d.hops.forEach(function (h) {
+    // Layouts as detail.rs writes them.
+    d.hops.forEach(function (hop) {
+      var h = {node: hop[0], at: hop[1], via: hop[2], steps: hop[3]};
       var li = el('li', null, h.node + (h.via ? ' (' + h.via + ')' : '') + ' at ' + h.at);
       if (h.steps.length) {
         var ul = el('ul');
@@ -118,13 +141,18 @@ pub const JS: &str = r#"
     });
     body.append(ol);
     body.append(el('p', 'fate', '\u21d2 ' + d.fate));
-    d.legs.forEach(function (l, i) {
+    // The key is `v<variant>-<trace>`; the variant's section names its pcaps.
+    var pcap = document.getElementById(key.split('-')[0]).dataset.pcap;
+    d.legs.forEach(function (g, i) {
+      var l = {segment: g[0], from: g[1], to: g[2], at: g[3], frame: g[4], b64: g[5], more: g[6]};
       var s = el('section', i === leg ? 'leg cur' : 'leg');
+      var bin = atob(l.b64);
       s.append(el('h4', null, 'on ' + l.segment + ': ' + l.from + ' \u2192 ' + (l.to || '?') + ' at ' + l.at));
       s.append(el('p', null, l.frame !== null && l.frame !== undefined
-        ? 'frame ' + l.frame + ' of ' + l.pcap + ' (' + l.len + ' bytes; natsim run --pcap DIR writes it)'
+        ? 'frame ' + l.frame + ' of ' + pcap + l.segment + '.pcap (' + (bin.length + l.more) +
+          ' bytes; natsim run --pcap DIR writes it)'
         : 'not captured'));
-      s.append(el('pre', 'hex', l.hex));
+      s.append(el('pre', 'hex', hexdump(bin, l.more, l.frame)));
       body.append(s);
     });
     panel.hidden = false;
@@ -190,15 +218,30 @@ pub fn outcome(s: &StepResult, lesson: Option<&str>) -> String {
     o
 }
 
-/// A step's ladder and outcome; `uid` keeps SVG ids unique on the page.
-pub fn step(r: &VariantResult, k: usize, key: &str, uid: &str, anchor: Option<&str>) -> String {
+/// A step's ladder and outcome.
+/// Also the traces its arrows open on a click (frames folded into a band
+/// have no arrow, so the page carries no detail for them).
+pub fn step(
+    r: &VariantResult,
+    k: usize,
+    key: &str,
+    anchor: Option<&str>,
+) -> (String, Vec<u64>) {
     let s = &r.steps[k];
     let l = ladder::build(r, s);
-    let svg = crate::draw::ladder(&l, key, uid).to_string();
+    let clickable = l
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            ladder::Item::Arrow(a) => Some(a.trace),
+            _ => None,
+        })
+        .collect();
+    let svg = crate::draw::ladder(&l, key).to_string();
     let id = anchor
         .map(|a| format!(" id=\"{}\"", esc(a)))
         .unwrap_or_default();
-    format!(
+    let html = format!(
         "<div class=\"step\"{id} data-step=\"{}\"><h4>{}. {} <small>({}, from {})</small></h4><div class=\"steprow\"><div class=\"ladder-wrap\">{svg}</div>{}</div></div>",
         esc(&s.name),
         k + 1,
@@ -206,5 +249,6 @@ pub fn step(r: &VariantResult, k: usize, key: &str, uid: &str, anchor: Option<&s
         esc(&s.action),
         s.started,
         outcome(s, r.lesson.as_deref()),
-    )
+    );
+    (html, clickable)
 }

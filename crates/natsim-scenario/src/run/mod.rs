@@ -69,6 +69,21 @@ pub struct VariantResult {
     pub pcaps: Vec<(String, Vec<u8>)>,
 }
 
+impl VariantResult {
+    /// `STEM--VARIANT--`: with a segment's name and `.pcap`, the file
+    /// `natsim run --pcap DIR` writes for that segment's capture.
+    pub fn pcap_prefix(&self) -> String {
+        let stem = std::path::Path::new(&self.file)
+            .file_stem()
+            .map_or("scenario".into(), |s| s.to_string_lossy().to_string());
+        format!("{stem}--{}--", self.variant)
+    }
+
+    pub fn pcap_file(&self, segment: &str) -> String {
+        format!("{}{segment}.pcap", self.pcap_prefix())
+    }
+}
+
 /// A NAT table row as `nat-table` lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NatRow {
