@@ -128,7 +128,13 @@ const KB_CLAIMS: &[(&str, &str, &str, &str, &str)] = &[
     // for POP3 support)"; the SMTP address space; the ISP's DNS servers.
     ("Q182339", "base", "nslookup-mx", "mail.example.com", ""),
     ("Q182339", "base", "receive", "delivered", ""),
-    ("Q182339", "base", "send", "handed off to sendmail.isp.example", ""),
+    (
+        "Q182339",
+        "base",
+        "send",
+        "handed off to sendmail.isp.example",
+        "",
+    ),
     (
         "Q182339",
         "step3-no-reroute-for-pop3",

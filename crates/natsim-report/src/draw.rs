@@ -109,9 +109,7 @@ pub fn ladder(l: &Ladder, key: &str) -> Document {
                     .set("rx", 4)
                     .set("class", format!("{cls} box")),
             )
-            .add(
-                text(x(k), 23.0, cls, &c.name).set("data-col", k),
-            )
+            .add(text(x(k), 23.0, cls, &c.name).set("data-col", k))
             .add(
                 Line::new()
                     .set("x1", x(k))
@@ -210,7 +208,13 @@ fn arrow(a: &Arrow, y: f64, key: &str, width: f64) -> (Group, f64) {
         let room = 2.0 * mid.min(width - mid) - 8.0;
         let mut ng = Group::new().set("class", "nat");
         for (k, line) in a.nat.iter().enumerate() {
-            ng = ng.add(clipped(mid, ly + 13.0 + NOTE * k as f64, "natline", line, room));
+            ng = ng.add(clipped(
+                mid,
+                ly + 13.0 + NOTE * k as f64,
+                "natline",
+                line,
+                room,
+            ));
         }
         g = g.add(ng);
         h += NOTE * a.nat.len() as f64;
@@ -256,16 +260,14 @@ fn band(b: &Band, y: f64) -> Group {
                 .set("height", BAND_H - 8.0)
                 .set("rx", 6),
         )
-        .add(
-            text(
-                (x1 + x2) / 2.0,
-                y + BAND_H / 2.0 + 4.0,
-                "bandlbl",
-                &format!(
-                    "bulk data: {} frames, {} payload bytes, {} – {}",
-                    b.frames, b.bytes, b.from, b.to
-                ),
+        .add(text(
+            (x1 + x2) / 2.0,
+            y + BAND_H / 2.0 + 4.0,
+            "bandlbl",
+            &format!(
+                "bulk data: {} frames, {} payload bytes, {} – {}",
+                b.frames, b.bytes, b.from, b.to
             ),
-        )
+        ))
         .add(text(AXIS - 6.0, y + 20.0, "time", &b.from.to_string()))
 }

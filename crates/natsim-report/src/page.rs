@@ -221,12 +221,7 @@ pub fn outcome(s: &StepResult, lesson: Option<&str>) -> String {
 /// A step's ladder and outcome.
 /// Also the traces its arrows open on a click (frames folded into a band
 /// have no arrow, so the page carries no detail for them).
-pub fn step(
-    r: &VariantResult,
-    k: usize,
-    key: &str,
-    anchor: Option<&str>,
-) -> (String, Vec<u64>) {
+pub fn step(r: &VariantResult, k: usize, key: &str, anchor: Option<&str>) -> (String, Vec<u64>) {
     let s = &r.steps[k];
     let l = ladder::build(r, s);
     let clickable = l

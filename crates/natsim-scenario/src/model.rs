@@ -198,7 +198,7 @@ pub enum AppSpec {
         domains: Vec<String>,
     },
     Mta(MtaSpec),
-    Ims(ImsSpec),
+    Ims(Box<ImsSpec>),
     ExchangeRpc {
         first_dynamic_port: u16,
         store_port: Option<u16>,

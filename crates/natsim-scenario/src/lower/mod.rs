@@ -404,10 +404,10 @@ fn host(h: &Host, names: &Names, cx: &Ctx<'_>, p: &mut Problems) -> Option<HostS
     }
     if let Some(i) = &h.ims {
         if let Some(config) = p.ok(ims::ims_config(i, cx)) {
-            apps.push(AppSpec::Ims(ImsSpec {
+            apps.push(AppSpec::Ims(Box::new(ImsSpec {
                 hostname: i.hostname.get_ref().clone(),
                 config,
-            }));
+            })));
         }
     }
     if let Some(x) = &h.exchange_rpc {
