@@ -8,11 +8,15 @@ use smoltcp::socket::tcp::{Socket, State};
 use smoltcp::wire::IpAddress;
 use std::net::Ipv4Addr;
 
-/// Accepts any number of connections on a port.
+/// Accepts any number of connections on a port, as a listen backlog does:
+/// a socket that took a SYN is set aside at once and a fresh one listens,
+/// so SYNs arriving together are each answered, not refused.
 #[derive(Debug, Default)]
 pub struct Listener {
     pub port: u16,
     listening: Option<SocketHandle>,
+    /// Sockets in SYN-RECEIVED, waiting for the handshake's ACK.
+    pending: Vec<SocketHandle>,
 }
 
 impl Listener {
@@ -20,31 +24,48 @@ impl Listener {
         Listener {
             port,
             listening: None,
+            pending: Vec::new(),
         }
+    }
+
+    fn listen(&mut self, cx: &mut AppCx<'_>) -> SocketHandle {
+        let mut s = natsim_sim::tcp::new_socket();
+        let _ = s.listen(self.port);
+        let h = cx.sockets.add(s);
+        self.listening = Some(h);
+        h
     }
 
     /// Returns a newly connected socket, if one arrived.
     pub fn accept(&mut self, cx: &mut AppCx<'_>) -> Option<SocketHandle> {
         let h = match self.listening {
             Some(h) => h,
-            None => {
-                let mut s = natsim_sim::tcp::new_socket();
-                let _ = s.listen(self.port);
-                let h = cx.sockets.add(s);
-                self.listening = Some(h);
-                h
-            }
+            None => self.listen(cx),
         };
-        let s = cx.sockets.get_mut::<Socket>(h);
-        if s.state() == State::Listen || s.state() == State::SynReceived {
-            return None;
+        if cx.sockets.get_mut::<Socket>(h).state() != State::Listen {
+            self.pending.push(h);
+            self.listen(cx);
         }
-        self.listening = None;
-        // Open the next listener at once so a second client is not refused.
-        let mut n = natsim_sim::tcp::new_socket();
-        let _ = n.listen(self.port);
-        self.listening = Some(cx.sockets.add(n));
-        Some(h)
+        let mut got = None;
+        let mut k = 0;
+        while k < self.pending.len() {
+            let p = self.pending[k];
+            match cx.sockets.get_mut::<Socket>(p).state() {
+                State::SynReceived => k += 1,
+                // smoltcp puts a listener whose handshake was reset back in
+                // LISTEN; another socket listens already.
+                State::Listen | State::Closed => {
+                    cx.sockets.remove(p);
+                    self.pending.remove(k);
+                }
+                _ if got.is_none() => {
+                    got = Some(p);
+                    self.pending.remove(k);
+                }
+                _ => k += 1,
+            }
+        }
+        got
     }
 }
 
