@@ -833,7 +833,20 @@ impl Sim {
         }
         let latency = seg.params.latency;
         let loss = seg.params.loss;
-        let dests = seg.forward(from, &frame);
+        let mut dests = seg.forward(from, &frame);
+        // smoltcp answers, and learns from, only ARP aimed at its own
+        // address (iface/interface/ipv4.rs `process_arp`: "Only process ARP
+        // packets for us"): a broadcast request's copies for other hosts
+        // change nothing, and not queueing them keeps a segment of N hosts
+        // from costing N² events. Routers get every copy (a NAT router may
+        // answer for addresses it owns).
+        if let Some((1, _, tpa)) = arp_fields(&frame) {
+            let ports = &self.segments[seg_id].ports;
+            dests.retain(|&p| match &self.nodes[ports[p].node] {
+                Node::Host(h) => h.info.addr.octets() == tpa,
+                Node::Router(_) => true,
+            });
+        }
         let n = dests.len();
         if n == 1 {
             let to = self.names[self.segments[seg_id].ports[dests[0]].node].clone();
