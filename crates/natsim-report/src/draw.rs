@@ -167,11 +167,6 @@ fn arrow(a: &Arrow, y: f64, key: &str, width: f64) -> (Group, f64) {
     } else {
         "arrow"
     };
-    let times = if a.frames() > 1 {
-        format!(" at {} …", a.at())
-    } else {
-        format!(" at {}", a.at())
-    };
     let mut g = Group::new()
         .set("class", cls)
         .set("data-d", format!("{key}-{}", a.trace))
@@ -179,7 +174,6 @@ fn arrow(a: &Arrow, y: f64, key: &str, width: f64) -> (Group, f64) {
         .set("data-frames", a.frames())
         .set("data-segment", a.segment.as_str())
         .set("tabindex", 0)
-        .add(Title::new(format!("{}{times} on {}", a.text(), a.segment)))
         .add(text(AXIS - 6.0, ly + 4.0, "time", &format!("{}", a.at())))
         // A wide invisible stroke: an easy target for hover and click.
         .add(

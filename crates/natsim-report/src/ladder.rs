@@ -11,6 +11,7 @@ use natsim_nat::{Flow, Instant};
 use natsim_scenario::explain::retransmissions;
 use natsim_scenario::{StepResult, VariantResult};
 use natsim_sim::{Disposition, FrameTrace, NodeInfo, Step};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Ladders with more arrows than this fold runs of bulk data.
@@ -129,30 +130,46 @@ pub struct Ladder {
 }
 
 /// Hosts and routers in topology order: segment by segment, a segment's
-/// hosts before the routers that lead on to the next segment.
-pub fn columns(nodes: &[NodeInfo], segments: &[String]) -> Vec<Column> {
-    let mut out: Vec<Column> = Vec::new();
+/// hosts before the routers that lead on to the next segment. Only the
+/// nodes `shown` names get a column.
+pub fn columns(nodes: &[NodeInfo], segments: &[String], shown: &BTreeSet<&str>) -> Vec<Column> {
+    let mut order: Vec<&NodeInfo> = Vec::new();
     for seg in segments {
         let here = nodes.iter().filter(|n| n.segments.contains(seg));
         let (routers, hosts): (Vec<_>, Vec<_>) = here.partition(|n| n.router);
-        for n in hosts.into_iter().chain(routers) {
-            if !out.iter().any(|c| c.name == n.name) {
-                out.push(Column {
-                    name: n.name.clone(),
-                    router: n.router,
-                });
+        order.extend(hosts.into_iter().chain(routers));
+    }
+    order.extend(nodes);
+    let mut placed: BTreeSet<&str> = BTreeSet::new();
+    order
+        .into_iter()
+        .filter(|n| shown.contains(n.name.as_str()) && placed.insert(n.name.as_str()))
+        .map(|n| Column {
+            name: n.name.clone(),
+            router: n.router,
+        })
+        .collect()
+}
+
+/// The nodes a step's frames touch (sent, received or passed through);
+/// with none, the routers, so a frameless step still shows the network.
+fn touched<'a>(r: &'a VariantResult, traces: &[&'a FrameTrace]) -> BTreeSet<&'a str> {
+    let mut names: BTreeSet<&str> = BTreeSet::new();
+    for t in traces {
+        for l in &t.legs {
+            names.insert(&l.from);
+            if let Some(to) = &l.to {
+                names.insert(to);
             }
         }
-    }
-    for n in nodes {
-        if !out.iter().any(|c| c.name == n.name) {
-            out.push(Column {
-                name: n.name.clone(),
-                router: n.router,
-            });
+        for h in &t.hops {
+            names.insert(&h.node);
         }
     }
-    out
+    if names.is_empty() {
+        names.extend(r.nodes.iter().filter(|n| n.router).map(|n| n.name.as_str()));
+    }
+    names
 }
 
 /// Why the frame ended, if it was a drop (the ✗ text), and whether on
@@ -237,12 +254,14 @@ fn col_of(columns: &[Column], node: &str) -> Option<usize> {
 
 /// The ladder of one step.
 pub fn build(r: &VariantResult, s: &StepResult) -> Ladder {
-    let columns = columns(&r.nodes, &r.segments);
     let traces: Vec<&FrameTrace> = s
         .traces
         .iter()
         .filter_map(|id| r.traces.get(*id as usize))
         .collect();
+    // A column per node the step involves: a group of a thousand desks
+    // would otherwise be a thousand columns on every ladder.
+    let columns = columns(&r.nodes, &r.segments, &touched(r, &traces));
     let mut arrows = Vec::new();
     let mut frames = 0;
     for g in retransmissions(&traces) {

@@ -157,6 +157,23 @@ pub const JS: &str = r#"
     });
     panel.hidden = false;
   }
+  // Hovering shows the frame's whole trace as a tooltip, built on first
+  // hover from the same data the click panel shows (the page carries it once).
+  document.addEventListener('mouseover', function (e) {
+    var a = e.target.closest && e.target.closest('.arrow');
+    if (!a || a.querySelector(':scope > title')) return;
+    var d = data[a.dataset.d];
+    if (!d) return;
+    var lines = ['frame #' + d.id + ': ' + d.summary + ' on ' + a.dataset.segment];
+    d.hops.forEach(function (hop) {
+      lines.push('  ' + hop[0] + (hop[2] ? ' (' + hop[2] + ')' : '') + ' at ' + hop[1]);
+      hop[3].forEach(function (s) { lines.push('    ' + s); });
+    });
+    lines.push('\u21d2 ' + d.fate + ' \u2014 click for bytes and pcap frame');
+    var t = document.createElementNS('http://www.w3.org/2000/svg', 'title');
+    t.textContent = lines.join('\n');
+    a.prepend(t);
+  });
   document.addEventListener('click', function (e) {
     var a = e.target.closest && e.target.closest('.arrow');
     if (a) show(a.dataset.d, Number(a.dataset.leg));

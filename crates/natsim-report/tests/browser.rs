@@ -56,6 +56,9 @@ if ({click}) {{
   outside.dispatchEvent(new MouseEvent('click', {{bubbles: true}}));
   var d = document.getElementById('detail');
   out.detail = {{hidden: d.hidden, text: d.textContent}};
+  outside.dispatchEvent(new MouseEvent('mouseover', {{bubbles: true}}));
+  var tip = outside.querySelector(':scope > title');
+  out.tooltip = tip ? tip.textContent : null;
 }}
 document.documentElement.setAttribute('data-probe', JSON.stringify(out));
 }})();</script>"#
@@ -174,6 +177,10 @@ fn kb291615_report_renders_in_chromium_with_headers_the_epm_rewrite_and_no_error
             .contains("203.0.113.1:135 →"),
         "{epm}"
     );
+    // Hovering gives the whole trace: the NAT's rewrite at the firewall.
+    let tip = probe["tooltip"].as_str().expect("a tooltip on hover");
+    assert!(tip.contains("firewall"), "{tip}");
+    assert!(tip.contains("rewrote tower floor"), "{tip}");
     let detail = &probe["detail"];
     assert_eq!(detail["hidden"], false, "a click opens the detail panel");
     let text = detail["text"].as_str().unwrap();
@@ -215,11 +222,25 @@ fn kb291615_report_renders_in_chromium_with_headers_the_epm_rewrite_and_no_error
         .iter()
         .map(|h| h["name"].as_str().unwrap())
         .collect();
-    let mut want: Vec<String> = results[0].nodes.iter().map(|n| n.name.clone()).collect();
-    want.sort();
+    // The first ladder's step: the nodes its frames touch.
+    let (r0, s0) = (&results[0], &results[0].steps[0]);
+    let want: Vec<String> = s0
+        .traces
+        .iter()
+        .map(|id| &r0.traces[*id as usize])
+        .flat_map(|t| {
+            t.legs
+                .iter()
+                .flat_map(|l| std::iter::once(l.from.clone()).chain(l.to.clone()))
+                .chain(t.hops.iter().map(|h| h.node.clone()))
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert!(want.len() >= 2, "{want:?}");
     let mut got: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     got.sort();
-    assert_eq!(got, want, "one header per host and router");
+    assert_eq!(got, want, "one header per node the step involves");
     for h in heads["headers"].as_array().unwrap() {
         let (x, y, w, hh) = (
             h["x"].as_f64().unwrap(),
