@@ -440,13 +440,13 @@ fn malformed_scenarios_get_located_errors() {
 #[test]
 fn hostile_scenarios_get_errors_within_hard_limits() {
     use natsim::scenario::load_str;
-    // 20 001 hosts in groups: over the documented limit of 10 000.
+    // 20 001 hosts in groups: over the documented limit of 16 384.
     let s = "title = \"many\"\n[[segment]]\nname = \"lan\"\n\
         [[host_group]]\nname = \"a\"\ncount = 20000\nsegment = \"lan\"\naddress = \"10.0.0.1/8\"\n\
         [[host]]\nname = \"h\"\nsegment = \"lan\"\naddress = \"10.200.0.1/8\"\n";
     let e = load_str("many.toml", s).unwrap_err();
     assert!(
-        e[0].message.contains("20001 hosts in all; at most 10000"),
+        e[0].message.contains("20001 hosts in all; at most 16384"),
         "{}",
         e[0]
     );

@@ -231,3 +231,67 @@ expect = "failed"
         r.steps[1].actual
     );
 }
+
+/// A `GROUP[*]` step runs from every member at once and passes only when
+/// each member meets the expectations; a failure names the member.
+#[test]
+fn a_group_step_holds_for_every_member_and_names_the_ones_that_fail() {
+    let group = r#"
+[[host_group]]
+name = "desks"
+count = 12
+segment = "lan"
+address = "192.168.1.100/24"
+gateway = "192.168.1.1"
+"#;
+    let r = run(&format!(
+        r#"{group}
+[[step]]
+name = "web-from-every-desk"
+action = "http-get"
+from = "desks[*]"
+to = "192.168.1.10"
+expect = "status 200"
+
+[[step]]
+name = "closed-port-from-every-desk"
+action = "tcp-connect"
+from = "desks[*]"
+to = "192.168.1.10"
+port = 81
+expect = "connected"
+"#
+    ));
+    let ok = &r.steps[0];
+    assert!(ok.pass, "{:?}", ok.failures);
+    assert!(ok.actual.starts_with("12 members: 12 "), "{}", ok.actual);
+    // Twelve requests, each from its own desk, all answered.
+    let sources: std::collections::BTreeSet<_> = ok
+        .traces
+        .iter()
+        .map(|id| &r.traces[*id as usize])
+        .filter(|t| t.summary.contains(":80 [S]") || t.summary.ends_with("-> 192.168.1.10:80 [S]"))
+        .map(|t| t.origin.clone())
+        .collect();
+    assert_eq!(sources.len(), 12, "{sources:?}");
+    let bad = &r.steps[1];
+    assert!(!bad.pass);
+    assert!(
+        bad.actual.starts_with("12 members: 12 refused"),
+        "{}",
+        bad.actual
+    );
+    assert!(
+        bad.actual.contains("first failing: desks[0]"),
+        "{}",
+        bad.actual
+    );
+    // The first ten failing members by name, then a count of the rest.
+    assert_eq!(bad.failures.len(), 11, "{:?}", bad.failures);
+    assert!(
+        bad.failures[0].starts_with("desks[0]: "),
+        "{:?}",
+        bad.failures
+    );
+    assert_eq!(bad.failures[10], "and 2 more members failed");
+}

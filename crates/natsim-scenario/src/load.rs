@@ -4,7 +4,7 @@
 //! for the base scenario and every variant.
 //!
 //! Hard limits (hostile files get a located error, never unbounded work):
-//! file ≤ 1 MiB; ≤ 64 segments, 64 routers, 10 000 hosts (groups
+//! file ≤ 1 MiB; ≤ 64 segments, 64 routers, 16 384 hosts (groups
 //! included), 16 interfaces per router, 256 steps, 64 variants, 1024 DNS
 //! records, FTP files ≤ 16 MiB; durations ≤ 30 days; MTU 576–9000; loss
 //! in [0, 1].

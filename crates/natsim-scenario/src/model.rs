@@ -271,6 +271,10 @@ pub struct StepSpec {
     pub expect: Vec<ExpectSpec>,
     pub note: Option<String>,
     pub action: Action,
+    /// `from = "GROUP[*]"`: the action runs from each of these hosts at
+    /// once and must meet its expectations from every one. Empty: once,
+    /// from the action's own host.
+    pub each: Vec<HostIx>,
 }
 
 /// One expectation as written and as parsed.
@@ -355,6 +359,24 @@ pub enum Action {
 }
 
 impl Action {
+    /// The same action from another host: a `GROUP[*]` step's member.
+    pub fn from_host(&self, h: HostIx) -> Action {
+        let mut a = self.clone();
+        match &mut a {
+            Action::Ping { from, .. }
+            | Action::TcpConnect { from, .. }
+            | Action::UdpSend { from, .. }
+            | Action::SendMail { from, .. }
+            | Action::DnsLookup { from, .. }
+            | Action::OutlookConnect { from, .. }
+            | Action::HttpGet { from, .. }
+            | Action::FtpGet { from, .. }
+            | Action::NatType { from, .. } => *from = h,
+            Action::Wait | Action::TcpSend { .. } | Action::NatTable { .. } => {}
+        }
+        a
+    }
+
     /// The action's name as the file spells it.
     pub fn name(&self) -> &'static str {
         match self {

@@ -428,6 +428,9 @@ pub struct Step {
     /// `dns-lookup`, `outlook-connect`, `http-get`, `ftp-get`, `nat-type`,
     /// `nat-table`, `wait`.
     pub action: S<String>,
+    /// The acting host: a host's name, a group member `GROUP[k]`, or
+    /// `GROUP[*]` to run the step from every member at once (it passes when
+    /// each member meets `expect`).
     #[serde(default)]
     pub from: Option<S<String>>,
     /// A host name or address (ping, tcp-connect, http-get, ftp-get,

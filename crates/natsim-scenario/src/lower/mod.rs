@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// At most this many hosts, counting every member of every group.
-pub const MAX_HOSTS: usize = 10_000;
+pub const MAX_HOSTS: usize = 16_384;
 
 /// Collects problems and keeps going, so one load reports them all.
 #[derive(Default)]
@@ -46,6 +46,8 @@ pub enum NodeRef {
 pub struct Names {
     pub segments: BTreeMap<String, SegIx>,
     pub nodes: BTreeMap<String, NodeRef>,
+    /// Each `[[host_group]]`'s members, for steps `from = "GROUP[*]"`.
+    pub groups: BTreeMap<String, Vec<HostIx>>,
 }
 
 pub fn lower(s: &Scenario, cx: &Ctx<'_>) -> Result<Model, Vec<Problem>> {
@@ -53,6 +55,7 @@ pub fn lower(s: &Scenario, cx: &Ctx<'_>) -> Result<Model, Vec<Problem>> {
     let mut names = Names {
         segments: BTreeMap::new(),
         nodes: BTreeMap::new(),
+        groups: BTreeMap::new(),
     };
     let mut segments = Vec::new();
     for g in &s.segments {
@@ -117,6 +120,7 @@ pub fn lower(s: &Scenario, cx: &Ctx<'_>) -> Result<Model, Vec<Problem>> {
         return Err(p.0);
     }
     for g in &s.host_groups {
+        let first = hosts.len();
         for spec in group(g, &names, cx, &mut p) {
             let name = S::new(g.name.span(), spec.name.clone());
             name_node(
@@ -128,6 +132,10 @@ pub fn lower(s: &Scenario, cx: &Ctx<'_>) -> Result<Model, Vec<Problem>> {
             );
             hosts.push(spec);
         }
+        names.groups.insert(
+            g.name.get_ref().clone(),
+            (first..hosts.len()).map(HostIx).collect(),
+        );
     }
     let (steps, connections) = step::lower_steps(s, &names, &hosts, &routers, cx, &mut p);
     if !p.0.is_empty() {

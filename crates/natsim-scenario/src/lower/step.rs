@@ -149,7 +149,35 @@ struct StepCx<'a> {
 }
 
 impl StepCx<'_> {
+    /// `GROUP[*]`: every member of a host group, or an error naming the
+    /// groups; None for anything else.
+    fn members(&self, n: &S<String>) -> Option<Result<&[HostIx], Problem>> {
+        let g = n.get_ref().strip_suffix("[*]")?;
+        Some(match self.names.groups.get(g) {
+            Some(m) if !m.is_empty() => Ok(m),
+            _ => {
+                Err(self.cx.at(
+                    n.span(),
+                    format!("there is no host group `{g}`"),
+                    Some(&format!(
+                    "`GROUP[*]` runs the step from every member of a [[host_group]]; groups: {}",
+                    if self.names.groups.is_empty() {
+                        "none".to_string()
+                    } else {
+                        self.names.groups.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                )),
+                ))
+            }
+        })
+    }
+
+    /// The acting host (for `GROUP[*]`, the first member: the step is
+    /// lowered once and run from each).
     fn host(&self, n: &S<String>) -> Result<HostIx, Problem> {
+        if let Some(m) = self.members(n) {
+            return m.map(|m| m[0]);
+        }
         match self.names.nodes.get(n.get_ref()) {
             Some(NodeRef::Host(h)) => Ok(*h),
             Some(NodeRef::Router(_)) => Err(self.cx.at(
@@ -471,6 +499,35 @@ fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
     })
 }
 
+/// What a step run from every member of a group cannot say: one kept
+/// connection name for many connections, or one source the listener saw.
+fn fan_out_applies(st: &Step, expect: &[ExpectSpec], cx: &Ctx<'_>, p: &mut Problems) {
+    if let Some(k) = &st.keep {
+        p.0.push(cx.at(
+            k.span(),
+            "`keep` holds one connection; a `GROUP[*]` step opens one per member",
+            Some("keep a connection from one member, e.g. from = \"GROUP[0]\""),
+        ));
+    }
+    for e in expect {
+        let seen_from = |x: &expect::Expect| matches!(x, expect::Expect::SeenFrom { .. });
+        let names_source = match &e.expect {
+            expect::Expect::Not { inner } => seen_from(inner),
+            x => seen_from(x),
+        };
+        if names_source {
+            p.0.push(cx.at(
+                e.span.clone(),
+                format!(
+                    "`{}` names one source; a `GROUP[*]` step has a source per member",
+                    e.text
+                ),
+                Some("check one member's source in a step from = \"GROUP[k]\""),
+            ));
+        }
+    }
+}
+
 pub fn lower_steps(
     s: &Scenario,
     names: &Names,
@@ -543,6 +600,13 @@ pub fn lower_steps(
         let Some(mut act) = p.ok(action(st, &sc)) else {
             continue;
         };
+        let each = match st.from.as_ref().and_then(|f| sc.members(f)) {
+            Some(Ok(m)) => {
+                fan_out_applies(st, &expect, cx, p);
+                m.to_vec()
+            }
+            _ => Vec::new(),
+        };
         match &mut act {
             Action::TcpConnect { keep, .. } => {
                 if let Some(k) = &st.keep {
@@ -587,6 +651,7 @@ pub fn lower_steps(
                 expect,
                 note: st.note.as_ref().map(|n| n.get_ref().clone()),
                 action: act,
+                each,
             });
         }
     }

@@ -42,6 +42,10 @@ pub enum Running {
     Outlook(AppId),
     Http(AppId),
     Ftp(AppId),
+    /// A `GROUP[*]` step: one per member, all started at once, and how
+    /// many from the front are known done (an ended action stays ended, so
+    /// `done` resumes there instead of rescanning every member per event).
+    Each(Vec<(HostIx, Running)>, std::cell::Cell<usize>),
 }
 
 fn done_with(outcome: Outcome, text: String) -> Running {
@@ -83,6 +87,21 @@ fn resolve(
 }
 
 pub fn start(b: &mut Built, m: &Model, st: &StepSpec, kept: &mut Kept) -> Running {
+    if !st.each.is_empty() {
+        let members = st
+            .each
+            .iter()
+            .map(|h| {
+                let one = StepSpec {
+                    action: st.action.from_host(*h),
+                    each: Vec::new(),
+                    ..st.clone()
+                };
+                (*h, start(b, m, &one, kept))
+            })
+            .collect();
+        return Running::Each(members, std::cell::Cell::new(0));
+    }
     let host = |h: &HostIx| (b.hosts[h.0], &m.hosts[h.0]);
     macro_rules! target {
         ($from:expr, $to:expr, $fail:expr) => {{
@@ -235,6 +254,14 @@ pub fn start(b: &mut Built, m: &Model, st: &StepSpec, kept: &mut Kept) -> Runnin
 pub fn done(r: &Running, sim: &Sim) -> bool {
     match r {
         Running::Done(_) => true,
+        Running::Each(v, ended) => {
+            let mut k = ended.get();
+            while k < v.len() && done(&v[k].1, sim) {
+                k += 1;
+            }
+            ended.set(k);
+            k == v.len()
+        }
         Running::Ping(id) => sim.app::<Ping>(*id).is_none_or(|p| p.outcome.is_some()),
         Running::Tcp(id) => sim
             .app::<TcpClient>(*id)
@@ -288,11 +315,29 @@ fn icmp(a: &mut Actual, from: Ipv4Addr, t: u8, c: u8) {
     );
 }
 
-pub fn finish(r: Running, b: &mut Built, limit: Duration) -> Actual {
+/// Each member's [`Actual`] for a `GROUP[*]` step, or the step's one.
+pub fn finish_all(r: Running, b: &mut Built, limit: Duration) -> Vec<(Option<HostIx>, Actual)> {
+    match r {
+        Running::Each(v, _) => v
+            .into_iter()
+            .map(|(h, r)| (Some(h), finish(r, b, limit)))
+            .collect(),
+        r => vec![(None, finish(r, b, limit))],
+    }
+}
+
+fn finish(r: Running, b: &mut Built, limit: Duration) -> Actual {
     let sim = &b.sim;
     let mut a = Actual::default();
     match r {
         Running::Done(x) => return *x,
+        // finish_all takes a group apart; a group inside a group is not built.
+        Running::Each(v, _) => {
+            return v
+                .into_iter()
+                .next()
+                .map_or_else(Actual::default, |(_, r)| finish(r, b, limit))
+        }
         Running::Ping(id) => match sim.app::<Ping>(id).and_then(|p| p.outcome.clone()) {
             Some(ProbeOutcome::Replied { from, after_ms }) => {
                 a.outcome = Some(Outcome::Replied);

@@ -14,10 +14,12 @@ use crate::build::{build, Built};
 use crate::diag::Problem;
 use crate::expect::{Behaviour, Outcome};
 use crate::load::{Loaded, VariantRef};
-use crate::model::{StepSpec, L4};
+use crate::model::{HostIx, StepSpec, L4};
 use natsim_apps::fate::MessageFate;
 use natsim_nat::Instant;
 use natsim_sim::{AppEvent, FrameTrace};
+use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::net::SocketAddrV4;
 use std::time::Duration;
 
@@ -142,12 +144,12 @@ fn open(b: &mut Built, m: &crate::model::Model, index: usize, kept: &mut act::Ke
     }
 }
 
-fn close(b: &mut Built, st: &StepSpec, o: Open) -> StepResult {
+fn close(b: &mut Built, m: &crate::model::Model, st: &StepSpec, o: Open) -> StepResult {
     let deadline = o.started + st.limit;
     let left = deadline.saturating_duration_since(b.sim.now());
     let running = o.running;
     b.sim.run_until_pred(left, |s| act::done(&running, s));
-    let mut actual = act::finish(running, b, st.limit);
+    let mut actuals = act::finish_all(running, b, st.limit);
     // In-flight frames land (answers, the 221 and FINs); then the step's
     // clients end as a program does: a connect still in SYN-SENT is
     // dropped silently (RFC 9293 §3.10.4), open connections close with
@@ -160,7 +162,7 @@ fn close(b: &mut Built, st: &StepSpec, o: Open) -> StepResult {
         b.sim.run_for(SETTLE);
     }
     let ended = b.sim.now();
-    actual.seen_from = b
+    let seen_from: Vec<SocketAddrV4> = b
         .listeners
         .iter()
         .filter_map(|(_, _, id)| b.sim.app::<natsim_apps::echo::EchoServer>(*id))
@@ -168,30 +170,44 @@ fn close(b: &mut Built, st: &StepSpec, o: Open) -> StepResult {
         .filter(|(at, _)| *at >= o.started && *at <= ended)
         .map(|(_, src)| *src)
         .collect();
-    if actual.text.is_empty() {
-        actual.text = match actual.outcome {
-            Some(x) => x.word().to_string(),
-            None => "ended without an outcome".into(),
-        };
-    }
     let traces: Vec<&FrameTrace> = b
         .sim
         .traces()
         .iter()
         .filter(|t| t.id >= o.first_trace)
         .collect();
-    let failures: Vec<String> = st
-        .expect
-        .iter()
-        .filter_map(|e| check::holds(&e.expect, &actual, &traces).err())
-        .collect();
+    let mut failing = Vec::new();
+    for (member, actual) in &mut actuals {
+        actual.seen_from = seen_from.clone();
+        if actual.text.is_empty() {
+            actual.text = match actual.outcome {
+                Some(x) => x.word().to_string(),
+                None => "ended without an outcome".into(),
+            };
+        }
+        let failures: Vec<String> = st
+            .expect
+            .iter()
+            .filter_map(|e| check::holds(&e.expect, actual, &traces).err())
+            .collect();
+        if !failures.is_empty() {
+            failing.push((*member, failures));
+        }
+    }
+    let (outcome, text, failures, mail) = if st.each.is_empty() {
+        let a = actuals.pop().map(|(_, a)| a).unwrap_or_default();
+        let f = failing.pop().map(|(_, f)| f).unwrap_or_default();
+        (a.outcome, a.text, f, a.mail)
+    } else {
+        group_summary(m, &actuals, failing)
+    };
     StepResult {
         number: o.index + 1,
         name: st.name.clone(),
         action: st.action.name().to_string(),
         expected: st.expect.iter().map(|e| e.text.clone()).collect(),
-        outcome: actual.outcome,
-        actual: actual.text,
+        outcome,
+        actual: text,
         pass: failures.is_empty(),
         failures,
         started: o.started,
@@ -199,8 +215,62 @@ fn close(b: &mut Built, st: &StepSpec, o: Open) -> StepResult {
         traces: traces.iter().map(|t| t.id).collect(),
         log: b.sim.logs().into_iter().skip(o.log_before).collect(),
         note: st.note.clone(),
-        mail: actual.mail,
+        mail,
     }
+}
+
+/// Members' failures listed in a group step's result; the rest are counted.
+const MEMBER_FAILURES_SHOWN: usize = 10;
+
+type Summary = (Option<Outcome>, String, Vec<String>, Option<MessageFate>);
+
+/// One result for a `GROUP[*]` step: how many members ended each way
+/// (`10000 members: 10000 connected`), the first failing members'
+/// failures by name, and the outcome all shared (else the first failure's).
+fn group_summary(
+    m: &crate::model::Model,
+    actuals: &[(Option<HostIx>, Actual)],
+    failing: Vec<(Option<HostIx>, Vec<String>)>,
+) -> Summary {
+    let name = |h: Option<HostIx>| h.map_or("?", |h| m.hosts[h.0].name.as_str());
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, a) in actuals {
+        *counts
+            .entry(a.outcome.map_or("no outcome", |o| o.word()))
+            .or_default() += 1;
+    }
+    let mut text = format!(
+        "{} members: {}",
+        actuals.len(),
+        counts
+            .iter()
+            .map(|(w, n)| format!("{n} {w}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some((h, _)) = failing.first() {
+        if let Some((_, a)) = actuals.iter().find(|(x, _)| x == h) {
+            let _ = write!(text, " (first failing: {}: {})", name(*h), a.text);
+        }
+    }
+    let outcome = match actuals.first() {
+        Some((_, a)) if actuals.iter().all(|(_, x)| x.outcome == a.outcome) => a.outcome,
+        _ => failing
+            .first()
+            .and_then(|(h, _)| actuals.iter().find(|(x, _)| x == h))
+            .and_then(|(_, a)| a.outcome),
+    };
+    let more = failing.len().saturating_sub(MEMBER_FAILURES_SHOWN);
+    let mut failures: Vec<String> = failing
+        .iter()
+        .take(MEMBER_FAILURES_SHOWN)
+        .flat_map(|(h, fs)| fs.iter().map(move |f| format!("{}: {f}", name(*h))))
+        .collect();
+    if more > 0 {
+        failures.push(format!("and {more} more members failed"));
+    }
+    let mail = actuals.first().and_then(|(_, a)| a.mail.clone());
+    (outcome, text, failures, mail)
 }
 
 /// Runs one variant of a loaded file.
@@ -223,12 +293,12 @@ pub fn run_variant(
         if st.background {
             background.push(o);
         } else {
-            *slot = Some(close(&mut b, st, o));
+            *slot = Some(close(&mut b, m, st, o));
         }
     }
     for o in background {
         let k = o.index;
-        results[k] = Some(close(&mut b, &m.steps[k], o));
+        results[k] = Some(close(&mut b, m, &m.steps[k], o));
     }
     let steps: Vec<StepResult> = results.into_iter().flatten().collect();
     let pcaps = if keep_pcaps {
