@@ -577,3 +577,14 @@ fn tshark_sees_the_rewritten_tower_on_the_outside() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The scale benchmark's scenario (BENCHMARKS.md) stays loadable: ten
+/// thousand group members and a server, one group step over all of them.
+#[test]
+fn the_ten_thousand_host_benchmark_scenario_loads() {
+    let l = load_file(&root().join("benches/scenarios/ten-thousand-hosts.toml"))
+        .unwrap_or_else(|ps| panic!("{}", ps[0]));
+    let m = l.variants()[0].model;
+    assert_eq!(m.hosts.len(), 10_001);
+    assert_eq!(m.steps[0].each.len(), 10_000);
+}
