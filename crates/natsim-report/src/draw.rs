@@ -85,6 +85,29 @@ pub fn ladder(l: &Ladder, key: &str) -> Document {
                 body = body.add(g);
                 y += GAP_H;
             }
+            Item::End { at, outcome } => {
+                let room = width - AXIS - 20.0;
+                let g = Group::new()
+                    .set("class", "end")
+                    .add(
+                        Line::new()
+                            .set("x1", AXIS)
+                            .set("x2", width - 10.0)
+                            .set("y1", y + 6.0)
+                            .set("y2", y + 6.0)
+                            .set("class", "endline"),
+                    )
+                    .add(text(AXIS - 6.0, y + 10.0, "time", &at.to_string()))
+                    .add(clipped(
+                        AXIS + 8.0,
+                        y + 20.0,
+                        "endlbl",
+                        &format!("step ends: {outcome}"),
+                        room,
+                    ));
+                body = body.add(g);
+                y += ROW;
+            }
             Item::Band(b) => {
                 body = body.add(band(b, y));
                 y += BAND_H;

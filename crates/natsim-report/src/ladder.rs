@@ -119,6 +119,12 @@ pub enum Item {
     Arrow(Box<Arrow>),
     Gap(Duration),
     Band(Band),
+    /// The step's end and its outcome: a connect that gave up silently
+    /// still shows when it gave up, after the gap since its last frame.
+    End {
+        at: Instant,
+        outcome: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -309,9 +315,14 @@ pub fn build(r: &VariantResult, s: &StepResult) -> Ladder {
             .map(|a| Item::Arrow(Box::new(a)))
             .collect()
     };
+    let mut items = folded;
+    items.push(Item::End {
+        at: s.ended,
+        outcome: s.actual.clone(),
+    });
     Ladder {
         columns,
-        items: with_gaps(folded),
+        items: with_gaps(items),
         frames,
     }
 }
@@ -421,6 +432,7 @@ fn with_gaps(items: Vec<Item>) -> Vec<Item> {
         let (start, end) = match &it {
             Item::Arrow(a) => (a.at(), a.last()),
             Item::Band(b) => (b.from, b.to),
+            Item::End { at, .. } => (*at, *at),
             Item::Gap(_) => continue,
         };
         if let Some(p) = prev {

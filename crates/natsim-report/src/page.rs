@@ -83,6 +83,8 @@ svg .gap .gapline { stroke: #e0e4e8; stroke-dasharray: 2 6; }
 svg .gaplbl { fill: var(--mute); font-size: 10px; text-anchor: end; }
 svg .band rect { fill: #eef0fb; stroke: #9aa3d6; }
 svg .bandlbl { fill: #3b4aa0; }
+svg .end .endline { stroke: var(--mute); stroke-width: 1; stroke-dasharray: 1 3; }
+svg .end .endlbl { fill: var(--mute); font-style: italic; }
 svg text.colhead, svg .lbl, svg .natline, svg .x, svg .bandlbl { text-anchor: middle; }
 svg .time, svg text.end { text-anchor: end; }
 svg text.start { text-anchor: start; }

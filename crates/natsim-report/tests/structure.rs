@@ -192,12 +192,23 @@ fn a_blocked_syn_and_its_retransmissions_are_one_arrow_with_one_cross() {
         "{}",
         group.text()
     );
-    // Nothing follows the group: the connect's give-up puts no frame on
-    // the wire.
+    // No frame follows the group (the give-up puts nothing on the wire);
+    // the 21 s timeout is a gap on the time axis before the step's end.
+    let n = l.items.len();
     assert!(
-        matches!(l.items.last(), Some(ladder::Item::Arrow(a)) if a.label.kind == "SYN"),
+        matches!(&l.items[n - 3], ladder::Item::Arrow(a) if a.label.kind == "SYN"),
         "{:?}",
-        l.items.last()
+        &l.items[n - 3]
+    );
+    assert!(
+        matches!(l.items[n - 2], ladder::Item::Gap(d) if d.as_secs() >= 10),
+        "{:?}",
+        l.items[n - 2]
+    );
+    assert!(
+        matches!(&l.items[n - 1], ladder::Item::End { outcome, .. } if outcome.contains("timed out")),
+        "{:?}",
+        l.items[n - 1]
     );
 }
 
