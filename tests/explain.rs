@@ -40,7 +40,7 @@ fn a_nat_rst_says_the_reject_policy_sent_it() {
     );
     has(
         &out,
-        "why: router's NAT sent this in answer to frame #0: its `unsolicited = reject` policy answers traffic that no mapping or forward takes, instead of dropping it silently",
+        "why: router's NAT sent this in answer to frame #0: its unsolicited policy is `reject` (the file's `unsolicited`, or the profile's default: `linux` rejects, as the kernel's own stack does), which answers traffic that no mapping or forward takes instead of dropping it silently",
     );
 }
 
@@ -88,4 +88,30 @@ fn failed_only_narrates_no_step_of_a_passing_variant() {
     assert!(r.pass);
     let out = explain_steps(&r, &|_, s| !s.pass);
     assert!(!out.contains("== step"), "{out}");
+}
+
+/// A routing loop between two routers: the ICMP time-exceeded says where
+/// the TTL ran out (RFC 1812 §5.3.1).
+#[test]
+fn a_time_exceeded_names_the_router_where_the_ttl_ran_out() {
+    let out = explain(&base("tests/explain/ttl-and-no-route.toml"), None);
+    has(
+        &out,
+        "why: bouncer sent this because frame #0's TTL ran out there (RFC 1812 §5.3.1)",
+    );
+}
+
+/// A host with no gateway pinging off its subnet: smoltcp sends nothing,
+/// so the host's log says why.
+#[test]
+fn a_host_with_no_route_says_so_where_it_happens() {
+    let out = explain(&base("tests/explain/ttl-and-no-route.toml"), None);
+    has(
+        &out,
+        "[0.634934s] island ping: no route to 198.51.100.7: it is outside 192.168.1.20/24 and the host has no gateway, so nothing is sent",
+    );
+    has(
+        &out,
+        "[5.034934s] island telnet: could not open connection to 198.51.100.7:80: network unreachable (no route)",
+    );
 }

@@ -55,10 +55,10 @@ const ACTIONS: [&str; 8] = ["tcp-connect", "udp-send", "ping", "http-get", "nat-
 /// Expectations that load for each action (others are the parser's).
 fn expects(action: &str) -> &'static [&'static str] {
     match action {
-        "tcp-connect" => &["connected", "refused", "timed out", "trace dropped-by-nat-filter", "trace-step translated"],
+        "tcp-connect" => &["connected", "refused", "timed-out", "trace dropped-by-nat-filter", "trace-step translated"],
         "udp-send" => &["replied", "no-reply", "icmp port-unreachable", "trace-step translated"],
         "ping" => &["replied", "no-reply", "trace answered-by-nat"],
-        "http-get" => &["status 200", "timed out", "refused"],
+        "http-get" => &["status 200", "timed-out", "refused"],
         "ftp-get" => &["anything", "trace-step alg-rewrote"],
         "nat-type" => &["mapping endpoint-independent", "filtering address-and-port-dependent", "anything"],
         _ => &["anything"],

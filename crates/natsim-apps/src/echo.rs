@@ -323,6 +323,9 @@ impl App for UdpClient {
                 let mut s = small_udp_socket();
                 let _ = s.bind(self.local_port);
                 let _ = s.send_slice(&self.payload, self.remote);
+                if let Some(why) = cx.host.no_route(self.remote.0) {
+                    cx.log("udp", why);
+                }
                 self.started = Some(cx.now);
                 let h = cx.sockets.add(s);
                 self.handle = Some(h);

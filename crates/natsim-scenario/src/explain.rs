@@ -110,7 +110,7 @@ pub fn why_answered(r: &VariantResult, t: &FrameTrace) -> Option<String> {
     });
     Some(match &c.disposition {
         Disposition::AnsweredByNat { node, .. } if nat_replied => format!(
-            "{node}'s NAT sent this in answer to frame #{}: its `unsolicited = reject` policy answers traffic that no mapping or forward takes, instead of dropping it silently",
+            "{node}'s NAT sent this in answer to frame #{}: its unsolicited policy is `reject` (the file's `unsolicited`, or the profile's default: `linux` rejects, as the kernel's own stack does), which answers traffic that no mapping or forward takes instead of dropping it silently",
             c.id
         ),
         Disposition::TtlExceeded { node } => format!(

@@ -36,6 +36,29 @@ pub struct HostInfo {
     pub dns: Vec<Ipv4Addr>,
 }
 
+impl HostInfo {
+    /// Where a packet for `dst` goes first: `dst` itself on the host's
+    /// subnet, else the gateway; None when the host has no route.
+    pub fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        if natsim_nat::Prefix::new(self.addr, self.prefix_len).contains(dst) {
+            Some(dst)
+        } else {
+            self.gateway
+        }
+    }
+
+    /// Why a packet for `dst` can't leave (smoltcp drops it without a
+    /// word when its route lookup fails), for the host's log.
+    pub fn no_route(&self, dst: Ipv4Addr) -> Option<String> {
+        self.next_hop(dst).is_none().then(|| {
+            format!(
+                "no route to {dst}: it is outside {}/{} and the host has no gateway, so nothing is sent",
+                self.addr, self.prefix_len
+            )
+        })
+    }
+}
+
 /// How a host's TCP gives up on a connect that gets no answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpProfile {

@@ -265,7 +265,9 @@ impl Host {
                 if let (Some(l), Some(r)) = (t.local_endpoint(), t.remote_endpoint()) {
                     let smoltcp::wire::IpAddress::Ipv4(ra) = r.addr;
                     if !self.first_syn.contains_key(&(l.port, ra, r.port)) {
-                        want.extend(self.next_hop(ra));
+                        // No route: the connect already failed with
+                        // "network unreachable" (tcp::Connector).
+                        want.extend(self.info.next_hop(ra));
                     }
                 }
             }
@@ -292,14 +294,6 @@ impl Host {
             }
             *e = (e.0 + 1, now + std::time::Duration::from_secs(1));
             sent.push(arp_request(self.mac, self.info.addr, a));
-        }
-    }
-
-    fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
-        if natsim_nat::Prefix::new(self.info.addr, self.info.prefix_len).contains(dst) {
-            Some(dst)
-        } else {
-            self.info.gateway
         }
     }
 

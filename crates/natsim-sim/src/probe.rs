@@ -174,6 +174,11 @@ impl App for Ping {
             let _ = s.bind(icmp::Endpoint::Ident(0x4e53));
             cx.sockets.add(s)
         });
+        if self.started.is_none() {
+            if let Some(why) = cx.host.no_route(self.target) {
+                cx.log("ping", why);
+            }
+        }
         let started = *self.started.get_or_insert(cx.now);
         let s = cx.sockets.get_mut::<icmp::Socket>(handle);
         while let Ok((data, from)) = s.recv() {
