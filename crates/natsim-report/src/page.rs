@@ -106,7 +106,7 @@ pub const JS: &str = r#"
     if (text !== undefined && text !== null) e.textContent = text;
     return e;
   }
-  // Offsets every 16 bytes, as natsim's own hex and tshark -x print them.
+  // Offsets every 16 bytes, as tshark -x prints them (without its ASCII column).
   function hexdump(bin, more, frame) {
     var lines = [];
     for (var i = 0; i < bin.length; i += 16) {

@@ -111,22 +111,6 @@ pub fn label(bytes: &[u8]) -> Label {
     }
 }
 
-/// Lower-case hex, 16 bytes a line with the offset first (as
-/// `tshark -x` prints them, without the ASCII column).
-pub fn hex(bytes: &[u8]) -> String {
-    let mut o = String::with_capacity(bytes.len() * 3 + bytes.len() / 16 * 6);
-    for (k, chunk) in bytes.chunks(16).enumerate() {
-        if k > 0 {
-            o.push('\n');
-        }
-        o.push_str(&format!("{:04x} ", k * 16));
-        for b in chunk {
-            o.push_str(&format!(" {b:02x}"));
-        }
-    }
-    o
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,13 +132,6 @@ mod tests {
         assert_eq!(l.text, "SYN 203.0.113.25:52189 → 192.168.1.10:25");
         assert_eq!(l.seq, Some(1000));
         assert!(!l.bulk, "a SYN opens a connection; it is never bulk data");
-    }
-
-    #[test]
-    fn hex_prints_offsets_every_sixteen_bytes() {
-        let h = hex(&[0u8; 17]);
-        assert_eq!(h.lines().count(), 2);
-        assert!(h.lines().nth(1).unwrap().starts_with("0010  00"));
     }
 
     #[test]

@@ -176,9 +176,13 @@ fn close(b: &mut Built, m: &crate::model::Model, st: &StepSpec, o: Open) -> Step
         .iter()
         .filter(|t| t.id >= o.first_trace)
         .collect();
+    // A group step cannot expect a source (load refuses it): only a
+    // single step's actual carries what the listeners saw.
+    if let ([(None, actual)], true) = (actuals.as_mut_slice(), st.each.is_empty()) {
+        actual.seen_from = seen_from;
+    }
     let mut failing = Vec::new();
     for (member, actual) in &mut actuals {
-        actual.seen_from = seen_from.clone();
         if actual.text.is_empty() {
             actual.text = match actual.outcome {
                 Some(x) => x.word().to_string(),
