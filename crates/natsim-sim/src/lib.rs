@@ -29,9 +29,11 @@
 #![deny(unsafe_code)]
 
 pub mod app;
+mod config;
 pub mod device;
 pub mod fault;
 pub mod host;
+mod ids;
 pub mod link;
 mod packet;
 pub mod pcap;
