@@ -295,3 +295,79 @@ expect = "connected"
     );
     assert_eq!(bad.failures[10], "and 2 more members failed");
 }
+
+/// A server behind a port forward that refuses the recipient in the SMTP
+/// dialogue is on the bounce's path: the address dialled and the one the
+/// connection landed on. A message followed `until = "final"` outlasts a
+/// deferral instead of stopping at it.
+#[test]
+fn a_refusal_in_the_dialogue_is_on_the_path_and_final_outlasts_deferral() {
+    let src = r#"
+title = "mail paths"
+[[segment]]
+name = "lan"
+[[segment]]
+name = "internet"
+[[router]]
+name = "nat"
+interfaces = [
+  { name = "lan0", segment = "lan", address = "192.168.1.1/24", role = "inside" },
+  { name = "wan0", segment = "internet", address = "203.0.113.1/24", role = "outside" },
+]
+[router.nat]
+profile = "linux"
+masquerade = ["wan0"]
+forwards = [ { proto = "tcp", port = 25, to = "192.168.1.25", name = "smtp-in" } ]
+[[host]]
+name = "mx"
+segment = "lan"
+address = "192.168.1.25/24"
+gateway = "192.168.1.1"
+[host.smtp_server]
+hostname = "mx.example.com"
+domains = ["example.com"]
+[[host]]
+name = "sender"
+segment = "internet"
+address = "203.0.113.7/24"
+gateway = "203.0.113.1"
+[host.mta]
+hostname = "relay.example.net"
+retry_interval = "1h"
+give_up_after = "3h"
+[[step]]
+name = "relay-refused"
+action = "send-mail"
+from = "sender"
+to = "bob@[203.0.113.1]"
+expect = ["bounced containing \"550 5.7.1\"", "via 203.0.113.1", "via 192.168.1.25"]
+[[step]]
+name = "nobody-at-port-25-settled"
+action = "send-mail"
+from = "sender"
+to = "bob@[203.0.113.99]"
+expect = ["deferred"]
+[[step]]
+name = "nobody-at-port-25-final"
+action = "send-mail"
+from = "sender"
+to = "bob@[203.0.113.99]"
+until = "final"
+expect = ["bounced containing \"expired after 3 h\""]
+"#;
+    let l = load_str("mail.toml", src).unwrap_or_else(|p| panic!("{}", p[0]));
+    let r = run_variant(&l, l.variants()[0], None, false).unwrap();
+    for s in &r.steps {
+        assert!(s.pass, "{}: {} {:?}", s.name, s.actual, s.failures);
+    }
+    let hops = &r.steps[0].mail.as_ref().unwrap().hops;
+    assert_eq!(hops.len(), 1, "{hops:?}");
+    assert_eq!(
+        (hops[0].dialled.as_str(), hops[0].landed.as_str()),
+        ("203.0.113.1", "192.168.1.25")
+    );
+    assert_eq!(hops[0].server, "mx.example.com");
+    // The final step ends at the 3 h time-out, not at its first deferral.
+    let took = (r.steps[2].ended - r.steps[2].started).as_secs();
+    assert!((3 * 3600..3 * 3600 + 60).contains(&took), "{took} s");
+}

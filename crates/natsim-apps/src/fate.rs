@@ -12,6 +12,8 @@ use crate::ims::{Action, Ims};
 use crate::mail::{DeliveryStatus, MsgId, Mta, Outgoing};
 use crate::smtp::{Mail, SmtpServer};
 use natsim_sim::{AppId, Sim};
+use natsim_nat::Instant;
+use std::net::Ipv4Addr;
 
 /// One SMTP transfer on the way.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -78,6 +80,10 @@ impl MessageFate {
     /// Settled: nothing will change before a retry timer fires.
     pub fn settled(&self) -> bool {
         !matches!(self.fate, Fate::Pending)
+    }
+    /// Final: delivered, handed off, bounced or NDR'd; no retry is left.
+    pub fn is_final(&self) -> bool {
+        !matches!(self.fate, Fate::Pending | Fate::Deferred { .. })
     }
     /// Every address on the way, in order (`dialled`, then `landed` where
     /// a NAT sent it elsewhere).
@@ -151,6 +157,42 @@ fn outgoing(sim: &Sim, id: AppId, msg: MsgId) -> Option<(&Outgoing, &Mta)> {
     Some((mta.messages.get(msg)?, mta))
 }
 
+/// The hop to a server that turned the message down in the SMTP
+/// dialogue; the server's own record says where it landed.
+fn refusing_hop(
+    sim: &Sim,
+    apps: &[AppId],
+    mta: &Mta,
+    out: &Outgoing,
+    (refuser, heard): (Ipv4Addr, Instant),
+) -> Hop {
+    // The server's record of that refusal: the same client name and
+    // envelope sender, the latest one sent before the MTA heard it.
+    let refusal = apps
+        .iter()
+        .filter_map(|&a| {
+            let server = match mail_app(sim, a)? {
+                MailApp::Ims(i) => &i.server,
+                MailApp::Server(s) => s,
+                MailApp::Mta(_) => return None,
+            };
+            let r = server
+                .refused
+                .iter()
+                .filter(|r| r.helo == mta.hostname && r.from == out.from && r.at <= heard)
+                .max_by_key(|r| r.at)?;
+            Some((r.at, server.host_name.clone(), r.landed.clone()))
+        })
+        .max_by_key(|(at, _, _)| *at);
+    let (server, landed) = refusal.map(|(_, s, l)| (s, l)).unwrap_or_default();
+    Hop {
+        from: mta.hostname.clone(),
+        dialled: refuser.to_string(),
+        landed,
+        server,
+    }
+}
+
 /// The message `msg` submitted to the MTA (or IMS) `origin`, followed
 /// through the mail apps `apps` (MTAs, IMSs, SMTP servers).
 pub fn follow(sim: &Sim, apps: &[AppId], origin: AppId, msg: MsgId) -> MessageFate {
@@ -162,6 +204,11 @@ pub fn follow(sim: &Sim, apps: &[AppId], origin: AppId, msg: MsgId) -> MessageFa
         let Some((out, mta)) = outgoing(sim, at, id) else {
             break;
         };
+        if !matches!(out.status, DeliveryStatus::Delivered { .. }) {
+            if let Some(refuser) = out.refused_by {
+                hops.push(refusing_hop(sim, apps, mta, out, refuser));
+            }
+        }
         let (server, _) = match &out.status {
             DeliveryStatus::Pending => {
                 return MessageFate {

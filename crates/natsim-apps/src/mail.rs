@@ -83,6 +83,9 @@ pub struct Outgoing {
     pub received: usize,
     /// Failed attempts so far (for the retry schedule).
     pub failures: u32,
+    /// The server that answered the last attempt with a 4xx or 5xx reply
+    /// in the SMTP dialogue, and when (so the message's path includes it).
+    pub refused_by: Option<(Ipv4Addr, Instant)>,
     stage: Stage,
     /// Sessions that sent QUIT, pumped until both sides have closed.
     closing: Vec<LineConn>,
@@ -186,6 +189,7 @@ impl Mta {
             failures: 0,
             stage: Stage::Route,
             closing: Vec::new(),
+            refused_by: None,
         });
         self.messages.len() - 1
     }
@@ -292,31 +296,41 @@ fn bounce(
     m.stage = Stage::Done;
 }
 
+/// A failed attempt: queued for the next retry, or, once the message has
+/// been queued for the whole time-out, returned to its sender. The queue
+/// times out at the horizon itself, not at the retry after it.
 fn defer(m: &mut Outgoing, cx: &mut AppCx<'_>, p: &Policy<'_>, reason: String) {
     m.failures += 1;
-    let retry = retry_after(p.retry, m.failures);
-    if cx.now.saturating_duration_since(m.submitted) + retry > p.give_up {
-        let expired = format!(
-            "4.4.7 delivery time expired after {} in the queue: {reason}",
-            horizon_text(p.give_up)
-        );
-        let diag = p.ims.map(|i| format!("{} {expired}", i.diag_prefix()));
-        bounce(m, cx, p, expired, diag);
+    let expiry = m.submitted + p.give_up;
+    if cx.now >= expiry {
+        expire(m, cx, p, &reason);
         return;
     }
-    cx.log(
-        "mta",
+    let retry = retry_after(p.retry, m.failures);
+    let wake = (cx.now + retry).min(expiry);
+    let next = if wake == expiry {
         format!(
-            "deferred message to {}: {reason}; retry in {} min",
-            m.to,
-            retry.as_secs() / 60
-        ),
-    );
+            "returned at the {} time-out unless delivered first",
+            horizon_text(p.give_up)
+        )
+    } else {
+        format!("retry in {} min", retry.as_secs() / 60)
+    };
+    cx.log("mta", format!("deferred message to {}: {reason}; {next}", m.to));
     m.status = DeliveryStatus::Deferred {
         reason,
         attempts: m.failures,
     };
-    m.stage = Stage::Wait(cx.now + retry);
+    m.stage = Stage::Wait(wake);
+}
+
+fn expire(m: &mut Outgoing, cx: &mut AppCx<'_>, p: &Policy<'_>, reason: &str) {
+    let expired = format!(
+        "4.4.7 delivery time expired after {} in the queue: {reason}",
+        horizon_text(p.give_up)
+    );
+    let diag = p.ims.map(|i| format!("{} {expired}", i.diag_prefix()));
+    bounce(m, cx, p, expired, diag);
 }
 
 /// Advances one message; true if it made progress worth another look
@@ -325,7 +339,15 @@ fn step(m: &mut Outgoing, cx: &mut AppCx<'_>, p: &Policy<'_>) -> bool {
     match &mut m.stage {
         Stage::Done | Stage::Loopback => false,
         Stage::Wait(t) => {
-            if cx.now >= *t {
+            if cx.now >= m.submitted + p.give_up {
+                let reason = match &m.status {
+                    DeliveryStatus::Deferred { reason, .. } => reason.clone(),
+                    _ => String::new(),
+                };
+                expire(m, cx, p, &reason);
+                true
+            } else if cx.now >= *t {
+                m.refused_by = None;
                 m.stage = Stage::Route;
                 true
             } else {
@@ -494,6 +516,7 @@ fn step(m: &mut Outgoing, cx: &mut AppCx<'_>, p: &Policy<'_>) -> bool {
                 };
                 if !ok {
                     m.attempts.push(format!("{server}: {text}"));
+                    m.refused_by = Some((server, cx.now));
                     conn.quit("QUIT\r\n");
                     conn.pump(cx);
                     let h = conn.handle;

@@ -186,6 +186,8 @@ pub struct Lookup {
     id: u16,
     handle: Option<SocketHandle>,
     port: u16,
+    /// The servers' port (53; another with `nslookup -port=`).
+    server_port: u16,
     deadline: Option<Instant>,
     /// (when, server) of every query sent, for reports.
     pub sent: Vec<(Instant, Ipv4Addr)>,
@@ -219,6 +221,7 @@ impl Lookup {
             id: 0,
             handle: None,
             port: 0,
+            server_port: 53,
             deadline: None,
             sent: Vec::new(),
             result: None,
@@ -294,7 +297,7 @@ impl Lookup {
                     let _ = cx
                         .sockets
                         .get_mut::<udp::Socket>(h)
-                        .send_slice(&bytes, (server, 53));
+                        .send_slice(&bytes, (server, self.server_port));
                     self.sent.push((cx.now, server));
                 }
             }
@@ -325,9 +328,12 @@ impl Lookup {
                 let Ok(m) = Message::from_vec(data) else {
                     continue;
                 };
+                // Only an answer from the address and port asked counts
+                // (RFC 5452 §9.1).
                 if m.metadata.id != self.id
                     || m.metadata.message_type != MessageType::Response
                     || !self.servers.contains(&from)
+                    || meta.endpoint.port != self.server_port
                 {
                     continue;
                 }
@@ -415,6 +421,11 @@ impl DnsLookup {
             lookup: Lookup::with_profile(name, rtype, servers, "nslookup"),
             started: false,
         }
+    }
+    /// Asks the servers on `port` instead of 53 (`nslookup -port=`).
+    pub fn on_port(mut self, port: u16) -> DnsLookup {
+        self.lookup.server_port = port;
+        self
     }
     pub fn result(&self) -> Option<&LookupResult> {
         self.lookup.result.as_ref()

@@ -20,6 +20,23 @@ pub struct Mail {
     pub received: usize,
 }
 
+/// A transaction the server turned down with a 4xx or 5xx reply, kept so
+/// that a bounce can name the server and the address it landed on.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Refusal {
+    /// The client's EHLO/HELO name.
+    pub helo: String,
+    /// The envelope sender, if MAIL was accepted.
+    pub from: String,
+    /// The server's own address the connection arrived on.
+    pub landed: String,
+    /// The reply line, without CRLF.
+    pub reply: String,
+    /// When the server sent it.
+    #[serde(skip)]
+    pub at: natsim_nat::Instant,
+}
+
 /// Decides which recipients the server takes.
 pub trait RcptPolicy {
     /// `Ok(())` to accept, or the full reply line to refuse with.
@@ -108,6 +125,8 @@ pub struct Session {
     host: String,
     phase: Phase,
     helo: bool,
+    /// The name the client gave in HELO/EHLO.
+    helo_name: String,
     from: Option<String>,
     to: Vec<String>,
     data: String,
@@ -121,6 +140,7 @@ impl Session {
                 host: host.to_string(),
                 phase: Phase::Command,
                 helo: false,
+                helo_name: String::new(),
                 from: None,
                 to: Vec::new(),
                 data: String::new(),
@@ -131,6 +151,11 @@ impl Session {
 
     pub fn done(&self) -> bool {
         self.phase == Phase::Done
+    }
+
+    /// The client's HELO/EHLO name, and the envelope sender so far.
+    pub fn client(&self) -> (&str, &str) {
+        (&self.helo_name, self.from.as_deref().unwrap_or(""))
     }
 
     /// Handles one line; returns the reply and a finished message, if any.
@@ -158,10 +183,12 @@ impl Session {
         let reply = match verb.to_ascii_uppercase().as_str() {
             "HELO" => {
                 self.helo = true;
+                self.helo_name = arg.trim().to_string();
                 format!("250 {} Hello {}\r\n", self.host, arg.trim())
             }
             "EHLO" => {
                 self.helo = true;
+                self.helo_name = arg.trim().to_string();
                 format!(
                     "250-{} Hello {}\r\n250-SIZE 10485760\r\n250 8BITMIME\r\n",
                     self.host,
@@ -213,6 +240,7 @@ pub struct SmtpServer {
     listener: Listener,
     sessions: Vec<(LineConn, Session, String, String)>,
     pub received: Vec<Mail>,
+    pub refused: Vec<Refusal>,
 }
 
 impl SmtpServer {
@@ -223,6 +251,7 @@ impl SmtpServer {
             listener: Listener::new(25),
             sessions: Vec::new(),
             received: Vec::new(),
+            refused: Vec::new(),
         }
     }
 }
@@ -247,11 +276,19 @@ impl App for SmtpServer {
         for (conn, s, peer, landed) in &mut self.sessions {
             for line in conn.pump(cx) {
                 let (reply, mail) = s.line(&line, self.policy.as_ref());
-                if reply.starts_with('5') {
+                if reply.starts_with('5') || reply.starts_with('4') {
                     cx.log(
                         "smtp-server",
                         format!("{peer}: {} -> {}", line, reply.trim_end()),
                     );
+                    let (helo, from) = s.client();
+                    self.refused.push(Refusal {
+                        helo: helo.to_string(),
+                        from: from.to_string(),
+                        landed: landed.clone(),
+                        reply: reply.trim_end().to_string(),
+                        at: cx.now,
+                    });
                 }
                 conn.send(&reply);
                 if let Some((from, to, data)) = mail {

@@ -133,8 +133,9 @@ fn a_message_looping_to_its_own_server_is_ndrd_after_max_hops() {
 }
 
 /// Nothing listens at the smart host: the IMS retries on its schedule
-/// (.25, .5, 1, 4, 4, ... h) and returns the message with an NDR once the
-/// next retry would pass the 48 h time-out, never later.
+/// (.25, .5, 1, 4, 4, ... h) and returns the message with an NDR when it
+/// has been queued for the 48 h time-out: not before, and not at the
+/// retry after it.
 #[test]
 fn a_deferred_message_expires_after_the_message_time_out() {
     let mut cfg = ims_config();
@@ -155,7 +156,13 @@ fn a_deferred_message_expires_after_the_message_time_out() {
         "{}",
         f.summary()
     );
-    w.sim.run_for(Duration::from_secs(49 * 3600));
+    // At 47 h 59 min it is still queued; at 48 h 1 min it is back.
+    w.sim.run_for(Duration::from_secs(48 * 3600 - 120));
+    assert!(matches!(
+        follow(&w.sim, &w.apps, w.ims, id).fate,
+        Fate::Deferred { .. }
+    ));
+    w.sim.run_for(Duration::from_secs(120));
     let ims = w.sim.app::<Ims>(w.ims).unwrap();
     let m = &ims.mta.messages[id];
     match &m.status {
@@ -170,9 +177,12 @@ fn a_deferred_message_expires_after_the_message_time_out() {
         other => panic!("not returned: {other:?}"),
     }
     // Attempts at 0, +15 min, +45 min, +1 h 45, then every 4 h: the one
-    // after 45 h 45 min would be at 49 h 45, past the time-out.
+    // after 45 h 45 min would be at 49 h 45, past the time-out, so the
+    // message waits for the time-out instead.
     let expected = 4 + ((48 * 60 - 105) / 240) as usize;
     assert_eq!(m.failures as usize, expected);
+    let after = m.attempts.len();
+    assert_eq!(after, expected, "{:?}", m.attempts);
     assert!(matches!(
         follow(&w.sim, &w.apps, w.ims, id).fate,
         Fate::Ndr { .. }

@@ -239,6 +239,18 @@ pub struct Listener {
     pub port: u16,
 }
 
+/// Where a `send-mail` step stops following its message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MailUntil {
+    /// At its first resting state: delivered, handed off, bounced, NDR'd
+    /// or deferred.
+    Settled,
+    /// Past every deferral, to delivery, a bounce or NDR, or the queue's
+    /// expiry.
+    Final,
+}
+
 /// Where a step is aimed: an address (node names are resolved at load
 /// time), or a DNS name the acting host resolves through its `dns`
 /// servers as part of the step.
@@ -318,6 +330,7 @@ pub enum Action {
     SendMail {
         from: HostIx,
         mailer: Mailer,
+        until: MailUntil,
         to: String,
         sender: String,
         subject: String,

@@ -462,6 +462,11 @@ pub struct Step {
     /// tcp-send: send on a connection a previous step kept.
     #[serde(default)]
     pub reuse: Option<S<String>>,
+    /// send-mail: `settled` (default) ends the step at the message's first
+    /// resting state, a deferral included; `final` follows it through every
+    /// retry to a mailbox, a bounce or NDR, or the queue's expiry.
+    #[serde(default)]
+    pub until: Option<S<String>>,
     #[serde(default)]
     pub sender: Option<S<String>>,
     #[serde(default)]

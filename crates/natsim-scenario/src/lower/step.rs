@@ -30,7 +30,7 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
         "udp-send",
         &["from", "to", "port", "source_port", "payload"],
     ),
-    ("send-mail", &["from", "to", "sender", "subject"]),
+    ("send-mail", &["from", "to", "sender", "subject", "until"]),
     ("dns-lookup", &["from", "to", "port", "query", "type"]),
     ("outlook-connect", &["from", "to", "address_mode"]),
     ("http-get", &["from", "to", "port", "path"]),
@@ -57,6 +57,7 @@ fn present(st: &Step) -> Vec<(&'static str, Range<usize>)> {
     f("reuse", st.reuse.as_ref().map(S::span));
     f("sender", st.sender.as_ref().map(S::span));
     f("subject", st.subject.as_ref().map(S::span));
+    f("until", st.until.as_ref().map(S::span));
     f("query", st.query.as_ref().map(S::span));
     f("type", st.rtype.as_ref().map(S::span));
     f("address_mode", st.address_mode.as_ref().map(S::span));
@@ -66,6 +67,9 @@ fn present(st: &Step) -> Vec<(&'static str, Range<usize>)> {
     f("servers", st.servers.first().map(S::span));
     v
 }
+
+/// A `send-mail` step with `until = "final"` and no `duration`: six days.
+pub const MAIL_FINAL_LIMIT: Duration = Duration::from_secs(6 * 24 * 3600);
 
 /// The most virtual time each action may take unless `duration` says.
 fn default_limit(action: &str) -> Duration {
@@ -334,9 +338,24 @@ fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
                     Some("add [host.mta] or [host.ims] to it"),
                 )
             })?;
+            let until = match st.until.as_ref() {
+                None => MailUntil::Settled,
+                Some(u) => match u.get_ref().as_str() {
+                    "settled" => MailUntil::Settled,
+                    "final" => MailUntil::Final,
+                    other => {
+                        return Err(cx.at(
+                            u.span(),
+                            format!("`until = \"{other}\"` is not a point a mail step can end at"),
+                            Some("`settled` (the first resting state, a deferral included) or `final` (through every retry to delivery, a bounce or the queue's expiry)"),
+                        ))
+                    }
+                },
+            };
             Action::SendMail {
                 from: f,
                 mailer,
+                until,
                 to: to.get_ref().clone(),
                 sender: text(&st.sender, &format!("postmaster@{}", fs.get_ref())),
                 subject: text(&st.subject, "Test Subject"),
@@ -595,6 +614,11 @@ pub fn lower_steps(
         };
         let limit = match &st.duration {
             Some(d) => p.ok(parse::duration(d, cx)),
+            // Following a message to its end outlasts every default queue
+            // lifetime (sendmail's 5 d, the IMS's 48 h).
+            None if st.until.as_ref().is_some_and(|u| u.get_ref() == "final") => {
+                Some(MAIL_FINAL_LIMIT)
+            }
             None => Some(default_limit(aname)),
         };
         let Some(mut act) = p.ok(action(st, &sc)) else {

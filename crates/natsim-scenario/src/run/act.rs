@@ -37,6 +37,7 @@ pub enum Running {
         app: AppId,
         msg: MsgId,
         apps: Vec<AppId>,
+        until: MailUntil,
     },
     Dns(AppId),
     Outlook(AppId),
@@ -178,6 +179,7 @@ pub fn start(b: &mut Built, m: &Model, st: &StepSpec, kept: &mut Kept) -> Runnin
         Action::SendMail {
             from,
             mailer,
+            until,
             to,
             sender,
             subject,
@@ -198,18 +200,23 @@ pub fn start(b: &mut Built, m: &Model, st: &StepSpec, kept: &mut Kept) -> Runnin
                 app,
                 msg: msg.unwrap_or(0),
                 apps: b.mail_apps.clone(),
+                until: *until,
             }
         }
         Action::DnsLookup {
             from,
             server,
-            port: _,
+            port,
             query,
             rtype,
         } => {
             let (node, spec) = host(from);
             let servers = server.map_or_else(|| spec.dns.clone(), |s| vec![s]);
-            app!(node, DnsLookup::new(query, *rtype, servers), Running::Dns)
+            app!(
+                node,
+                DnsLookup::new(query, *rtype, servers).on_port(*port),
+                Running::Dns
+            )
         }
         Action::OutlookConnect { from, to, mode } => {
             let node = b.hosts[from.0];
@@ -270,7 +277,18 @@ pub fn done(r: &Running, sim: &Sim) -> bool {
         Running::Udp(id) => sim
             .app::<UdpClient>(*id)
             .is_none_or(|c| c.outcome.is_some()),
-        Running::Mail { app, msg, apps } => fate::follow(sim, apps, *app, *msg).settled(),
+        Running::Mail {
+            app,
+            msg,
+            apps,
+            until,
+        } => {
+            let f = fate::follow(sim, apps, *app, *msg);
+            match until {
+                MailUntil::Settled => f.settled(),
+                MailUntil::Final => f.is_final(),
+            }
+        }
         Running::Dns(id) => sim
             .app::<DnsLookup>(*id)
             .is_none_or(|l| l.result().is_some()),
@@ -397,7 +415,9 @@ fn finish(r: Running, b: &mut Built, limit: Duration) -> Actual {
                 a.text = format!("no reply within {:.0} s", secs(limit));
             }
         },
-        Running::Mail { app, msg, apps } => {
+        Running::Mail {
+            app, msg, apps, ..
+        } => {
             let f = fate::follow(sim, &apps, app, msg);
             a.outcome = Some(match &f.fate {
                 Fate::Pending => Outcome::Pending,
