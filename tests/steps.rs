@@ -371,3 +371,59 @@ expect = ["bounced containing \"expired after 3 h\""]
     let took = (r.steps[2].ended - r.steps[2].started).as_secs();
     assert!((3 * 3600..3 * 3600 + 60).contains(&took), "{took} s");
 }
+
+/// `dns-lookup` with `port`: a DNS server behind a 5353 → 53 forward
+/// answers through the router; the same lookup on 53 reaches nothing.
+#[test]
+fn dns_lookup_asks_the_port_it_is_given() {
+    let src = r#"
+title = "dns port"
+[[segment]]
+name = "lan"
+[[segment]]
+name = "internet"
+[[router]]
+name = "nat"
+interfaces = [
+  { name = "lan0", segment = "lan", address = "192.168.1.1/24", role = "inside" },
+  { name = "wan0", segment = "internet", address = "203.0.113.1/24", role = "outside" },
+]
+[router.nat]
+profile = "linux"
+masquerade = ["wan0"]
+forwards = [ { proto = "udp", port = 5353, to = "192.168.1.53", to_port = 53, name = "dns-in" } ]
+[[host]]
+name = "ns"
+segment = "lan"
+address = "192.168.1.53/24"
+gateway = "192.168.1.1"
+[host.dns_server]
+zones = [ { origin = "example.com", records = ["A www.example.com 192.0.2.80"] } ]
+[[host]]
+name = "outside"
+segment = "internet"
+address = "203.0.113.7/24"
+gateway = "203.0.113.1"
+[[step]]
+name = "on-5353"
+action = "dns-lookup"
+from = "outside"
+to = "nat"
+port = 5353
+query = "www.example.com"
+expect = "answered"
+[[step]]
+name = "on-53"
+action = "dns-lookup"
+from = "outside"
+to = "nat"
+query = "www.example.com"
+expect = "not answered"
+"#;
+    let l = load_str("dns.toml", src).unwrap_or_else(|p| panic!("{}", p[0]));
+    let r = run_variant(&l, l.variants()[0], None, false).unwrap();
+    for s in &r.steps {
+        assert!(s.pass, "{}: {} {:?}", s.name, s.actual, s.failures);
+    }
+    assert!(r.steps[0].actual.contains("192.0.2.80"), "{}", r.steps[0].actual);
+}
