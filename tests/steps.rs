@@ -425,5 +425,9 @@ expect = "not answered"
     for s in &r.steps {
         assert!(s.pass, "{}: {} {:?}", s.name, s.actual, s.failures);
     }
-    assert!(r.steps[0].actual.contains("192.0.2.80"), "{}", r.steps[0].actual);
+    assert!(
+        r.steps[0].actual.contains("192.0.2.80"),
+        "{}",
+        r.steps[0].actual
+    );
 }

@@ -11,8 +11,8 @@
 use crate::ims::{Action, Ims};
 use crate::mail::{DeliveryStatus, MsgId, Mta, Outgoing};
 use crate::smtp::{Mail, SmtpServer};
-use natsim_sim::{AppId, Sim};
 use natsim_nat::Instant;
+use natsim_sim::{AppId, Sim};
 use std::net::Ipv4Addr;
 
 /// One SMTP transfer on the way.

@@ -316,7 +316,10 @@ fn defer(m: &mut Outgoing, cx: &mut AppCx<'_>, p: &Policy<'_>, reason: String) {
     } else {
         format!("retry in {} min", retry.as_secs() / 60)
     };
-    cx.log("mta", format!("deferred message to {}: {reason}; {next}", m.to));
+    cx.log(
+        "mta",
+        format!("deferred message to {}: {reason}; {next}", m.to),
+    );
     m.status = DeliveryStatus::Deferred {
         reason,
         attempts: m.failures,

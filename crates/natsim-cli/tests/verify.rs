@@ -53,6 +53,20 @@ fn nat_types_linux_router_agrees_with_the_kernel() {
     assert_full_agreement(&["scenarios/nat-types.toml", "--variant", "linux"], 25);
 }
 
+/// `masquerade fully-random`: the kernel draws every port; natsim's draw
+/// follows the same rule (not kept, no reuse, same class).
+#[test]
+fn a_fully_random_masquerade_agrees_with_the_kernel() {
+    assert_full_agreement(
+        &[
+            "scenarios/nat-types.toml",
+            "--variant",
+            "linux-fully-random",
+        ],
+        25,
+    );
+}
+
 #[test]
 fn ftp_routers_masquerade_and_forward_agree_with_the_kernel() {
     // The base router (masquerade) and the variant forwarding TCP 21

@@ -12,7 +12,7 @@
 use crate::flatten::{assemble, Ifaces, RawChain, RawRule, RawTable, SetRef, Target};
 use crate::ipset::{parse_prefix, Sets};
 use crate::{FilterAction, ImportError, Imported, Loc, RejectWith};
-use natsim_nat::{Action, CtStates, Match, Pooling, PortRange, Proto, SnatPool};
+use natsim_nat::{Action, CtStates, Match, Pooling, PortFlag, PortRange, Proto, SnatPool};
 use std::net::Ipv4Addr;
 
 const SUPPORTED_MATCHES: &str = "-i, -o, -s, -d, -p tcp|udp|icmp (each with !), -m tcp|udp --dport/--sport N[:M], -m conntrack --ctstate, -m state --state, -m addrtype --dst-type LOCAL, -m set --match-set NAME src|dst, -m comment --comment";
@@ -488,6 +488,7 @@ impl Parser<'_> {
                         let _ = want("--persistent");
                         Pooling::Paired
                     },
+                    random: port_flag(&mut want),
                 }))
             }
             ("MASQUERADE", true) => {
@@ -497,7 +498,10 @@ impl Parser<'_> {
                     }
                     None => PortRange::ALL,
                 };
-                Target::Nat(Action::Masquerade { ports: ports_ })
+                Target::Nat(Action::Masquerade {
+                    ports: ports_,
+                    random: port_flag(&mut want),
+                })
             }
             ("REDIRECT", true) => {
                 let to_port = match want("--to-ports") {
@@ -588,8 +592,6 @@ impl Parser<'_> {
                 ))
             }
         };
-        // --random / --random-fully: the port choice is the profile's
-        // (linux: preserve, then random); per-rule flags are not modelled.
         for (o, _, c) in &topts {
             if !used.contains(&o.as_str()) {
                 return Err(self.err(
@@ -725,4 +727,15 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
         notes.push(format!("table `{tb}` has no COMMIT line"));
     }
     assemble(file, &nat, &filter, sets, p.ifaces, notes)
+}
+/// `--random-fully` or `--random` on SNAT/MASQUERADE (both given: the
+/// kernel's flags are a set, and fully-random decides the offset).
+fn port_flag(want: &mut impl FnMut(&'static str) -> Option<(String, usize)>) -> PortFlag {
+    let fully = want("--random-fully").is_some();
+    let random = want("--random").is_some();
+    match (fully, random) {
+        (true, _) => PortFlag::FullyRandom,
+        (false, true) => PortFlag::Random,
+        (false, false) => PortFlag::Profile,
+    }
 }

@@ -14,10 +14,10 @@
 use crate::flatten::{assemble, Ifaces, RawChain, RawRule, RawTable, Target};
 use crate::ipset::{parse_prefix, Sets};
 use crate::{FilterAction, ImportError, Imported, Loc, RejectWith};
-use natsim_nat::{Action, CtStates, Match, Pooling, PortRange, Prefix, Proto, SnatPool};
+use natsim_nat::{Action, CtStates, Match, Pooling, PortFlag, PortRange, Prefix, Proto, SnatPool};
 use nftables::expr::{Expression, MetaKey, NamedExpression, Payload};
 use nftables::schema::{NfListObject, NfObject, Nftables};
-use nftables::stmt::{Operator, Statement};
+use nftables::stmt::{NATFlag, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use std::net::Ipv4Addr;
 
@@ -241,7 +241,8 @@ impl Reader<'_> {
                     };
                     target = Some(Target::Nat(Action::Dnat { to, to_port }));
                 }
-                Statement::SNAT(Some(n)) if table == "nat" && n.flags.is_none() => {
+                Statement::SNAT(Some(n)) if table == "nat" => {
+                    let random = port_flag(&n.flags);
                     let (first, last) = match n.addr.as_ref() {
                         Some(Expression::Range(r)) => (text(&r.range[0]), text(&r.range[1])),
                         Some(e) => (text(e), text(e)),
@@ -262,19 +263,22 @@ impl Reader<'_> {
                         first,
                         last,
                         ports: p,
+                        // natsim's pools are paired, which `persistent` asks.
                         pooling: Pooling::Paired,
+                        random,
                     })));
                 }
                 Statement::Masquerade(n)
-                    if table == "nat"
-                        && n.as_ref()
-                            .is_none_or(|n| n.flags.is_none() && n.addr.is_none()) =>
+                    if table == "nat" && n.as_ref().is_none_or(|n| n.addr.is_none()) =>
                 {
+                    let random = n
+                        .as_ref()
+                        .map_or(PortFlag::Profile, |n| port_flag(&n.flags));
                     let p = match n.as_ref().and_then(|n| n.port.as_ref()) {
                         None => PortRange::ALL,
                         Some(p) => ports(p).ok_or_else(|| bad(self, "masquerade port".into()))?,
                     };
-                    target = Some(Target::Nat(Action::Masquerade { ports: p }));
+                    target = Some(Target::Nat(Action::Masquerade { ports: p, random }));
                 }
                 Statement::Redirect(n)
                     if table == "nat"
@@ -295,7 +299,7 @@ impl Reader<'_> {
                 other => {
                     let name = serde_json::to_string(other).unwrap_or_default();
                     let short: String = name.chars().take(60).collect();
-                    return Err(bad(self, format!("statement `{short}` (NAT flags such as fully-random are not modelled per rule)")));
+                    return Err(bad(self, format!("statement `{short}`")));
                 }
             }
             if target.is_some() && k + 1 != stmts.len() {
@@ -496,5 +500,18 @@ fn json_loc(src: &str, line: usize, col: usize) -> Loc {
     Loc {
         line: line.max(1),
         col: col.max(1),
+    }
+}
+/// A NAT statement's flags as the rule's port flag. `persistent` changes
+/// nothing here: natsim's pools are always paired (one inside address,
+/// one outside address).
+fn port_flag(flags: &Option<std::collections::HashSet<NATFlag>>) -> PortFlag {
+    let has = |f: NATFlag| flags.as_ref().is_some_and(|s| s.contains(&f));
+    if has(NATFlag::FullyRandom) {
+        PortFlag::FullyRandom
+    } else if has(NATFlag::Random) {
+        PortFlag::Random
+    } else {
+        PortFlag::Profile
     }
 }

@@ -62,6 +62,10 @@ pub fn describe_match(imp: &Imported, m: &Match) -> String {
     }
 }
 
+fn flag(f: natsim_nat::PortFlag) -> String {
+    f.word().map(|w| format!(" {w}")).unwrap_or_default()
+}
+
 fn action(a: &Action) -> String {
     match a {
         Action::Accept => "ACCEPT (no NAT)".into(),
@@ -73,9 +77,9 @@ fn action(a: &Action) -> String {
             "REDIRECT{}",
             to_port.map(|p| format!(" to {p}")).unwrap_or_default()
         ),
-        Action::Masquerade { .. } => "MASQUERADE".into(),
-        Action::Snat(p) if p.first == p.last => format!("SNAT to {}", p.first),
-        Action::Snat(p) => format!("SNAT to {}-{}", p.first, p.last),
+        Action::Masquerade { random, .. } => format!("MASQUERADE{}", flag(*random)),
+        Action::Snat(p) if p.first == p.last => format!("SNAT to {}{}", p.first, flag(p.random)),
+        Action::Snat(p) => format!("SNAT to {}-{}{}", p.first, p.last, flag(p.random)),
         Action::Netmap { to } => format!("NETMAP to {}", pfx(*to)),
     }
 }

@@ -3,7 +3,7 @@
 //! (Docker's chains as Docker 24-27 writes them).
 
 use natsim_import::{import, FilterAction, RejectWith};
-use natsim_nat::{Action, Chain, IfaceId, PortRange, Prefix, Proto};
+use natsim_nat::{Action, Chain, IfaceId, PortFlag, PortRange, Prefix, Proto};
 use std::net::Ipv4Addr;
 
 fn fixture(name: &str) -> String {
@@ -213,4 +213,39 @@ fn a_json_error_at_a_line_start_or_eof_is_located_inside_the_text() {
     assert_eq!((e.loc.line, e.loc.col), (1, 2), "{e}");
     let e = import("x.json", "{\"nftables\":\n[\u{1}", None).unwrap_err();
     assert!(e.loc.line == 2 && e.loc.col >= 1, "{e}");
+}
+
+/// `--random` and `--random-fully` are per-rule port flags, in both
+/// readers (iptables-save and `nft -j`).
+#[test]
+fn random_port_flags_import_per_rule() {
+    let src = "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan0 -j MASQUERADE --random-fully\n-A POSTROUTING -o wan1 -j SNAT --to-source 198.51.100.7 --random\n-A POSTROUTING -o wan2 -j MASQUERADE\nCOMMIT\n";
+    let imp = import("r.rules", src, None).unwrap();
+    let flags: Vec<PortFlag> = imp
+        .rules
+        .rules
+        .iter()
+        .map(|r| match &r.action {
+            Action::Masquerade { random, .. } => *random,
+            Action::Snat(p) => p.random,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        [PortFlag::FullyRandom, PortFlag::Random, PortFlag::Profile]
+    );
+    let json = r#"{"nftables":[{"table":{"family":"ip","name":"nat"}},
+      {"chain":{"family":"ip","table":"nat","name":"post","type":"nat","hook":"postrouting","prio":100,"policy":"accept"}},
+      {"rule":{"family":"ip","table":"nat","chain":"post","expr":[
+        {"match":{"op":"==","left":{"meta":{"key":"oifname"}},"right":"wan0"}},
+        {"masquerade":{"flags":["random","persistent"]}}]}}]}"#;
+    let imp = import("r.json", json, None).unwrap();
+    assert!(matches!(
+        imp.rules.rules[0].action,
+        Action::Masquerade {
+            random: PortFlag::Random,
+            ..
+        }
+    ));
 }

@@ -25,6 +25,7 @@ fn main() {
             },
             action: Action::Masquerade {
                 ports: PortRange::ALL,
+                random: natsim_nat::PortFlag::Profile,
             },
         });
     }

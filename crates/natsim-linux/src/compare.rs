@@ -59,16 +59,18 @@ fn packets(rule: Rule, k: &[u8], n: &[u8]) -> Option<String> {
     }
     let mut masked: Vec<usize> = Vec::new();
     match rule {
-        Rule::Exact | Rule::Table => {}
+        Rule::Exact | Rule::Table | Rule::TableRandomPort => {}
         Rule::RandomPort { clash } => {
             let (Some(a), Some(b)) = (ks, ns) else {
                 return Some("unparsable".into());
             };
+            // nf_nat's ICMP ids range over 0-65535, without classes.
+            let icmp = k.get(9) == Some(&packet::ICMP);
             for (who, s) in [("kernel", a), ("natsim", b)] {
                 let ports = [s.sport, s.dport];
                 if !ports
                     .iter()
-                    .any(|&p| p != clash && class(p) == class(clash))
+                    .any(|&p| p != clash && (icmp || class(p) == class(clash)))
                 {
                     return Some(format!(
                         "{who}'s port does not follow the rule (≠ {clash}, same class): {s}"
@@ -79,6 +81,25 @@ fn packets(rule: Rule, k: &[u8], n: &[u8]) -> Option<String> {
             masked.extend([10, 11]);
         }
         Rule::Generated => masked.extend([1, 4, 5, 6, 8, 10, 11]),
+        Rule::GeneratedRandomPort => {
+            masked.extend([1, 4, 5, 6, 8, 10, 11]);
+            masked.extend(l4_port_and_sum_offsets(k));
+            // An ICMP error: its checksum, and the quoted header's ports
+            // and checksum (RFC 792: the quote starts 8 bytes in).
+            let ihl = usize::from(k.first().map_or(5, |b| b & 0x0f)) * 4;
+            if k.get(9) == Some(&packet::ICMP) && k.get(ihl).is_some_and(|t| *t == 3 || *t == 11) {
+                masked.extend([ihl + 2, ihl + 3]);
+                if let Some(inner) = k.get(ihl + 8..) {
+                    masked.extend(
+                        l4_port_and_sum_offsets(inner)
+                            .into_iter()
+                            .map(|o| o + ihl + 8),
+                    );
+                    // The quoted IP header's checksum covers no port, but a
+                    // quoted ICMP echo's id and checksum are masked above.
+                }
+            }
+        }
     }
     let both_valid = packet::checksums_ok(k) && packet::checksums_ok(n);
     if !masked.is_empty() && !both_valid {
@@ -112,8 +133,20 @@ fn packets(rule: Rule, k: &[u8], n: &[u8]) -> Option<String> {
     Some(format!("{} / {}: {}", show(ks), show(ns), names.join(", ")))
 }
 
-fn tables(k: &[CtEntry], n: &[CtEntry]) -> Option<String> {
-    let key = |e: &CtEntry| (e.proto.clone(), e.orig, e.reply, e.state.clone());
+fn tables(rule: Rule, k: &[CtEntry], n: &[CtEntry]) -> Option<String> {
+    // Under a random-port rule the mapped port (an ICMP entry's id on
+    // both sides of its reply tuple) is each world's own draw.
+    let random = rule == Rule::TableRandomPort;
+    let key = |e: &CtEntry| {
+        let mut reply = e.reply;
+        if random && reply.3 != e.orig.1 {
+            reply.3 = 0;
+            if e.proto == "icmp" {
+                reply.1 = 0;
+            }
+        }
+        (e.proto.clone(), e.orig, reply, e.state.clone())
+    };
     let mut ks: Vec<&CtEntry> = k.iter().collect();
     let mut ns: Vec<&CtEntry> = n.iter().collect();
     ks.sort_by_key(|e| key(e));
@@ -186,7 +219,7 @@ pub fn compare(
                         .find_map(|(x, y)| packets(k.rule, &x.packet, &y.packet))
                 }
             }
-            (Record::Table(a), Record::Table(b)) => tables(a, b),
+            (Record::Table(a), Record::Table(b)) => tables(k.rule, a, b),
             _ => Some("different kinds of record".into()),
         };
         if let Some(d) = d {

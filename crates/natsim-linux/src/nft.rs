@@ -7,10 +7,12 @@
 //! NAT statement is terminal in nftables.
 
 use crate::topology::RouterSpec;
-use natsim_nat::{Action, Chain, FilterAction, PortRange, Prefix, Proto, RejectWith, Rule};
+use natsim_nat::{
+    Action, Chain, FilterAction, PortFlag, PortRange, Prefix, Proto, RejectWith, Rule,
+};
 use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField};
 use nftables::schema::{self, NfCmd, NfListObject, NfObject, Nftables};
-use nftables::stmt::{Match, Operator, Reject, RejectType, Statement, NAT};
+use nftables::stmt::{Match, NATFlag, Operator, Reject, RejectType, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook, RejectCode};
 use std::borrow::Cow;
 
@@ -198,6 +200,23 @@ fn matches(
     Ok(out)
 }
 
+/// A NAT statement with the rule's port flag (`random`, `fully-random`).
+fn flagged(n: Option<NAT<'static>>, flag: PortFlag) -> Option<NAT<'static>> {
+    let f = match flag {
+        PortFlag::Profile => return n,
+        PortFlag::Random => NATFlag::Random,
+        PortFlag::FullyRandom => NATFlag::FullyRandom,
+    };
+    let mut n = n.unwrap_or(NAT {
+        addr: None,
+        family: None,
+        port: None,
+        flags: None,
+    });
+    n.flags = Some(std::iter::once(f).collect());
+    Some(n)
+}
+
 fn nat_statement(r: &Rule) -> Result<Statement<'static>, Unsupported> {
     let bad = |what: &str| Unsupported {
         rule: r.name.clone(),
@@ -234,9 +253,10 @@ fn nat_statement(r: &Rule) -> Result<Statement<'static>, Unsupported> {
         Action::Redirect { to_port } => {
             Statement::Redirect(nat(None, to_port.map(|p| Expression::Number(u32::from(p)))))
         }
-        Action::Masquerade { ports: pr } => {
-            Statement::Masquerade(nat(None, (*pr != PortRange::ALL).then(|| ports(*pr))))
-        }
+        Action::Masquerade { ports: pr, random } => Statement::Masquerade(flagged(
+            nat(None, (*pr != PortRange::ALL).then(|| ports(*pr))),
+            *random,
+        )),
         Action::Snat(pool) => {
             let addr = if pool.first == pool.last {
                 s(pool.first.to_string())
@@ -245,9 +265,12 @@ fn nat_statement(r: &Rule) -> Result<Statement<'static>, Unsupported> {
                     range: [s(pool.first.to_string()), s(pool.last.to_string())],
                 }))
             };
-            Statement::SNAT(nat(
-                Some(addr),
-                (pool.ports != PortRange::ALL).then(|| ports(pool.ports)),
+            Statement::SNAT(flagged(
+                nat(
+                    Some(addr),
+                    (pool.ports != PortRange::ALL).then(|| ports(pool.ports)),
+                ),
+                pool.random,
             ))
         }
         Action::Netmap { to } => {

@@ -14,7 +14,7 @@
 use crate::packet::{self, flags, Ip, Summary};
 use crate::topology::{HostKind, Topology};
 use crate::world::{CtEntry, Seen, World};
-use natsim_nat::{Action, Chain, Proto};
+use natsim_nat::{Action, Chain, PortFlag, Proto};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -24,19 +24,27 @@ pub enum Rule {
     /// Forwarded packets: every byte of the IPv4 packet (TTL, IP ID,
     /// checksums, translated addresses and ports).
     Exact,
-    /// A source port the kernel picks at random on a clash
-    /// (nf_nat_l4proto_unique_tuple): equal bytes except that port and the
-    /// checksums covering it; both checksums valid; both ports differ from
-    /// the clashing one and stay in its class (1-511, 512-1023,
-    /// 1024-65535).
+    /// A source port the kernel picks at random: on a clash, or always
+    /// under a `random`/`fully-random` rule (nf_nat_l4proto_unique_tuple):
+    /// equal bytes except that port and the checksums covering it; both
+    /// checksums valid; both ports differ from the original one and stay
+    /// in its class (1-511, 512-1023, 1024-65535; an ICMP id has no
+    /// classes).
     RandomPort { clash: u16 },
     /// Packets the router itself generates (RST, ICMP errors, echo
     /// replies): equal bytes except the IPv4 TOS, ID, DF and TTL, which
     /// come from the sending stack; both checksums valid.
     Generated,
+    /// As `Generated`, for what the router answers at a mapping whose
+    /// port is random: the ports (an ICMP error's quoted ones too) and the
+    /// checksums over them are each world's own.
+    GeneratedRandomPort,
     /// Connection-table entries: same tuples and TCP state, timeouts
     /// within 2 s (conntrack prints whole seconds, counting down).
     Table,
+    /// As `Table`, but a translated reply tuple's mapped port is each
+    /// world's random draw (a `random`/`fully-random` rule).
+    TableRandomPort,
 }
 
 impl Rule {
@@ -45,7 +53,9 @@ impl Rule {
             Rule::Exact => "bytes",
             Rule::RandomPort { .. } => "bytes; random port in class",
             Rule::Generated => "bytes but TOS/ID/DF/TTL",
+            Rule::GeneratedRandomPort => "bytes but TOS/ID/DF/TTL and the random port",
             Rule::Table => "tuples, state, timeout ±2s",
+            Rule::TableRandomPort => "tuples but the random port, state, timeout ±2s",
         }
     }
 }
@@ -409,6 +419,9 @@ struct Rec<'w> {
     t: &'w Topology,
     steps: Vec<StepRecord>,
     ip_id: u16,
+    /// A source-NAT rule carries `random` or `fully-random`: an inside
+    /// client's port to an outside host is random even when it is free.
+    random_snat: bool,
 }
 
 impl Rec<'_> {
@@ -418,6 +431,34 @@ impl Rec<'_> {
     }
 
     fn send(&mut self, label: String, rule: Rule, from: usize, pkt: Vec<u8>) -> Vec<Seen> {
+        // Under a random-port rule the kernel draws the port (or ICMP id)
+        // of an inside client's packet to an outside host even when the
+        // original is free; both worlds must follow that rule instead.
+        let rule = match Summary::parse(&pkt) {
+            Some(s)
+                if self.random_snat
+                    && rule == Rule::Exact
+                    && self.t.hosts[from].kind == HostKind::Client
+                    && self
+                        .t
+                        .hosts
+                        .iter()
+                        .any(|h| h.addr == s.dst && h.kind == HostKind::Remote) =>
+            {
+                Rule::RandomPort { clash: s.sport }
+            }
+            // What the router generates for a packet to a mapping names
+            // that mapping's port, each world's own draw.
+            Some(s)
+                if self.random_snat
+                    && rule == Rule::Generated
+                    && self.t.hosts[from].kind == HostKind::Remote
+                    && self.t.router.ifaces.iter().any(|i| i.addr == s.dst) =>
+            {
+                Rule::GeneratedRandomPort
+            }
+            _ => rule,
+        };
         let seen = self.w.send(from, pkt);
         self.steps.push(StepRecord {
             label,
@@ -431,7 +472,11 @@ impl Rec<'_> {
         let t = self.w.table().unwrap_or_default();
         self.steps.push(StepRecord {
             label: label.into(),
-            rule: Rule::Table,
+            rule: if self.random_snat {
+                Rule::TableRandomPort
+            } else {
+                Rule::Table
+            },
             record: Record::Table(t),
         });
     }
@@ -477,6 +522,7 @@ fn exchange(
         packet::UDP => "request",
         _ => "echo request",
     };
+
     let seen = r.send(
         format!("{what} {}:{sport} > {dst}:{dport}", r.t.hosts[client].name),
         rule,
@@ -506,11 +552,23 @@ fn exchange(
 /// Runs `probe` against `w` (after a reset) and returns its records.
 pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
     w.reset();
+    let random_snat = t
+        .router
+        .nat
+        .rules
+        .rules
+        .iter()
+        .any(|rule| match &rule.action {
+            Action::Masquerade { random, .. } => *random != PortFlag::Profile,
+            Action::Snat(p) => p.random != PortFlag::Profile,
+            _ => false,
+        });
     let mut r = Rec {
         w,
         t,
         steps: Vec::new(),
         ip_id: 0x1200,
+        random_snat,
     };
     match probe.kind {
         Kind::TcpConnect {

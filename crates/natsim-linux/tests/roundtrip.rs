@@ -52,7 +52,7 @@ fn reimport(s: &RouterSpec) -> NatConfig {
 }
 
 #[test]
-fn masquerade_negation_ct_status_and_filter_come_back_identical() {
+fn masquerade_negation_ct_status_random_flags_and_filter_come_back_identical() {
     let mut nat = base();
     nat.rules.masquerade(
         "masq",
@@ -69,7 +69,24 @@ fn masquerade_negation_ct_status_and_filter_come_back_identical() {
         },
         action: Action::Masquerade {
             ports: PortRange::ALL,
+            random: PortFlag::FullyRandom,
         },
+    });
+    nat.rules.push(Rule {
+        name: "snat-random".into(),
+        chain: Chain::Postrouting,
+        matches: Match {
+            out_iface: Some(IfaceId(1)),
+            src: Some(Prefix::new(Ipv4Addr::new(10, 0, 0, 0), 8)),
+            ..Match::default()
+        },
+        action: Action::Snat(SnatPool {
+            first: Ipv4Addr::new(203, 0, 113, 1),
+            last: Ipv4Addr::new(203, 0, 113, 1),
+            ports: PortRange::ALL,
+            pooling: Pooling::Paired,
+            random: PortFlag::Random,
+        }),
     });
     nat.rules.push(Rule {
         name: "ssh".into(),

@@ -112,8 +112,9 @@ pub use alg::{AlgConfig, AlgEvent, AlgKind, AlgPass, AlgPolicy, FtpVerb};
 pub use config::{
     Action, Behaviour, Chain, ConfigError, CtStates, Filter, FilterAction, FilterChain, FilterHook,
     FilterRule, FilteringBehaviour, Hairpin, IfaceId, Interface, MappingBehaviour, Match,
-    NatConfig, Negated, Pooling, PortAssignment, PortClasses, PortStrategy, ProtoBehaviour,
-    RejectWith, Role, Rule, RuleId, RuleSet, SnatPool, Timeouts, UdpRefresh, Unsolicited,
+    NatConfig, Negated, Pooling, PortAssignment, PortClasses, PortFlag, PortStrategy,
+    ProtoBehaviour, RejectWith, Role, Rule, RuleId, RuleSet, SnatPool, Timeouts, UdpRefresh,
+    Unsolicited,
 };
 pub use engine::{ConnInfo, NatEngine};
 pub use flow::{Dir, Endpoint, Flow, PortRange, Prefix, Proto};

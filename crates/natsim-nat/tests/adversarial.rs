@@ -104,6 +104,7 @@ fn port_exhaustion_gives_new_flows_a_clear_reason_and_spares_old_ones() {
         last: WAN_ADDR,
         ports: PortRange::new(40000, 40009),
         pooling: Pooling::Paired,
+        random: natsim_nat::PortFlag::Profile,
     };
     c.rules.push(Rule {
         name: "small-pool".into(),

@@ -508,6 +508,7 @@ fn alg_growth_past_the_ipv4_maximum_is_refused_not_wrapped() {
                 last: pool,
                 ports: PortRange::ALL,
                 pooling: natsim_nat::Pooling::Paired,
+                random: natsim_nat::PortFlag::Profile,
             }),
         });
         let mut nat = NatEngine::new(c.alg(AlgKind::Ftp)).unwrap();

@@ -93,6 +93,40 @@ fn a_second_flow_from_the_same_endpoint_reuses_its_mapping() {
     }
 }
 
+/// `masquerade random` / `fully-random` (Linux get_unique_tuple under
+/// NF_NAT_RANGE_PROTO_RANDOM_ALL): a free source port is not kept, no
+/// live mapping is reused, and the port stays in its class.
+#[test]
+fn a_random_port_rule_neither_keeps_a_free_port_nor_reuses_a_mapping() {
+    for flag in [PortFlag::Random, PortFlag::FullyRandom] {
+        let mut c = config(Behaviour::linux());
+        let id = c.rules.masquerade("masq", WAN, None);
+        if let Action::Masquerade { random, .. } = &mut c.rules.rules[usize::from(id.0)].action {
+            *random = flag;
+        }
+        let mut nat = NatEngine::new(c).unwrap();
+        let mut ports = Vec::new();
+        for (k, sport) in [(0u16, 40000u16), (1, 40000), (2, 700), (3, 300)] {
+            let mut a = udp((HOST_A, sport), (REMOTE, 9 + k), b"");
+            fwd(&mut nat, T0, LAN, &mut a);
+            verify_checksums(&a).unwrap();
+            ports.push(flow_of(&a).src.port);
+        }
+        assert_ne!(ports[0], 40000, "{flag:?}: a free port is not kept");
+        assert_ne!(ports[0], ports[1], "{flag:?}: no mapping reused");
+        assert!((1024..=65535).contains(&ports[1]));
+        assert!((600..=1023).contains(&ports[2]), "{ports:?}");
+        assert!((1..=511).contains(&ports[3]), "{ports:?}");
+    }
+    // Without the flag the same router keeps the port and reuses the mapping.
+    let mut nat = masq(Behaviour::linux());
+    let mut a = udp((HOST_A, 40000), (REMOTE, 9), b"");
+    let mut b = udp((HOST_A, 40000), (REMOTE, 10), b"");
+    fwd(&mut nat, T0, LAN, &mut a);
+    fwd(&mut nat, T0, LAN, &mut b);
+    assert_eq!((flow_of(&a).src.port, flow_of(&b).src.port), (40000, 40000));
+}
+
 #[test]
 fn symmetric_nat_gives_each_destination_its_own_mapping() {
     let mut nat = masq(Behaviour::symmetric());
@@ -636,6 +670,7 @@ fn port_exhaustion_is_a_clear_drop_and_leaves_old_flows_alone() {
             last: WAN_ADDR,
             ports: PortRange::new(2000, 2001),
             pooling: Pooling::Paired,
+            random: natsim_nat::PortFlag::Profile,
         }),
     });
     let mut nat = NatEngine::new(cfg).unwrap();
@@ -863,6 +898,7 @@ fn the_router_answers_for_pool_addresses() {
             last: Ipv4Addr::new(203, 0, 113, 103),
             ports: PortRange::EPHEMERAL,
             pooling: Pooling::Paired,
+            random: natsim_nat::PortFlag::Profile,
         }),
     });
     let nat = NatEngine::new(cfg).unwrap();
@@ -885,6 +921,7 @@ fn paired_pooling_keeps_one_external_address_per_inside_host() {
             last: Ipv4Addr::new(203, 0, 113, 103),
             ports: PortRange::EPHEMERAL,
             pooling: Pooling::Paired,
+            random: natsim_nat::PortFlag::Profile,
         }),
     });
     let mut nat = NatEngine::new(cfg).unwrap();

@@ -138,7 +138,8 @@ fn routers(s: &Scenario, m: &Model, cx: &Ctx<'_>, out: &mut Vec<Problem>) {
         let Some(nat) = &r.nat else { continue };
         // Masquerade names an outside interface.
         for mq in &nat.masquerade {
-            if let Some(i) = spec.interfaces.iter().find(|i| &i.name == mq.get_ref()) {
+            let name = mq.get_ref().split_whitespace().next().unwrap_or("");
+            if let Some(i) = spec.interfaces.iter().find(|i| i.name == name) {
                 if i.role == Role::Inside {
                     out.push(cx.warn(
                         mq.span(),

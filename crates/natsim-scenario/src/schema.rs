@@ -175,7 +175,9 @@ pub struct Nat {
     /// `off`, `dnat-only` or `on`.
     #[serde(default)]
     pub hairpin: Option<S<String>>,
-    /// Outside interfaces to masquerade behind.
+    /// Outside interfaces to masquerade behind: `wan0`, or with nft's
+    /// port flag `wan0 random` / `wan0 fully-random` (a random port even
+    /// when the original one is free).
     #[serde(default)]
     pub masquerade: Vec<S<String>>,
     #[serde(default)]

@@ -170,6 +170,7 @@ fn world(pool_ports: Option<(u16, u16)>) -> (Sim, NodeId, NodeId, NodeId, NodeId
                                 last: Ipv4Addr::new(203, 0, 113, 1),
                                 ports: PortRange::new(a, b),
                                 pooling: natsim_nat::Pooling::Paired,
+                                random: natsim_nat::PortFlag::Profile,
                             }),
                         });
                     }

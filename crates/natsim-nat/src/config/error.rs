@@ -205,7 +205,7 @@ pub(crate) fn validate(cfg: &NatConfig) -> Result<(), ConfigError> {
             }
         }
         match &r.action {
-            Action::Masquerade { ports } if ports.is_empty() => {
+            Action::Masquerade { ports, .. } if ports.is_empty() => {
                 return Err(ConfigError::EmptyPortRange { rule: id })
             }
             Action::Snat(p) => {

@@ -190,6 +190,33 @@ pub enum Pooling {
     Arbitrary,
 }
 
+/// How a source-NAT rule picks its external port: the profile's strategy,
+/// or a random one even when the original port is free (nft `random` /
+/// `fully-random`, iptables `--random` / `--random-fully`: Linux's
+/// get_unique_tuple skips the "keep the port if unique" step for both, and
+/// nf_nat_l4proto_unique_tuple starts its search at a random offset within
+/// the port's class).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PortFlag {
+    #[default]
+    Profile,
+    /// `random`: the offset is a keyed hash of the tuple.
+    Random,
+    /// `fully-random`: the offset is a fresh random number.
+    FullyRandom,
+}
+
+impl PortFlag {
+    /// The nft/iptables spelling (`random`, `fully-random`), if any.
+    pub fn word(self) -> Option<&'static str> {
+        match self {
+            PortFlag::Profile => None,
+            PortFlag::Random => Some("random"),
+            PortFlag::FullyRandom => Some("fully-random"),
+        }
+    }
+}
+
 /// The source translation target of [`Action::Snat`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnatPool {
@@ -198,6 +225,7 @@ pub struct SnatPool {
     pub last: Ipv4Addr,
     pub ports: PortRange,
     pub pooling: Pooling,
+    pub random: PortFlag,
 }
 
 impl SnatPool {
@@ -229,7 +257,7 @@ pub enum Action {
     /// Source NAT to the egress interface's address. `PortRange::ALL`
     /// means "no explicit range": the port keeps its class when the profile
     /// asks for it (RFC 4787 REQ-3).
-    Masquerade { ports: PortRange },
+    Masquerade { ports: PortRange, random: PortFlag },
     /// Source NAT to a pool of addresses and ports.
     Snat(SnatPool),
     /// Prefix-to-prefix mapping (NETMAP): host bits kept. Applied to the
@@ -275,6 +303,7 @@ impl RuleSet {
             },
             action: Action::Masquerade {
                 ports: PortRange::ALL,
+                random: PortFlag::Profile,
             },
         })
     }

@@ -19,8 +19,8 @@ use crate::alg::conn::{AlgConn, Env};
 use crate::alg::expect::Expectations;
 use crate::alg::AlgKind;
 use crate::config::{
-    Action, Chain, ConfigError, FilteringBehaviour, Hairpin, IfaceId, NatConfig, PortStrategy,
-    Role, Rule, RuleId, SnatPool, UdpRefresh, Unsolicited,
+    Action, Chain, ConfigError, FilteringBehaviour, Hairpin, IfaceId, NatConfig, PortFlag,
+    PortStrategy, Role, Rule, RuleId, SnatPool, UdpRefresh, Unsolicited,
 };
 use crate::flow::{Dir, Endpoint, Flow, PortRange, Prefix, Proto};
 use crate::frame::{self, Parsed, L4};

@@ -312,7 +312,7 @@ impl NatEngine {
                         flow.src,
                         dst,
                         AddrChoice::One(via),
-                        range,
+                        (range, PortFlag::Profile),
                         RuleId(hr),
                     ) {
                         Ok((ext, reused)) => {
@@ -333,10 +333,10 @@ impl NatEngine {
                 }
                 trace.step(NatStep::RuleMatched { rule: RuleId(ri) });
                 let choice = match &r.action {
-                    Action::Masquerade { ports } => {
-                        self.iface_addr(e).map(|a| (AddrChoice::One(a), *ports))
-                    }
-                    Action::Snat(pool) => Some((AddrChoice::Pool(pool), pool.ports)),
+                    Action::Masquerade { ports, random } => self
+                        .iface_addr(e)
+                        .map(|a| (AddrChoice::One(a), *ports, *random)),
+                    Action::Snat(pool) => Some((AddrChoice::Pool(pool), pool.ports, pool.random)),
                     Action::Netmap { to } => {
                         src.addr = to.netmap(src.addr);
                         rule = ri;
@@ -345,7 +345,7 @@ impl NatEngine {
                     }
                     _ => None,
                 };
-                if let Some((choice, ports)) = choice {
+                if let Some((choice, ports, random)) = choice {
                     if proto.has_ports() {
                         // The pool is cloned out of the config (to release
                         // the borrow) only on this new-flow path.
@@ -359,7 +359,7 @@ impl NatEngine {
                                 flow.src,
                                 dst,
                                 AddrChoice::One(*a),
-                                ports,
+                                (ports, random),
                                 RuleId(ri),
                             ),
                             OwnedChoice::Pool(p) => self.allocate(
@@ -367,7 +367,7 @@ impl NatEngine {
                                 flow.src,
                                 dst,
                                 AddrChoice::Pool(p),
-                                ports,
+                                (ports, random),
                                 RuleId(ri),
                             ),
                         };

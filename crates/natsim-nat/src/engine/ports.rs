@@ -31,7 +31,7 @@ impl NatEngine {
         internal: Endpoint,
         remote: Endpoint,
         choice: AddrChoice<'_>,
-        range: PortRange,
+        (range, random): (PortRange, PortFlag),
         rule: RuleId,
     ) -> Result<(Endpoint, bool), DropReason> {
         let b = &self.cfg.behaviour;
@@ -41,9 +41,12 @@ impl NatEngine {
             AddrChoice::One(x) => x == a,
             AddrChoice::Pool(p) => p.contains(a),
         };
-        // Reuse the live mapping of this internal endpoint if it fits.
+        // Reuse the live mapping of this internal endpoint if it fits; a
+        // random-port rule never does (get_unique_tuple skips both the
+        // original tuple and find_appropriate_src under RANDOM_ALL).
         let key = InternalKey::new(proto, internal, remote, mode);
-        if let Some(c) = self.table.find_internal(&key) {
+        let reuse = random == PortFlag::Profile;
+        if let Some(c) = self.table.find_internal(&key).filter(|_| reuse) {
             let (_, ext) = self.table.get(c).mapping();
             let reply = Flow::new(proto, remote, ext);
             if in_choice(ext.addr) && !self.table.contains_tuple(&reply) {
@@ -69,9 +72,14 @@ impl NatEngine {
         for k in 0..addr_tries {
             let addr =
                 Ipv4Addr::from_bits(addrs.0.wrapping_add(((start_addr + k) % addrs.1) as u32));
-            if let Some(port) =
-                self.find_port(proto, internal.port, remote, addr, range, overloading)
-            {
+            if let Some(port) = self.find_port(
+                proto,
+                internal.port,
+                remote,
+                addr,
+                (range, random),
+                overloading,
+            ) {
                 return Ok((Endpoint::new(addr, port), false));
             }
         }
@@ -114,7 +122,7 @@ impl NatEngine {
         orig: u16,
         remote: Endpoint,
         addr: Ipv4Addr,
-        range: PortRange,
+        (range, random): (PortRange, PortFlag),
         overloading: bool,
     ) -> Option<u16> {
         let len = range.len();
@@ -122,7 +130,12 @@ impl NatEngine {
             return None;
         }
         let ports = self.cfg.behaviour.ports;
-        let strategy = ports.strategy;
+        // A rule's random flag overrides the profile: no attempt to keep
+        // the port, a random start (both flags draw from the seeded RNG).
+        let strategy = match random {
+            PortFlag::Profile => ports.strategy,
+            PortFlag::Random | PortFlag::FullyRandom => PortStrategy::Random,
+        };
         let try_preserve = matches!(
             strategy,
             PortStrategy::Preserve | PortStrategy::PreserveThenRandom

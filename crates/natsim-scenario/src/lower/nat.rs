@@ -175,10 +175,31 @@ pub fn nat_config(
         spans.push(o.inside.span());
         spans.push(o.inside.span());
     }
+    // `"wan0"`, or with nft's port flag: `"wan0 random"`, `"wan0 fully-random"`.
     for m in &nat.masquerade {
-        let out = iface(&Some(m.clone()), m.span())?;
-        cfg.rules
-            .masquerade(&format!("masquerade-{}", m.get_ref()), out, None);
+        let mut words = m.get_ref().split_whitespace();
+        let name = words.next().unwrap_or("").to_string();
+        let random = match (words.next(), words.next()) {
+            (None, _) => natsim_nat::PortFlag::Profile,
+            (Some("random"), None) => natsim_nat::PortFlag::Random,
+            (Some("fully-random"), None) => natsim_nat::PortFlag::FullyRandom,
+            _ => {
+                return Err(cx.at(
+                    m.span(),
+                    format!("`{}` is not an interface with an optional port flag", m.get_ref()),
+                    Some("`wan0`, `wan0 random` or `wan0 fully-random` (nft's masquerade flags: a random port even when the original is free)"),
+                ))
+            }
+        };
+        let out = iface(&Some(S::new(m.span(), name.clone())), m.span())?;
+        let id = cfg
+            .rules
+            .masquerade(&format!("masquerade-{name}"), out, None);
+        if let natsim_nat::Action::Masquerade { random: r, .. } =
+            &mut cfg.rules.rules[usize::from(id.0)].action
+        {
+            *r = random;
+        }
         spans.push(m.span());
     }
     // A ruleset file of the user's own (iptables-save or nft JSON): its NAT

@@ -415,9 +415,7 @@ fn finish(r: Running, b: &mut Built, limit: Duration) -> Actual {
                 a.text = format!("no reply within {:.0} s", secs(limit));
             }
         },
-        Running::Mail {
-            app, msg, apps, ..
-        } => {
+        Running::Mail { app, msg, apps, .. } => {
             let f = fate::follow(sim, &apps, app, msg);
             a.outcome = Some(match &f.fate {
                 Fate::Pending => Outcome::Pending,
