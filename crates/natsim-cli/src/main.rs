@@ -9,6 +9,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod guess;
 mod verify;
 
 // Output that never panics: a closed pipe (`natsim run | head`) must not
@@ -153,7 +154,7 @@ enum Cmd {
     /// Check a router against the Linux kernel: the same topology in network
     /// namespaces, its NAT as nftables rules, the same probes through both.
     #[command(
-        after_help = "Needs root, `ip`, `nft` and `conntrack` (exit 2 saying what is missing).\nPrints probe | kernel | natsim | agree and `N/N probes agree` last; exit 0 on full agreement, 1 otherwise.\n\nExamples:\n  sudo natsim verify --linux scenarios/nat-types.toml --variant linux\n  sudo natsim verify --linux scenarios/ftp.toml --router router\n  sudo natsim verify --linux scenarios/imported/docker-host.toml --rules my-docker-host.rules"
+        after_help = "Needs root, `ip`, `nft` and `conntrack` (exit 2 saying what is missing).\nPrints probe | kernel | natsim | agree and `N/N probes agree` last; exit 0 on full agreement, 1 otherwise.\n\nExamples:\n  sudo natsim verify --linux scenarios/nat-types.toml --variant linux\n  sudo natsim verify --linux scenarios/ftp.toml --router router\n  sudo natsim verify --linux --rules my.rules              (the router read off your ruleset)\n  sudo natsim verify --linux scenarios/imported/docker-host.toml --rules my-docker-host.rules"
     )]
     /// Read a real ruleset and print a `[[router]]` block that loads it.
     #[command(
@@ -172,19 +173,24 @@ enum Cmd {
         /// Check against the Linux kernel (the only oracle so far).
         #[arg(long, required = true)]
         linux: bool,
-        /// Scenario file.
-        file: PathBuf,
+        /// Scenario file. Without one, `--rules` alone: the router's
+        /// interfaces and addresses are read off the ruleset (and printed).
+        #[arg(required_unless_present = "rules")]
+        file: Option<PathBuf>,
         /// Only this variant (`base` for the base scenario).
-        #[arg(long)]
+        #[arg(long, requires = "file")]
         variant: Option<String>,
         /// Only this router.
-        #[arg(long)]
+        #[arg(long, requires = "file")]
         router: Option<String>,
-        /// Load this ruleset (iptables-save or nft -j) into the router(s)
-        /// instead of the file's `rules`: your own rules on the scenario's
-        /// topology.
+        /// A ruleset (iptables-save or nft -j): with a scenario, loaded into
+        /// its router(s) after their own rules; alone, the router to check.
         #[arg(long)]
         rules: Option<PathBuf>,
+        /// An `ipset save` file for the ruleset's `-m set` matches (with
+        /// `--rules` alone).
+        #[arg(long, requires = "rules")]
+        ipsets: Option<PathBuf>,
     },
 }
 
@@ -518,15 +524,23 @@ fn main() -> ExitCode {
         } => import_cmd(&format, &file, ipsets.as_deref()),
         Cmd::Verify {
             linux: _,
+            file: None,
+            rules: Some(rules),
+            ipsets,
+            ..
+        } => verify::run_rules(&rules, ipsets.as_deref(), &mut |s| out!("{s}")),
+        Cmd::Verify {
+            linux: _,
             file,
             variant,
             router,
             rules,
+            ipsets,
         } => verify::run(
-            &file,
+            file.as_deref().unwrap_or(Path::new("")),
             variant.as_deref(),
             router.as_deref(),
-            rules.as_deref(),
+            rules.as_deref().map(|r| (r, ipsets.as_deref())),
             &mut |s| out!("{s}"),
         ),
         Cmd::Report {

@@ -39,15 +39,9 @@ pub fn router_spec(r: &model::RouterSpec) -> Result<RouterSpec, String> {
 
 /// `--rules FILE`: the user's own ruleset on this router's interfaces
 /// (bound by name), after the scenario's own rules, as `rules = "FILE"`.
-fn with_rules(spec: &mut RouterSpec, path: &Path) -> Result<(), String> {
+fn with_rules(spec: &mut RouterSpec, path: &Path, ipsets: Option<&Path>) -> Result<(), String> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
-    let mut imp = natsim_import::import(&shown, &text, None).map_err(|e| {
-        format!(
-            "{}:{}:{}: error: {} (in `{}`)\n  hint: supported: {}",
-            e.file, e.loc.line, e.loc.col, e.message, e.text, e.supported
-        )
-    })?;
+    let mut imp = read_rules(path, ipsets)?;
     let names: Vec<String> = spec.ifaces.iter().map(|i| i.name.clone()).collect();
     imp.bind(|name| {
         names
@@ -68,11 +62,73 @@ fn with_rules(spec: &mut RouterSpec, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A ruleset file (and its ipsets), imported; a located error otherwise.
+fn read_rules(path: &Path, ipsets: Option<&Path>) -> Result<natsim_import::Imported, String> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    let sets = match ipsets {
+        None => None,
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+            Some((p.display().to_string(), t))
+        }
+    };
+    natsim_import::import(
+        &shown,
+        &text,
+        sets.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+    )
+    .map_err(|e| {
+        format!(
+            "{}:{}:{}: error: {} (in `{}`)\n  hint: supported: {}",
+            e.file, e.loc.line, e.loc.col, e.message, e.text, e.supported
+        )
+    })
+}
+
+/// `natsim verify --linux --rules FILE`: the router the ruleset describes,
+/// its interfaces and addresses read off the rules and printed first.
+pub fn run_rules(path: &Path, ipsets: Option<&Path>, print: &mut dyn FnMut(&str)) -> ExitCode {
+    let imp = match read_rules(path, ipsets) {
+        Ok(i) => i,
+        Err(e) => {
+            print(&format!("{e}\n"));
+            return ExitCode::from(2);
+        }
+    };
+    let (spec, guessed) = match crate::guess::router(&imp) {
+        Ok(x) => x,
+        Err(e) => {
+            print(&format!("{}: {e}\n", path.display()));
+            return ExitCode::from(2);
+        }
+    };
+    print(&format!(
+        "{}: no scenario given; the router as the rules describe it (a scenario file sets these exactly):\n",
+        path.display()
+    ));
+    for g in &guessed {
+        let role = match g.spec.role {
+            natsim_nat::Role::Inside => "inside",
+            natsim_nat::Role::Outside => "outside",
+        };
+        print(&format!(
+            "  {:<10} {:>18}  {role:<7}  {}\n",
+            g.spec.name,
+            format!("{}/{}", g.spec.addr, g.spec.prefix_len),
+            g.why
+        ));
+    }
+    print("\n");
+    run_specs(vec![(format!("{} router", path.display()), spec)], print)
+}
+
 pub fn run(
     file: &Path,
     variant: Option<&str>,
     router: Option<&str>,
-    rules: Option<&Path>,
+    rules: Option<(&Path, Option<&Path>)>,
     print: &mut dyn FnMut(&str),
 ) -> ExitCode {
     let l = match load_file(file) {
@@ -113,8 +169,8 @@ pub fn run(
                     l.file, r.name
                 )),
                 Ok(mut spec) => {
-                    if let Some(path) = rules {
-                        if let Err(e) = with_rules(&mut spec, path) {
+                    if let Some((path, ipsets)) = rules {
+                        if let Err(e) = with_rules(&mut spec, path, ipsets) {
                             print(&format!("{e}\n"));
                             return ExitCode::from(2);
                         }

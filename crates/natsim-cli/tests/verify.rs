@@ -33,10 +33,9 @@ fn verify(args: &[&str]) -> Option<(i32, String)> {
     Some((code, text))
 }
 
-fn assert_full_agreement(args: &[&str], at_least: usize) {
-    let Some((code, text)) = verify(args) else {
-        return;
-    };
+/// Full agreement with at least `at_least` probes; the output, if verify ran.
+fn assert_full_agreement(args: &[&str], at_least: usize) -> Option<String> {
+    let (code, text) = verify(args)?;
     let last = text.lines().last().unwrap_or_default().to_string();
     let (agreed, total) = last
         .strip_suffix(" probes agree")
@@ -46,6 +45,7 @@ fn assert_full_agreement(args: &[&str], at_least: usize) {
     assert!(total >= at_least, "only {total} probes:\n{text}");
     assert_eq!(agreed, total, "the kernel disagrees:\n{text}");
     assert_eq!(code, 0, "{text}");
+    Some(text)
 }
 
 #[test]
@@ -91,4 +91,62 @@ fn imported_docker_home_and_office_routers_agree_with_the_kernel() {
     for s in ["docker-host", "home-router", "office-firewall"] {
         assert_full_agreement(&[&format!("scenarios/imported/{s}.toml")], 25);
     }
+}
+
+/// `--rules` alone: the router is read off the ruleset (interfaces, roles,
+/// addresses, printed with their reasons) and checked against the kernel.
+#[test]
+fn a_ruleset_alone_is_checked_on_the_router_it_describes() {
+    for (rules, sets, iface) in [
+        (
+            "docker-host.rules",
+            None,
+            "docker0         172.17.0.1/16  inside",
+        ),
+        (
+            "home-router.rules",
+            None,
+            "wan0           203.0.113.1/24  outside",
+        ),
+        (
+            "office-1to1.rules",
+            Some("office.ipset"),
+            "lan0          192.168.10.1/24  inside",
+        ),
+    ] {
+        let r = format!("scenarios/imported/{rules}");
+        let mut args = vec!["--rules", r.as_str()];
+        let s = sets.map(|s| format!("scenarios/imported/{s}"));
+        if let Some(s) = &s {
+            args.extend(["--ipsets", s.as_str()]);
+        }
+        let Some(text) = assert_full_agreement(&args, 25) else {
+            return;
+        };
+        assert!(text.contains(iface), "{text}");
+        assert!(text.contains("no scenario given"), "{text}");
+    }
+}
+
+#[test]
+fn a_bad_ruleset_alone_is_a_located_error_with_exit_2() {
+    let dir = std::env::temp_dir().join(format!("natsim-verify-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.rules");
+    std::fs::write(
+        &f,
+        "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -m multiport --dports 80,443 -j DNAT --to-destination 10.0.0.2\nCOMMIT\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_natsim"))
+        .args(["verify", "--linux", "--rules"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("bad.rules:3:25: error: match module `multiport`"),
+        "{text}"
+    );
 }

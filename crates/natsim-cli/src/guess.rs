@@ -1,0 +1,255 @@
+//! `natsim verify --linux --rules FILE` without a scenario: the router's
+//! interfaces, roles and addresses read off the ruleset itself, each with
+//! the reason, so the user sees what was assumed before any probe runs.
+//!
+//! An interface is outside when source NAT leaves through it or a DNAT
+//! comes in through it; every other named interface is inside. Addresses
+//! come from the rules where they say something (a masqueraded source
+//! prefix, a DNAT target, a DNAT destination or SNAT address), else from
+//! the documentation ranges (RFC 5737 outside, RFC 1918 inside).
+
+use natsim_import::Imported;
+use natsim_linux::{IfaceSpec, RouterSpec};
+use natsim_nat::{Action, Behaviour, Chain, IfaceId, NatConfig, Prefix, Role, Rule};
+use std::net::Ipv4Addr;
+
+/// One interface as guessed, and why.
+pub struct Guessed {
+    pub spec: IfaceSpec,
+    pub why: String,
+}
+
+fn role_of(rules: &[Rule], k: usize) -> (Role, &'static str) {
+    let id = Some(IfaceId(k as u16));
+    for r in rules {
+        let m = &r.matches;
+        match (&r.action, r.chain) {
+            (Action::Masquerade { .. } | Action::Snat(_), Chain::Postrouting)
+                if m.out_iface == id && !m.not.out_iface && m.ct_dnat.is_none() =>
+            {
+                return (Role::Outside, "source NAT leaves through it")
+            }
+            (Action::Dnat { .. } | Action::Netmap { .. }, Chain::Prerouting)
+                if m.in_iface == id && !m.not.in_iface =>
+            {
+                return (Role::Outside, "a DNAT comes in through it")
+            }
+            _ => {}
+        }
+    }
+    (Role::Inside, "no source NAT leaves through it")
+}
+
+/// The first usable host address of `p` that is not in `avoid`.
+fn router_addr(p: Prefix, avoid: &[Ipv4Addr]) -> Option<Ipv4Addr> {
+    let net = p.network();
+    (1..p.size().saturating_sub(1))
+        .map(|h| Ipv4Addr::from_bits(net + h as u32))
+        .find(|a| !avoid.contains(a))
+}
+
+fn slash24(a: Ipv4Addr) -> Prefix {
+    Prefix::new(Ipv4Addr::from_bits(a.to_bits() & 0xffff_ff00), 24)
+}
+
+/// The router `imp` describes, with every interface it names (plus an
+/// uplink or LAN it implies but does not name).
+pub fn router(imp: &Imported) -> Result<(RouterSpec, Vec<Guessed>), String> {
+    let rules = &imp.rules.rules;
+    let mut names = imp.ifaces.clone();
+    let mut roles: Vec<(Role, String)> = (0..names.len())
+        .map(|k| {
+            let (r, why) = role_of(rules, k);
+            (r, why.to_string())
+        })
+        .collect();
+    let free_name = |names: &[String], want: &[&str]| {
+        want.iter()
+            .map(|s| s.to_string())
+            .find(|n| !names.contains(n))
+            .unwrap_or_else(|| format!("if{}", names.len()))
+    };
+    if !roles.iter().any(|(r, _)| *r == Role::Outside) {
+        let n = free_name(&names, &["wan0", "eth0", "uplink0"]);
+        names.push(n);
+        roles.push((
+            Role::Outside,
+            "the uplink the rules imply (`! -o`) but do not name".into(),
+        ));
+    }
+    if !roles.iter().any(|(r, _)| *r == Role::Inside) {
+        let n = free_name(&names, &["lan0", "eth1", "inside0"]);
+        names.push(n);
+        roles.push((Role::Inside, "a LAN the rules do not name".into()));
+    }
+    let targets: Vec<Ipv4Addr> = rules
+        .iter()
+        .filter_map(|r| match &r.action {
+            Action::Dnat { to, .. } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    let inside: Vec<usize> = (0..names.len())
+        .filter(|&k| roles[k].0 == Role::Inside)
+        .collect();
+    let mut prefixes: Vec<Option<(Prefix, String)>> = vec![None; names.len()];
+    // A masqueraded or SNATed source prefix is an inside network: on the
+    // interface it comes in on, or the one `! -o` excludes, or the first
+    // inside interface still without one.
+    for r in rules {
+        let Some(src) = r.matches.src else { continue };
+        if !matches!(r.action, Action::Masquerade { .. } | Action::Snat(_))
+            || !(8..=30).contains(&src.len)
+        {
+            continue;
+        }
+        let named = r
+            .matches
+            .in_iface
+            .filter(|_| !r.matches.not.in_iface)
+            .or(r.matches.out_iface.filter(|_| r.matches.not.out_iface))
+            .map(|i| usize::from(i.0))
+            .filter(|k| inside.contains(k));
+        let k = named.or_else(|| inside.iter().copied().find(|&k| prefixes[k].is_none()));
+        if let Some(k) = k {
+            if prefixes[k].is_none() {
+                prefixes[k] = Some((
+                    Prefix::new(Ipv4Addr::from_bits(src.network()), src.len),
+                    format!("source NAT of {src}"),
+                ));
+            }
+        }
+    }
+    // A DNAT target outside every inside prefix so far: its /24.
+    for t in &targets {
+        if prefixes.iter().flatten().any(|(p, _)| p.contains(*t)) {
+            continue;
+        }
+        if let Some(&k) = inside.iter().find(|&&k| prefixes[k].is_none()) {
+            prefixes[k] = Some((slash24(*t), format!("DNAT target {t}")));
+        }
+    }
+    let mut next_lan = 1u8;
+    let mut next_wan = 1u8;
+    let mut out = Vec::new();
+    for (k, name) in names.iter().enumerate() {
+        let role = roles[k].0;
+        let (prefix, from) = match (&prefixes[k], role) {
+            (Some((p, why)), _) => (*p, why.clone()),
+            (None, Role::Inside) => loop {
+                let p = Prefix::new(Ipv4Addr::new(192, 168, next_lan, 0), 24);
+                next_lan = next_lan.wrapping_add(1);
+                if !prefixes.iter().flatten().any(|(q, _)| q.overlaps(p)) {
+                    break (
+                        p,
+                        "a private /24 (RFC 1918): the rules name no network".into(),
+                    );
+                }
+            },
+            (None, Role::Outside) => {
+                // The /24 of an address the rules translate to or from on
+                // this side, else a documentation /24 (RFC 5737).
+                let hint = rules.iter().find_map(|r| match (&r.action, r.chain) {
+                    (Action::Snat(p), _) => Some(p.first),
+                    (Action::Dnat { .. }, Chain::Prerouting) => {
+                        r.matches.dst.filter(|d| d.len == 32).map(|d| d.addr)
+                    }
+                    _ => None,
+                });
+                match hint {
+                    Some(a) if next_wan == 1 => {
+                        next_wan += 1;
+                        (
+                            slash24(a),
+                            format!("the /24 of {a}, which the rules translate"),
+                        )
+                    }
+                    _ => {
+                        let p = Prefix::new(Ipv4Addr::new(203, 0, 113, 0), 24);
+                        let p = Prefix::new(
+                            Ipv4Addr::from_bits(p.network() + u32::from(next_wan - 1) * 256),
+                            24,
+                        );
+                        next_wan += 1;
+                        (p, "a documentation /24 (RFC 5737)".into())
+                    }
+                }
+            }
+        };
+        let addr = router_addr(prefix, &targets)
+            .ok_or_else(|| format!("no address for `{name}` in {prefix}"))?;
+        out.push(Guessed {
+            spec: IfaceSpec {
+                name: name.clone(),
+                addr,
+                prefix_len: prefix.len,
+                role,
+            },
+            why: format!("{}; address: {from}", roles[k].1),
+        });
+    }
+    let mut nat = NatConfig::new(Behaviour::linux());
+    for (k, g) in out.iter().enumerate() {
+        nat = nat.interface(
+            IfaceId(k as u16),
+            g.spec.addr,
+            g.spec.prefix_len,
+            g.spec.role,
+        );
+    }
+    let mut bound = imp.clone();
+    bound
+        .bind(|n| names.iter().position(|x| x == n).map(|k| IfaceId(k as u16)))
+        .map_err(|u| format!("interface `{}` could not be placed", u.name))?;
+    nat.rules = bound.rules;
+    nat.filter = bound.filter;
+    let spec = RouterSpec {
+        name: "rules".into(),
+        ifaces: out.iter().map(|g| g.spec.clone()).collect(),
+        nat,
+    };
+    Ok((spec, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guess(src: &str) -> Vec<(String, String, Role)> {
+        let imp = natsim_import::import("t.rules", src, None).unwrap();
+        let (_, g) = router(&imp).unwrap();
+        g.into_iter()
+            .map(|g| {
+                (
+                    g.spec.name,
+                    format!("{}/{}", g.spec.addr, g.spec.prefix_len),
+                    g.spec.role,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_home_router_gets_its_lan_from_the_dnat_target_and_its_wan_from_the_dnat_address() {
+        let g = guess("*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -d 203.0.113.7/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 192.168.1.10:80\n-A POSTROUTING -o wan0 -j MASQUERADE\nCOMMIT\n");
+        assert_eq!(
+            g,
+            [
+                ("wan0".into(), "203.0.113.1/24".into(), Role::Outside),
+                ("lan0".into(), "192.168.1.1/24".into(), Role::Inside),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_docker_host_gets_its_bridge_from_the_masqueraded_prefix_and_an_unnamed_uplink() {
+        let g = guess("*nat\n:POSTROUTING ACCEPT [0:0]\n:PREROUTING ACCEPT [0:0]\n-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\n-A PREROUTING ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\nCOMMIT\n");
+        assert_eq!(
+            g,
+            [
+                ("docker0".into(), "172.17.0.1/16".into(), Role::Inside),
+                ("wan0".into(), "203.0.113.1/24".into(), Role::Outside),
+            ]
+        );
+    }
+}
