@@ -17,9 +17,18 @@ pub fn router_spec(r: &model::RouterSpec) -> Result<RouterSpec, String> {
     if cfg.behaviour.name != "linux" {
         return Err(format!("profile `{}`", cfg.behaviour.name));
     }
-    if !cfg.algs.is_empty() {
-        // The kernel's helpers (nf_conntrack_ftp) are a separate question.
-        return Err("ALGs are not verified against the kernel yet".into());
+    // The FTP ALG runs as the kernel's own helper (nf_conntrack_ftp); the
+    // kernel has no endpoint-mapper helper to compare the EPM ALG with.
+    if let Some(k) = cfg
+        .algs
+        .ports
+        .values()
+        .find(|k| **k != natsim_nat::AlgKind::Ftp)
+    {
+        return Err(format!(
+            "the {} ALG has no kernel helper to compare with",
+            k.name()
+        ));
     }
     Ok(RouterSpec {
         name: r.name.clone(),
@@ -176,7 +185,9 @@ pub fn run(
                         }
                     }
                     // Variants often repeat the base router unchanged.
-                    let key = format!("{:?}{:?}", spec.ifaces, spec.nat.rules);
+                    // The whole config: rules alone would fold an ALG or
+                    // filter variant into the base.
+                    let key = format!("{:?}{:?}", spec.ifaces, spec.nat);
                     if !seen.contains(&key) {
                         seen.push(key);
                         specs.push((format!("{} {vname} router {}", l.file, spec.name), spec));

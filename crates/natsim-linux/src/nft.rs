@@ -325,6 +325,53 @@ pub fn ruleset(spec: &RouterSpec) -> Result<Nftables<'static>, Unsupported> {
             ..schema::Chain::default()
         })));
     }
+    // The FTP ALG as the kernel's helper (nf_conntrack_ftp, nf_nat_ftp):
+    // assigned after DNAT, on the server port the engine's ALG watches.
+    let algs = &spec.nat.algs;
+    if !algs.rules.is_empty() {
+        return Err(Unsupported {
+            rule: "algs".into(),
+            what: "an ALG bound to a rule by name".into(),
+        });
+    }
+    for (&port, &kind) in &algs.ports {
+        if kind != natsim_nat::AlgKind::Ftp {
+            return Err(Unsupported {
+                rule: "algs".into(),
+                what: format!("the {} ALG (the kernel has no such helper)", kind.name()),
+            });
+        }
+        objs.push(add(NfListObject::CTHelper(schema::CTHelper {
+            family: NfFamily::IP,
+            table: TABLE.into(),
+            name: format!("ftp-{port}").into(),
+            handle: None,
+            _type: "ftp".into(),
+            protocol: Some("tcp".into()),
+            l3proto: Some("ip".into()),
+        })));
+        objs.push(add(NfListObject::Chain(schema::Chain {
+            family: NfFamily::IP,
+            table: TABLE.into(),
+            name: format!("helper-{port}").into(),
+            _type: Some(NfChainType::Filter),
+            hook: Some(NfHook::Prerouting),
+            prio: Some(0),
+            policy: Some(NfChainPolicy::Accept),
+            ..schema::Chain::default()
+        })));
+        objs.push(add(NfListObject::Rule(schema::Rule {
+            family: NfFamily::IP,
+            table: TABLE.into(),
+            chain: format!("helper-{port}").into(),
+            expr: Cow::Owned(vec![
+                eq(field("tcp", "dport"), Expression::Number(u32::from(port))),
+                Statement::CTHelper(format!("ftp-{port}").into()),
+            ]),
+            comment: Some("ftp helper".into()),
+            ..schema::Rule::default()
+        })));
+    }
     let f = &spec.nat.filter;
     for (name, hook, chain) in [
         ("input", NfHook::Input, &f.input),

@@ -106,6 +106,15 @@ pub enum Kind {
         r2: usize,
         sport: u16,
     },
+    /// Active FTP through the FTP helper: the PORT command rewritten (and
+    /// the TCP sequence shifted by the length change), the ACK shifted
+    /// back, and the server's data connection let in to the client.
+    FtpActive {
+        client: usize,
+        remote: usize,
+        sport: u16,
+        data_port: u16,
+    },
     Unsolicited {
         proto: u8,
         remote: usize,
@@ -269,6 +278,17 @@ pub fn probes(t: &Topology) -> Vec<Probe> {
             sport: next(),
         },
     );
+    if t.router.nat.algs.ports.get(&21) == Some(&natsim_nat::AlgKind::Ftp) {
+        p(
+            "ftp PORT through the helper".into(),
+            Kind::FtpActive {
+                client: a,
+                remote: r1,
+                sport: next(),
+                data_port: next(),
+            },
+        );
+    }
     let wan = t.router_addr(t.first_outside());
     for proto in [packet::TCP, packet::UDP, packet::ICMP] {
         p(
@@ -549,6 +569,104 @@ fn exchange(
     Some(got)
 }
 
+/// The FTP probe's steps: handshake, PORT, the server's ACK, the data SYN.
+fn ftp_active(r: &mut Rec<'_>, client: usize, remote: usize, sport: u16, data_port: u16) {
+    let dst = r.addr(remote);
+    let Some(syn) = exchange(r, packet::TCP, Rule::Exact, client, dst, sport, 21, remote) else {
+        return;
+    };
+    let (mut c_seq, s_seq) = (1001u32, 5001u32);
+    let ip = r.ip(client, dst);
+    let ack = packet::tcp(ip, sport, 21, c_seq, s_seq, flags::ACK, &[]);
+    r.send("handshake ACK".into(), Rule::Exact, client, ack);
+    // nf_conntrack_ftp parses a segment only where an earlier one ended a
+    // line (find_nl_seq), so a command precedes PORT, as in any session.
+    let user = b"USER natsim\r\n";
+    let ip = r.ip(client, dst);
+    let pkt = packet::tcp(ip, sport, 21, c_seq, s_seq, flags::PSH | flags::ACK, user);
+    r.send("USER natsim".into(), Rule::Exact, client, pkt);
+    c_seq = c_seq.wrapping_add(user.len() as u32);
+    let ip = r.ip(remote, syn.src);
+    let ack = packet::tcp(
+        ip,
+        21,
+        syn.sport,
+        s_seq,
+        syn.seq.wrapping_add(1).wrapping_add(user.len() as u32),
+        flags::ACK,
+        &[],
+    );
+    r.send("server's ACK of USER".into(), Rule::Exact, remote, ack);
+    let a = r.addr(client).octets();
+    let cmd = format!(
+        "PORT {},{},{},{},{},{}\r\n",
+        a[0],
+        a[1],
+        a[2],
+        a[3],
+        data_port >> 8,
+        data_port & 0xff
+    );
+    let ip = r.ip(client, dst);
+    let pkt = packet::tcp(
+        ip,
+        sport,
+        21,
+        c_seq,
+        s_seq,
+        flags::PSH | flags::ACK,
+        cmd.as_bytes(),
+    );
+    let seen = r.send(
+        format!("{} (PORT)", cmd.trim_end()),
+        Rule::Exact,
+        client,
+        pkt,
+    );
+    let Some(got) = packet_at(&seen, remote) else {
+        return;
+    };
+    let ihl = usize::from(got[0] & 0x0f) * 4;
+    let doff = usize::from(got.get(ihl + 12).map_or(5, |b| b >> 4)) * 4;
+    let payload = got.get(ihl + doff..).unwrap_or_default().to_vec();
+    // The server acknowledges what it received, in its own sequence space.
+    let ip = r.ip(remote, syn.src);
+    let ack = packet::tcp(
+        ip,
+        21,
+        syn.sport,
+        s_seq,
+        syn.seq
+            .wrapping_add(1)
+            .wrapping_add(user.len() as u32)
+            .wrapping_add(payload.len() as u32),
+        flags::ACK,
+        &[],
+    );
+    r.send("server's ACK of the PORT".into(), Rule::Exact, remote, ack);
+    // The data connection to the address and port the server was told.
+    let text = String::from_utf8_lossy(&payload);
+    let nums: Vec<u32> = text
+        .trim_end()
+        .strip_prefix("PORT ")
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    if let [a, b, c, d, hi, lo] = nums[..] {
+        let to = Ipv4Addr::new(a as u8, b as u8, c as u8, d as u8);
+        let port = (hi * 256 + lo) as u16;
+        let ip = r.ip(remote, to);
+        let syn = packet::tcp(ip, 20, port, 9000, 0, flags::SYN, &[]);
+        r.send(
+            format!("data SYN from port 20 to {to}:{port}"),
+            Rule::Exact,
+            remote,
+            syn,
+        );
+    }
+}
+
 /// Runs `probe` against `w` (after a reset) and returns its records.
 pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
     w.reset();
@@ -645,6 +763,12 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
                 remote,
             );
         }
+        Kind::FtpActive {
+            client,
+            remote,
+            sport,
+            data_port,
+        } => ftp_active(&mut r, client, remote, sport, data_port),
         Kind::Overload {
             a,
             b,
