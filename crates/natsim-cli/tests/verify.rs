@@ -81,6 +81,23 @@ fn ftp_routers_masquerade_and_forward_agree_with_the_kernel() {
     assert!(text.contains("ftp PORT through the helper"), "{text}");
 }
 
+/// The office edge router in every variant, hairpin `on` and `off`
+/// included: the kernel gets those modes as the rules an admin would add
+/// (an SNAT back out of the inside interface; a drop in forward).
+#[test]
+fn office_edge_routers_with_each_hairpin_mode_agree_with_the_kernel() {
+    let Some(text) = assert_full_agreement(&["scenarios/office.toml"], 100) else {
+        return;
+    };
+    assert!(text.contains("hairpin-off router edge"), "{text}");
+}
+
+/// The PMTU black hole's NAT router (its other routers have no NAT).
+#[test]
+fn pmtu_blackhole_router_agrees_with_the_kernel() {
+    assert_full_agreement(&["scenarios/pmtu-blackhole.toml"], 25);
+}
+
 #[test]
 fn a_router_with_another_profile_is_refused_with_exit_2() {
     let Some((code, text)) = verify(&["scenarios/hairpin.toml"]) else {

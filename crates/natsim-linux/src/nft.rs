@@ -301,6 +301,102 @@ fn verdict(a: FilterAction) -> Statement<'static> {
     }
 }
 
+/// natsim's hairpin modes other than the kernel's own (`dnat-only`: DNAT
+/// alone, the server answers the client directly) as the rules a Linux
+/// admin would add: `on` (RFC 4787 REQ-9) SNATs a connection DNATed from
+/// an inside interface back out of it to the address the client targeted;
+/// `off` drops it in a forward chain ahead of the filter.
+fn hairpin(spec: &RouterSpec) -> Vec<NfListObject<'static>> {
+    let mode = spec.nat.behaviour.hairpin;
+    if mode == natsim_nat::Hairpin::DnatOnly {
+        return Vec::new();
+    }
+    let inside: Vec<&str> = spec
+        .ifaces
+        .iter()
+        .filter(|i| i.role == natsim_nat::Role::Inside)
+        .map(|i| i.name.as_str())
+        .collect();
+    let rule = |chain: &str, expr: Vec<Statement<'static>>, comment: &str| {
+        NfListObject::Rule(schema::Rule {
+            family: NfFamily::IP,
+            table: TABLE.into(),
+            chain: chain.to_string().into(),
+            expr: Cow::Owned(expr),
+            comment: Some(comment.to_string().into()),
+            ..schema::Rule::default()
+        })
+    };
+    let from_inside_to = |i: &str| {
+        vec![
+            eq(meta(MetaKey::Iifname), s(i)),
+            eq(meta(MetaKey::Oifname), s(i)),
+            Statement::Match(Match {
+                left: ct("status"),
+                right: s("dnat"),
+                op: Operator::IN,
+            }),
+        ]
+    };
+    let mut out = Vec::new();
+    if mode == natsim_nat::Hairpin::Off {
+        out.push(NfListObject::Chain(schema::Chain {
+            family: NfFamily::IP,
+            table: TABLE.into(),
+            name: "hairpin".into(),
+            _type: Some(NfChainType::Filter),
+            hook: Some(NfHook::Forward),
+            prio: Some(-1),
+            policy: Some(NfChainPolicy::Accept),
+            ..schema::Chain::default()
+        }));
+        for i in &inside {
+            let mut e = from_inside_to(i);
+            e.push(Statement::Drop(None));
+            out.push(rule("hairpin", e, "hairpin off"));
+        }
+        return out;
+    }
+    // The addresses DNAT rules answer on: a /32 destination, or the
+    // address of the interface named by `dst_iface_addr`.
+    let mut targets: Vec<std::net::Ipv4Addr> = Vec::new();
+    for r in &spec.nat.rules.rules {
+        if !matches!(r.action, Action::Dnat { .. }) {
+            continue;
+        }
+        let m = &r.matches;
+        let a = match (m.dst, m.dst_iface_addr) {
+            (Some(d), _) if d.len == 32 && !m.not.dst => Some(d.addr),
+            (_, Some(i)) => spec.ifaces.get(usize::from(i.0)).map(|x| x.addr),
+            _ => None,
+        };
+        if let Some(a) = a.filter(|a| !targets.contains(a)) {
+            targets.push(a);
+        }
+    }
+    for i in &inside {
+        for &x in &targets {
+            let mut e = from_inside_to(i);
+            e.push(eq(
+                Expression::Named(NamedExpression::CT(nftables::expr::CT {
+                    key: "daddr".into(),
+                    family: Some(nftables::expr::CTFamily::IP),
+                    dir: Some(nftables::expr::CTDir::Original),
+                })),
+                s(x.to_string()),
+            ));
+            e.push(Statement::SNAT(Some(NAT {
+                addr: Some(s(x.to_string())),
+                family: None,
+                port: None,
+                flags: None,
+            })));
+            out.push(rule("postrouting", e, "hairpin on (RFC 4787 REQ-9)"));
+        }
+    }
+    out
+}
+
 /// The ruleset for `spec`'s NAT rules.
 pub fn ruleset(spec: &RouterSpec) -> Result<Nftables<'static>, Unsupported> {
     let mut objs: Vec<NfObject<'static>> = Vec::new();
@@ -406,6 +502,7 @@ pub fn ruleset(spec: &RouterSpec) -> Result<Nftables<'static>, Unsupported> {
             })));
         }
     }
+    objs.extend(hairpin(spec).into_iter().map(add));
     for r in &spec.nat.rules.rules {
         let chain = match r.chain {
             Chain::Prerouting => "prerouting",
