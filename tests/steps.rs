@@ -431,3 +431,65 @@ expect = "not answered"
         r.steps[0].actual
     );
 }
+
+/// A DF datagram through a port forward onto a LAN of smaller MTU: the
+/// router's "fragmentation needed" quotes what the sender sent (the public
+/// address and port), not the NAT's translation, so the sender's socket
+/// can match it (RFC 5508 §4.2; Linux translates the quote back), and it
+/// quotes the TTL before the router's decrement (ip_forward checks the MTU
+/// first).
+#[test]
+fn frag_needed_behind_a_forward_quotes_what_the_sender_sent() {
+    let big = "x".repeat(1450);
+    let src = format!(
+        r#"
+title = "pmtu behind a forward"
+[[segment]]
+name = "lan"
+mtu = 1400
+[[segment]]
+name = "internet"
+[[router]]
+name = "nat"
+interfaces = [
+  {{ name = "lan0", segment = "lan", address = "192.168.1.1/24", role = "inside" }},
+  {{ name = "wan0", segment = "internet", address = "203.0.113.1/24", role = "outside" }},
+]
+[router.nat]
+profile = "linux"
+masquerade = ["wan0"]
+forwards = [ {{ proto = "udp", port = 4500, to = "192.168.1.10", name = "vpn" }} ]
+[[host]]
+name = "server"
+segment = "lan"
+address = "192.168.1.10/24"
+gateway = "192.168.1.1"
+udp_echo = [4500]
+[[host]]
+name = "outside"
+segment = "internet"
+address = "203.0.113.7/24"
+gateway = "203.0.113.1"
+[[step]]
+name = "small"
+action = "udp-send"
+from = "outside"
+to = "nat"
+port = 4500
+expect = "replied"
+[[step]]
+name = "big"
+action = "udp-send"
+from = "outside"
+to = "nat"
+port = 4500
+payload = "{big}"
+expect = "icmp fragmentation-needed"
+"#
+    );
+    let l = load_str("pmtu.toml", &src).unwrap_or_else(|p| panic!("{}", p[0]));
+    let r = run_variant(&l, l.variants()[0], None, false).unwrap();
+    for s in &r.steps {
+        assert!(s.pass, "{}: {} {:?}", s.name, s.actual, s.failures);
+    }
+}

@@ -14,12 +14,13 @@ use libfuzzer_sys::fuzz_target;
 use natsim_nat::{Behaviour, IfaceId, NatConfig, NatEngine, Role};
 use std::net::Ipv4Addr;
 
-const WORDS: [&str; 44] = [
+const WORDS: [&str; 47] = [
     "-A", "PREROUTING", "POSTROUTING", "FORWARD", "INPUT", "DOCKER", "-i", "-o", "!", "eth0", "docker0",
     "-s", "-d", "10.0.0.0/8", "172.17.0.2/32", "-p", "tcp", "udp", "-m", "conntrack", "--ctstate",
     "RELATED,ESTABLISHED", "DNAT", "--dport", "80", "8080:8090", "-j", "MASQUERADE", "SNAT",
     "--to-source", "203.0.113.1", "--to-destination", "172.17.0.2:80", "RETURN", "ACCEPT", "DROP",
-    "REJECT", "addrtype", "--dst-type", "LOCAL", "set", "--match-set", "s", "src",
+    "REJECT", "addrtype", "--dst-type", "LOCAL", "set", "--match-set", "s", "src", "--random",
+    "--random-fully", "--to-ports",
 ];
 
 #[derive(Arbitrary, Debug)]

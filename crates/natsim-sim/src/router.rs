@@ -61,6 +61,11 @@ pub(crate) struct Outcome {
     pub local_out: Vec<Vec<u8>>,
     /// Record steps (off: the hot path builds no strings).
     pub tracing: bool,
+    /// The frame as it arrived, kept (only for a DF packet that may not
+    /// fit an egress MTU) so "fragmentation needed" quotes what the sender
+    /// sent, not the NAT's translation: Linux quotes the DNATed packet and
+    /// nf_nat translates the error's inner header back (RFC 5508 §4.2).
+    pub arrived: Option<Vec<u8>>,
 }
 
 impl Outcome {
@@ -252,10 +257,22 @@ impl Router {
             // Like the TTL, the MTU is checked in ip_forward before
             // postrouting NAT: the error quotes what the sender sent.
             if let Route::Forward { iface: e, .. } = self.route(ip.dst_addr()) {
-                if self.frag_needed(iface, usize::from(e.0), &frame, out) {
+                if self.frag_needed(iface, usize::from(e.0), &frame, None, out) {
                     return;
                 }
             }
+        }
+        let min_mtu = self
+            .ifaces
+            .iter()
+            .map(|i| i.mtu)
+            .min()
+            .unwrap_or(usize::MAX);
+        if self.nat.is_some()
+            && ipv4_of(&frame)
+                .is_some_and(|ip| ip.dont_frag() && usize::from(ip.total_len()) > min_mtu)
+        {
+            out.arrived = Some(frame.clone());
         }
         let verdict = match self.nat.as_mut() {
             Some(nat) => {
@@ -369,6 +386,11 @@ impl Router {
             });
             return;
         }
+        // ip_forward checks the MTU before it decrements the TTL.
+        let arrived = out.arrived.take();
+        if self.frag_needed(ingress, out_iface, &frame, arrived.as_deref(), out) {
+            return;
+        }
         if transit {
             let ttl = frame[l3 + 8];
             if ttl <= 1 {
@@ -377,9 +399,6 @@ impl Router {
             }
             set_ttl(&mut frame, l3, ttl - 1);
             out.step(|| Step::TtlDecremented { ttl: ttl - 1 });
-        }
-        if self.frag_needed(ingress, out_iface, &frame, out) {
-            return;
         }
         if let Some(c) = self.mss_clamp {
             let mss = match c {
@@ -425,15 +444,16 @@ impl Router {
 
     /// A DF packet larger than the egress MTU is dropped with ICMP
     /// "fragmentation needed" carrying the next-hop MTU (RFC 1191 §4,
-    /// RFC 1812 §5.2.7.1). Returns true if it was.
+    /// RFC 1812 §5.2.7.1), quoting `arrived` (the frame before NAT) when
+    /// given. Returns true if it was.
     fn frag_needed(
         &mut self,
         ingress: usize,
         egress: usize,
         frame: &[u8],
+        arrived: Option<&[u8]>,
         out: &mut Outcome,
     ) -> bool {
-        let l3 = l3_of(frame);
         let Some(ip) = ipv4_of(frame) else {
             return false;
         };
@@ -441,8 +461,7 @@ impl Router {
         if usize::from(ip.total_len()) <= mtu || !ip.dont_frag() {
             return false;
         }
-        let _ = l3;
-        self.icmp_error_full(ingress, frame, 3, 4, mtu as u16, out);
+        self.icmp_error_full(ingress, arrived.unwrap_or(frame), 3, 4, mtu as u16, out);
         let reason = format!(
             "fragmentation needed: {} bytes with DF over {}'s MTU {mtu}",
             ip.total_len(),
