@@ -18,6 +18,7 @@
 #![deny(unsafe_code)]
 
 pub mod compare;
+pub mod drive;
 pub mod kernel;
 pub mod netns;
 pub mod nft;
@@ -82,7 +83,7 @@ pub fn engine_only(topo: &Topology) -> Result<Vec<Vec<probe::StepRecord>>, Verif
     let mut w = world::EngineWorld::new(topo).map_err(VerifyError::Config)?;
     Ok(probe::probes(topo)
         .iter()
-        .map(|p| probe::run(p, topo, &mut w))
+        .map(|p| drive::run(p, topo, &mut w))
         .collect())
 }
 
@@ -103,9 +104,9 @@ pub fn verify(router: RouterSpec) -> Result<Report, VerifyError> {
     let mut results = Vec::new();
     for p in probe::probes(&topo) {
         use world::World;
-        let k = probe::run(&p, &topo, &mut kernel);
+        let k = drive::run(&p, &topo, &mut kernel);
         let conntrack = kernel.explain();
-        let n = probe::run(&p, &topo, &mut engine);
+        let n = drive::run(&p, &topo, &mut engine);
         let mut r = compare::compare(&p.name, &topo, &k, &n);
         if !r.agree {
             r.natsim_trace = engine.explain();
