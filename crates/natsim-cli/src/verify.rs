@@ -47,8 +47,17 @@ pub fn router_spec(r: &model::RouterSpec) -> Result<RouterSpec, String> {
 }
 
 /// `--rules FILE`: the user's own ruleset on this router's interfaces
-/// (bound by name), after the scenario's own rules, as `rules = "FILE"`.
-fn with_rules(spec: &mut RouterSpec, path: &Path, ipsets: Option<&Path>) -> Result<(), String> {
+/// (bound by name), after the scenario's own rules, in place of the
+/// router's `rules = "..."` file if it has one (its `file_rules` last
+/// rules and its filter).
+fn with_rules(
+    spec: &mut RouterSpec,
+    file_rules: usize,
+    path: &Path,
+    ipsets: Option<&Path>,
+) -> Result<(), String> {
+    let keep = spec.nat.rules.rules.len().saturating_sub(file_rules);
+    spec.nat.rules.rules.truncate(keep);
     let shown = path.display().to_string();
     let mut imp = read_rules(path, ipsets)?;
     let names: Vec<String> = spec.ifaces.iter().map(|i| i.name.clone()).collect();
@@ -179,7 +188,7 @@ pub fn run(
                 )),
                 Ok(mut spec) => {
                     if let Some((path, ipsets)) = rules {
-                        if let Err(e) = with_rules(&mut spec, path, ipsets) {
+                        if let Err(e) = with_rules(&mut spec, r.file_rules, path, ipsets) {
                             print(&format!("{e}\n"));
                             return ExitCode::from(2);
                         }

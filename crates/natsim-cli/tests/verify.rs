@@ -173,3 +173,25 @@ fn a_bad_ruleset_alone_is_a_located_error_with_exit_2() {
         "{text}"
     );
 }
+
+/// `FILE --rules R`: R takes the place of the router's own `rules` file
+/// (its forwards are gone), not a place after it.
+#[test]
+fn rules_given_with_a_scenario_replace_the_routers_own_rules_file() {
+    let dir = std::env::temp_dir().join(format!("natsim-verify-swap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("masquerade-only.rules");
+    std::fs::write(
+        &f,
+        "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o wan0 -j MASQUERADE\nCOMMIT\n",
+    )
+    .unwrap();
+    let f = f.display().to_string();
+    let Some(text) = assert_full_agreement(
+        &["scenarios/imported/home-router.toml", "--rules", f.as_str()],
+        25,
+    ) else {
+        return;
+    };
+    assert!(!text.contains("forward `web server`"), "{text}");
+}

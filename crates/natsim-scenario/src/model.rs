@@ -88,6 +88,9 @@ pub struct RouterSpec {
     pub answer_ping: bool,
     /// RST / ICMP port unreachable for closed local ports (default true).
     pub reject_closed_ports: bool,
+    /// How many of the last NAT rules came from the router's `rules` file
+    /// (its filter did too), so a tool can swap that file for another.
+    pub file_rules: usize,
 }
 
 fn mss<S: serde::Serializer>(m: &Option<MssClamp>, s: S) -> Result<S::Ok, S::Error> {

@@ -274,10 +274,21 @@ fn router(r: &Router, names: &Names, cx: &Ctx<'_>, p: &mut Problems) -> Option<R
             });
         }
     }
+    let mut file_rules = 0;
     let nat = match &r.nat {
         None => None,
         Some(n) => match nat::nat_config(r, n, cx) {
             Ok((cfg, spans)) => match NatEngine::new(cfg.clone()) {
+                Ok(_) if r.rules.is_some() => {
+                    // The file's rules are the last ones, each spanned by it.
+                    let file = r.rules.as_ref().map(|f| f.span());
+                    file_rules = spans
+                        .iter()
+                        .rev()
+                        .take_while(|s| Some((*s).clone()) == file)
+                        .count();
+                    Some(cfg)
+                }
                 Ok(_) => Some(cfg),
                 Err(e) => {
                     p.0.push(nat::nat_error(&e, &spans, r, cx));
@@ -302,6 +313,7 @@ fn router(r: &Router, names: &Names, cx: &Ctx<'_>, p: &mut Problems) -> Option<R
         block_icmp: r.block_icmp,
         answer_ping: r.answer_ping.unwrap_or(true),
         reject_closed_ports: r.reject_closed_ports.unwrap_or(true),
+        file_rules,
     })
 }
 
