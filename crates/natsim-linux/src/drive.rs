@@ -95,6 +95,24 @@ fn packet_at(seen: &[Seen], host: usize) -> Option<Vec<u8>> {
         .map(|s| s.packet.clone())
 }
 
+/// The first packet of a probe flow: a SYN, a UDP request or an echo
+/// request (`sport` is the echo id).
+fn request(
+    r: &mut Rec<'_>,
+    proto: u8,
+    client: usize,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+) -> Vec<u8> {
+    let ip = r.ip(client, dst);
+    match proto {
+        packet::TCP => packet::tcp(ip, sport, dport, 1000, 0, flags::SYN, &[]),
+        packet::UDP => packet::udp(ip, sport, dport, b"natsim probe"),
+        _ => packet::echo(ip, true, sport, 1),
+    }
+}
+
 /// A request from `client` to `dst:dport`, and `replier`'s answer to
 /// whatever arrived there. Returns what arrived at the replier.
 #[allow(clippy::too_many_arguments)]
@@ -108,12 +126,7 @@ fn exchange(
     dport: u16,
     replier: usize,
 ) -> Option<Summary> {
-    let ip = r.ip(client, dst);
-    let pkt = match proto {
-        packet::TCP => packet::tcp(ip, sport, dport, 1000, 0, flags::SYN, &[]),
-        packet::UDP => packet::udp(ip, sport, dport, b"natsim probe"),
-        _ => packet::echo(ip, true, sport, 1),
-    };
+    let pkt = request(r, proto, client, dst, sport, dport);
     let what = match proto {
         packet::TCP => "SYN",
         packet::UDP => "request",
@@ -603,12 +616,7 @@ fn first_request(
     dport: u16,
     at: usize,
 ) -> Option<Summary> {
-    let ip = r.ip(client, dst);
-    let pkt = match proto {
-        packet::TCP => packet::tcp(ip, sport, dport, 1000, 0, flags::SYN, &[]),
-        packet::UDP => packet::udp(ip, sport, dport, b"natsim probe"),
-        _ => packet::echo(ip, true, sport, 1),
-    };
+    let pkt = request(r, proto, client, dst, sport, dport);
     let seen = r.send(
         format!(
             "{} {}:{sport} > {dst}:{dport}",
