@@ -254,6 +254,16 @@ impl Router {
                 });
                 return;
             }
+            // A DF packet that may not fit some egress MTU: keep it as it
+            // arrived, for the quote (rare: only big DF packets pay).
+            let len = usize::from(ip.total_len());
+            if self.nat.is_some()
+                && ip.dont_frag()
+                && len > 576
+                && self.ifaces.iter().any(|i| len > i.mtu)
+            {
+                out.arrived = Some(frame.clone());
+            }
             // Like the TTL, the MTU is checked in ip_forward before
             // postrouting NAT: the error quotes what the sender sent.
             if let Route::Forward { iface: e, .. } = self.route(ip.dst_addr()) {
@@ -261,18 +271,6 @@ impl Router {
                     return;
                 }
             }
-        }
-        let min_mtu = self
-            .ifaces
-            .iter()
-            .map(|i| i.mtu)
-            .min()
-            .unwrap_or(usize::MAX);
-        if self.nat.is_some()
-            && ipv4_of(&frame)
-                .is_some_and(|ip| ip.dont_frag() && usize::from(ip.total_len()) > min_mtu)
-        {
-            out.arrived = Some(frame.clone());
         }
         let verdict = match self.nat.as_mut() {
             Some(nat) => {
@@ -386,17 +384,17 @@ impl Router {
             });
             return;
         }
-        // ip_forward checks the MTU before it decrements the TTL.
+        // ip_forward's order: TTL expiry, then the MTU, then the decrement.
+        let ttl = frame[l3 + 8];
+        if transit && ttl <= 1 {
+            self.ttl_exceeded(ingress, &frame, out);
+            return;
+        }
         let arrived = out.arrived.take();
         if self.frag_needed(ingress, out_iface, &frame, arrived.as_deref(), out) {
             return;
         }
         if transit {
-            let ttl = frame[l3 + 8];
-            if ttl <= 1 {
-                self.ttl_exceeded(ingress, &frame, out);
-                return;
-            }
             set_ttl(&mut frame, l3, ttl - 1);
             out.step(|| Step::TtlDecremented { ttl: ttl - 1 });
         }
