@@ -73,6 +73,10 @@ pub(crate) struct Parsed {
     pub end: usize,
     pub l4_kind: L4,
     pub flow: Flow,
+    /// The first fragment of a fragmented datagram (More Fragments set,
+    /// offset 0): its transport header is here, the rest of the datagram
+    /// is not. A later fragment does not parse ([`DropReason::Fragment`]).
+    pub first_fragment: bool,
 }
 
 /// Returns the IPv4 offset of an Ethernet II frame (after one optional
@@ -231,6 +235,7 @@ impl Parsed {
                 src: Endpoint::new(Ipv4Addr::from_bits(get32(h, 26)), sport),
                 dst: Endpoint::new(Ipv4Addr::from_bits(get32(h, 30)), dport),
             },
+            first_fragment: false,
         })
     }
 
@@ -252,7 +257,7 @@ impl Parsed {
         if end > frame.len() {
             return Err(DropReason::Truncated { layer: Layer::Ipv4 });
         }
-        if ip.more_fragments() || u16::from(ip.fragments_offset()) != 0 {
+        if u16::from(ip.fragments_offset()) != 0 {
             return Err(DropReason::Fragment);
         }
         let l4 = l3 + hlen;
@@ -269,6 +274,7 @@ impl Parsed {
             end,
             l4_kind,
             flow,
+            first_fragment: ip.more_fragments(),
         })
     }
 }

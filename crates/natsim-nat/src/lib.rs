@@ -87,15 +87,21 @@
 //! eqn. 3; a zero UDP checksum stays zero, a computed zero goes out as
 //! 0xFFFF). Checksums are not verified: a packet with a bad checksum keeps a
 //! bad checksum. Truncated frames, non-IPv4, bad IHL and garbage are drop
-//! verdicts, never panics. IP fragments are dropped
-//! ([`DropReason::Fragment`]): the engine does not reassemble, so it does
-//! not meet RFC 4787 REQ-14.
+//! verdicts, never panics.
+//!
+//! ## Fragments
+//! What happens to IP fragments is the profile's [`FragmentHandling`]:
+//! dropped; translated one by one, holding those that arrive before their
+//! first fragment (RFC 4787 REQ-14); or reassembled first, as Linux's
+//! nf_defrag_ipv4 does. A held fragment is a [`Verdict::Held`]; fragments a
+//! first fragment released come out of [`NatEngine::take_released`].
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
 pub mod alg;
 pub mod checksum;
 pub mod config;
+mod defrag;
 mod engine;
 pub mod flow;
 mod frame;
@@ -111,14 +117,15 @@ pub mod wire;
 pub use alg::{AlgConfig, AlgEvent, AlgKind, AlgPass, AlgPolicy, FtpVerb};
 pub use config::{
     Action, Behaviour, Chain, ConfigError, CtStates, Filter, FilterAction, FilterChain, FilterHook,
-    FilterRule, FilteringBehaviour, Hairpin, IfaceId, Interface, MappingBehaviour, Match,
-    NatConfig, Negated, Pooling, PortAssignment, PortClasses, PortFlag, PortStrategy,
-    ProtoBehaviour, RejectWith, Role, Rule, RuleId, RuleSet, SnatPool, Timeouts, UdpRefresh,
-    Unsolicited,
+    FilterRule, FilteringBehaviour, FragmentHandling, Hairpin, IfaceId, Interface,
+    MappingBehaviour, Match, NatConfig, Negated, Pooling, PortAssignment, PortClasses, PortFlag,
+    PortStrategy, ProtoBehaviour, RejectWith, Role, Rule, RuleId, RuleSet, SnatPool, Timeouts,
+    UdpRefresh, Unsolicited,
 };
+pub use defrag::{Released, FRAGMENT_MEMORY, FRAGMENT_TIMEOUT};
 pub use engine::{ConnInfo, NatEngine};
 pub use flow::{Dir, Endpoint, Flow, PortRange, Prefix, Proto};
 pub use stats::{ProtoCounters, Stats};
 pub use time::{Duration, Instant};
-pub use trace::{ConnId, EndReason, Miss, NatStep, ReplyKind, TcpState, TraceSink};
+pub use trace::{ConnId, EndReason, FragmentEvent, Miss, NatStep, ReplyKind, TcpState, TraceSink};
 pub use verdict::{DropReason, Layer, Route, Routes, Verdict};

@@ -179,6 +179,46 @@ pub enum NatStep {
     },
     /// An expectation timed out unused (or after its last use).
     PinholeClosed { kind: AlgKind, external: Endpoint },
+    /// The engine acted on an IP fragment.
+    Fragment { event: FragmentEvent },
+}
+
+/// What the engine did with an IP fragment (see [`crate::FragmentHandling`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FragmentEvent {
+    /// Kept: waiting for its first fragment (translate) or for the rest of
+    /// its datagram (reassemble). `offset` is in bytes; `held` counts the
+    /// datagram's fragments now held.
+    Held { offset: u16, held: u16 },
+    /// `fragments` pieces made one datagram of `len` bytes, which is
+    /// translated whole.
+    Reassembled { fragments: u16, len: u16 },
+    /// A later fragment rewritten as its first fragment was.
+    Followed { offset: u16 },
+    /// The first fragment released `count` fragments held before it.
+    Released { count: u16 },
+}
+
+impl core::fmt::Display for FragmentEvent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FragmentEvent::Held { offset, held } => write!(
+                f,
+                "fragment at offset {offset} held ({held} of its datagram held)"
+            ),
+            FragmentEvent::Reassembled { fragments, len } => write!(
+                f,
+                "{fragments} fragments reassembled into one {len}-byte datagram"
+            ),
+            FragmentEvent::Followed { offset } => write!(
+                f,
+                "fragment at offset {offset} translated as its first fragment was"
+            ),
+            FragmentEvent::Released { count } => {
+                write!(f, "{count} held fragment(s) released behind the first")
+            }
+        }
+    }
 }
 
 /// Receives the engine's steps.
@@ -271,6 +311,7 @@ impl NatStep {
             NatStep::PinholeClosed { kind, external } => {
                 format!("{kind} pinhole {external} closed")
             }
+            NatStep::Fragment { event } => event.to_string(),
         }
     }
 }

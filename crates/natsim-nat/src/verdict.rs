@@ -43,6 +43,11 @@ pub enum Verdict {
     Reply { iface: IfaceId },
     /// Discard the frame.
     Drop(DropReason),
+    /// The engine kept a copy of this IP fragment until its datagram can
+    /// be translated; the caller sends nothing now. It comes out later
+    /// through [`crate::NatEngine::take_released`] or as part of a
+    /// reassembled datagram, or expires.
+    Held,
 }
 
 impl Verdict {
@@ -60,8 +65,22 @@ pub enum DropReason {
     NotIpv4 { ethertype: u16 },
     /// IPv4 header with version ≠ 4, IHL < 5 or total length < IHL.
     BadIpHeader,
-    /// IP fragments are not reassembled; see the crate docs.
+    /// An IP fragment, and the profile drops fragments.
     Fragment,
+    /// Fragments of one datagram overlap: the whole datagram is discarded
+    /// (Linux's inet_frag_queue_insert, after RFC 5722 §4).
+    FragmentOverlap,
+    /// The fragments add up to more than 65535 bytes of IP datagram.
+    FragmentTooBig,
+    /// Holding this fragment would pass the memory for held fragments
+    /// (Linux's ipfrag_high_thresh, 4 MiB).
+    FragmentMemory,
+    /// A held fragment's datagram was not completed (or its first
+    /// fragment did not arrive) within 30 s (Linux's ipfrag_time).
+    FragmentExpired,
+    /// A fragmented segment on a connection whose payload an ALG rewrites:
+    /// a part of a datagram cannot be rewritten safely.
+    AlgFragment,
     /// Unsolicited traffic from outside that no connection, rule or mapping
     /// admits, sent to a NAT-owned address (no mapping there at all).
     NoMapping { proto: Proto },
@@ -141,6 +160,11 @@ impl DropReason {
         "not-ipv4",
         "bad-ip-header",
         "fragment",
+        "fragment-overlap",
+        "fragment-too-big",
+        "fragment-memory",
+        "fragment-expired",
+        "alg-fragment",
         "no-mapping",
         "filtered",
         "inbound-not-allowed",
@@ -158,7 +182,7 @@ impl DropReason {
         "filter-denied",
     ];
     /// How many kinds of reason there are.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 24;
 
     /// A dense number for the kind of reason (what [`code`](Self::code)
     /// names), for counting in an array.
@@ -168,21 +192,26 @@ impl DropReason {
             DropReason::NotIpv4 { .. } => 1,
             DropReason::BadIpHeader => 2,
             DropReason::Fragment => 3,
-            DropReason::NoMapping { .. } => 4,
-            DropReason::Filtered { .. } => 5,
-            DropReason::InboundNotAllowed => 6,
-            DropReason::IcmpErrorNoMatch => 7,
-            DropReason::IcmpUnsupported { .. } => 8,
-            DropReason::TableFull => 9,
-            DropReason::PortsExhausted { .. } => 10,
-            DropReason::HairpinDisabled => 11,
-            DropReason::NoRoute => 12,
-            DropReason::InvalidTcpState => 13,
-            DropReason::TupleClash => 14,
-            DropReason::AlgOutOfOrder => 15,
-            DropReason::AlgBlocked => 16,
-            DropReason::AlgTooLong => 17,
-            DropReason::FilterDenied { .. } => 18,
+            DropReason::FragmentOverlap => 4,
+            DropReason::FragmentTooBig => 5,
+            DropReason::FragmentMemory => 6,
+            DropReason::FragmentExpired => 7,
+            DropReason::AlgFragment => 8,
+            DropReason::NoMapping { .. } => 9,
+            DropReason::Filtered { .. } => 10,
+            DropReason::InboundNotAllowed => 11,
+            DropReason::IcmpErrorNoMatch => 12,
+            DropReason::IcmpUnsupported { .. } => 13,
+            DropReason::TableFull => 14,
+            DropReason::PortsExhausted { .. } => 15,
+            DropReason::HairpinDisabled => 16,
+            DropReason::NoRoute => 17,
+            DropReason::InvalidTcpState => 18,
+            DropReason::TupleClash => 19,
+            DropReason::AlgOutOfOrder => 20,
+            DropReason::AlgBlocked => 21,
+            DropReason::AlgTooLong => 22,
+            DropReason::FilterDenied { .. } => 23,
         }
     }
 
@@ -194,6 +223,11 @@ impl DropReason {
             DropReason::NotIpv4 { .. } => "not-ipv4",
             DropReason::BadIpHeader => "bad-ip-header",
             DropReason::Fragment => "fragment",
+            DropReason::FragmentOverlap => "fragment-overlap",
+            DropReason::FragmentTooBig => "fragment-too-big",
+            DropReason::FragmentMemory => "fragment-memory",
+            DropReason::FragmentExpired => "fragment-expired",
+            DropReason::AlgFragment => "alg-fragment",
             DropReason::NoMapping { .. } => "no-mapping",
             DropReason::Filtered { .. } => "filtered",
             DropReason::InboundNotAllowed => "inbound-not-allowed",
@@ -232,7 +266,20 @@ impl fmt::Display for DropReason {
             DropReason::Truncated { layer } => write!(f, "truncated {layer} header"),
             DropReason::NotIpv4 { ethertype } => write!(f, "not IPv4 (ethertype 0x{ethertype:04x})"),
             DropReason::BadIpHeader => f.write_str("malformed IPv4 header"),
-            DropReason::Fragment => f.write_str("IP fragment (not reassembled)"),
+            DropReason::Fragment => f.write_str("IP fragment (this NAT drops fragments)"),
+            DropReason::FragmentOverlap => {
+                f.write_str("overlapping IP fragments: the whole datagram is discarded")
+            }
+            DropReason::FragmentTooBig => {
+                f.write_str("IP fragments add up to more than 65535 bytes")
+            }
+            DropReason::FragmentMemory => f.write_str("no memory left to hold IP fragments"),
+            DropReason::FragmentExpired => {
+                f.write_str("IP fragments not completed within 30 s (reassembly timeout)")
+            }
+            DropReason::AlgFragment => {
+                f.write_str("a fragmented segment on a connection an ALG rewrites")
+            }
             DropReason::NoMapping { proto } => {
                 write!(f, "unsolicited {proto}: no mapping, connection or forward for this destination")
             }
@@ -291,6 +338,11 @@ mod tests {
             DropReason::NotIpv4 { ethertype: 0x0806 },
             DropReason::BadIpHeader,
             DropReason::Fragment,
+            DropReason::FragmentOverlap,
+            DropReason::FragmentTooBig,
+            DropReason::FragmentMemory,
+            DropReason::FragmentExpired,
+            DropReason::AlgFragment,
             DropReason::NoMapping { proto: Proto::Udp },
             DropReason::Filtered {
                 proto: Proto::Udp,

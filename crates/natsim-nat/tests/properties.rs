@@ -230,6 +230,7 @@ fn replay(b: &Behaviour, seed: u64, ops: &[Op]) -> Result<Vec<(Verdict, Vec<u8>)
                         prop_assert_eq!(iface, WAN);
                         verify_checksums(&f).map_err(TestCaseError::fail)?;
                     }
+                    Verdict::Held => prop_assert!(false, "a whole frame was held"),
                     Verdict::Drop(_) | Verdict::Local => {}
                 }
             }

@@ -317,6 +317,8 @@ fn check(r: &Rules, ops: &[Op]) -> Result<(), TestCaseError> {
                         );
                         admitted.insert(key);
                     }
+                    // Whole frames only here: nothing is held.
+                    Verdict::Held => prop_assert!(false, "a whole frame was held"),
                     Verdict::Local | Verdict::Drop(_) => {}
                 }
             }

@@ -222,6 +222,7 @@ pub fn nat_step_kind(s: &natsim_nat::NatStep) -> &'static str {
         Alg { .. } => "alg",
         PinholeUsed { .. } => "pinhole-used",
         PinholeClosed { .. } => "pinhole-closed",
+        Fragment { .. } => "fragment",
     }
 }
 

@@ -124,6 +124,32 @@ pub enum UdpRefresh {
     Both,
 }
 
+/// What the NAT does with IP fragments (RFC 791 §2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FragmentHandling {
+    /// Every fragment is dropped (RFC 4787 §11 "Received Fragment Drop"):
+    /// the cheap NATs that break large UDP answers.
+    Drop,
+    /// Each fragment is translated as it passes; one that arrives before
+    /// its first fragment is held until the first has been translated
+    /// (RFC 4787 REQ-14, "Received Fragment Out of Order").
+    Translate,
+    /// The datagram is reassembled before translation and the router
+    /// refragments it on the way out (Linux: nf_defrag_ipv4 runs before
+    /// conntrack, and ip_do_fragment cuts to the largest fragment seen).
+    Reassemble,
+}
+
+impl fmt::Display for FragmentHandling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Drop => "drop",
+            Self::Translate => "translate",
+            Self::Reassemble => "reassemble",
+        })
+    }
+}
+
 /// Idle timeouts per state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
@@ -204,6 +230,7 @@ pub struct Behaviour {
     pub hairpin: Hairpin,
     pub udp_refresh: UdpRefresh,
     pub timeouts: Timeouts,
+    pub fragments: FragmentHandling,
 }
 
 impl Behaviour {
@@ -231,6 +258,7 @@ impl Behaviour {
             hairpin: Hairpin::Off,
             udp_refresh: UdpRefresh::OutboundOnly,
             timeouts: Timeouts::RFC,
+            fragments: FragmentHandling::Translate,
         }
     }
 
@@ -260,6 +288,7 @@ impl Behaviour {
             hairpin: Hairpin::DnatOnly,
             udp_refresh: UdpRefresh::Both,
             timeouts: Timeouts::LINUX,
+            fragments: FragmentHandling::Reassemble,
         }
     }
 

@@ -25,8 +25,8 @@ mod error;
 mod filter;
 
 pub use behaviour::{
-    Behaviour, FilteringBehaviour, Hairpin, MappingBehaviour, PortAssignment, PortClasses,
-    PortStrategy, ProtoBehaviour, Timeouts, UdpRefresh, Unsolicited,
+    Behaviour, FilteringBehaviour, FragmentHandling, Hairpin, MappingBehaviour, PortAssignment,
+    PortClasses, PortStrategy, ProtoBehaviour, Timeouts, UdpRefresh, Unsolicited,
 };
 pub(crate) use error::validate;
 pub use error::ConfigError;

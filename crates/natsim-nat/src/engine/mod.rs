@@ -39,6 +39,7 @@ const NO_RULE: u16 = u16::MAX;
 mod batch;
 mod established;
 mod filter;
+mod fragment;
 mod new_flow;
 mod ports;
 
@@ -79,6 +80,11 @@ pub struct NatEngine {
     algs: BTreeMap<u32, AlgConn>,
     /// Pinholes the ALGs opened.
     expects: Expectations,
+    /// IP fragments held, and first fragments' rewrites.
+    frags: crate::defrag::Fragments,
+    /// Set by a `process` that reassembled a datagram: its largest
+    /// fragment (see [`NatEngine::take_refragment_size`]).
+    refragment: Option<u16>,
 }
 
 /// [`crate::Timeouts`] pre-converted to microseconds.
@@ -167,6 +173,8 @@ impl NatEngine {
             timeouts_us: TimeoutsUs::new(&cfg.behaviour.timeouts),
             algs: BTreeMap::new(),
             expects: Expectations::default(),
+            frags: crate::defrag::Fragments::default(),
+            refragment: None,
             table,
             cfg,
         })
@@ -249,10 +257,14 @@ impl NatEngine {
     /// `handle_timeout`.
     pub fn poll_at(&self) -> Option<Instant> {
         let conns = self.table.next_deadline().map(Instant::from_micros);
-        match (conns, self.expects.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            conns,
+            self.expects.next_deadline(),
+            self.frags.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Open ALG pinholes as (kind, peer, external, internal, expires).
@@ -264,8 +276,15 @@ impl NatEngine {
             .map(|(ext, e)| (e.kind, e.peer, *ext, e.internal, e.expires))
     }
 
-    /// Expires every connection whose idle timeout has passed by `now`.
+    /// Expires every connection whose idle timeout has passed by `now`, and
+    /// held fragments older than the reassembly timeout.
     pub fn handle_timeout<T: TraceSink>(&mut self, now: Instant, trace: &mut T) {
+        for _ in 0..self.frags.expire(now) {
+            self.stats.count_drop(DropReason::FragmentExpired);
+            trace.step(NatStep::Dropped {
+                reason: DropReason::FragmentExpired,
+            });
+        }
         for (external, e) in self.expects.expire(now) {
             trace.step(NatStep::PinholeClosed {
                 kind: e.kind,
@@ -306,6 +325,29 @@ impl NatEngine {
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn process_parsed<R: Routes + ?Sized, T: TraceSink>(
+        &mut self,
+        now: Instant,
+        ingress: IfaceId,
+        frame: &mut Vec<u8>,
+        p: Result<Parsed, DropReason>,
+        h: u64,
+        routes: &R,
+        trace: &mut T,
+    ) -> Verdict {
+        match p {
+            Ok(Parsed {
+                first_fragment: true,
+                ..
+            })
+            | Err(DropReason::Fragment) => self.fragment(now, ingress, frame, p, h, routes, trace),
+            p => self.process_whole(now, ingress, frame, p, h, routes, trace),
+        }
+    }
+
+    /// `process` for a packet that is not a fragment, or the first one.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn process_whole<R: Routes + ?Sized, T: TraceSink>(
         &mut self,
         now: Instant,
         ingress: IfaceId,
@@ -438,6 +480,9 @@ impl NatEngine {
         let Some(a) = self.algs.get_mut(&id.0) else {
             return Ok(());
         };
+        if p.first_fragment {
+            return Err(DropReason::AlgFragment);
+        }
         let mut env = Env {
             expects: &mut self.expects,
             table: &self.table,

@@ -3,4 +3,5 @@
 //! protocol codecs the ALGs share with the protocol models.
 
 pub mod dcerpc;
+pub mod fragment;
 pub(crate) mod reply;
