@@ -108,10 +108,10 @@ fn a_host_with_no_route_says_so_where_it_happens() {
     let out = explain(&base("tests/explain/ttl-and-no-route.toml"), None);
     has(
         &out,
-        "[0.634934s] island ping: no route to 198.51.100.7: it is outside 192.168.1.20/24 and the host has no gateway, so nothing is sent",
+        "[0.634936s] island ping: no route to 198.51.100.7: it is outside 192.168.1.20/24 and the host has no gateway, so nothing is sent",
     );
     has(
         &out,
-        "[5.034934s] island telnet: could not open connection to 198.51.100.7:80: network unreachable (no route)",
+        "[5.034936s] island telnet: could not open connection to 198.51.100.7:80: network unreachable (no route)",
     );
 }

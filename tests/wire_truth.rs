@@ -234,3 +234,77 @@ fn tshark_shows_fragmentation_needed_and_the_clamped_mss() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A 3000-byte ping over the 1492-byte PPPoE link, as tshark reads it:
+/// every packet on the link fits its MTU, the request and the reply cross
+/// it in fragments, and tshark reassembles both into 3000 bytes of echo
+/// data on each side of the NAT (RFC 791 reassembly, by an independent
+/// implementation). A NAT that drops fragments lets no reply reach the LAN.
+#[test]
+fn tshark_reassembles_a_big_ping_on_both_sides_of_the_nat() {
+    if Command::new("tshark").arg("--version").output().is_err() {
+        eprintln!("note: tshark not installed; skipping");
+        return;
+    }
+    let l = load_file(&root().join("scenarios/fragments.toml")).unwrap();
+    let dir = std::env::temp_dir().join(format!("natsim-frag-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fields = |variant: &str, seg: &str, filter: &str, field: &str| -> Vec<String> {
+        let v = l.variant(variant).unwrap();
+        let r = run_variant(&l, v, None, true).unwrap();
+        assert!(r.pass, "{variant} fails");
+        let bytes = &r.pcaps.iter().find(|(s, _)| s == seg).unwrap().1;
+        let p = dir.join(format!("{variant}-{seg}.pcap"));
+        std::fs::write(&p, bytes).unwrap();
+        let out = Command::new("tshark")
+            .args([
+                "-r",
+                p.to_str().unwrap(),
+                "-Y",
+                filter,
+                "-T",
+                "fields",
+                "-e",
+                field,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    for variant in ["base", "rfc-router-translates-fragments"] {
+        let lens = fields(variant, "pppoe", "ip", "ip.len");
+        assert!(
+            lens.iter().all(|n| n.parse::<usize>().unwrap() <= 1492),
+            "{variant}: a packet over the PPPoE MTU: {lens:?}"
+        );
+        let frags = fields(variant, "pppoe", "ip.flags.mf == 1", "ip.len");
+        assert!(frags.len() >= 4, "{variant}: {frags:?}");
+        for (seg, request, reply) in [
+            ("lan", "ip.src == 192.168.1.20", "ip.dst == 192.168.1.20"),
+            ("pppoe", "ip.src == 198.51.100.2", "ip.dst == 198.51.100.2"),
+        ] {
+            for (kind, dir) in [(8, request), (0, reply)] {
+                let got = fields(
+                    variant,
+                    seg,
+                    &format!("icmp.type == {kind} && {dir} && ip.fragment.count > 1"),
+                    "data.len",
+                );
+                assert!(
+                    got.iter().any(|n| n == "3000"),
+                    "{variant} {seg}: no reassembled 3000-byte echo type {kind}: {got:?}"
+                );
+            }
+        }
+    }
+    let replies = fields(
+        "router-drops-fragments",
+        "lan",
+        "icmp.type == 0 && data.len == 3000",
+        "frame.number",
+    );
+    assert!(replies.is_empty(), "{replies:?}");
+}

@@ -201,7 +201,8 @@ impl<'t> EngineWorld<'t> {
                     }
                 }
             }
-            Verdict::Drop(_) => {}
+            // The probes send whole packets: a held fragment is a drop here.
+            Verdict::Drop(_) | Verdict::Held => {}
         }
     }
 

@@ -197,9 +197,11 @@ pub fn drop_of(d: &Disposition) -> Option<(String, Option<&str>, bool)> {
         ),
         Disposition::Lost { segment } => (format!("lost on {segment}"), None, true),
         Disposition::DroppedByFault { rule } => (format!("fault rule {rule}"), None, true),
+        // A held fragment is not a drop: its datagram goes on later.
         Disposition::InFlight
         | Disposition::Delivered { .. }
-        | Disposition::DeliveredToRouter { .. } => return None,
+        | Disposition::DeliveredToRouter { .. }
+        | Disposition::HeldByNat { .. } => return None,
     })
 }
 

@@ -91,9 +91,13 @@ fn count(svg: &str) -> Counted {
 }
 
 /// What became of a frame, from the trace alone: anything but arriving
-/// (or still travelling) is a drop the ladder must mark.
+/// (or still travelling, or a fragment the NAT holds for its datagram) is
+/// a drop the ladder must mark.
 fn dropped(code: &str) -> bool {
-    !matches!(code, "delivered" | "delivered-to-router" | "in-flight")
+    !matches!(
+        code,
+        "delivered" | "delivered-to-router" | "in-flight" | "held-by-nat"
+    )
 }
 
 #[test]

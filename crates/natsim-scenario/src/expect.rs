@@ -247,6 +247,7 @@ const DISPOSITIONS: &[&str] = &[
     "lost",
     "dropped-by-fault",
     "dropped",
+    "held-by-nat",
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

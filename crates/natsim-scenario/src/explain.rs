@@ -27,6 +27,9 @@ pub fn disposition(d: &Disposition) -> String {
         Disposition::Lost { segment } => format!("lost on {segment}"),
         Disposition::DroppedByFault { rule } => format!("dropped by fault rule {rule}"),
         Disposition::Dropped { node, reason } => format!("dropped at {node}: {reason}"),
+        Disposition::HeldByNat { node } => {
+            format!("held by {node}'s NAT until its datagram is complete (an IP fragment)")
+        }
     }
 }
 
@@ -37,6 +40,9 @@ pub fn step_line(s: &Step) -> Option<String> {
         Step::Forwarded { next_hop } => format!("forwarded to {next_hop}"),
         Step::Local { text } => text.clone(),
         Step::Dropped { reason } => format!("dropped: {reason}"),
+        Step::Fragmented { pieces, mtu } => {
+            format!("cut into {pieces} fragments for the MTU of {mtu}")
+        }
         Step::TtlDecremented { .. } | Step::Sent | Step::Received => return None,
     })
 }

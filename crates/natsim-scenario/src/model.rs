@@ -309,6 +309,8 @@ pub enum Action {
     Ping {
         from: HostIx,
         to: Target,
+        /// Bytes of echo data.
+        size: u16,
     },
     TcpConnect {
         from: HostIx,

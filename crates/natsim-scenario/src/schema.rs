@@ -175,6 +175,10 @@ pub struct Nat {
     /// `off`, `dnat-only` or `on`.
     #[serde(default)]
     pub hairpin: Option<S<String>>,
+    /// IP fragments: `drop`, `translate` (one by one, RFC 4787 REQ-14; the
+    /// RFC profiles' default) or `reassemble` (Linux's default).
+    #[serde(default)]
+    pub fragments: Option<S<String>>,
     /// Outside interfaces to masquerade behind: `wan0`, or with nft's
     /// port flag `wan0 random` / `wan0 fully-random` (a random port even
     /// when the original one is free).
@@ -447,6 +451,10 @@ pub struct Step {
     /// udp-send: the datagram's text (default `natsim probe`).
     #[serde(default)]
     pub payload: Option<S<String>>,
+    /// ping: bytes of echo data, as `ping -l` (Windows) or `ping -s`
+    /// (Linux); default 32. Above the MTU the host fragments the request.
+    #[serde(default)]
+    pub size: Option<S<u32>>,
     /// nat-table: the router whose table to list.
     #[serde(default)]
     pub router: Option<S<String>>,

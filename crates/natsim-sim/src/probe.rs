@@ -132,10 +132,18 @@ impl App for TcpProbe {
     crate::any_impls!();
 }
 
+/// Echo data bytes of a `ping` that does not say (Windows' default).
+pub const PING_DEFAULT_SIZE: u16 = 32;
+/// The most echo data a host sends: its stack's 8 KiB fragmentation
+/// buffer less the IP and ICMP headers.
+pub const PING_MAX_SIZE: u16 = 8192 - 28;
+
 /// `ping host`: echo requests once a second until one answers or `count`
 /// went unanswered (each waits `timeout`).
 pub struct Ping {
     pub target: Ipv4Addr,
+    /// Echo data bytes (Windows' `ping -l`), filled as Windows fills them.
+    pub size: u16,
     pub count: u16,
     pub timeout: Duration,
     ident: u16,
@@ -150,6 +158,7 @@ impl Ping {
     pub fn new(target: Ipv4Addr) -> Ping {
         Ping {
             target,
+            size: PING_DEFAULT_SIZE,
             count: 4,
             timeout: Duration::from_secs(1),
             ident: 0x4e53,
@@ -162,14 +171,23 @@ impl Ping {
     }
 }
 
+impl Ping {
+    /// Sends `n` bytes of echo data (at most [`PING_MAX_SIZE`]).
+    pub fn size(mut self, n: u16) -> Ping {
+        self.size = n.min(PING_MAX_SIZE);
+        self
+    }
+}
+
 impl App for Ping {
     fn poll(&mut self, cx: &mut AppCx<'_>) {
         if self.outcome.is_some() {
             return;
         }
+        let bytes = 2048.max(2 * (usize::from(self.size) + 8));
         let handle = *self.handle.get_or_insert_with(|| {
-            let rx = icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 8], vec![0; 2048]);
-            let tx = icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 8], vec![0; 2048]);
+            let rx = icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 8], vec![0; bytes]);
+            let tx = icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 8], vec![0; bytes]);
             let mut s = icmp::Socket::new(rx, tx);
             let _ = s.bind(icmp::Endpoint::Ident(0x4e53));
             cx.sockets.add(s)
@@ -233,10 +251,12 @@ impl App for Ping {
                 return;
             }
             let s = cx.sockets.get_mut::<icmp::Socket>(handle);
+            // Windows' ping fills its data with the alphabet up to `w`.
+            let data: Vec<u8> = (b'a'..=b'w').cycle().take(usize::from(self.size)).collect();
             let repr = Icmpv4Repr::EchoRequest {
                 ident: self.ident,
                 seq_no: self.sent,
-                data: b"natsim ping payload 0123456789",
+                data: &data,
             };
             if let Ok(buf) = s.send(repr.buffer_len(), IpAddress::Ipv4(self.target)) {
                 let mut pkt = Icmpv4Packet::new_unchecked(buf);

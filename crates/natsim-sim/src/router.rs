@@ -66,6 +66,10 @@ pub(crate) struct Outcome {
     /// sent, not the NAT's translation: Linux quotes the DNATed packet and
     /// nf_nat translates the error's inner header back (RFC 5508 §4.2).
     pub arrived: Option<Vec<u8>>,
+    /// Set when the NAT reassembled the frame (Linux's nf_defrag): the
+    /// largest fragment's IP length, which the frame is cut to on the way
+    /// out as ip_do_fragment does with `frag_max_size`.
+    pub refragment: Option<usize>,
 }
 
 impl Outcome {
@@ -288,6 +292,21 @@ impl Router {
             },
         };
         self.act(now, iface, frame, verdict, trace, out);
+        self.release_held(now, out);
+    }
+
+    /// Sends the fragments the NAT held and the last frame released (RFC
+    /// 4787 REQ-14: later fragments that arrived before their first). They
+    /// left their own traces when they were held, so they go out untraced.
+    fn release_held(&mut self, now: Instant, out: &mut Outcome) {
+        while let Some(r) = self.nat.as_mut().and_then(|n| n.take_released()) {
+            let mut o = Outcome::new(false);
+            let ingress = usize::from(r.ingress.0).min(self.ifaces.len().saturating_sub(1));
+            self.act(now, ingress, r.frame, r.verdict, None, &mut o);
+            out.tx.append(&mut o.tx);
+            out.originated.append(&mut o.originated);
+            out.local_out.append(&mut o.local_out);
+        }
     }
 
     fn act(
@@ -317,6 +336,13 @@ impl Router {
                     answer,
                 });
                 out.originated.push((usize::from(iface.0), frame));
+            }
+            Verdict::Held => {
+                // The NAT recorded a `fragment` step; the datagram goes on
+                // with the frame that completes it.
+                out.disposition = Some(Disposition::HeldByNat {
+                    node: self.name.clone(),
+                });
             }
             Verdict::Drop(reason) => {
                 // The NAT already recorded its own drop step.
@@ -416,6 +442,46 @@ impl Router {
         out.step(|| Step::Forwarded {
             next_hop: format!("{next_hop} via {}", self.ifaces[out_iface].name),
         });
+        for piece in self.fragments_for(out_iface, frame, out) {
+            self.send_to(now, out_iface, next_hop, piece, trace, out);
+        }
+    }
+
+    /// The frame cut to the egress MTU (RFC 791 §3.2; DF packets were
+    /// refused before), or to the largest fragment of a datagram the NAT
+    /// reassembled, as Linux's ip_do_fragment does.
+    fn fragments_for(&self, egress: usize, frame: Vec<u8>, out: &mut Outcome) -> Vec<Vec<u8>> {
+        let mtu = self.ifaces[egress].mtu;
+        let limit = out.refragment.take().map_or(mtu, |m| m.min(mtu));
+        let too_big = ipv4_of(&frame).is_some_and(|ip| usize::from(ip.total_len()) > limit);
+        if !too_big {
+            return vec![frame];
+        }
+        match natsim_nat::wire::fragment::split(&frame, limit) {
+            Ok(pieces) => {
+                out.step(|| Step::Fragmented {
+                    pieces: pieces.len(),
+                    mtu: limit,
+                });
+                pieces
+            }
+            // DF was dealt with by frag_needed; an MTU under 28 cannot
+            // carry a fragment: the packet goes out as it is.
+            Err(_) => vec![frame],
+        }
+    }
+
+    /// Puts one frame towards `next_hop`: at once if its MAC is known,
+    /// else behind an ARP request.
+    fn send_to(
+        &mut self,
+        now: Instant,
+        out_iface: usize,
+        next_hop: Ipv4Addr,
+        mut frame: Vec<u8>,
+        trace: Option<u64>,
+        out: &mut Outcome,
+    ) {
         match self.arp.get(&next_hop) {
             Some(m) => {
                 frame[0..6].copy_from_slice(m);
@@ -747,6 +813,7 @@ impl Router {
             }
             v => self.act(now, 0, frame, v, trace, out),
         }
+        self.release_held(now, out);
     }
 
     /// Timers: NAT expiry, ARP retries, the local stack.
@@ -827,7 +894,9 @@ fn run_nat(
     out: &mut Outcome,
 ) -> Verdict {
     if !out.tracing {
-        return nat.process(now, ingress, frame, routes, &mut ());
+        let v = nat.process(now, ingress, frame, routes, &mut ());
+        out.refragment = nat.take_refragment_size().map(usize::from);
+        return v;
     }
     let mut steps: Vec<NatStep> = Vec::new();
     let v = nat.process(now, ingress, frame, routes, &mut steps);
@@ -836,6 +905,7 @@ fn run_nat(
             out.steps.push(nat_step(s, nat));
         }
     }
+    out.refragment = nat.take_refragment_size().map(usize::from);
     v
 }
 

@@ -63,6 +63,11 @@ pub enum Disposition {
         node: String,
         reason: String,
     },
+    /// An IP fragment the NAT holds until its datagram can be translated;
+    /// the datagram goes on in the trace of the fragment that completes it.
+    HeldByNat {
+        node: String,
+    },
 }
 
 impl Disposition {
@@ -82,6 +87,7 @@ impl Disposition {
             Disposition::Lost { .. } => "lost",
             Disposition::DroppedByFault { .. } => "dropped-by-fault",
             Disposition::Dropped { .. } => "dropped",
+            Disposition::HeldByNat { .. } => "held-by-nat",
         }
     }
 }
@@ -114,6 +120,11 @@ pub enum Step {
     },
     TtlDecremented {
         ttl: u8,
+    },
+    /// Cut into `pieces` fragments of at most `mtu` bytes (RFC 791).
+    Fragmented {
+        pieces: usize,
+        mtu: usize,
     },
     /// Handed to a service on the router itself.
     Local {
@@ -239,6 +250,20 @@ pub fn summarize(frame: &[u8]) -> String {
                 return "malformed ipv4".into();
             };
             let (s, d) = (ip.src_addr(), ip.dst_addr());
+            // A later fragment has no transport header: say what it is.
+            if ip.frag_offset() != 0 {
+                let more = if ip.more_frags() {
+                    ", more follow"
+                } else {
+                    ", last"
+                };
+                return format!(
+                    "{} {s} -> {d} fragment id {} at offset {}{more}",
+                    ip.next_header().to_string().to_lowercase(),
+                    ip.ident(),
+                    ip.frag_offset()
+                );
+            }
             match ip.next_header() {
                 IpProtocol::Tcp => match TcpPacket::new_checked(ip.payload()) {
                     Ok(t) => {

@@ -5,8 +5,8 @@ use crate::diag::{Ctx, Problem};
 use crate::parse;
 use crate::schema::*;
 use natsim_nat::{
-    AlgKind, Behaviour, ConfigError, Hairpin, IfaceId, NatConfig, PortRange, Proto, Role, RuleId,
-    Unsolicited,
+    AlgKind, Behaviour, ConfigError, FragmentHandling, Hairpin, IfaceId, NatConfig, PortRange,
+    Proto, Role, RuleId, Unsolicited,
 };
 use std::ops::Range;
 
@@ -54,6 +54,21 @@ pub fn nat_config(
                 ))
             }
         };
+    }
+    if let Some(f) = &nat.fragments {
+        b.fragments =
+            match f.get_ref().as_str() {
+                "drop" => FragmentHandling::Drop,
+                "translate" => FragmentHandling::Translate,
+                "reassemble" => FragmentHandling::Reassemble,
+                other => return Err(cx.at(
+                    f.span(),
+                    format!("unknown fragment handling `{other}`"),
+                    Some(
+                        "`drop`, `translate` (each fragment as it passes) or `reassemble` (Linux)",
+                    ),
+                )),
+            };
     }
     let mut cfg = NatConfig::new(b);
     let mut first_outside = None;

@@ -20,7 +20,7 @@ use std::time::Duration;
 /// `background`, `duration`, `expect` and `note`.
 pub const ACTIONS: &[(&str, &[&str])] = &[
     ("wait", &[]),
-    ("ping", &["from", "to"]),
+    ("ping", &["from", "to", "size"]),
     (
         "tcp-connect",
         &["from", "to", "port", "source_port", "keep"],
@@ -52,6 +52,7 @@ fn present(st: &Step) -> Vec<(&'static str, Range<usize>)> {
     f("port", st.port.as_ref().map(S::span));
     f("source_port", st.source_port.as_ref().map(S::span));
     f("payload", st.payload.as_ref().map(S::span));
+    f("size", st.size.as_ref().map(S::span));
     f("router", st.router.as_ref().map(S::span));
     f("keep", st.keep.as_ref().map(S::span));
     f("reuse", st.reuse.as_ref().map(S::span));
@@ -66,6 +67,25 @@ fn present(st: &Step) -> Vec<(&'static str, Range<usize>)> {
     f("file", st.file.as_ref().map(S::span));
     f("servers", st.servers.first().map(S::span));
     v
+}
+
+/// `ping`'s `size`: echo data bytes, up to what a host can send in
+/// fragments (its stack holds datagrams of up to 8 KiB).
+fn ping_size(size: &Option<S<u32>>, cx: &Ctx<'_>) -> Result<u16, Problem> {
+    let Some(s) = size else {
+        return Ok(natsim_sim::probe::PING_DEFAULT_SIZE);
+    };
+    match u16::try_from(*s.get_ref()) {
+        Ok(n) if n <= natsim_sim::probe::PING_MAX_SIZE => Ok(n),
+        _ => Err(cx.at(
+            s.span(),
+            format!("ping size {} is too large", s.get_ref()),
+            Some(&format!(
+                "0 to {} bytes of echo data (a host's datagrams are at most 8 KiB)",
+                natsim_sim::probe::PING_MAX_SIZE
+            )),
+        )),
+    }
 }
 
 /// A `send-mail` step with `until = "final"` and no `duration`: six days.
@@ -288,6 +308,7 @@ fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
             Action::Ping {
                 from: f,
                 to: sc.target(need(&st.to, "to", st, cx)?, f, true)?,
+                size: ping_size(&st.size, cx)?,
             }
         }
         "tcp-connect" => {

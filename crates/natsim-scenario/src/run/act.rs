@@ -129,9 +129,9 @@ pub fn start(b: &mut Built, m: &Model, st: &StepSpec, kept: &mut Kept) -> Runnin
             b.sim.run_for(st.limit);
             done_with(Outcome::Waited, format!("waited until {}", b.sim.now()))
         }
-        Action::Ping { from, to } => {
+        Action::Ping { from, to, size } => {
             let (node, a) = target!(from, to, Outcome::Unreachable);
-            app!(node, Ping::new(a), Running::Ping)
+            app!(node, Ping::new(a).size(*size), Running::Ping)
         }
         Action::TcpConnect {
             from,
