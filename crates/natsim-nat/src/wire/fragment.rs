@@ -94,7 +94,7 @@ fn copied_options(header: &[u8]) -> Vec<u8> {
             }
         }
     }
-    while h.len() % 4 != 0 {
+    while !h.len().is_multiple_of(4) {
         h.push(0);
     }
     h
