@@ -1,7 +1,8 @@
 //! `process_batch` gives exactly what `process` gives, frame by frame:
 //! verdicts, rewritten bytes, trace steps and counters, over mixed batches
 //! (new flows, established flows, ICMP errors quoting both, garbage that
-//! drops, and FTP control connections the ALG inspects and rewrites).
+//! drops, FTP control connections the ALG inspects and rewrites, and IP
+//! fragments held, released and reassembled).
 
 mod common;
 use common::*;
@@ -24,6 +25,10 @@ enum Pkt {
     Error { host: u8, sport: u16, remote: u8 },
     /// An inside FTP client's segment to port 21 (SYN or a PORT command).
     Ftp { host: u8, syn: bool, seq: u32 },
+    /// One fragment (`piece` of 3) of an inside host's 1400-byte UDP
+    /// datagram cut at 600 bytes: held, released, reassembled or followed
+    /// as the profile says.
+    Frag { host: u8, id: u8, piece: u8 },
     /// Bytes that are no frame.
     Garbage(Vec<u8>),
 }
@@ -53,6 +58,7 @@ fn pkt() -> impl Strategy<Value = Pkt> {
             prop_oneof![Just(101u32), Just(124), any::<u32>()]
         )
             .prop_map(|(host, syn, seq)| Pkt::Ftp { host, syn, seq }),
+        (0u8..2, 0u8..2, 0u8..3).prop_map(|(host, id, piece)| Pkt::Frag { host, id, piece }),
         prop::collection::vec(any::<u8>(), 0..80).prop_map(Pkt::Garbage),
     ]
 }
@@ -119,6 +125,17 @@ fn frame(p: &Pkt) -> (IfaceId, Vec<u8>) {
             b.write(&mut v, payload).unwrap();
             (LAN, v)
         }
+        Pkt::Frag { host: h, id, piece } => {
+            let mut whole = udp((host(*h), 4000), (remote(0), 3478), &[7u8; 1400]);
+            // Clear DF (etherparse sets it), set the IP ID, fix the checksum.
+            whole[20] &= !0x40;
+            whole[18..20].copy_from_slice(&u16::from(*id).to_be_bytes());
+            whole[24..26].copy_from_slice(&[0, 0]);
+            let c = natsim_nat::checksum::checksum(&whole[14..34]);
+            whole[24..26].copy_from_slice(&c.to_be_bytes());
+            let pieces = natsim_nat::wire::fragment::split(&whole, 600).unwrap();
+            (LAN, pieces[usize::from(*piece)].clone())
+        }
         Pkt::Garbage(bytes) => (LAN, bytes.clone()),
     }
 }
@@ -130,7 +147,8 @@ fn engine(b: Behaviour) -> NatEngine {
     NatEngine::new(c.alg(AlgKind::Ftp)).unwrap()
 }
 
-type Outcome = (Vec<Verdict>, Vec<Vec<u8>>, Vec<NatStep>, Stats);
+/// Verdicts, frames, steps, counters, and the fragments released.
+type Outcome = (Vec<Verdict>, Vec<Vec<u8>>, Vec<NatStep>, Stats, Vec<Released>);
 
 /// The same frames in batches: runs of one ingress, cut at `cuts`, each
 /// batch at the time of its first frame; the one-by-one run is given the
@@ -141,6 +159,7 @@ fn batched(b: &Behaviour, pkts: &[(IfaceId, Vec<u8>)], cuts: &[bool]) -> (Outcom
     let mut verdicts = Vec::new();
     let mut frames = Vec::new();
     let mut times = Vec::new();
+    let mut released = Vec::new();
     let mut i = 0;
     while i < pkts.len() {
         let mut j = i + 1;
@@ -154,10 +173,11 @@ fn batched(b: &Behaviour, pkts: &[(IfaceId, Vec<u8>)], cuts: &[bool]) -> (Outcom
         assert_eq!(vs.len(), batch.len());
         verdicts.extend(vs);
         frames.extend(batch);
+        released.extend(std::iter::from_fn(|| nat.take_released()));
         times.extend(std::iter::repeat_n(i as u64 * 10, j - i));
         i = j;
     }
-    ((verdicts, frames, steps, nat.stats().clone()), times)
+    ((verdicts, frames, steps, nat.stats().clone(), released), times)
 }
 
 fn one_by_one_at(b: &Behaviour, pkts: &[(IfaceId, Vec<u8>)], times: &[u64]) -> Outcome {
@@ -165,6 +185,7 @@ fn one_by_one_at(b: &Behaviour, pkts: &[(IfaceId, Vec<u8>)], times: &[u64]) -> O
     let mut steps = Vec::new();
     let mut verdicts = Vec::new();
     let mut frames = Vec::new();
+    let mut released = Vec::new();
     for ((ingress, f), t) in pkts.iter().zip(times) {
         let mut f = f.clone();
         verdicts.push(nat.process(
@@ -175,8 +196,9 @@ fn one_by_one_at(b: &Behaviour, pkts: &[(IfaceId, Vec<u8>)], times: &[u64]) -> O
             &mut steps,
         ));
         frames.push(f);
+        released.extend(std::iter::from_fn(|| nat.take_released()));
     }
-    (verdicts, frames, steps, nat.stats().clone())
+    (verdicts, frames, steps, nat.stats().clone(), released)
 }
 
 proptest! {
@@ -196,5 +218,6 @@ proptest! {
         prop_assert_eq!(&got.1, &want.1, "frames");
         prop_assert_eq!(&got.2, &want.2, "trace steps");
         prop_assert_eq!(&got.3, &want.3, "counters");
+        prop_assert_eq!(&got.4, &want.4, "released fragments");
     }
 }
