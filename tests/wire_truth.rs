@@ -300,6 +300,36 @@ fn tshark_reassembles_a_big_ping_on_both_sides_of_the_nat() {
             }
         }
     }
+    // The request's pieces on the PPPoE link, as Linux 6.18 cut them in
+    // network namespaces (client → nft masquerade → server, `ping -M dont
+    // -s 3000`): 1492 + 1492 + 84 behind a 1500 LAN; behind a 1000 LAN the
+    // reassembled datagram is cut to its largest fragment, 996 + 996 + 996
+    // + 100, although the egress MTU is larger (ip_do_fragment with
+    // IPCB(skb)->frag_max_size).
+    for (variant, kernel) in [
+        ("base", &["1492", "1492", "84"][..]),
+        ("small-lan-mtu", &["996", "996", "996", "100"][..]),
+    ] {
+        let got = fields(
+            variant,
+            "pppoe",
+            "icmp || ip.flags.mf == 1 || ip.frag_offset > 0",
+            "ip.len",
+        );
+        let request = fields(
+            variant,
+            "pppoe",
+            "ip.src == 198.51.100.2 && (icmp.type == 8 || ip.frag_offset > 0 || ip.flags.mf == 1)",
+            "ip.len",
+        );
+        let big: Vec<&str> = request
+            .iter()
+            .map(String::as_str)
+            .skip_while(|n| *n != kernel[0])
+            .take(kernel.len())
+            .collect();
+        assert_eq!(big, kernel, "{variant}: pieces on the PPPoE link: {got:?}");
+    }
     let replies = fields(
         "router-drops-fragments",
         "lan",

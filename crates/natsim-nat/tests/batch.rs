@@ -148,7 +148,13 @@ fn engine(b: Behaviour) -> NatEngine {
 }
 
 /// Verdicts, frames, steps, counters, and the fragments released.
-type Outcome = (Vec<Verdict>, Vec<Vec<u8>>, Vec<NatStep>, Stats, Vec<Released>);
+type Outcome = (
+    Vec<Verdict>,
+    Vec<Vec<u8>>,
+    Vec<NatStep>,
+    Stats,
+    Vec<Released>,
+);
 
 /// The same frames in batches: runs of one ingress, cut at `cuts`, each
 /// batch at the time of its first frame; the one-by-one run is given the
@@ -177,7 +183,10 @@ fn batched(b: &Behaviour, pkts: &[(IfaceId, Vec<u8>)], cuts: &[bool]) -> (Outcom
         times.extend(std::iter::repeat_n(i as u64 * 10, j - i));
         i = j;
     }
-    ((verdicts, frames, steps, nat.stats().clone(), released), times)
+    (
+        (verdicts, frames, steps, nat.stats().clone(), released),
+        times,
+    )
 }
 
 fn one_by_one_at(b: &Behaviour, pkts: &[(IfaceId, Vec<u8>)], times: &[u64]) -> Outcome {
