@@ -29,6 +29,14 @@ fn valid(f: &[u8]) -> bool {
     natsim_nat::checksum::verify_frame(f).is_ok()
 }
 
+/// An IPv4 fragment (untagged or 802.1Q): its transport checksum is not
+/// checkable alone, and the datagram it completes may be invalid.
+fn fragment(f: &[u8]) -> bool {
+    let l3 = if f.get(12..14) == Some(&[0x81, 0x00]) { 18 } else { 14 };
+    f.get(l3 - 2..l3) == Some(&[0x08, 0x00])
+        && f.get(l3 + 6..l3 + 8).is_some_and(|b| u16::from_be_bytes([b[0], b[1]]) & 0x3fff != 0)
+}
+
 fn engine() -> NatEngine {
     let mut c = NatConfig::new(Behaviour::linux())
         .interface(LAN, Ipv4Addr::new(192, 168, 1, 1), 24, Role::Inside)
@@ -57,7 +65,7 @@ fn replay(data: &[u8]) -> Vec<(Verdict, Vec<u8>)> {
         at = end;
         now = now + std::time::Duration::from_millis(u64::from(dir >> 1));
         nat.handle_timeout(now, &mut ());
-        let was_valid = valid(&frame);
+        let was_valid = valid(&frame) && !fragment(&frame);
         let input = frame.clone();
         let v = nat.process(now, if dir & 1 == 1 { WAN } else { LAN }, &mut frame, &routes, &mut ());
         if was_valid && matches!(v, Verdict::Forward { .. }) {
