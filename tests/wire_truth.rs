@@ -330,6 +330,19 @@ fn tshark_reassembles_a_big_ping_on_both_sides_of_the_nat() {
             .collect();
         assert_eq!(big, kernel, "{variant}: pieces on the PPPoE link: {got:?}");
     }
+    // Every fragment of a datagram carries the same TTL (one header, cut
+    // up): on the LAN, the client's stack answers pc2's 2000-byte ping in
+    // fragments with its profile's TTL, 128, in each of them.
+    let ttls = fields(
+        "base",
+        "lan",
+        "ip.src == 192.168.1.20 && ip.dst == 192.168.1.21",
+        "ip.ttl",
+    );
+    assert!(
+        ttls.len() >= 2 && ttls.iter().all(|t| t == "128"),
+        "{ttls:?}"
+    );
     let replies = fields(
         "router-drops-fragments",
         "lan",

@@ -167,6 +167,7 @@ impl Host {
             }
         }
         let mut sent = std::mem::take(&mut self.device.tx);
+        crate::icmp_fix::fix_fragmented_icmp(&mut sent);
         sent.retain(|f| self.shape(now, f));
         self.resolve(now, &mut sent);
         if self.tcp.ttl != 64 {
@@ -410,11 +411,15 @@ fn stack_ttl(frame: &mut [u8], ttl: u8) {
     }
     let ihl = usize::from(frame[14] & 0x0f) * 4;
     let l4 = 14 + ihl;
-    let interface_made = match frame[23] {
-        1 => frame.get(l4) == Some(&0) || frame.get(l4) == Some(&3),
-        6 => frame.get(l4 + 13).is_some_and(|f| f & 0x04 != 0),
-        _ => false,
-    };
+    // A later fragment has no header to tell by; every socket carries the
+    // profile's TTL, so one at 64 is the rest of an interface-made reply.
+    let later_fragment = u16::from_be_bytes([frame[20], frame[21]]) & 0x1fff != 0;
+    let interface_made = later_fragment
+        || match frame[23] {
+            1 => frame.get(l4) == Some(&0) || frame.get(l4) == Some(&3),
+            6 => frame.get(l4 + 13).is_some_and(|f| f & 0x04 != 0),
+            _ => false,
+        };
     if !interface_made {
         return;
     }

@@ -33,6 +33,7 @@ mod config;
 pub mod device;
 pub mod fault;
 pub mod host;
+mod icmp_fix;
 mod ids;
 pub mod link;
 mod packet;
