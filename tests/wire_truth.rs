@@ -343,6 +343,38 @@ fn tshark_reassembles_a_big_ping_on_both_sides_of_the_nat() {
         ttls.len() >= 2 && ttls.iter().all(|t| t == "128"),
         "{ttls:?}"
     );
+    // Don't Fragment as each OS sets it: a Windows ping has none (`ping -l`
+    // without `-f`), a Linux one has it (IP_PMTUDISC_WANT), and Linux's
+    // echo replies never do (its ICMP socket is IP_PMTUDISC_DONT, seen in
+    // namespaces: a 1500-byte reply crossed a 1492 link in fragments).
+    let df = |variant: &str, seg: &str, filter: &str| fields(variant, seg, filter, "ip.flags.df");
+    let win = df(
+        "base",
+        "lan",
+        "icmp.type == 8 && !(icmp.type == 3) && ip.len == 1500",
+    );
+    assert!(
+        !win.is_empty() && win.iter().all(|d| d == "0" || d == "False"),
+        "{win:?}"
+    );
+    let lin = df(
+        "linux-client",
+        "lan",
+        "icmp.type == 8 && !(icmp.type == 3) && ip.len == 1500",
+    );
+    assert!(
+        !lin.is_empty() && lin.iter().all(|d| d == "1" || d == "True"),
+        "{lin:?}"
+    );
+    let replies = df(
+        "base",
+        "internet",
+        "icmp.type == 0 && ip.src == 203.0.113.10",
+    );
+    assert!(
+        !replies.is_empty() && replies.iter().all(|d| d == "0" || d == "False"),
+        "{replies:?}"
+    );
     let replies = fields(
         "router-drops-fragments",
         "lan",

@@ -73,6 +73,15 @@ pub struct TcpProfile {
     pub arp_timeout: Option<Duration>,
     /// The IP TTL of every packet the host originates.
     pub ttl: u8,
+    /// Whether UDP datagrams and echo requests go out with Don't Fragment
+    /// (Linux: IP_PMTUDISC_WANT by default; Windows: no DF unless
+    /// IP_DONTFRAGMENT or `ping -f`). TCP always sets it (PMTUD).
+    pub df_on_datagrams: bool,
+    /// Whether the stack's own echo replies carry Don't Fragment. Linux's
+    /// ICMP socket is IP_PMTUDISC_DONT (net/ipv4/icmp.c), so a reply too big
+    /// for a link is fragmented on the way (checked in namespaces); the
+    /// Windows profile keeps smoltcp's DF (not checked against Windows).
+    pub df_on_echo_replies: bool,
 }
 
 impl TcpProfile {
@@ -87,6 +96,8 @@ impl TcpProfile {
             connect_timeout: Duration::from_secs(21),
             arp_timeout: None,
             ttl: 128,
+            df_on_datagrams: false,
+            df_on_echo_replies: true,
         }
     }
     /// Linux defaults (tcp_syn_retries = 6): SYNs at 0, 1, 3, 7, 15, 31,
@@ -103,6 +114,8 @@ impl TcpProfile {
             connect_timeout: Duration::from_secs(127),
             arp_timeout: Some(Duration::from_secs(3)),
             ttl: 64,
+            df_on_datagrams: true,
+            df_on_echo_replies: false,
         }
     }
     pub fn by_name(name: &str) -> Option<TcpProfile> {

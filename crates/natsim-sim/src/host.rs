@@ -175,6 +175,11 @@ impl Host {
                 stack_ttl(f, self.tcp.ttl);
             }
         }
+        if !self.tcp.df_on_datagrams || !self.tcp.df_on_echo_replies {
+            for f in &mut sent {
+                clear_df(f, !self.tcp.df_on_datagrams, !self.tcp.df_on_echo_replies);
+            }
+        }
         if !self.pmtu.is_empty() {
             sent = sent
                 .into_iter()
@@ -400,6 +405,31 @@ fn arp_request(mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     f.extend_from_slice(&[0; 6]);
     f.extend_from_slice(&target.octets());
     f
+}
+
+/// smoltcp sets Don't Fragment on every unfragmented packet; a host whose
+/// OS does not (Windows for UDP and echo requests: `datagrams`; Linux for
+/// its echo replies: `echo_replies`) sends those without it, so a router on
+/// a smaller link fragments them instead of refusing them.
+fn clear_df(frame: &mut [u8], datagrams: bool, echo_replies: bool) {
+    if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] || frame[20] & 0x40 == 0 {
+        return;
+    }
+    let l4 = 14 + usize::from(frame[14] & 0x0f) * 4;
+    let clear = match (frame[23], frame.get(l4)) {
+        (17, _) | (1, Some(8)) => datagrams,
+        (1, Some(0)) => echo_replies,
+        _ => false,
+    };
+    if !clear {
+        return;
+    }
+    let old = u16::from_be_bytes([frame[20], frame[21]]);
+    frame[20] &= !0x40;
+    let new = u16::from_be_bytes([frame[20], frame[21]]);
+    let c = u16::from_be_bytes([frame[24], frame[25]]);
+    let c = natsim_nat::checksum::update16(c, old, new);
+    frame[24..26].copy_from_slice(&c.to_be_bytes());
 }
 
 /// smoltcp's interface answers pings and closed ports itself with TTL

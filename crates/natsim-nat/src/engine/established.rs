@@ -42,7 +42,8 @@ impl NatEngine {
                 }
                 let replied = dir == Dir::Reply || c.has(ConnFlags::REPLIED);
                 let age = now.total_micros().saturating_sub(c.born);
-                if replied && age > tus.udp_stream_after {
+                // Zero: the first reply switches at once (see Timeouts).
+                if replied && (age > tus.udp_stream_after || tus.udp_stream_after == 0) {
                     tus.udp_replied
                 } else {
                     tus.udp_unreplied
