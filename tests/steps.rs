@@ -470,6 +470,8 @@ name = "outside"
 segment = "internet"
 address = "203.0.113.7/24"
 gateway = "203.0.113.1"
+# Linux sets DF on UDP (IP_PMTUDISC_WANT); Windows would be fragmented.
+tcp_profile = "linux"
 [[step]]
 name = "small"
 action = "udp-send"
