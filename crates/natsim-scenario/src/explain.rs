@@ -40,9 +40,7 @@ pub fn step_line(s: &Step) -> Option<String> {
         Step::Forwarded { next_hop } => format!("forwarded to {next_hop}"),
         Step::Local { text } => text.clone(),
         Step::Dropped { reason } => format!("dropped: {reason}"),
-        Step::Fragmented { pieces, mtu } => {
-            format!("cut into {pieces} fragments for the MTU of {mtu}")
-        }
+        Step::Fragmented { pieces, mtu } => Step::fragmented_text(*pieces, *mtu),
         Step::TtlDecremented { .. } | Step::Sent | Step::Received => return None,
     })
 }

@@ -135,6 +135,14 @@ pub enum Step {
     },
 }
 
+impl Step {
+    /// The narration of a [`Step::Fragmented`] step, one wording for
+    /// `explain` and for `trace containing` expectations.
+    pub fn fragmented_text(pieces: usize, mtu: usize) -> String {
+        format!("cut into {pieces} fragments for the MTU of {mtu}")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Hop {
     pub at: Instant,

@@ -19,6 +19,14 @@ pub const REMOTE2: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 8);
 pub const MAC_HOST: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 pub const MAC_ROUTER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
+/// The verdict for a frame forwarded out of the WAN via its gateway.
+pub fn fwd_wan() -> Verdict {
+    Verdict::Forward {
+        iface: WAN,
+        next_hop: WAN_GW,
+    }
+}
+
 /// Routes: the LAN prefix on-link on LAN, the WAN prefix on-link on WAN,
 /// everything else via the WAN gateway; the router's addresses are local.
 pub fn routes(dst: Ipv4Addr) -> Route {

@@ -84,8 +84,8 @@ fn is(e: &Expect, a: &Actual, traces: &[&FrameTrace]) -> bool {
                 natsim_sim::Step::Nat { text: x, .. }
                 | natsim_sim::Step::Local { text: x }
                 | natsim_sim::Step::Dropped { reason: x } => lower(x).contains(&t),
-                f @ natsim_sim::Step::Fragmented { .. } => {
-                    crate::explain::step_line(f).is_some_and(|x| lower(&x).contains(&t))
+                natsim_sim::Step::Fragmented { pieces, mtu } => {
+                    lower(&natsim_sim::Step::fragmented_text(*pieces, *mtu)).contains(&t)
                 }
                 _ => false,
             })
