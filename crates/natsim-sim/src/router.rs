@@ -15,6 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+mod icmp;
+mod local;
+
 #[derive(Clone, Debug)]
 pub struct RouterIface {
     pub name: String,
@@ -376,18 +379,6 @@ impl Router {
         }
     }
 
-    /// Drops an expiring frame with an ICMP time exceeded to its sender
-    /// (RFC 1812 §5.3.1, §4.3.2.2).
-    fn ttl_exceeded(&mut self, ingress: usize, frame: &[u8], out: &mut Outcome) {
-        self.icmp_error(ingress, frame, Icmpv4Message::TimeExceeded, 0, out);
-        out.step(|| Step::Dropped {
-            reason: "TTL exceeded".into(),
-        });
-        out.disposition = Some(Disposition::TtlExceeded {
-            node: self.name.clone(),
-        });
-    }
-
     /// TTL (`transit`: a forwarded packet, not one the router's own
     /// stack made), MAC rewrite and ARP resolution towards `next_hop`.
     #[allow(clippy::too_many_arguments)]
@@ -453,8 +444,10 @@ impl Router {
     fn fragments_for(&self, egress: usize, frame: Vec<u8>, out: &mut Outcome) -> Vec<Vec<u8>> {
         let mtu = self.ifaces[egress].mtu;
         let limit = out.refragment.take().map_or(mtu, |m| m.min(mtu));
-        let too_big = ipv4_of(&frame).is_some_and(|ip| usize::from(ip.total_len()) > limit);
-        if !too_big {
+        // forward() checked the frame holds an IPv4 header at l3.
+        let l3 = l3_of(&frame);
+        let total = usize::from(u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]));
+        if total <= limit {
             return vec![frame];
         }
         match natsim_nat::wire::fragment::split(&frame, limit) {
@@ -504,41 +497,6 @@ impl Router {
                 }
             }
         }
-    }
-
-    /// A DF packet larger than the egress MTU is dropped with ICMP
-    /// "fragmentation needed" carrying the next-hop MTU (RFC 1191 §4,
-    /// RFC 1812 §5.2.7.1), quoting `arrived` (the frame before NAT) when
-    /// given. Returns true if it was.
-    fn frag_needed(
-        &mut self,
-        ingress: usize,
-        egress: usize,
-        frame: &[u8],
-        arrived: Option<&[u8]>,
-        out: &mut Outcome,
-    ) -> bool {
-        let Some(ip) = ipv4_of(frame) else {
-            return false;
-        };
-        let mtu = self.ifaces[egress].mtu;
-        if usize::from(ip.total_len()) <= mtu || !ip.dont_frag() {
-            return false;
-        }
-        self.icmp_error_full(ingress, arrived.unwrap_or(frame), 3, 4, mtu as u16, out);
-        let reason = format!(
-            "fragmentation needed: {} bytes with DF over {}'s MTU {mtu}",
-            ip.total_len(),
-            self.ifaces[egress].name
-        );
-        out.step(|| Step::Dropped {
-            reason: reason.clone(),
-        });
-        out.disposition = Some(Disposition::Dropped {
-            node: self.name.clone(),
-            reason,
-        });
-        true
     }
 
     fn arp_request(&self, iface: usize, target: Ipv4Addr) -> Vec<u8> {
@@ -597,223 +555,6 @@ impl Router {
             }
         }
         let _ = now;
-    }
-
-    /// An ICMP error about `frame` out of `ingress` (see
-    /// [`packet::icmp_error`]), with the router's next IP ID.
-    fn icmp_error_full(
-        &mut self,
-        ingress: usize,
-        frame: &[u8],
-        icmp_type: u8,
-        code: u8,
-        mtu: u16,
-        out: &mut Outcome,
-    ) {
-        let i = &self.ifaces[ingress];
-        if let Some(buf) = icmp_error(frame, i.addr, i.mac, self.ip_id, (icmp_type, code, mtu)) {
-            self.ip_id = self.ip_id.wrapping_add(1);
-            out.originated.push((ingress, buf));
-        }
-    }
-
-    fn icmp_error(
-        &mut self,
-        ingress: usize,
-        frame: &[u8],
-        msg: Icmpv4Message,
-        code: u8,
-        out: &mut Outcome,
-    ) {
-        let t = match msg {
-            Icmpv4Message::TimeExceeded => 11,
-            _ => 3,
-        };
-        self.icmp_error_full(ingress, frame, t, code, 0, out);
-    }
-
-    /// The destination port if this frame is for one of the local stack's
-    /// services on a router-owned address.
-    fn local_service_port(&self, frame: &[u8]) -> Option<String> {
-        self.local.as_ref()?;
-        let ip = ipv4_of(frame)?;
-        if !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr()) {
-            return None;
-        }
-        let (proto, port) = match ip.next_header() {
-            IpProtocol::Tcp => (
-                Proto::Tcp,
-                TcpPacket::new_checked(ip.payload()).ok()?.dst_port(),
-            ),
-            IpProtocol::Udp => (
-                Proto::Udp,
-                UdpPacket::new_checked(ip.payload()).ok()?.dst_port(),
-            ),
-            _ => return None,
-        };
-        self.local_services
-            .contains(&(proto, port))
-            .then(|| format!("{proto}/{port}"))
-    }
-
-    fn deliver_local(
-        &mut self,
-        now: Instant,
-        ingress: usize,
-        mut frame: Vec<u8>,
-        out: &mut Outcome,
-    ) {
-        let node = self.name.clone();
-        if let Some(local) = self.local.as_mut() {
-            frame[0..6].copy_from_slice(&self.local_mac);
-            local.device.rx.push_back(frame);
-            out.disposition = Some(Disposition::DeliveredToRouter { node });
-            let sent = local.poll(now);
-            self.handle_local_output(now, sent, out);
-            return;
-        }
-        out.disposition = Some(Disposition::DeliveredToRouter { node });
-        // No services: the router's own stack answers as Linux's does —
-        // pings on any of its interface addresses (icmp_echo), a RST for
-        // TCP to a closed port (tcp_v4_send_reset), ICMP port unreachable
-        // for UDP (__udp4_lib_rcv). Each can be switched off.
-        let Some(ip) = ipv4_of(&frame) else {
-            return;
-        };
-        if !self.ifaces.iter().any(|i| i.addr == ip.dst_addr()) {
-            return;
-        }
-        match ip.next_header() {
-            IpProtocol::Icmp if self.answer_ping => {
-                if let Some(reply) = echo_reply(&frame) {
-                    out.originated.push((ingress, reply));
-                }
-            }
-            IpProtocol::Tcp if self.reject_closed_ports => {
-                if let Some(rst) = closed_port_rst(&frame) {
-                    out.step(|| Step::Local {
-                        text: "closed port: the router's stack answers RST".into(),
-                    });
-                    out.originated.push((ingress, rst));
-                }
-            }
-            IpProtocol::Udp if self.reject_closed_ports => {
-                out.step(|| Step::Local {
-                    text: "closed port: the router's stack answers port unreachable".into(),
-                });
-                self.icmp_error_full(ingress, &frame, 3, 3, 0, out);
-            }
-            _ => {}
-        }
-    }
-
-    /// Frames the local stack sent: ARP is answered here (every address is
-    /// reachable through the router); IPv4 goes through NAT and routing.
-    pub fn handle_local_output(&mut self, now: Instant, frames: Vec<Vec<u8>>, out: &mut Outcome) {
-        for f in frames {
-            if f.len() < 14 {
-                continue;
-            }
-            if u16::from_be_bytes([f[12], f[13]]) == 0x0806 {
-                if let Some(reply) = self.proxy_all_arp(&f) {
-                    if let Some(local) = self.local.as_mut() {
-                        local.device.rx.push_back(reply);
-                    }
-                }
-                continue;
-            }
-            out.local_out.push(f);
-        }
-        // ARP answers may unblock the stack at once.
-        let again = match self.local.as_mut() {
-            Some(l) if !l.device.rx.is_empty() => l.poll(now),
-            _ => Vec::new(),
-        };
-        if !again.is_empty() {
-            self.handle_local_output(now, again, out);
-        }
-    }
-
-    fn proxy_all_arp(&self, f: &[u8]) -> Option<Vec<u8>> {
-        let pkt = ArpPacket::new_checked(&f[14..]).ok()?;
-        let ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Request,
-            source_hardware_addr,
-            source_protocol_addr,
-            target_protocol_addr,
-            ..
-        } = ArpRepr::parse(&pkt).ok()?
-        else {
-            return None;
-        };
-        let me = [
-            self.local_mac[0],
-            self.local_mac[1],
-            self.local_mac[2],
-            self.local_mac[3],
-            self.local_mac[4],
-            0xfe,
-        ];
-        let repr = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Reply,
-            source_hardware_addr: EthernetAddress(me),
-            source_protocol_addr: target_protocol_addr,
-            target_hardware_addr: source_hardware_addr,
-            target_protocol_addr: source_protocol_addr,
-        };
-        Some(arp_frame(me, source_hardware_addr.0, &repr))
-    }
-
-    /// A frame the router's own stack sent: NAT (unless it answers for a
-    /// local service) then routing.
-    pub fn local_frame(
-        &mut self,
-        now: Instant,
-        mut frame: Vec<u8>,
-        trace: Option<u64>,
-        out: &mut Outcome,
-    ) {
-        let bypass = {
-            ipv4_of(&frame)
-                .and_then(|ip| match ip.next_header() {
-                    IpProtocol::Tcp => TcpPacket::new_checked(ip.payload())
-                        .ok()
-                        .map(|t| (Proto::Tcp, t.src_port())),
-                    IpProtocol::Udp => UdpPacket::new_checked(ip.payload())
-                        .ok()
-                        .map(|u| (Proto::Udp, u.src_port())),
-                    _ => None,
-                })
-                .is_some_and(|k| self.local_services.contains(&k))
-        };
-        let verdict = match self.nat.as_mut() {
-            Some(nat) if !bypass => {
-                let (ifaces, routes, owned) = (&self.ifaces, &self.routes, &self.owned);
-                let rf = |d: Ipv4Addr| Self::route_in(ifaces, routes, owned, d);
-                run_nat(nat, now, IfaceId::LOCAL, &mut frame, &rf, out)
-            }
-            _ => match ipv4_of(&frame).map(|ip| self.route(ip.dst_addr())) {
-                Some(Route::Forward { iface, next_hop }) => Verdict::Forward { iface, next_hop },
-                _ => Verdict::Drop(natsim_nat::DropReason::NoRoute),
-            },
-        };
-        match verdict {
-            Verdict::Forward { iface, next_hop } => {
-                // Locally generated: the stack set its TTL; no decrement.
-                self.forward(
-                    now,
-                    usize::from(iface.0),
-                    usize::from(iface.0),
-                    next_hop,
-                    frame,
-                    false,
-                    trace,
-                    out,
-                );
-            }
-            v => self.act(now, 0, frame, v, trace, out),
-        }
-        self.release_held(now, out);
     }
 
     /// Timers: NAT expiry, ARP retries, the local stack.

@@ -1,0 +1,83 @@
+//! The ICMP errors a router sends: time exceeded (RFC 1812 §5.3.1),
+//! fragmentation needed (RFC 1191, RFC 1812 §5.2.7.1), unreachables.
+
+use super::*;
+
+impl Router {
+    /// Drops an expiring frame with an ICMP time exceeded to its sender
+    /// (RFC 1812 §5.3.1, §4.3.2.2).
+    pub(super) fn ttl_exceeded(&mut self, ingress: usize, frame: &[u8], out: &mut Outcome) {
+        self.icmp_error(ingress, frame, Icmpv4Message::TimeExceeded, 0, out);
+        out.step(|| Step::Dropped {
+            reason: "TTL exceeded".into(),
+        });
+        out.disposition = Some(Disposition::TtlExceeded {
+            node: self.name.clone(),
+        });
+    }
+    /// A DF packet larger than the egress MTU is dropped with ICMP
+    /// "fragmentation needed" carrying the next-hop MTU (RFC 1191 §4,
+    /// RFC 1812 §5.2.7.1), quoting `arrived` (the frame before NAT) when
+    /// given. Returns true if it was.
+    pub(super) fn frag_needed(
+        &mut self,
+        ingress: usize,
+        egress: usize,
+        frame: &[u8],
+        arrived: Option<&[u8]>,
+        out: &mut Outcome,
+    ) -> bool {
+        let Some(ip) = ipv4_of(frame) else {
+            return false;
+        };
+        let mtu = self.ifaces[egress].mtu;
+        if usize::from(ip.total_len()) <= mtu || !ip.dont_frag() {
+            return false;
+        }
+        self.icmp_error_full(ingress, arrived.unwrap_or(frame), 3, 4, mtu as u16, out);
+        let reason = format!(
+            "fragmentation needed: {} bytes with DF over {}'s MTU {mtu}",
+            ip.total_len(),
+            self.ifaces[egress].name
+        );
+        out.step(|| Step::Dropped {
+            reason: reason.clone(),
+        });
+        out.disposition = Some(Disposition::Dropped {
+            node: self.name.clone(),
+            reason,
+        });
+        true
+    }
+    /// An ICMP error about `frame` out of `ingress` (see
+    /// [`packet::icmp_error`]), with the router's next IP ID.
+    pub(super) fn icmp_error_full(
+        &mut self,
+        ingress: usize,
+        frame: &[u8],
+        icmp_type: u8,
+        code: u8,
+        mtu: u16,
+        out: &mut Outcome,
+    ) {
+        let i = &self.ifaces[ingress];
+        if let Some(buf) = icmp_error(frame, i.addr, i.mac, self.ip_id, (icmp_type, code, mtu)) {
+            self.ip_id = self.ip_id.wrapping_add(1);
+            out.originated.push((ingress, buf));
+        }
+    }
+    pub(super) fn icmp_error(
+        &mut self,
+        ingress: usize,
+        frame: &[u8],
+        msg: Icmpv4Message,
+        code: u8,
+        out: &mut Outcome,
+    ) {
+        let t = match msg {
+            Icmpv4Message::TimeExceeded => 11,
+            _ => 3,
+        };
+        self.icmp_error_full(ingress, frame, t, code, 0, out);
+    }
+}
