@@ -15,6 +15,61 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A variant's captures: (segment, pcap bytes).
+type SegmentPcaps = Vec<(String, Vec<u8>)>;
+
+/// One shipped scenario's captures, each variant run once (it must pass)
+/// and each segment written once, then read by tshark field by field.
+struct Captures {
+    loaded: natsim::scenario::Loaded,
+    dir: PathBuf,
+    pcaps: std::cell::RefCell<BTreeMap<String, SegmentPcaps>>,
+}
+
+impl Captures {
+    fn new(file: &str, tag: &str) -> Captures {
+        let dir = std::env::temp_dir().join(format!("natsim-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Captures {
+            loaded: load_file(&root().join("scenarios").join(file)).unwrap(),
+            dir,
+            pcaps: Default::default(),
+        }
+    }
+
+    /// `field` of every frame of `variant`'s capture on `seg` that matches
+    /// the display filter `filter`, one line per frame.
+    fn fields(&self, variant: &str, seg: &str, filter: &str, field: &str) -> Vec<String> {
+        let mut pcaps = self.pcaps.borrow_mut();
+        let segs = pcaps.entry(variant.to_string()).or_insert_with(|| {
+            let v = self.loaded.variant(variant).unwrap();
+            let r = run_variant(&self.loaded, v, None, true).unwrap();
+            assert!(r.pass, "{variant} fails");
+            r.pcaps.clone()
+        });
+        let bytes = &segs.iter().find(|(s, _)| s == seg).unwrap().1;
+        let p = self.dir.join(format!("{variant}-{seg}.pcap"));
+        std::fs::write(&p, bytes).unwrap();
+        let out = Command::new("tshark")
+            .args([
+                "-r",
+                p.to_str().unwrap(),
+                "-Y",
+                filter,
+                "-T",
+                "fields",
+                "-e",
+                field,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
 #[derive(Default, Debug)]
 struct Stream {
     /// Sender of the first SYN without ACK.
@@ -170,33 +225,9 @@ fn tshark_shows_fragmentation_needed_and_the_clamped_mss() {
         eprintln!("note: tshark not installed; skipping");
         return;
     }
-    let l = load_file(&root().join("scenarios/pmtu-blackhole.toml")).unwrap();
-    let dir = std::env::temp_dir().join(format!("natsim-pmtu-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let fields = |variant: &str, seg: &str, filter: &str, field: &str| -> Vec<String> {
-        let v = l.variant(variant).unwrap();
-        let r = run_variant(&l, v, None, true).unwrap();
-        assert!(r.pass, "{variant} fails");
-        let bytes = &r.pcaps.iter().find(|(s, _)| s == seg).unwrap().1;
-        let p = dir.join(format!("{variant}-{seg}.pcap"));
-        std::fs::write(&p, bytes).unwrap();
-        let out = Command::new("tshark")
-            .args([
-                "-r",
-                p.to_str().unwrap(),
-                "-Y",
-                filter,
-                "-T",
-                "fields",
-                "-e",
-                field,
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(String::from)
-            .collect()
+    let caps = Captures::new("pmtu-blackhole.toml", "pmtu");
+    let fields = |variant: &str, seg: &str, filter: &str, field: &str| {
+        caps.fields(variant, seg, filter, field)
     };
     for variant in ["base", "icmp-allowed"] {
         let mtus = fields(
@@ -232,7 +263,7 @@ fn tshark_shows_fragmentation_needed_and_the_clamped_mss() {
         !clamped.is_empty() && clamped.iter().all(|m| m == "1452"),
         "{clamped:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&caps.dir);
 }
 
 /// A 3000-byte ping over the 1492-byte PPPoE link, as tshark reads it:
@@ -246,33 +277,9 @@ fn tshark_reassembles_a_big_ping_on_both_sides_of_the_nat() {
         eprintln!("note: tshark not installed; skipping");
         return;
     }
-    let l = load_file(&root().join("scenarios/fragments.toml")).unwrap();
-    let dir = std::env::temp_dir().join(format!("natsim-frag-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let fields = |variant: &str, seg: &str, filter: &str, field: &str| -> Vec<String> {
-        let v = l.variant(variant).unwrap();
-        let r = run_variant(&l, v, None, true).unwrap();
-        assert!(r.pass, "{variant} fails");
-        let bytes = &r.pcaps.iter().find(|(s, _)| s == seg).unwrap().1;
-        let p = dir.join(format!("{variant}-{seg}.pcap"));
-        std::fs::write(&p, bytes).unwrap();
-        let out = Command::new("tshark")
-            .args([
-                "-r",
-                p.to_str().unwrap(),
-                "-Y",
-                filter,
-                "-T",
-                "fields",
-                "-e",
-                field,
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(String::from)
-            .collect()
+    let caps = Captures::new("fragments.toml", "frag");
+    let fields = |variant: &str, seg: &str, filter: &str, field: &str| {
+        caps.fields(variant, seg, filter, field)
     };
     for variant in ["base", "rfc-router-translates-fragments"] {
         let lens = fields(variant, "pppoe", "ip", "ip.len");
@@ -382,4 +389,5 @@ fn tshark_reassembles_a_big_ping_on_both_sides_of_the_nat() {
         "frame.number",
     );
     assert!(replies.is_empty(), "{replies:?}");
+    let _ = std::fs::remove_dir_all(&caps.dir);
 }
