@@ -291,7 +291,9 @@ impl NatEngine {
                 external,
             });
         }
-        while let Some(id) = self.table.pop_expired(now.total_micros()) {
+        let mut expired = Vec::new();
+        self.table.expired(now.total_micros(), &mut expired);
+        for id in expired {
             let c = self.table.remove(id);
             if c.has(ConnFlags::ALG) {
                 self.algs.remove(&id.0);

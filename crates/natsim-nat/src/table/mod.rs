@@ -14,23 +14,25 @@
 //! are `hashbrown::HashTable<u32>`. All hold only slab indexes; the keys
 //! are read back from the slab. A mapping is not a separate object: it is the set of live
 //! connections that share an (internal, external) pair, so it ends when the
-//! last of them does. Expiry uses a binary heap of (deadline, slot,
-//! generation) with lazy deletion: refreshing a connection only writes its
-//! deadline. Hashing is seeded (foldhash) so the table is deterministic and
+//! last of them does. Expiry uses a hierarchical timing wheel of (deadline,
+//! slot, generation) with lazy deletion ([`wheel`]): refreshing a
+//! connection only writes its deadline, and expiry costs O(1) per
+//! connection however many are pending. Hashing is seeded (foldhash) so the table is deterministic and
 //! not predictable from outside.
 
 use crate::config::MappingBehaviour;
 use crate::flow::{Endpoint, Flow, Proto};
 use crate::trace::{ConnId, TcpState};
-use core::cmp::Reverse;
 use core::hash::BuildHasher;
 use foldhash::fast::FixedState;
 use hashbrown::HashTable;
 use index::TupleIndex;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
+use wheel::{Entry, Wheel};
 
 mod index;
 mod prefetch;
+mod wheel;
 
 /// A connection's flags (one byte in the slab).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -84,7 +86,7 @@ pub(crate) struct Conn {
     pub expires: u64,
     /// When it was created (UDP's stream rule needs its age).
     pub born: u64,
-    /// Earliest deadline queued for it in the timer heap.
+    /// Earliest deadline queued for it in the timing wheel.
     pub queued: u64,
     pub gen: u32,
     /// Tuple of the first packet, as received.
@@ -132,6 +134,11 @@ impl Conn {
             self.orig.dst
         }
     }
+}
+
+/// Whether wheel entry `e` is the one queued for the live record `c`.
+fn is_current(c: &Conn, e: &Entry) -> bool {
+    c.flags.has(ConnFlags::LIVE) && c.gen == e.gen && c.queued == e.when
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -187,7 +194,7 @@ pub(crate) struct Table {
     by_internal: HashTable<u32>,
     by_external: HashTable<u32>,
     by_remote_addr: HashTable<u32>,
-    timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    timers: Wheel,
     /// Embryonic connections, oldest first (eviction candidates).
     embryonic: VecDeque<(u32, u32)>,
 }
@@ -208,7 +215,7 @@ impl Table {
             by_internal: HashTable::with_capacity(pre),
             by_external: HashTable::new(),
             by_remote_addr: HashTable::new(),
-            timers: BinaryHeap::with_capacity(pre),
+            timers: Wheel::default(),
             embryonic: VecDeque::new(),
         }
     }
@@ -376,7 +383,11 @@ impl Table {
                     .insert_unique(rem_hash(&c), idx, |&i| rem_hash(&slots[i as usize]));
             }
         }
-        self.timers.push(Reverse((c.expires, idx, c.gen)));
+        self.timers.insert(Entry {
+            when: c.expires,
+            idx,
+            gen: c.gen,
+        });
         self.slots[idx as usize].queued = c.expires;
         self.compact_timers();
         if !c.has(ConnFlags::REPLIED) {
@@ -393,22 +404,24 @@ impl Table {
         c.expires = expires;
         if expires < c.queued {
             c.queued = expires;
-            self.timers.push(Reverse((expires, id.0, c.gen)));
+            self.timers.insert(Entry {
+                when: expires,
+                idx: id.0,
+                gen: c.gen,
+            });
             self.compact_timers();
         }
     }
 
-    /// Keeps the timer heap bounded: entries of removed connections (a
-    /// flood's evicted SYNs) would otherwise stay until their deadline.
-    /// Rebuilding costs O(n) once the heap doubles past the table, so it is
-    /// amortised O(1) per insertion.
+    /// Keeps the wheel bounded: entries of removed connections (a flood's
+    /// evicted SYNs) would otherwise stay until their deadline. Sweeping
+    /// costs O(n) once the wheel doubles past the table, so it is amortised
+    /// O(1) per insertion.
     fn compact_timers(&mut self) {
         if self.timers.len() > 2 * self.capacity.max(64) {
             let slots = &self.slots;
-            self.timers.retain(|&Reverse((d, idx, gen))| {
-                let c = &slots[idx as usize];
-                c.flags.has(ConnFlags::LIVE) && c.gen == gen && c.queued == d
-            });
+            self.timers
+                .retain(|e| is_current(&slots[e.idx as usize], e));
         }
     }
 
@@ -455,28 +468,29 @@ impl Table {
 
     /// Earliest queued deadline (may be earlier than any real expiry, never later).
     pub fn next_deadline(&self) -> Option<u64> {
-        self.timers.peek().map(|Reverse((d, _, _))| *d)
+        self.timers.next_deadline()
     }
 
-    /// Pops the next connection that has expired by `now`, if any.
-    pub fn pop_expired(&mut self, now: u64) -> Option<ConnId> {
-        while let Some(&Reverse((d, idx, gen))) = self.timers.peek() {
-            if d > now {
-                return None;
-            }
-            self.timers.pop();
-            let c = &mut self.slots[idx as usize];
-            if !c.flags.has(ConnFlags::LIVE) || c.gen != gen || c.queued != d {
-                continue; // stale or duplicate entry
+    /// Appends the connections that have expired by `now` to `out`, in
+    /// order of expiry (then slot), and re-queues the ones refreshed since
+    /// their deadline was queued. The caller removes them.
+    pub fn expired(&mut self, now: u64, out: &mut Vec<ConnId>) {
+        let slots = &mut self.slots;
+        let mut due = Vec::new();
+        self.timers.advance(now, |e| {
+            let c = &mut slots[e.idx as usize];
+            if !is_current(c, &e) {
+                return None; // stale or duplicate entry
             }
             if c.expires <= now {
-                return Some(ConnId(idx));
+                due.push((c.expires, e.idx));
+                return None;
             }
             c.queued = c.expires;
-            let e = c.expires;
-            self.timers.push(Reverse((e, idx, gen)));
-        }
-        None
+            Some(c.expires)
+        });
+        due.sort_unstable();
+        out.extend(due.into_iter().map(|(_, idx)| ConnId(idx)));
     }
 
     /// The oldest embryonic connection (eviction victim; see [`Conn::evictable`]).
@@ -522,7 +536,7 @@ impl Table {
             + idx(&self.by_internal)
             + idx(&self.by_external)
             + idx(&self.by_remote_addr)
-            + self.timers.capacity() * 16
+            + self.timers.heap_bytes()
             + self.embryonic.capacity() * 8
     }
 }
