@@ -306,5 +306,68 @@ fn new_flows(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, established, new_flows);
+/// A TCP SYN from inside host `i` (a flood's embryonic connection).
+fn syn(i: usize) -> Vec<u8> {
+    let host = Ipv4Addr::from_bits(0x0a80_0000 | i as u32);
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+        .ipv4(host.octets(), [192, 0, 2, 80], 64)
+        .tcp(1024 + (i % 60_000) as u16, 80, 1, 64_000)
+        .syn();
+    let mut v = Vec::with_capacity(64);
+    b.write(&mut v, &[]).unwrap();
+    v
+}
+
+fn refresh_under_flood(c: &mut Criterion) {
+    // The same 1000 established flows refreshed by their next packets,
+    // with no other connection pending, and with a SYN flood's embryonic
+    // connections (never answered) filling the table to 90%: a refresh
+    // must cost the same either way (issue 16).
+    let mut g = c.benchmark_group("refresh");
+    g.throughput(Throughput::Elements(BURST as u64));
+    const CAP: usize = 65_536;
+    for flood in [0usize, CAP * 9 / 10 - 1000] {
+        let (mut nat, frames, order) = {
+            let (_, frames, order) = setup(1000);
+            let mut nat = engine(CAP);
+            for f in &frames {
+                let mut out = f.clone();
+                nat.process(Instant::from_secs(1), LAN, &mut out, &routes, &mut ());
+                for k in 0..6 {
+                    out.swap(k, k + 6);
+                }
+                swap_ip_udp(&mut out);
+                nat.process(Instant::from_secs(1), WAN, &mut out, &routes, &mut ());
+            }
+            (nat, frames, order)
+        };
+        for i in 0..flood {
+            let mut f = syn(i);
+            let v = nat.process(Instant::from_secs(1), LAN, &mut f, &routes, &mut ());
+            assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+        }
+        assert_eq!(nat.connection_count(), 1000 + flood);
+        let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| vec![0u8; 64]).collect();
+        let mut k = 0usize;
+        let mut t = Instant::from_secs(2);
+        let label = if flood == 0 {
+            "quiet"
+        } else {
+            "syn_flood_90pct"
+        };
+        g.bench_function(BenchmarkId::new("engine", label), |b| {
+            b.iter(|| {
+                t += Duration::from_micros(1);
+                for buf in bufs.iter_mut() {
+                    buf.copy_from_slice(&frames[order[k] as usize]);
+                    k = if k + 1 == order.len() { 0 } else { k + 1 };
+                    let _ = black_box(nat.process(t, LAN, buf, &routes, &mut ()));
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, established, new_flows, refresh_under_flood);
 criterion_main!(benches);

@@ -161,6 +161,9 @@ type Outcome = (
 /// same times.
 fn batched(b: &Behaviour, pkts: &[(IfaceId, Vec<u8>)], cuts: &[bool]) -> (Outcome, Vec<u64>) {
     let mut nat = engine(b.clone());
+    // Staged with prefetch however small the table: that path is the one
+    // that could differ from `process`.
+    nat.set_batch_prefetch_from(0);
     let mut steps = Vec::new();
     let mut verdicts = Vec::new();
     let mut frames = Vec::new();

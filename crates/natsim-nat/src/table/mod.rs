@@ -154,12 +154,40 @@ fn flow_key(f: &Flow) -> FlowKey {
 }
 
 /// Key of a mapping seen from inside.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct InternalKey {
     pub proto: Proto,
     pub internal: Endpoint,
     pub remote: Endpoint,
     pub mode: MappingBehaviour,
+}
+
+/// Hashed as two packed words, as [`FlowKey`] is: the derived hash fed
+/// the hasher field by field (addresses as length-prefixed byte slices),
+/// which cost a new flow more than its probe.
+impl core::hash::Hash for InternalKey {
+    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+        h.write_u64(
+            (u64::from(self.internal.addr.to_bits()) << 32) | u64::from(self.remote.addr.to_bits()),
+        );
+        h.write_u64(
+            (u64::from(self.internal.port) << 32)
+                | (u64::from(self.remote.port) << 16)
+                | (u64::from(self.proto.ip_number()) << 8)
+                | self.mode as u64,
+        );
+    }
+}
+
+/// The packed hash input of a mapping's external endpoint (and, for the
+/// remote-address index, the remote's address).
+fn external_key(proto: Proto, ext: Endpoint, remote: Option<std::net::Ipv4Addr>) -> FlowKey {
+    FlowKey(
+        (u64::from(ext.addr.to_bits()) << 32) | u64::from(remote.map_or(0, |a| a.to_bits())),
+        (u64::from(ext.port) << 16)
+            | (u64::from(proto.ip_number()) << 8)
+            | u64::from(remote.is_some()),
+    )
 }
 
 impl InternalKey {
@@ -299,7 +327,7 @@ impl Table {
 
     /// A live connection whose mapping's external endpoint is `ext`.
     pub fn find_external(&self, proto: Proto, ext: Endpoint) -> Option<ConnId> {
-        let h = self.hasher.hash_one((proto, ext));
+        let h = self.hasher.hash_one(external_key(proto, ext, None));
         let slots = &self.slots;
         self.by_external
             .find(h, |&i| {
@@ -317,7 +345,7 @@ impl Table {
         ext: Endpoint,
         addr: std::net::Ipv4Addr,
     ) -> bool {
-        let h = self.hasher.hash_one((proto, ext, addr));
+        let h = self.hasher.hash_one(external_key(proto, ext, Some(addr)));
         let slots = &self.slots;
         self.by_remote_addr
             .find(h, |&i| {
@@ -372,13 +400,19 @@ impl Table {
                     hasher.hash_one(InternalKey::of(&slots[i as usize]))
                 });
             if c.has(ConnFlags::EXT_INDEXED) {
-                let ext_hash = |c: &Conn| hasher.hash_one((c.orig.proto, c.mapping().1));
+                let ext_hash =
+                    |c: &Conn| hasher.hash_one(external_key(c.orig.proto, c.mapping().1, None));
                 self.by_external
                     .insert_unique(ext_hash(&c), idx, |&i| ext_hash(&slots[i as usize]));
             }
             if c.has(ConnFlags::REMOTE_INDEXED) {
-                let rem_hash =
-                    |c: &Conn| hasher.hash_one((c.orig.proto, c.mapping().1, c.remote().addr));
+                let rem_hash = |c: &Conn| {
+                    hasher.hash_one(external_key(
+                        c.orig.proto,
+                        c.mapping().1,
+                        Some(c.remote().addr),
+                    ))
+                };
                 self.by_remote_addr
                     .insert_unique(rem_hash(&c), idx, |&i| rem_hash(&slots[i as usize]));
             }
@@ -448,14 +482,18 @@ impl Table {
             if c.has(ConnFlags::EXT_INDEXED) {
                 remove_from(
                     &mut self.by_external,
-                    hasher.hash_one((c.orig.proto, c.mapping().1)),
+                    hasher.hash_one(external_key(c.orig.proto, c.mapping().1, None)),
                     idx,
                 );
             }
             if c.has(ConnFlags::REMOTE_INDEXED) {
                 remove_from(
                     &mut self.by_remote_addr,
-                    hasher.hash_one((c.orig.proto, c.mapping().1, c.remote().addr)),
+                    hasher.hash_one(external_key(
+                        c.orig.proto,
+                        c.mapping().1,
+                        Some(c.remote().addr),
+                    )),
                     idx,
                 );
             }

@@ -34,8 +34,10 @@ pub(crate) struct Entry {
 pub(crate) struct Wheel {
     /// Every deadline up to here has been handed out.
     elapsed: u64,
-    /// `LEVELS * SLOTS` slots, level-major.
-    slots: Vec<Vec<Entry>>,
+    /// `SLOTS` slots per level; a level's slots are allocated when it is
+    /// first used, so a small table does not pay for levels it never
+    /// reaches (eight eager levels were 12 KiB, 12 bytes a session at 1k).
+    levels: [Vec<Vec<Entry>>; LEVELS],
     /// Bit `s` of `occupied[l]`: slot `s` of level `l` is non-empty.
     occupied: [u64; LEVELS],
     /// Entries inserted at or before `elapsed` (time given out of order):
@@ -48,7 +50,7 @@ impl Default for Wheel {
     fn default() -> Self {
         Wheel {
             elapsed: 0,
-            slots: vec![Vec::new(); LEVELS * SLOTS],
+            levels: Default::default(),
             occupied: [0; LEVELS],
             due: Vec::new(),
             len: 0,
@@ -75,7 +77,11 @@ impl Wheel {
         let level = level_of(self.elapsed, at);
         let slot = slot_of(at, level);
         self.occupied[level] |= 1 << slot;
-        self.slots[level * SLOTS + slot].push(e);
+        let slots = &mut self.levels[level];
+        if slots.is_empty() {
+            slots.resize_with(SLOTS, Vec::new);
+        }
+        slots[slot].push(e);
     }
 
     /// The earliest slot's start: never later than any entry's deadline.
@@ -127,7 +133,7 @@ impl Wheel {
             }
             self.elapsed = self.elapsed.max(start);
             self.occupied[level] &= !(1 << slot);
-            let mut entries = core::mem::take(&mut self.slots[level * SLOTS + slot]);
+            let mut entries = core::mem::take(&mut self.levels[level][slot]);
             self.len -= entries.len();
             for e in entries.drain(..) {
                 if let Some(when) = visit(e) {
@@ -142,7 +148,7 @@ impl Wheel {
                 }
             }
             // Give the buffer back so slots keep their capacity.
-            self.slots[level * SLOTS + slot] = entries;
+            self.levels[level][slot] = entries;
         }
         self.elapsed = self.elapsed.max(now);
         for e in later {
@@ -154,13 +160,15 @@ impl Wheel {
     /// records), keeping the wheel proportional to the live records.
     pub fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) {
         let mut len = 0;
-        for (i, s) in self.slots.iter_mut().enumerate() {
-            s.retain(&mut keep);
-            if s.is_empty() {
-                self.occupied[i / SLOTS] &= !(1 << (i % SLOTS));
-                s.shrink_to_fit();
+        for (level, slots) in self.levels.iter_mut().enumerate() {
+            for (slot, s) in slots.iter_mut().enumerate() {
+                s.retain(&mut keep);
+                if s.is_empty() {
+                    self.occupied[level] &= !(1 << slot);
+                    s.shrink_to_fit();
+                }
+                len += s.len();
             }
-            len += s.len();
         }
         self.due.retain(&mut keep);
         self.len = len + self.due.len();
@@ -168,13 +176,11 @@ impl Wheel {
 
     pub fn heap_bytes(&self) -> usize {
         let entry = core::mem::size_of::<Entry>();
-        self.slots.capacity() * core::mem::size_of::<Vec<Entry>>()
-            + self
-                .slots
-                .iter()
-                .chain([&self.due])
-                .map(|s| s.capacity() * entry)
-                .sum::<usize>()
+        let headers = core::mem::size_of::<Vec<Entry>>();
+        let levels = self.levels.iter().map(|slots| {
+            slots.capacity() * headers + slots.iter().map(|s| s.capacity() * entry).sum::<usize>()
+        });
+        levels.sum::<usize>() + self.due.capacity() * entry
     }
 }
 
