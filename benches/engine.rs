@@ -99,24 +99,27 @@ fn frame(i: usize) -> Vec<u8> {
     v
 }
 
+/// Sends inside frame `f` out at `out_at` and its answer back at `back_at`,
+/// so the flow is established.
+fn establish(nat: &mut NatEngine, f: &[u8], out_at: Instant, back_at: Instant) {
+    let mut out = f.to_vec();
+    let v = nat.process(out_at, LAN, &mut out, &routes, &mut ());
+    assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+    for k in 0..6 {
+        out.swap(k, k + 6);
+    }
+    swap_ip_udp(&mut out);
+    let v = nat.process(back_at, WAN, &mut out, &routes, &mut ());
+    assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+}
+
 /// An engine holding `n` established (replied) flows, their outbound
 /// templates, and a random visiting order.
 fn setup(n: usize) -> (NatEngine, Vec<Vec<u8>>, Vec<u32>) {
     let mut nat = engine(n + 1);
     let frames: Vec<Vec<u8>> = (0..n).map(frame).collect();
-    let now = Instant::from_secs(1);
     for f in &frames {
-        let mut out = f.clone();
-        let v = nat.process(now, LAN, &mut out, &routes, &mut ());
-        assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
-        // the remote answers, so the flow is established
-        let mut back = out.clone();
-        for k in 0..6 {
-            back.swap(k, k + 6);
-        }
-        swap_ip_udp(&mut back);
-        let v = nat.process(now, WAN, &mut back, &routes, &mut ());
-        assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+        establish(&mut nat, f, Instant::from_secs(1), Instant::from_secs(1));
     }
     assert_eq!(nat.connection_count(), n);
     let mut order: Vec<u32> = (0..n as u32).collect();
@@ -277,17 +280,14 @@ fn new_flows(c: &mut Criterion) {
     let mut nat = NatEngine::new(cfg).unwrap();
     let full = CAP * 9 / 10;
     for i in 0..full {
-        let mut f = frame(i);
-        let v = nat.process(Instant::from_secs(1), LAN, &mut f, &routes, &mut ());
-        assert!(matches!(v, Verdict::Forward { .. }));
-        for k in 0..6 {
-            f.swap(k, k + 6);
-        }
-        swap_ip_udp(&mut f);
         // Answered after Linux's 2 s, so the flow is a "stream" on the
         // (here endless) replied timeout (nf_conntrack_udp_packet).
-        let v = nat.process(Instant::from_secs(4), WAN, &mut f, &routes, &mut ());
-        assert!(matches!(v, Verdict::Forward { .. }));
+        establish(
+            &mut nat,
+            &frame(i),
+            Instant::from_secs(1),
+            Instant::from_secs(4),
+        );
     }
     let fresh: Vec<Vec<u8>> = (full..full + BATCH).map(frame).collect();
     let mut bufs = fresh.clone();
@@ -333,27 +333,17 @@ fn refresh_under_flood(c: &mut Criterion) {
     order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
     for flood in [false, true] {
         let mut nat = engine(CAP);
-        let answer = |nat: &mut NatEngine, f: &[u8]| {
-            let mut out = f.to_vec();
-            let v = nat.process(Instant::from_secs(1), LAN, &mut out, &routes, &mut ());
-            assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
-            for k in 0..6 {
-                out.swap(k, k + 6);
-            }
-            swap_ip_udp(&mut out);
-            let v = nat.process(Instant::from_secs(1), WAN, &mut out, &routes, &mut ());
-            assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
-        };
+        let t1 = Instant::from_secs(1);
         for f in &frames {
-            answer(&mut nat, f);
+            establish(&mut nat, f, t1, t1);
         }
         for i in 0..OTHERS {
             if flood {
                 let mut f = syn(i);
-                let v = nat.process(Instant::from_secs(1), LAN, &mut f, &routes, &mut ());
+                let v = nat.process(t1, LAN, &mut f, &routes, &mut ());
                 assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
             } else {
-                answer(&mut nat, &frame(1000 + i));
+                establish(&mut nat, &frame(1000 + i), t1, t1);
             }
         }
         assert_eq!(nat.connection_count(), 1000 + OTHERS);

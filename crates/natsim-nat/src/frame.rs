@@ -195,7 +195,7 @@ impl Parsed {
     /// only what [`full`](Self::full) accepts, with the same result; for
     /// anything else it answers `None` and the full parser decides.
     #[inline(always)]
-    pub(crate) fn fast(frame: &[u8]) -> Option<Parsed> {
+    fn fast(frame: &[u8]) -> Option<Parsed> {
         let h: &[u8; 34] = frame.get(..34)?.try_into().ok()?;
         if h[12..14] != [0x08, 0x00] || h[14] != 0x45 {
             return None;

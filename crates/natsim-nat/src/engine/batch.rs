@@ -57,16 +57,8 @@ impl NatEngine {
         for group in frames.chunks_mut(LANES) {
             let mut parsed = [Err(DropReason::BadIpHeader); LANES];
             let mut hashes = [0u64; LANES];
-            // Which frames the fast parse took (see `process`).
-            let mut plain = [false; LANES];
             for (i, f) in group.iter().enumerate() {
-                parsed[i] = match Parsed::fast(f) {
-                    Some(p) => {
-                        plain[i] = true;
-                        Ok(p)
-                    }
-                    None => Parsed::full(f),
-                };
+                parsed[i] = Parsed::parse(f);
                 if let Ok(p) = &parsed[i] {
                     hashes[i] = self.table.hash_flow(&p.flow);
                     self.table.prefetch_bucket(hashes[i]);
@@ -78,10 +70,7 @@ impl NatEngine {
                 }
             }
             for (i, f) in group.iter_mut().enumerate() {
-                let v = match &parsed[i] {
-                    Ok(p) if plain[i] => self.plain(now, ingress, f, p, hashes[i], routes, trace),
-                    _ => self.process_parsed(now, ingress, f, parsed[i], hashes[i], routes, trace),
-                };
+                let v = self.process_parsed(now, ingress, f, parsed[i], hashes[i], routes, trace);
                 verdicts.push(v);
             }
         }

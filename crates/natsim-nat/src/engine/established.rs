@@ -5,7 +5,6 @@ use super::*;
 
 impl NatEngine {
     #[allow(clippy::too_many_arguments)]
-    #[inline]
     pub(super) fn tracked<R: Routes + ?Sized, T: TraceSink>(
         &mut self,
         now: Instant,

@@ -321,38 +321,9 @@ impl NatEngine {
         routes: &R,
         trace: &mut T,
     ) -> Verdict {
-        if let Some(p) = Parsed::fast(frame) {
-            let h = self.table.hash_flow(&p.flow);
-            return self.plain(now, ingress, frame, &p, h, routes, trace);
-        }
-        let p = Parsed::full(frame);
+        let p = Parsed::parse(frame);
         let h = p.as_ref().map_or(0, |p| self.table.hash_flow(&p.flow));
         self.process_parsed(now, ingress, frame, p, h, routes, trace)
-    }
-
-    /// A whole UDP or TCP packet in the common layout ([`Parsed::fast`]):
-    /// what `process_whole` does for it, without the dispatch on
-    /// fragments and ICMP that such a packet can never need.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn plain<R: Routes + ?Sized, T: TraceSink>(
-        &mut self,
-        now: Instant,
-        ingress: IfaceId,
-        frame: &mut Vec<u8>,
-        p: &Parsed,
-        h: u64,
-        routes: &R,
-        trace: &mut T,
-    ) -> Verdict {
-        trace.step(NatStep::Received {
-            iface: ingress,
-            flow: p.flow,
-        });
-        if let Some((id, dir)) = self.table.lookup_hashed(h, &p.flow) {
-            return self.tracked(now, ingress, frame, p, id, dir, routes, trace);
-        }
-        self.new_flow(now, ingress, frame, p, routes, trace)
     }
 
     /// `process` after the parse; `h` is the parsed flow's table hash.
