@@ -195,7 +195,7 @@ impl Parsed {
     /// only what [`full`](Self::full) accepts, with the same result; for
     /// anything else it answers `None` and the full parser decides.
     #[inline(always)]
-    fn fast(frame: &[u8]) -> Option<Parsed> {
+    pub fn fast(frame: &[u8]) -> Option<Parsed> {
         let h: &[u8; 34] = frame.get(..34)?.try_into().ok()?;
         if h[12..14] != [0x08, 0x00] || h[14] != 0x45 {
             return None;
@@ -372,6 +372,60 @@ pub(crate) fn rewrite(
     }
 }
 
+/// [`rewrite`] for the shape [`Parsed::fast`] accepts (untagged, IHL 5,
+/// a whole TCP or UDP header): the same bytes, with the offsets fixed so
+/// that one length check covers every access. False, and nothing written,
+/// for another shape.
+#[inline]
+pub(crate) fn rewrite_plain(buf: &mut [u8], p: &Parsed, new: Flow) -> bool {
+    const L3: usize = ETH_LEN;
+    const L4: usize = ETH_LEN + 20;
+    let sum_at = match p.l4_kind {
+        L4::Tcp { .. } => L4 + 16,
+        L4::Udp => L4 + 6,
+        _ => return false,
+    };
+    if p.l3 != L3 || p.l4 != L4 || p.end < sum_at + 2 || buf.len() < sum_at + 2 {
+        return false;
+    }
+    let old = p.flow;
+    let (os, od) = (old.src.addr.to_bits(), old.dst.addr.to_bits());
+    let (ns, nd) = (new.src.addr.to_bits(), new.dst.addr.to_bits());
+    let mut ip = Delta::default();
+    if os != ns {
+        put32(buf, L3 + 12, ns);
+        ip.field32(os, ns);
+    }
+    if od != nd {
+        put32(buf, L3 + 16, nd);
+        ip.field32(od, nd);
+    }
+    if !ip.is_empty() {
+        let c = get16(buf, L3 + 10);
+        put16(buf, L3 + 10, ip.apply(c));
+    }
+    // As in `rewrite`: the pseudo-header's addresses always count.
+    let mut l4d = Delta::default();
+    l4d.field32(os, ns);
+    l4d.field32(od, nd);
+    if old.src.port != new.src.port {
+        put16(buf, L4, new.src.port);
+        l4d.field16(old.src.port, new.src.port);
+    }
+    if old.dst.port != new.dst.port {
+        put16(buf, L4 + 2, new.dst.port);
+        l4d.field16(old.dst.port, new.dst.port);
+    }
+    let c = get16(buf, sum_at);
+    let v = if sum_at == L4 + 6 {
+        l4d.apply_udp(c)
+    } else {
+        l4d.apply(c)
+    };
+    put16(buf, sum_at, v);
+    true
+}
+
 /// Reads the IPv4 source and destination of the header at `l3`.
 pub(crate) fn addrs(buf: &[u8], l3: usize) -> (Ipv4Addr, Ipv4Addr) {
     (
@@ -428,6 +482,80 @@ mod tests {
                 }
             );
         }
+    }
+
+    fn built(tcp: bool, flow: Flow, cksum: u16, payload: &[u8]) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(
+            flow.src.addr.octets(),
+            flow.dst.addr.octets(),
+            64,
+        );
+        let mut v = Vec::new();
+        if tcp {
+            b.tcp(flow.src.port, flow.dst.port, 7, 1024)
+                .write(&mut v, payload)
+                .unwrap();
+        } else {
+            b.udp(flow.src.port, flow.dst.port)
+                .write(&mut v, payload)
+                .unwrap();
+        }
+        // Any checksum value, including UDP's 0 ("none") and 0xFFFF.
+        let at = if tcp { 14 + 20 + 16 } else { 14 + 20 + 6 };
+        v[at..at + 2].copy_from_slice(&cksum.to_be_bytes());
+        v
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fixed-offset rewrite writes exactly the bytes the general
+        /// one writes, for any old and new tuple and any checksum.
+        #[test]
+        fn plain_rewrite_equals_the_general_one(
+            tcp in any::<bool>(),
+            a in any::<[u32; 4]>(),
+            ports in any::<[u16; 4]>(),
+            keep in any::<[bool; 4]>(),
+            cksum in prop_oneof![Just(0u16), Just(0xffff), any::<u16>()],
+            payload in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let ep = |a: u32, p: u16| Endpoint::new(Ipv4Addr::from_bits(a), p);
+            let proto = if tcp { Proto::Tcp } else { Proto::Udp };
+            let old = Flow { proto, src: ep(a[0], ports[0]), dst: ep(a[1], ports[1]) };
+            let addr = |k: bool, o: u32, n: u32| if k { o } else { n };
+            let port = |k: bool, o: u16, n: u16| if k { o } else { n };
+            let new = Flow {
+                proto,
+                src: ep(addr(keep[0], a[0], a[2]), port(keep[1], ports[0], ports[2])),
+                dst: ep(addr(keep[2], a[1], a[3]), port(keep[3], ports[1], ports[3])),
+            };
+            let frame = built(tcp, old, cksum, &payload);
+            let p = Parsed::parse(&frame).unwrap();
+            let mut general = frame.clone();
+            rewrite(&mut general, p.l3, p.l4, p.end - p.l4, p.l4_kind, old, new);
+            let mut plain = frame.clone();
+            prop_assert!(rewrite_plain(&mut plain, &p, new));
+            prop_assert_eq!(plain, general);
+        }
+    }
+
+    #[test]
+    fn plain_rewrite_refuses_another_shape() {
+        let flow = Flow {
+            proto: Proto::Udp,
+            src: Endpoint::new(Ipv4Addr::new(10, 0, 0, 2), 1000),
+            dst: Endpoint::new(Ipv4Addr::new(192, 0, 2, 1), 53),
+        };
+        let mut f = built(false, flow, 1, &[]);
+        let mut p = Parsed::parse(&f).unwrap();
+        p.l4_kind = L4::IcmpQuery { request: true };
+        let before = f.clone();
+        assert!(!rewrite_plain(&mut f, &p, flow));
+        p.l4_kind = L4::Udp;
+        p.l3 = ETH_LEN + 4; // as if 802.1Q-tagged
+        assert!(!rewrite_plain(&mut f, &p, flow));
+        assert_eq!(f, before);
     }
 
     #[test]

@@ -12,6 +12,7 @@ impl NatEngine {
     /// A fragment: `p` is its parse (a first fragment) or the parse error
     /// a later fragment gives ([`DropReason::Fragment`]).
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     pub(super) fn fragment<R: Routes + ?Sized, T: TraceSink>(
         &mut self,
         now: Instant,

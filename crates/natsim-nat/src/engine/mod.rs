@@ -321,7 +321,16 @@ impl NatEngine {
         routes: &R,
         trace: &mut T,
     ) -> Verdict {
-        let p = Parsed::parse(frame);
+        if let Some(p) = Parsed::fast(frame) {
+            // Whole TCP or UDP: straight to the lookup, the parse in registers.
+            let h = self.table.hash_flow(&p.flow);
+            trace.step(NatStep::Received {
+                iface: ingress,
+                flow: p.flow,
+            });
+            return self.lookup_then(now, ingress, frame, &p, h, routes, trace);
+        }
+        let p = Parsed::full(frame);
         let h = p.as_ref().map_or(0, |p| self.table.hash_flow(&p.flow));
         self.process_parsed(now, ingress, frame, p, h, routes, trace)
     }
@@ -386,13 +395,31 @@ impl NatEngine {
             }
             _ => {}
         }
+        self.lookup_then(now, ingress, frame, &p, h, routes, trace)
+    }
+
+    /// A received TCP, UDP, ICMP query or other-protocol packet: its
+    /// connection's, or a new flow.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn lookup_then<R: Routes + ?Sized, T: TraceSink>(
+        &mut self,
+        now: Instant,
+        ingress: IfaceId,
+        frame: &mut Vec<u8>,
+        p: &Parsed,
+        h: u64,
+        routes: &R,
+        trace: &mut T,
+    ) -> Verdict {
         if let Some((id, dir)) = self.table.lookup_hashed(h, &p.flow) {
-            return self.tracked(now, ingress, frame, &p, id, dir, routes, trace);
+            return self.tracked(now, ingress, frame, p, id, dir, routes, trace);
         }
-        self.new_flow(now, ingress, frame, &p, routes, trace)
+        self.new_flow(now, ingress, frame, p, routes, trace)
     }
 
     /// An ICMP error: planned by [`icmp::plan`], counted and routed here.
+    #[inline(never)]
     fn icmp_error<R: Routes + ?Sized, T: TraceSink>(
         &mut self,
         ingress: IfaceId,
