@@ -232,4 +232,27 @@ proptest! {
         prop_assert_eq!(&got.3, &want.3, "counters");
         prop_assert_eq!(&got.4, &want.4, "released fragments");
     }
+
+    /// Batches longer than the pipeline's window and its stage distances
+    /// (`engine/batch.rs`), so its prologue, steady state, drain and
+    /// window boundaries are all crossed: every frame is given to one
+    /// ingress in one call.
+    #[test]
+    fn a_long_batch_gives_exactly_what_one_frame_at_a_time_gives(
+        profile in prop::sample::select(Behaviour::PROFILE_NAMES.to_vec()),
+        pkts in prop::collection::vec(pkt(), 1..200),
+        inside in any::<bool>(),
+    ) {
+        let b = Behaviour::by_name(profile).unwrap();
+        let ingress = if inside { LAN } else { WAN };
+        let frames: Vec<(IfaceId, Vec<u8>)> =
+            pkts.iter().map(|p| (ingress, frame(p).1)).collect();
+        let (got, times) = batched(&b, &frames, &[false; 200]);
+        let want = one_by_one_at(&b, &frames, &times);
+        prop_assert_eq!(&got.0, &want.0, "verdicts");
+        prop_assert_eq!(&got.1, &want.1, "frames");
+        prop_assert_eq!(&got.2, &want.2, "trace steps");
+        prop_assert_eq!(&got.3, &want.3, "counters");
+        prop_assert_eq!(&got.4, &want.4, "released fragments");
+    }
 }

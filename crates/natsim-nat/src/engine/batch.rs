@@ -2,20 +2,26 @@
 //! results of [`NatEngine::process`] on the same frames in the same order.
 //!
 //! A table small enough to stay in cache gets `process` frame by frame.
-//! A larger one sends frames through in groups of [`LANES`]: first every frame of the
-//! group is parsed and hashed and its index bucket prefetched; then the
-//! record each bucket points at is prefetched; then the frames are
-//! translated one by one, in order, by the same code `process` runs (the
-//! lookup itself is repeated there, now from cache). The first two stages
-//! only read and only hint the cache, so nothing a frame does can be seen
-//! differently by a later one: batching changes the timing, not a verdict,
-//! a trace step or a counter.
+//! A larger one sends frames through a three-stage software pipeline (the
+//! DPDK / VPP pattern): a frame is parsed and hashed and its index bucket
+//! prefetched; [`AHEAD`] frames later the record its bucket points at is
+//! prefetched; [`AHEAD`] frames after that it is translated, in order, by
+//! the same code `process` runs (the lookup itself is repeated there, now
+//! from cache). The first two stages only read and only hint the cache,
+//! so nothing a frame does can be seen differently by a later one:
+//! batching changes the timing, not a verdict, a trace step or a counter.
 
 use super::*;
 
-/// Frames in flight: enough to overlap the misses of a DRAM-bound table,
-/// few enough that their lines stay in L1 until used.
-const LANES: usize = 16;
+/// Frames whose parses are held at once (on the stack).
+const WINDOW: usize = 64;
+/// The distance, in frames, between the pipeline's stages: far enough
+/// that a DRAM miss lands in time, near enough that the line is still in
+/// L1 when used, and few enough misses outstanding not to fill the
+/// core's miss buffers. At 1M sessions 4, 8 and 12 measured alike
+/// (within this VM's noise), and all beat the earlier groups of 16 (parse
+/// all, then request all records, then translate) by ~15%.
+const AHEAD: usize = 8;
 
 /// The default of [`NatEngine::set_batch_prefetch_from`]: from about here
 /// the table outgrows a core's L2 (8k records of 64 bytes plus their index
@@ -54,24 +60,39 @@ impl NatEngine {
             }
             return;
         }
-        for group in frames.chunks_mut(LANES) {
-            let mut parsed = [Err(DropReason::BadIpHeader); LANES];
-            let mut hashes = [0u64; LANES];
-            for (i, f) in group.iter().enumerate() {
-                parsed[i] = Parsed::parse(f);
-                if let Ok(p) = &parsed[i] {
-                    hashes[i] = self.table.hash_flow(&p.flow);
-                    self.table.prefetch_bucket(hashes[i]);
+        for window in frames.chunks_mut(WINDOW) {
+            let n = window.len();
+            let mut parsed = [Err(DropReason::BadIpHeader); WINDOW];
+            let mut hashes = [0u64; WINDOW];
+            // Frame i + 2·AHEAD is parsed and its bucket requested, the
+            // record of frame i + AHEAD is requested from its (now loaded)
+            // bucket, and frame i is translated: each line has AHEAD frames'
+            // work to arrive, and at most ~2·AHEAD misses are outstanding.
+            for i in 0..(2 * AHEAD + n) {
+                if i < n {
+                    parsed[i] = Parsed::parse(&window[i]);
+                    if let Ok(p) = &parsed[i] {
+                        hashes[i] = self.table.hash_flow(&p.flow);
+                        self.table.prefetch_bucket(hashes[i]);
+                    }
                 }
-            }
-            for i in 0..group.len() {
-                if parsed[i].is_ok() {
-                    self.table.prefetch_conn(hashes[i]);
+                if let Some(j) = i.checked_sub(AHEAD).filter(|&j| j < n) {
+                    if parsed[j].is_ok() {
+                        self.table.prefetch_conn(hashes[j]);
+                    }
                 }
-            }
-            for (i, f) in group.iter_mut().enumerate() {
-                let v = self.process_parsed(now, ingress, f, parsed[i], hashes[i], routes, trace);
-                verdicts.push(v);
+                if let Some(k) = i.checked_sub(2 * AHEAD).filter(|&k| k < n) {
+                    let v = self.process_parsed(
+                        now,
+                        ingress,
+                        &mut window[k],
+                        parsed[k],
+                        hashes[k],
+                        routes,
+                        trace,
+                    );
+                    verdicts.push(v);
+                }
             }
         }
     }
