@@ -426,6 +426,15 @@ pub(crate) fn rewrite_plain(buf: &mut [u8], p: &Parsed, new: Flow) -> bool {
     true
 }
 
+/// Rewrites the parsed packet's tuple `p.flow` into `new`: by fixed
+/// offsets for the common shape, else by [`rewrite`].
+#[inline]
+pub(crate) fn rewrite_parsed(buf: &mut [u8], p: &Parsed, new: Flow) {
+    if !rewrite_plain(buf, p, new) {
+        rewrite(buf, p.l3, p.l4, p.end - p.l4, p.l4_kind, p.flow, new);
+    }
+}
+
 /// Reads the IPv4 source and destination of the header at `l3`.
 pub(crate) fn addrs(buf: &[u8], l3: usize) -> (Ipv4Addr, Ipv4Addr) {
     (

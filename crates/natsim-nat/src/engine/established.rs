@@ -83,9 +83,7 @@ impl NatEngine {
                 .set_expiry(id, now.total_micros().saturating_add(timeout));
         }
         if target != p.flow {
-            if !frame::rewrite_plain(frame, p, target) {
-                frame::rewrite(frame, p.l3, p.l4, p.end - p.l4, p.l4_kind, p.flow, target);
-            }
+            frame::rewrite_parsed(frame, p, target);
             self.stats.proto_mut(p.flow.proto).translated += 1;
             trace.step(NatStep::Translated {
                 before: p.flow,

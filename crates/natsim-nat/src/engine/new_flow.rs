@@ -18,6 +18,8 @@ struct NewFlow {
     /// Mapping endpoints (internal, external) and whether it was reused.
     mapping: Option<(Endpoint, Endpoint, bool)>,
     admitted: bool,
+    /// Allocation found the reply tuple free (see [`super::ports::Allocated`]).
+    reply_free: bool,
 }
 enum OwnedChoice {
     One(Ipv4Addr),
@@ -108,6 +110,7 @@ impl NatEngine {
         }
     }
 
+    /// A packet whose tuple the table does not hold (the caller looked).
     // Out of line: inlined, it made the established path's caller 14 KB
     // long, with the spills that come with it.
     #[inline(never)]
@@ -290,6 +293,7 @@ impl NatEngine {
         // Postrouting, or hairpin handling.
         let mut src = flow.src;
         let mut mapping = None;
+        let mut reply_free = false;
         let egress_inside = egress.is_some_and(|e| self.role(e) == Some(Role::Inside));
         // DNAT-only hairpinning is no special case: postrouting rules run
         // as for any other flow, so a `ct status dnat` masquerade on the
@@ -318,9 +322,10 @@ impl NatEngine {
                         (range, PortFlag::Profile),
                         RuleId(hr),
                     ) {
-                        Ok((ext, reused)) => {
-                            src = ext;
-                            mapping = Some((flow.src, ext, reused));
+                        Ok(a) => {
+                            src = a.ext;
+                            mapping = Some((flow.src, a.ext, a.reused));
+                            reply_free = a.reply_free;
                         }
                         Err(reason) => return self.drop(proto, reason, trace),
                     }
@@ -375,9 +380,10 @@ impl NatEngine {
                             ),
                         };
                         match res {
-                            Ok((ext, reused)) => {
-                                src = ext;
-                                mapping = Some((flow.src, ext, reused));
+                            Ok(a) => {
+                                src = a.ext;
+                                mapping = Some((flow.src, a.ext, a.reused));
+                                reply_free = a.reply_free;
                                 rule = ri;
                             }
                             Err(reason) => return self.drop(proto, reason, trace),
@@ -395,7 +401,7 @@ impl NatEngine {
         let alg_static = static_rule && self.alg_for(proto, rule, dst.port).is_some();
         if (static_rule && !alg_static) || !proto.has_ports() {
             if after != flow {
-                frame::rewrite(frame, p.l3, p.l4, p.end - p.l4, p.l4_kind, flow, after);
+                frame::rewrite_parsed(frame, p, after);
                 self.stats.static_translated += 1;
                 trace.step(NatStep::StaticRule { rule: RuleId(rule) });
                 trace.step(NatStep::Translated {
@@ -417,6 +423,7 @@ impl NatEngine {
                 rule,
                 mapping,
                 admitted: admitted.is_some(),
+                reply_free,
             },
             route,
             trace,
@@ -438,8 +445,10 @@ impl NatEngine {
         let proto = flow.proto;
         let after = Flow::new(proto, nf.src, nf.dst);
         let reply = after.reversed();
-        if self.table.contains_tuple(&reply) || (reply != flow && self.table.contains_tuple(&flow))
-        {
+        // `flow` itself is not tracked: new_flow runs only after the
+        // caller's lookup of it missed, and nothing since changed the table.
+        debug_assert!(!self.table.contains_tuple(&flow));
+        if !nf.reply_free && self.table.contains_tuple(&reply) {
             return self.drop(proto, DropReason::TupleClash, trace);
         }
         if self.table.is_full() {
@@ -513,7 +522,7 @@ impl NatEngine {
             });
         }
         if after != flow {
-            frame::rewrite(frame, p.l3, p.l4, p.end - p.l4, p.l4_kind, flow, after);
+            frame::rewrite_parsed(frame, p, after);
             self.stats.proto_mut(proto).translated += 1;
             trace.step(NatStep::Translated {
                 before: flow,

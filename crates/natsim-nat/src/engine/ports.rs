@@ -22,6 +22,18 @@ pub(super) enum AddrChoice<'a> {
     One(Ipv4Addr),
     Pool(&'a SnatPool),
 }
+
+/// The external endpoint [`NatEngine::allocate`] chose.
+#[derive(Clone, Copy)]
+pub(super) struct Allocated {
+    pub ext: Endpoint,
+    /// A live mapping of the internal endpoint was reused.
+    pub reused: bool,
+    /// The reply tuple (remote → `ext`) was looked up and is free, so the
+    /// caller need not look again.
+    pub reply_free: bool,
+}
+
 impl NatEngine {
     /// Finds (or reuses) the external endpoint for `internal` talking to
     /// `remote` (RFC 4787 REQ-1..4; Linux get_unique_tuple).
@@ -33,7 +45,7 @@ impl NatEngine {
         choice: AddrChoice<'_>,
         (range, random): (PortRange, PortFlag),
         rule: RuleId,
-    ) -> Result<(Endpoint, bool), DropReason> {
+    ) -> Result<Allocated, DropReason> {
         let b = &self.cfg.behaviour;
         let mode = b.for_proto(proto).mapping;
         let overloading = b.ports.allow_overloading;
@@ -50,7 +62,11 @@ impl NatEngine {
             let (_, ext) = self.table.get(c).mapping();
             let reply = Flow::new(proto, remote, ext);
             if in_choice(ext.addr) && !self.table.contains_tuple(&reply) {
-                return Ok((ext, true));
+                return Ok(Allocated {
+                    ext,
+                    reused: true,
+                    reply_free: true,
+                });
             }
         }
         let addrs: (u32, u64) = match choice {
@@ -80,7 +96,12 @@ impl NatEngine {
                 (range, random),
                 overloading,
             ) {
-                return Ok((Endpoint::new(addr, port), false));
+                return Ok(Allocated {
+                    ext: Endpoint::new(addr, port),
+                    reused: false,
+                    // With overloading, `port_free` looked the reply up.
+                    reply_free: overloading,
+                });
             }
         }
         Err(DropReason::PortsExhausted { rule })
