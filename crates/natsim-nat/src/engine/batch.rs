@@ -62,7 +62,9 @@ impl NatEngine {
         }
         for window in frames.chunks_mut(WINDOW) {
             let n = window.len();
-            let mut parsed = [Err(DropReason::BadIpHeader); WINDOW];
+            // Frames the fast parse takes; the rest go through `process`
+            // whole when their turn comes, unprefetched.
+            let mut parsed: [Option<Parsed>; WINDOW] = [None; WINDOW];
             let mut hashes = [0u64; WINDOW];
             // Frame i + 2·AHEAD is parsed and its bucket requested, the
             // record of frame i + AHEAD is requested from its (now loaded)
@@ -70,27 +72,23 @@ impl NatEngine {
             // work to arrive, and at most ~2·AHEAD misses are outstanding.
             for i in 0..(2 * AHEAD + n) {
                 if i < n {
-                    parsed[i] = Parsed::parse(&window[i]);
-                    if let Ok(p) = &parsed[i] {
+                    parsed[i] = Parsed::fast(&window[i]);
+                    if let Some(p) = &parsed[i] {
                         hashes[i] = self.table.hash_flow(&p.flow);
                         self.table.prefetch_bucket(hashes[i]);
                     }
                 }
                 if let Some(j) = i.checked_sub(AHEAD).filter(|&j| j < n) {
-                    if parsed[j].is_ok() {
+                    if parsed[j].is_some() {
                         self.table.prefetch_conn(hashes[j]);
                     }
                 }
                 if let Some(k) = i.checked_sub(2 * AHEAD).filter(|&k| k < n) {
-                    let v = self.process_parsed(
-                        now,
-                        ingress,
-                        &mut window[k],
-                        parsed[k],
-                        hashes[k],
-                        routes,
-                        trace,
-                    );
+                    let f = &mut window[k];
+                    let v = match &parsed[k] {
+                        Some(p) => self.process_plain(now, ingress, f, p, hashes[k], routes, trace),
+                        None => self.process(now, ingress, f, routes, trace),
+                    };
                     verdicts.push(v);
                 }
             }

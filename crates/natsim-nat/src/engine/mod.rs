@@ -322,17 +322,33 @@ impl NatEngine {
         trace: &mut T,
     ) -> Verdict {
         if let Some(p) = Parsed::fast(frame) {
-            // Whole TCP or UDP: straight to the lookup, the parse in registers.
             let h = self.table.hash_flow(&p.flow);
-            trace.step(NatStep::Received {
-                iface: ingress,
-                flow: p.flow,
-            });
-            return self.lookup_then(now, ingress, frame, &p, h, routes, trace);
+            return self.process_plain(now, ingress, frame, &p, h, routes, trace);
         }
         let p = Parsed::full(frame);
         let h = p.as_ref().map_or(0, |p| self.table.hash_flow(&p.flow));
         self.process_parsed(now, ingress, frame, p, h, routes, trace)
+    }
+
+    /// `process` for a frame [`Parsed::fast`] accepted (a whole TCP or UDP
+    /// packet): straight to the lookup, with no fragment or ICMP dispatch.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn process_plain<R: Routes + ?Sized, T: TraceSink>(
+        &mut self,
+        now: Instant,
+        ingress: IfaceId,
+        frame: &mut Vec<u8>,
+        p: &Parsed,
+        h: u64,
+        routes: &R,
+        trace: &mut T,
+    ) -> Verdict {
+        trace.step(NatStep::Received {
+            iface: ingress,
+            flow: p.flow,
+        });
+        self.lookup_then(now, ingress, frame, p, h, routes, trace)
     }
 
     /// `process` after the parse; `h` is the parsed flow's table hash.
