@@ -51,6 +51,15 @@ pub(crate) struct TupleIndex {
     len: usize,
 }
 
+/// `n` empty buckets, advised onto huge pages before their first touch
+/// (a page the kernel already backed with 4 KiB stays so).
+fn empty_buckets(n: usize) -> Vec<Bucket> {
+    let mut v = Vec::with_capacity(n);
+    super::hint::huge_pages(&v);
+    v.resize(n, EMPTY);
+    v
+}
+
 #[inline]
 fn tag_of(h: u64) -> u16 {
     ((h >> 48) as u16).max(1)
@@ -59,7 +68,7 @@ fn tag_of(h: u64) -> u16 {
 impl TupleIndex {
     pub fn with_capacity(entries: usize) -> TupleIndex {
         TupleIndex {
-            buckets: vec![EMPTY; entries.div_ceil(MAX_LOAD).max(1)],
+            buckets: empty_buckets(entries.div_ceil(MAX_LOAD).max(1)),
             len: 0,
         }
     }
@@ -83,7 +92,7 @@ impl TupleIndex {
     /// Asks the CPU to load the home bucket of `h`.
     #[inline]
     pub fn prefetch(&self, h: u64) {
-        super::prefetch::prefetch(&self.buckets[self.home(h)]);
+        super::hint::prefetch(&self.buckets[self.home(h)]);
     }
 
     /// The first entry of the home bucket whose tag matches `h`, without
@@ -145,7 +154,7 @@ impl TupleIndex {
 
     fn grow(&mut self, hash_of: &impl Fn(u32) -> u64) {
         let n = self.buckets.len() * 2;
-        let old = core::mem::replace(&mut self.buckets, vec![EMPTY; n]);
+        let old = core::mem::replace(&mut self.buckets, empty_buckets(n));
         for bucket in &old {
             for w in 0..WAYS {
                 if bucket.tags[w] != 0 {

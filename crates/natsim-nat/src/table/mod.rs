@@ -30,8 +30,8 @@ use index::TupleIndex;
 use std::collections::VecDeque;
 use wheel::{Entry, Wheel};
 
+mod hint;
 mod index;
-mod prefetch;
 mod wheel;
 
 /// A connection's flags (one byte in the slab).
@@ -308,7 +308,7 @@ impl Table {
             .candidate(h)
             .and_then(|e| self.slots.get((e >> 1) as usize))
         {
-            prefetch::prefetch(c);
+            hint::prefetch(c);
         }
     }
 
@@ -374,7 +374,11 @@ impl Table {
             }
             None => {
                 conn.gen = 0;
+                let cap = self.slots.capacity();
                 self.slots.push(conn);
+                if self.slots.capacity() != cap {
+                    hint::huge_pages(&self.slots);
+                }
                 (self.slots.len() - 1) as u32
             }
         };
