@@ -305,6 +305,53 @@ fn l4_checksum_offset(kind: L4) -> Option<(usize, bool)> {
     }
 }
 
+/// Sets the IPv4 addresses of the header at `l3` from `old`'s to `new`'s,
+/// updating the header checksum for each one that changed.
+#[inline(always)]
+fn rewrite_addrs(buf: &mut [u8], l3: usize, old: Flow, new: Flow) {
+    let (os, od) = (old.src.addr.to_bits(), old.dst.addr.to_bits());
+    let (ns, nd) = (new.src.addr.to_bits(), new.dst.addr.to_bits());
+    let mut ip = Delta::default();
+    if os != ns {
+        put32(buf, l3 + 12, ns);
+        ip.field32(os, ns);
+    }
+    if od != nd {
+        put32(buf, l3 + 16, nd);
+        ip.field32(od, nd);
+    }
+    if !ip.is_empty() {
+        let c = get16(buf, l3 + 10);
+        put16(buf, l3 + 10, ip.apply(c));
+    }
+}
+
+/// Sets the TCP/UDP ports at `l4` from `old`'s to `new`'s and returns the
+/// change to the transport checksum, pseudo-header addresses included
+/// (they always count, changed or not).
+#[inline(always)]
+fn rewrite_ports(buf: &mut [u8], l4: usize, old: Flow, new: Flow) -> Delta {
+    let mut d = Delta::default();
+    d.field32(old.src.addr.to_bits(), new.src.addr.to_bits());
+    d.field32(old.dst.addr.to_bits(), new.dst.addr.to_bits());
+    if old.src.port != new.src.port {
+        put16(buf, l4, new.src.port);
+        d.field16(old.src.port, new.src.port);
+    }
+    if old.dst.port != new.dst.port {
+        put16(buf, l4 + 2, new.dst.port);
+        d.field16(old.dst.port, new.dst.port);
+    }
+    d
+}
+
+/// Applies `d` to the transport checksum at `at` (UDP's "none" stays).
+#[inline(always)]
+fn apply_l4(buf: &mut [u8], at: usize, udp: bool, d: Delta) {
+    let c = get16(buf, at);
+    put16(buf, at, if udp { d.apply_udp(c) } else { d.apply(c) });
+}
+
 /// Rewrites the IPv4 addresses and transport ports/identifier of the packet
 /// whose IP header is at `l3` and transport header at `l4` so that its tuple
 /// becomes `new`. `avail` is how many transport bytes are present (the
@@ -320,54 +367,28 @@ pub(crate) fn rewrite(
     old: Flow,
     new: Flow,
 ) {
-    let (os, od) = (old.src.addr.to_bits(), old.dst.addr.to_bits());
-    let (ns, nd) = (new.src.addr.to_bits(), new.dst.addr.to_bits());
-    let mut ip = Delta::default();
-    let mut l4d = Delta::default();
-    if os != ns {
-        put32(buf, l3 + 12, ns);
-        ip.field32(os, ns);
-    }
-    if od != nd {
-        put32(buf, l3 + 16, nd);
-        ip.field32(od, nd);
-    }
-    if !ip.is_empty() {
-        let c = get16(buf, l3 + 10);
-        put16(buf, l3 + 10, ip.apply(c));
-    }
-    match kind {
-        L4::Tcp { .. } | L4::Udp => {
-            // The pseudo-header makes address changes count too.
-            l4d.field32(os, ns);
-            l4d.field32(od, nd);
-            if old.src.port != new.src.port {
-                put16(buf, l4, new.src.port);
-                l4d.field16(old.src.port, new.src.port);
-            }
-            if old.dst.port != new.dst.port {
-                put16(buf, l4 + 2, new.dst.port);
-                l4d.field16(old.dst.port, new.dst.port);
-            }
-        }
+    rewrite_addrs(buf, l3, old, new);
+    let l4d = match kind {
+        L4::Tcp { .. } | L4::Udp => rewrite_ports(buf, l4, old, new),
         L4::IcmpQuery { request } => {
             let (o, n) = if request {
                 (old.src.port, new.src.port)
             } else {
                 (old.dst.port, new.dst.port)
             };
+            let mut d = Delta::default();
             if o != n {
                 put16(buf, l4 + 4, n);
-                l4d.field16(o, n);
+                d.field16(o, n);
             }
+            d
         }
-        _ => {}
-    }
+        _ => Delta::default(),
+    };
     if let Some((off, udp)) = l4_checksum_offset(kind) {
-        if avail >= off + 2 && (os != ns || od != nd || !l4d.is_empty()) {
-            let c = get16(buf, l4 + off);
-            let v = if udp { l4d.apply_udp(c) } else { l4d.apply(c) };
-            put16(buf, l4 + off, v);
+        let moved = old.src.addr != new.src.addr || old.dst.addr != new.dst.addr;
+        if avail >= off + 2 && (moved || !l4d.is_empty()) {
+            apply_l4(buf, l4 + off, udp, l4d);
         }
     }
 }
@@ -380,49 +401,17 @@ pub(crate) fn rewrite(
 pub(crate) fn rewrite_plain(buf: &mut [u8], p: &Parsed, new: Flow) -> bool {
     const L3: usize = ETH_LEN;
     const L4: usize = ETH_LEN + 20;
-    let sum_at = match p.l4_kind {
-        L4::Tcp { .. } => L4 + 16,
-        L4::Udp => L4 + 6,
+    let (sum_at, udp) = match p.l4_kind {
+        L4::Tcp { .. } => (L4 + 16, false),
+        L4::Udp => (L4 + 6, true),
         _ => return false,
     };
     if p.l3 != L3 || p.l4 != L4 || p.end < sum_at + 2 || buf.len() < sum_at + 2 {
         return false;
     }
-    let old = p.flow;
-    let (os, od) = (old.src.addr.to_bits(), old.dst.addr.to_bits());
-    let (ns, nd) = (new.src.addr.to_bits(), new.dst.addr.to_bits());
-    let mut ip = Delta::default();
-    if os != ns {
-        put32(buf, L3 + 12, ns);
-        ip.field32(os, ns);
-    }
-    if od != nd {
-        put32(buf, L3 + 16, nd);
-        ip.field32(od, nd);
-    }
-    if !ip.is_empty() {
-        let c = get16(buf, L3 + 10);
-        put16(buf, L3 + 10, ip.apply(c));
-    }
-    // As in `rewrite`: the pseudo-header's addresses always count.
-    let mut l4d = Delta::default();
-    l4d.field32(os, ns);
-    l4d.field32(od, nd);
-    if old.src.port != new.src.port {
-        put16(buf, L4, new.src.port);
-        l4d.field16(old.src.port, new.src.port);
-    }
-    if old.dst.port != new.dst.port {
-        put16(buf, L4 + 2, new.dst.port);
-        l4d.field16(old.dst.port, new.dst.port);
-    }
-    let c = get16(buf, sum_at);
-    let v = if sum_at == L4 + 6 {
-        l4d.apply_udp(c)
-    } else {
-        l4d.apply(c)
-    };
-    put16(buf, sum_at, v);
+    rewrite_addrs(buf, L3, p.flow, new);
+    let l4d = rewrite_ports(buf, L4, p.flow, new);
+    apply_l4(buf, sum_at, udp, l4d);
     true
 }
 

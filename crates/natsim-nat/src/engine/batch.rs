@@ -62,8 +62,8 @@ impl NatEngine {
         }
         for window in frames.chunks_mut(WINDOW) {
             let n = window.len();
-            // Frames the fast parse takes; the rest go through `process`
-            // whole when their turn comes, unprefetched.
+            // Frames the fast parse takes; the rest get the full parse
+            // when their turn comes, unprefetched.
             let mut parsed: [Option<Parsed>; WINDOW] = [None; WINDOW];
             let mut hashes = [0u64; WINDOW];
             // Frame i + 2·AHEAD is parsed and its bucket requested, the
@@ -86,8 +86,8 @@ impl NatEngine {
                 if let Some(k) = i.checked_sub(2 * AHEAD).filter(|&k| k < n) {
                     let f = &mut window[k];
                     let v = match &parsed[k] {
-                        Some(p) => self.process_plain(now, ingress, f, p, hashes[k], routes, trace),
-                        None => self.process(now, ingress, f, routes, trace),
+                        Some(p) => self.process_flow(now, ingress, f, p, hashes[k], routes, trace),
+                        None => self.process_full(now, ingress, f, routes, trace),
                     };
                     verdicts.push(v);
                 }

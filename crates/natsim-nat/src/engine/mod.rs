@@ -321,49 +321,28 @@ impl NatEngine {
         routes: &R,
         trace: &mut T,
     ) -> Verdict {
-        if let Some(p) = Parsed::fast(frame) {
-            let h = self.table.hash_flow(&p.flow);
-            return self.process_plain(now, ingress, frame, &p, h, routes, trace);
+        match Parsed::fast(frame) {
+            Some(p) => {
+                let h = self.table.hash_flow(&p.flow);
+                self.process_flow(now, ingress, frame, &p, h, routes, trace)
+            }
+            None => self.process_full(now, ingress, frame, routes, trace),
         }
+    }
+
+    /// `process` for a frame [`Parsed::fast`] refused: the full parse, then
+    /// fragments to their path and the rest to [`process_whole`](Self::process_whole).
+    #[inline(never)]
+    fn process_full<R: Routes + ?Sized, T: TraceSink>(
+        &mut self,
+        now: Instant,
+        ingress: IfaceId,
+        frame: &mut Vec<u8>,
+        routes: &R,
+        trace: &mut T,
+    ) -> Verdict {
         let p = Parsed::full(frame);
         let h = p.as_ref().map_or(0, |p| self.table.hash_flow(&p.flow));
-        self.process_parsed(now, ingress, frame, p, h, routes, trace)
-    }
-
-    /// `process` for a frame [`Parsed::fast`] accepted (a whole TCP or UDP
-    /// packet): straight to the lookup, with no fragment or ICMP dispatch.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(always)]
-    fn process_plain<R: Routes + ?Sized, T: TraceSink>(
-        &mut self,
-        now: Instant,
-        ingress: IfaceId,
-        frame: &mut Vec<u8>,
-        p: &Parsed,
-        h: u64,
-        routes: &R,
-        trace: &mut T,
-    ) -> Verdict {
-        trace.step(NatStep::Received {
-            iface: ingress,
-            flow: p.flow,
-        });
-        self.lookup_then(now, ingress, frame, p, h, routes, trace)
-    }
-
-    /// `process` after the parse; `h` is the parsed flow's table hash.
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    fn process_parsed<R: Routes + ?Sized, T: TraceSink>(
-        &mut self,
-        now: Instant,
-        ingress: IfaceId,
-        frame: &mut Vec<u8>,
-        p: Result<Parsed, DropReason>,
-        h: u64,
-        routes: &R,
-        trace: &mut T,
-    ) -> Verdict {
         match p {
             Ok(Parsed {
                 first_fragment: true,
@@ -391,34 +370,39 @@ impl NatEngine {
             Ok(p) => p,
             Err(reason) => return self.drop(Proto::Other(0), reason, trace),
         };
-        trace.step(NatStep::Received {
+        let received = NatStep::Received {
             iface: ingress,
             flow: p.flow,
-        });
+        };
         match p.l4_kind {
-            L4::IcmpError => return self.icmp_error(ingress, frame, &p, routes, trace),
+            L4::IcmpError => {
+                trace.step(received);
+                self.icmp_error(ingress, frame, &p, routes, trace)
+            }
             L4::IcmpOther { icmp_type } => {
+                trace.step(received);
                 // Not a query, not an error: only the router itself may
                 // want it (RFC 5508 leaves the rest to configuration).
-                return match routes.route(p.flow.dst.addr) {
+                match routes.route(p.flow.dst.addr) {
                     Route::Local => Verdict::Local,
                     _ => self.drop(
                         Proto::Icmp,
                         DropReason::IcmpUnsupported { icmp_type },
                         trace,
                     ),
-                };
+                }
             }
-            _ => {}
+            _ => self.process_flow(now, ingress, frame, &p, h, routes, trace),
         }
-        self.lookup_then(now, ingress, frame, &p, h, routes, trace)
     }
 
-    /// A received TCP, UDP, ICMP query or other-protocol packet: its
-    /// connection's, or a new flow.
+    /// A received packet with a tuple to look up (TCP, UDP, ICMP query,
+    /// another protocol), whole; `h` is its tuple's table hash. Its
+    /// connection's, or a new flow. A frame the fast parse took comes
+    /// straight here, with no fragment or ICMP dispatch.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn lookup_then<R: Routes + ?Sized, T: TraceSink>(
+    fn process_flow<R: Routes + ?Sized, T: TraceSink>(
         &mut self,
         now: Instant,
         ingress: IfaceId,
@@ -428,6 +412,10 @@ impl NatEngine {
         routes: &R,
         trace: &mut T,
     ) -> Verdict {
+        trace.step(NatStep::Received {
+            iface: ingress,
+            flow: p.flow,
+        });
         if let Some((id, dir)) = self.table.lookup_hashed(h, &p.flow) {
             return self.tracked(now, ingress, frame, p, id, dir, routes, trace);
         }
