@@ -1,5 +1,6 @@
 //! Frames the router builds or rewrites in place: 802.1Q-aware IPv4
-//! offsets, TTL and MSS rewrites, ICMP errors, RSTs, echo replies, ARP.
+//! offsets, TTL and MSS rewrites, echo replies, ARP. (ICMP errors and
+//! RSTs come from `natsim_nat::wire::reply`, shared with the engine.)
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::*;
@@ -87,64 +88,6 @@ pub(crate) fn clamp_mss(frame: &mut [u8], l3: usize, mss: u16) -> Option<u16> {
     None
 }
 
-/// An ICMP error about `frame` back to its sender from `src` (`mac`),
-/// built as Linux's icmp_send does: the original quoted up to 576 bytes
-/// in all (RFC 1812 §4.3.2.3), TOS precedence "internetwork control"
-/// (0xc0) over the original's TOS bits, DF clear, the router's own IP ID;
-/// never about an ICMP error or a non-first fragment (RFC 1812 §4.3.2.7).
-/// `mtu` fills the next-hop MTU field of "fragmentation needed" (RFC 1191).
-pub(crate) fn icmp_error(
-    frame: &[u8],
-    src: Ipv4Addr,
-    mac: [u8; 6],
-    id: u16,
-    (icmp_type, code, mtu): (u8, u8, u16),
-) -> Option<Vec<u8>> {
-    let l3 = l3_of(frame);
-    let ip = ipv4_of(frame)?;
-    if ip.frag_offset() != 0 {
-        return None;
-    }
-    let ihl = usize::from(ip.header_len());
-    if ip.next_header() == IpProtocol::Icmp {
-        let t = ip.payload().first().copied().unwrap_or(0);
-        if !matches!(t, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18) {
-            return None;
-        }
-    }
-    let total = usize::from(ip.total_len()).min(frame.len() - l3);
-    if total < ihl {
-        return None;
-    }
-    let quoted = &frame[l3..l3 + total.min(576 - 20 - 8)];
-    let len = 20 + 8 + quoted.len();
-    let mut buf = Vec::with_capacity(l3 + len);
-    buf.extend_from_slice(&frame[6..12]);
-    buf.extend_from_slice(&mac);
-    // Ethertype IPv4, behind the same VLAN tag the packet came with.
-    buf.extend_from_slice(&frame[12..l3]);
-    let tos = (frame[l3 + 1] & 0x1e) | 0xc0;
-    let mut hdr = [0u8; 20];
-    hdr[0] = 0x45;
-    hdr[1] = tos;
-    hdr[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    hdr[4..6].copy_from_slice(&id.to_be_bytes());
-    hdr[8] = 64;
-    hdr[9] = 1;
-    hdr[12..16].copy_from_slice(&src.octets());
-    hdr[16..20].copy_from_slice(&ip.src_addr().octets());
-    let c = natsim_nat::checksum::checksum(&hdr);
-    hdr[10..12].copy_from_slice(&c.to_be_bytes());
-    buf.extend_from_slice(&hdr);
-    let at = buf.len();
-    buf.extend_from_slice(&[icmp_type, code, 0, 0, 0, 0]);
-    buf.extend_from_slice(&mtu.to_be_bytes());
-    buf.extend_from_slice(quoted);
-    let c = natsim_nat::checksum::checksum(&buf[at..]);
-    buf[at + 2..at + 4].copy_from_slice(&c.to_be_bytes());
-    Some(buf)
-}
-
 pub(crate) fn arp_frame(src: [u8; 6], dst: [u8; 6], repr: &ArpRepr) -> Vec<u8> {
     let mut buf = vec![0u8; 14 + repr.buffer_len()];
     buf[0..6].copy_from_slice(&dst);
@@ -153,52 +96,6 @@ pub(crate) fn arp_frame(src: [u8; 6], dst: [u8; 6], repr: &ArpRepr) -> Vec<u8> {
     let mut pkt = ArpPacket::new_unchecked(&mut buf[14..]);
     repr.emit(&mut pkt);
     buf
-}
-
-/// The RST a closed port answers with (RFC 9293 §3.10.7.1: if the
-/// segment has ACK, <SEQ=SEG.ACK><CTL=RST>, else <SEQ=0><ACK=SEG.SEQ+
-/// SEG.LEN><CTL=RST,ACK>); none for a RST (untagged frames only).
-pub(crate) fn closed_port_rst(frame: &[u8]) -> Option<Vec<u8>> {
-    let ip = Ipv4Packet::new_checked(frame.get(14..)?).ok()?;
-    let t = TcpPacket::new_checked(ip.payload()).ok()?;
-    if t.rst() {
-        return None;
-    }
-    let seg_len = t.payload().len() as u32 + u32::from(t.syn()) + u32::from(t.fin());
-    let (seq, ack) = if t.ack() {
-        (t.ack_number().0 as u32, None)
-    } else {
-        (0, Some((t.seq_number().0 as u32).wrapping_add(seg_len)))
-    };
-    let mut tcp = [0u8; 20];
-    tcp[0..2].copy_from_slice(&t.dst_port().to_be_bytes());
-    tcp[2..4].copy_from_slice(&t.src_port().to_be_bytes());
-    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
-    tcp[8..12].copy_from_slice(&ack.unwrap_or(0).to_be_bytes());
-    tcp[12] = 5 << 4;
-    tcp[13] = if ack.is_some() { 0x14 } else { 0x04 };
-    let (src, dst) = (ip.dst_addr(), ip.src_addr());
-    let ph = natsim_nat::checksum::pseudo_header_sum(src, dst, 6, 20);
-    let c = !(natsim_nat::checksum::sum(ph, &tcp) as u16);
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    let mut hdr = [0u8; 20];
-    hdr[0] = 0x45;
-    hdr[2..4].copy_from_slice(&40u16.to_be_bytes());
-    // ip_send_unicast_reply: DF, IP ID 0.
-    hdr[6] = 0x40;
-    hdr[8] = 64;
-    hdr[9] = 6;
-    hdr[12..16].copy_from_slice(&src.octets());
-    hdr[16..20].copy_from_slice(&dst.octets());
-    let c = natsim_nat::checksum::checksum(&hdr);
-    hdr[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut buf = Vec::with_capacity(54);
-    buf.extend_from_slice(&frame[6..12]);
-    buf.extend_from_slice(&frame[0..6]);
-    buf.extend_from_slice(&[0x08, 0x00]);
-    buf.extend_from_slice(&hdr);
-    buf.extend_from_slice(&tcp);
-    Some(buf)
 }
 
 /// An echo reply for an echo request frame, addressed back to its sender.

@@ -5,9 +5,7 @@
 //! mapper, REDIRECT targets).
 
 use crate::host::Host;
-use crate::packet::{
-    arp_frame, clamp_mss, closed_port_rst, echo_reply, icmp_error, ipv4_of, l3_of, set_ttl,
-};
+use crate::packet::{arp_frame, clamp_mss, echo_reply, ipv4_of, l3_of, set_ttl};
 use crate::trace::{nat_step, Disposition, Step};
 use natsim_nat::{IfaceId, Instant, NatEngine, NatStep, Prefix, Proto, Role, Route, Verdict};
 use smoltcp::wire::*;

@@ -18,6 +18,7 @@ const OUTSIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
 
 struct Net {
     sim: Sim,
+    router: NodeId,
     inside: NodeId,
     outside: NodeId,
     lan: SegmentId,
@@ -28,17 +29,18 @@ fn net(outside_tcp: TcpProfile) -> Net {
     let mut sim = Sim::builder().seed(7).build();
     let lan = sim.segment("lan", LinkParams::default());
     let wan = sim.segment("internet", LinkParams::default());
-    sim.router(
-        "fw",
-        RouterConfig::new()
-            .interface("lan0", lan, LAN_GW, 24, Role::Inside)
-            .interface("wan0", wan, WAN_ADDR, 24, Role::Outside)
-            // RFC 5382 REQ-4a: unsolicited SYNs dropped silently.
-            .nat(Behaviour::rfc_recommended(), |c| {
-                c.rules.masquerade("masq", IfaceId(1), None);
-            }),
-    )
-    .unwrap();
+    let router = sim
+        .router(
+            "fw",
+            RouterConfig::new()
+                .interface("lan0", lan, LAN_GW, 24, Role::Inside)
+                .interface("wan0", wan, WAN_ADDR, 24, Role::Outside)
+                // RFC 5382 REQ-4a: unsolicited SYNs dropped silently.
+                .nat(Behaviour::rfc_recommended(), |c| {
+                    c.rules.masquerade("masq", IfaceId(1), None);
+                }),
+        )
+        .unwrap();
     let inside = sim
         .host("inside", HostConfig::new(lan, INSIDE, 24).gateway(LAN_GW))
         .unwrap();
@@ -50,6 +52,7 @@ fn net(outside_tcp: TcpProfile) -> Net {
         .unwrap();
     Net {
         sim,
+        router,
         inside,
         outside,
         lan,
@@ -242,19 +245,34 @@ fn the_ttl_of_a_host_follows_its_profile() {
 
 /// A 1000-byte packet expiring at the router: Linux icmp_send quotes as
 /// much as fits in 576 bytes (RFC 1812 §4.3.2.3), with TOS 0xc0, DF clear
-/// and a non-zero IP ID of its own.
+/// and a non-zero IP ID of its own. The same packet sent to the
+/// link-layer broadcast address gets none (`__icmp_send` answers only
+/// PACKET_HOST frames).
 #[test]
 fn router_icmp_errors_quote_up_to_576_bytes_with_linux_header_fields() {
     let mut n = net(TcpProfile::windows());
     n.sim.run_for(Duration::from_millis(10));
-    let frame = udp_frame(INSIDE, OUTSIDE, 1, 1000, None);
+    let time_exceeded = |n: &Net| {
+        ipv4(&n.sim, n.lan)
+            .into_iter()
+            .filter(|(_, l3, f)| f[l3 + 9] == 1 && f[l3 + 20] == 11)
+            .collect::<Vec<_>>()
+    };
+    n.sim.inject(
+        n.inside,
+        0,
+        udp_frame([0xff; 6], INSIDE, OUTSIDE, 1, 1000, None),
+    );
+    n.sim.run_for(Duration::from_secs(1));
+    assert!(
+        time_exceeded(&n).is_empty(),
+        "an error about a broadcast frame"
+    );
+    let router_mac = n.sim.mac(n.router, 0).unwrap();
+    let frame = udp_frame(router_mac, INSIDE, OUTSIDE, 1, 1000, None);
     n.sim.inject(n.inside, 0, frame.clone());
     n.sim.run_for(Duration::from_secs(1));
-    let err = ipv4(&n.sim, n.lan)
-        .into_iter()
-        .find(|(_, l3, f)| f[l3 + 9] == 1 && f[l3 + 20] == 11)
-        .expect("a time exceeded");
-    let (_, l3, f) = err;
+    let (_, l3, f) = time_exceeded(&n).pop().expect("a time exceeded");
     let ip = &f[l3..];
     assert_eq!(u16::from_be_bytes([ip[2], ip[3]]), 576);
     assert_eq!(ip[1], 0xc0);
@@ -272,13 +290,14 @@ fn a_vlan_tagged_frame_is_forwarded_with_its_ttl_decremented_and_its_id_intact()
     let mut sim = Sim::builder().seed(3).build();
     let a = sim.segment("a", LinkParams::default());
     let b = sim.segment("b", LinkParams::default());
-    sim.router(
-        "r",
-        RouterConfig::new()
-            .interface("a0", a, Ipv4Addr::new(10, 0, 1, 1), 24, Role::Inside)
-            .interface("b0", b, Ipv4Addr::new(10, 0, 2, 1), 24, Role::Outside),
-    )
-    .unwrap();
+    let r = sim
+        .router(
+            "r",
+            RouterConfig::new()
+                .interface("a0", a, Ipv4Addr::new(10, 0, 1, 1), 24, Role::Inside)
+                .interface("b0", b, Ipv4Addr::new(10, 0, 2, 1), 24, Role::Outside),
+        )
+        .unwrap();
     let client = sim
         .host(
             "client",
@@ -295,6 +314,7 @@ fn a_vlan_tagged_frame_is_forwarded_with_its_ttl_decremented_and_its_id_intact()
     sim.run_for(Duration::from_millis(10));
     for ttl in [64u8, 255] {
         let f = udp_frame(
+            sim.mac(r, 0).unwrap(),
             Ipv4Addr::new(10, 0, 1, 5),
             Ipv4Addr::new(10, 0, 2, 5),
             ttl,
@@ -314,9 +334,16 @@ fn a_vlan_tagged_frame_is_forwarded_with_its_ttl_decremented_and_its_id_intact()
     }
 }
 
-/// Ethernet II (optionally one 802.1Q tag), IPv4 with ID 0x4242 and DF
-/// clear, UDP 5000 -> 7 with `len` payload bytes.
-fn udp_frame(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, len: usize, vlan: Option<u16>) -> Vec<u8> {
+/// Ethernet II to `to` (optionally one 802.1Q tag), IPv4 with ID 0x4242
+/// and DF clear, UDP 5000 -> 7 with `len` payload bytes.
+fn udp_frame(
+    to: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    len: usize,
+    vlan: Option<u16>,
+) -> Vec<u8> {
     let mut ip = vec![0u8; 20 + 8 + len];
     let total = ip.len() as u16;
     ip[0] = 0x45;
@@ -341,7 +368,7 @@ fn udp_frame(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, len: usize, vlan: Option<u16
     for (k, b) in ip[28..].iter_mut().enumerate() {
         *b = k as u8;
     }
-    let mut f = vec![0xff; 6];
+    let mut f = to.to_vec();
     f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x55]);
     if let Some(tci) = vlan {
         f.extend_from_slice(&[0x81, 0x00]);

@@ -73,20 +73,21 @@ impl NatEngine {
             FilterAction::Accept => None,
             FilterAction::Drop => Some(self.drop(f.proto, reason, trace)),
             FilterAction::Reject(with) => {
-                let kind = match (with, p.l4_kind) {
+                let (kind, from) = match (with, p.l4_kind) {
                     (RejectWith::TcpReset, L4::Tcp { .. }) => {
-                        reply::tcp_rst(frame, p).then_some(ReplyKind::TcpRst)
+                        (Some(ReplyKind::TcpRst), p.flow.dst.addr)
                     }
                     (
                         RejectWith::IcmpPortUnreachable,
                         L4::Tcp { .. } | L4::Udp | L4::IcmpQuery { .. },
                     ) => {
                         let from = self.cfg.iface(ingress).map_or(p.flow.dst.addr, |i| i.addr);
-                        reply::icmp_unreachable(frame, p, from, 3);
-                        Some(ReplyKind::IcmpPortUnreachable)
+                        (Some(ReplyKind::IcmpPortUnreachable), from)
                     }
-                    _ => None,
+                    _ => (None, p.flow.dst.addr),
                 };
+                // nf_send_reset / nf_send_unreach (nf_reject_ipv4.c).
+                let kind = kind.filter(|&k| self.answer(frame, k, from, reply::ResetBy::Netfilter));
                 match kind {
                     Some(kind) => {
                         self.stats.replies += 1;

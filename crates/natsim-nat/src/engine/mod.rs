@@ -87,6 +87,9 @@ pub struct NatEngine {
     refragment: Option<u16>,
     /// See [`NatEngine::set_batch_prefetch_from`].
     prefetch_from: usize,
+    /// IP ID of the next ICMP error the engine sends (Linux numbers its
+    /// errors from a running counter; DF is clear on them).
+    icmp_id: u16,
 }
 
 /// [`crate::Timeouts`] pre-converted to microseconds.
@@ -178,6 +181,7 @@ impl NatEngine {
             frags: crate::defrag::Fragments::default(),
             refragment: None,
             prefetch_from: batch::PREFETCH_FROM,
+            icmp_id: (cfg.seed ^ (cfg.seed >> 16) ^ 0x4e53) as u16,
             table,
             cfg,
         })
@@ -420,6 +424,33 @@ impl NatEngine {
             return self.tracked(now, ingress, frame, p, id, dir, routes, trace);
         }
         self.new_flow(now, ingress, frame, p, routes, trace)
+    }
+
+    /// Replaces `frame` with the answer `kind`, sent from `from` (a RST
+    /// as `by` builds it) the way the kernel does ([`reply`]); false,
+    /// leaving `frame`, where the kernel sends none (a RST for a RST, an
+    /// error about an error, ...).
+    fn answer(
+        &mut self,
+        frame: &mut Vec<u8>,
+        kind: ReplyKind,
+        from: Ipv4Addr,
+        by: reply::ResetBy,
+    ) -> bool {
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&frame[0..6]);
+        let built = match kind {
+            ReplyKind::TcpRst => reply::tcp_reset(frame, mac, by),
+            ReplyKind::IcmpPortUnreachable => {
+                let e = reply::IcmpError::PORT_UNREACHABLE;
+                let built = reply::icmp_error(frame, from, mac, self.icmp_id, e);
+                if built.is_some() {
+                    self.icmp_id = self.icmp_id.wrapping_add(1);
+                }
+                built
+            }
+        };
+        built.map(|b| *frame = b).is_some()
     }
 
     /// An ICMP error: planned by [`icmp::plan`], counted and routed here.

@@ -565,14 +565,14 @@ impl NatEngine {
     ) -> Verdict {
         let proto = p.flow.proto;
         if self.cfg.behaviour.unsolicited == Unsolicited::Reject && ingress != IfaceId::LOCAL {
+            // The stack's answers: tcp_v4_send_reset, and __udp4_lib_rcv's
+            // port unreachable from the address the packet was sent to.
             let kind = match p.l4_kind {
-                L4::Tcp { .. } => reply::tcp_rst(frame, p).then_some(ReplyKind::TcpRst),
-                L4::Udp => {
-                    reply::icmp_unreachable(frame, p, p.flow.dst.addr, 3);
-                    Some(ReplyKind::IcmpPortUnreachable)
-                }
+                L4::Tcp { .. } => Some(ReplyKind::TcpRst),
+                L4::Udp => Some(ReplyKind::IcmpPortUnreachable),
                 _ => None,
-            };
+            }
+            .filter(|&k| self.answer(frame, k, p.flow.dst.addr, reply::ResetBy::Stack));
             if let Some(kind) = kind {
                 self.stats.replies += 1;
                 self.stats.count_drop(reason);

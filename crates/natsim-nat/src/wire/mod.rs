@@ -4,4 +4,4 @@
 
 pub mod dcerpc;
 pub mod fragment;
-pub(crate) mod reply;
+pub mod reply;

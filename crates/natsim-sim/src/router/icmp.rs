@@ -2,6 +2,7 @@
 //! fragmentation needed (RFC 1191, RFC 1812 §5.2.7.1), unreachables.
 
 use super::*;
+use natsim_nat::wire::reply;
 
 impl Router {
     /// Drops an expiring frame with an ICMP time exceeded to its sender
@@ -49,8 +50,9 @@ impl Router {
         });
         true
     }
-    /// An ICMP error about `frame` out of `ingress` (see
-    /// [`packet::icmp_error`]), with the router's next IP ID.
+    /// An ICMP error about `frame` out of `ingress`, built as the kernel's
+    /// `__icmp_send` does ([`reply::icmp_error`]), with the router's next
+    /// IP ID.
     pub(super) fn icmp_error_full(
         &mut self,
         ingress: usize,
@@ -61,7 +63,12 @@ impl Router {
         out: &mut Outcome,
     ) {
         let i = &self.ifaces[ingress];
-        if let Some(buf) = icmp_error(frame, i.addr, i.mac, self.ip_id, (icmp_type, code, mtu)) {
+        let error = reply::IcmpError {
+            icmp_type,
+            code,
+            mtu,
+        };
+        if let Some(buf) = reply::icmp_error(frame, i.addr, i.mac, self.ip_id, error) {
             self.ip_id = self.ip_id.wrapping_add(1);
             out.originated.push((ingress, buf));
         }

@@ -3,6 +3,7 @@
 //! the router answers).
 
 use super::*;
+use natsim_nat::wire::reply;
 
 impl Router {
     /// The destination port if this frame is for one of the local stack's
@@ -63,7 +64,8 @@ impl Router {
                 }
             }
             IpProtocol::Tcp if self.reject_closed_ports => {
-                if let Some(rst) = closed_port_rst(&frame) {
+                let mac = self.ifaces[ingress].mac;
+                if let Some(rst) = reply::tcp_reset(&frame, mac, reply::ResetBy::Stack) {
                     out.step(|| Step::Local {
                         text: "closed port: the router's stack answers RST".into(),
                     });

@@ -10,7 +10,7 @@ impl Sim {
         SegmentId(self.segments.len() - 1)
     }
 
-    pub(super) fn mac(node: usize, iface: usize) -> [u8; 6] {
+    pub(super) fn mac_of(node: usize, iface: usize) -> [u8; 6] {
         [0x02, 0x4e, 0x53, (node >> 8) as u8, node as u8, iface as u8]
     }
 
@@ -62,7 +62,7 @@ impl Sim {
         let mtu = self.segments[cfg.segment.0].params.mtu;
         let host = Host::new(
             info,
-            Self::mac(id, 0),
+            Self::mac_of(id, 0),
             mtu,
             cfg.tcp,
             self.component_seed(id),
@@ -92,7 +92,7 @@ impl Sim {
                 addr: *addr,
                 prefix_len: *len,
                 role: *role,
-                mac: Self::mac(id, k),
+                mac: Self::mac_of(id, k),
                 mtu: self.segments[seg.0].params.mtu,
             });
         }
@@ -118,7 +118,7 @@ impl Sim {
             }
             None => None,
         };
-        let local_mac = Self::mac(id, 0xff);
+        let local_mac = Self::mac_of(id, 0xff);
         let mut router = Router::new(name, ifaces, cfg.routes, nat, owned, local_mac);
         router.local_services = cfg.local_services.iter().copied().collect();
         router.mss_clamp = cfg.mss_clamp;

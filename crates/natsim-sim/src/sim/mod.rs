@@ -242,6 +242,15 @@ impl Sim {
         &self.names[id.0]
     }
 
+    /// The MAC address of `node`'s interface `iface`, for a frame handed
+    /// to [`inject`](Self::inject) that must reach it as unicast (a Linux
+    /// router forwards, and answers with ICMP errors, only frames sent to
+    /// its own MAC); None out of range.
+    pub fn mac(&self, node: NodeId, iface: usize) -> Option<[u8; 6]> {
+        let attached = self.attach.get(node.0)?;
+        (iface < attached.len()).then(|| Self::mac_of(node.0, iface))
+    }
+
     /// The host's (or local stack's) app log.
     pub fn log(&self, node: NodeId) -> &[crate::app::AppEvent] {
         self.host_of(node).map_or(&[], |h| &h.log)
