@@ -1,4 +1,4 @@
-//! Byte fixtures captured from Linux 6.1 (two network namespaces and a
+//! Byte fixtures captured from Linux 6.18 (two network namespaces and a
 //! veth pair; the router answering from its stack and from an nftables
 //! `forward` chain with `reject` and `reject with tcp reset`): each test
 //! feeds the kernel's input frame to the builder and expects the kernel's
