@@ -399,7 +399,22 @@ impl Router {
             });
             return;
         }
-        // ip_forward's order: TTL expiry, then the MTU, then the decrement.
+        // ip_forward's order: a frame not sent to this host's MAC, TTL
+        // expiry, then the MTU, then the decrement.
+        if transit && frame[0] & 1 != 0 {
+            // ip_forward forwards PACKET_HOST frames only: one sent to a
+            // link-layer broadcast or multicast address is dropped.
+            let reason =
+                "not forwarded: sent to a link-layer broadcast or multicast address".to_string();
+            out.step(|| Step::Dropped {
+                reason: reason.clone(),
+            });
+            out.disposition = Some(Disposition::Dropped {
+                node: self.name.clone(),
+                reason,
+            });
+            return;
+        }
         let ttl = frame[l3 + 8];
         if transit && ttl <= 1 {
             self.ttl_exceeded(ingress, &frame, out);

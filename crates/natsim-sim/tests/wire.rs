@@ -283,6 +283,27 @@ fn router_icmp_errors_quote_up_to_576_bytes_with_linux_header_fields() {
     assert_eq!(&ip[28..576], &frame[14..14 + 548]);
 }
 
+/// Linux's ip_forward forwards only frames sent to the router's own MAC
+/// (PACKET_HOST): the same datagram to the link-layer broadcast address
+/// stays on the LAN.
+#[test]
+fn a_link_layer_broadcast_is_not_forwarded() {
+    let mut n = net(TcpProfile::windows());
+    n.sim.run_for(Duration::from_millis(10));
+    let router_mac = n.sim.mac(n.router, 0).unwrap();
+    for (to, forwarded) in [([0xff; 6], false), (router_mac, true)] {
+        let before = ipv4(&n.sim, n.wan).len();
+        n.sim
+            .inject(n.inside, 0, udp_frame(to, INSIDE, OUTSIDE, 64, 40, None));
+        n.sim.run_for(Duration::from_secs(1));
+        let udp_out = ipv4(&n.sim, n.wan)[before..]
+            .iter()
+            .filter(|(_, l3, f)| f[l3 + 9] == 17)
+            .count();
+        assert_eq!(udp_out, usize::from(forwarded), "to {to:02x?}");
+    }
+}
+
 /// An 802.1Q-tagged frame through a plain router: TTL and checksum at the
 /// tagged offsets, the IP ID untouched; TTL 255 stays a valid checksum.
 #[test]
