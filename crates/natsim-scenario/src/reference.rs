@@ -204,7 +204,7 @@ A field the action does not take is an error.\n\n\
 /// The action table, generated from the loader's own list.
 pub fn actions_table() -> String {
     let mut s = String::new();
-    for (a, fields) in crate::lower::step::ACTIONS {
+    for (a, fields) in crate::lower::action::ACTIONS {
         let f = if fields.is_empty() {
             "`duration` (required)".to_string()
         } else {

@@ -2,6 +2,7 @@
 //! every string parsed, every name resolved to an index, every problem
 //! located. Steps are lowered in [`step`], NAT tables in [`nat`].
 
+pub mod action;
 pub mod ims;
 pub mod nat;
 pub mod step;

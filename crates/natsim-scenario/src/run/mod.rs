@@ -9,6 +9,7 @@
 
 mod act;
 mod check;
+mod inspect;
 
 use crate::build::{build, Built};
 use crate::diag::Problem;
