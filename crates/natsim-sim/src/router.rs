@@ -110,6 +110,9 @@ pub(crate) struct Router {
     pub nat_log: Vec<(Instant, String)>,
     /// IP ID of the next packet the router itself builds (ICMP errors).
     ip_id: u16,
+    /// Linux's ICMP error rate limits, for the errors the router and its
+    /// NAT send.
+    icmp_limit: natsim_nat::wire::reply::IcmpRateLimit,
     pub mss_clamp: Option<MssClamp>,
     pub block_icmp: bool,
     /// Answer echo requests to the router's own addresses.
@@ -147,6 +150,7 @@ impl Router {
             local_services: BTreeSet::new(),
             nat_log: Vec::new(),
             ip_id: u16::from_be_bytes([local_mac[4], local_mac[5]]) ^ 0x3a5c,
+            icmp_limit: Default::default(),
             mss_clamp: None,
             block_icmp: false,
             answer_ping: true,
@@ -247,7 +251,7 @@ impl Router {
         // sender sent it, so the sender can match it to its socket.
         if let Some(ip) = ipv4_of(&frame) {
             if ip.hop_limit() <= 1 && !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr()) {
-                self.ttl_exceeded(iface, &frame, out);
+                self.ttl_exceeded(now, iface, &frame, out);
                 return;
             }
             let transit = !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr());
@@ -274,7 +278,7 @@ impl Router {
             // Like the TTL, the MTU is checked in ip_forward before
             // postrouting NAT: the error quotes what the sender sent.
             if let Route::Forward { iface: e, .. } = self.route(ip.dst_addr()) {
-                if self.frag_needed(iface, usize::from(e.0), &frame, None, out) {
+                if self.frag_needed(now, iface, usize::from(e.0), &frame, None, out) {
                     return;
                 }
             }
@@ -333,6 +337,21 @@ impl Router {
                 self.deliver_local(now, ingress, frame, out);
             }
             Verdict::Reply { iface } => {
+                // The NAT's ICMP errors come from the router's stack in
+                // Linux, and share its rate limits.
+                if let Some((to, error)) = natsim_nat::wire::reply::icmp_error_in(&frame) {
+                    if let Err(why) = self.icmp_limit.allow(now, to, error) {
+                        let reason = format!("no ICMP error sent: {why}");
+                        out.step(|| Step::Dropped {
+                            reason: reason.clone(),
+                        });
+                        out.disposition = Some(Disposition::Dropped {
+                            node: self.name.clone(),
+                            reason,
+                        });
+                        return;
+                    }
+                }
                 let answer = crate::trace::summarize(&frame);
                 out.disposition = Some(Disposition::AnsweredByNat {
                     node: self.name.clone(),
@@ -363,7 +382,14 @@ impl Router {
                 let node = self.name.clone();
                 out.disposition = Some(match reason {
                     natsim_nat::DropReason::NoRoute => {
-                        self.icmp_error(ingress, &frame, Icmpv4Message::DstUnreachable, 0, out);
+                        self.icmp_error(
+                            now,
+                            ingress,
+                            &frame,
+                            Icmpv4Message::DstUnreachable,
+                            0,
+                            out,
+                        );
                         Disposition::NoRoute { node }
                     }
                     r if r.is_nat_filter() => Disposition::DroppedByNatFilter {
@@ -433,7 +459,13 @@ impl Router {
     }
 
     /// A host-unreachable error for a frame whose next hop never answered.
-    pub fn unreachable(&mut self, frame: &[u8], iface_hint: usize, out: &mut Outcome) {
+    pub fn unreachable(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        iface_hint: usize,
+        out: &mut Outcome,
+    ) {
         // Send it back out of the interface the source is reachable on.
         let ingress = ipv4_of(frame)
             .and_then(|ip| match self.route(ip.src_addr()) {
@@ -441,7 +473,7 @@ impl Router {
                 _ => None,
             })
             .unwrap_or(iface_hint);
-        self.icmp_error(ingress, frame, Icmpv4Message::DstUnreachable, 1, out);
+        self.icmp_error(now, ingress, frame, Icmpv4Message::DstUnreachable, 1, out);
     }
 }
 

@@ -541,3 +541,67 @@ fn a_drop_profile_router_still_answers_pings_on_its_wan_address() {
         assert_eq!(replied, answer);
     }
 }
+
+/// ICMP errors on a wire from `from` to `to`.
+fn icmp_errors(sim: &Sim, seg: SegmentId, from: Ipv4Addr, to: Ipv4Addr) -> usize {
+    ipv4(sim, seg)
+        .into_iter()
+        .filter(|(_, l3, f)| {
+            f[l3 + 9] == 1
+                && f[l3 + 20] == 3
+                && src_of(f, *l3) == from
+                && f[l3 + 16..l3 + 20] == to.octets()
+        })
+        .count()
+}
+
+/// Linux rate-limits the ICMP errors a router sends per destination
+/// (icmp_ratelimit 1000 ms, burst 6; measured in network namespaces:
+/// twenty datagrams to closed ports in a burst drew six port
+/// unreachables, and one more 1.5 s later). That holds for the router's
+/// own stack and for the NAT's answers to unsolicited traffic alike.
+#[test]
+fn a_burst_to_closed_ports_draws_six_port_unreachables() {
+    // The router's own stack (its inside address).
+    let mut n = net(TcpProfile::windows());
+    n.sim.run_for(Duration::from_millis(10));
+    let mac = n.sim.mac(n.router, 0).unwrap();
+    for _ in 0..20 {
+        n.sim
+            .inject(n.inside, 0, udp_frame(mac, INSIDE, LAN_GW, 64, 8, None));
+    }
+    n.sim.run_for(Duration::from_millis(1500));
+    assert_eq!(icmp_errors(&n.sim, n.lan, LAN_GW, INSIDE), 6);
+    for _ in 0..5 {
+        n.sim
+            .inject(n.inside, 0, udp_frame(mac, INSIDE, LAN_GW, 64, 8, None));
+    }
+    n.sim.run_for(Duration::from_millis(100));
+    assert_eq!(icmp_errors(&n.sim, n.lan, LAN_GW, INSIDE), 7);
+
+    // The NAT's answer to unsolicited UDP at its outside address.
+    let mut sim = Sim::builder().seed(7).build();
+    let lan = sim.segment("lan", LinkParams::default());
+    let wan = sim.segment("internet", LinkParams::default());
+    let router = sim
+        .router(
+            "fw",
+            RouterConfig::new()
+                .interface("lan0", lan, LAN_GW, 24, Role::Inside)
+                .interface("wan0", wan, WAN_ADDR, 24, Role::Outside)
+                .nat(Behaviour::linux(), |c| {
+                    c.rules.masquerade("masq", IfaceId(1), None);
+                }),
+        )
+        .unwrap();
+    let outside = sim
+        .host("outside", HostConfig::new(wan, OUTSIDE, 24))
+        .unwrap();
+    sim.run_for(Duration::from_millis(10));
+    let mac = sim.mac(router, 1).unwrap();
+    for _ in 0..20 {
+        sim.inject(outside, 0, udp_frame(mac, OUTSIDE, WAN_ADDR, 64, 8, None));
+    }
+    sim.run_for(Duration::from_millis(500));
+    assert_eq!(icmp_errors(&sim, wan, WAN_ADDR, OUTSIDE), 6);
+}

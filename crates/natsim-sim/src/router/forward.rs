@@ -45,11 +45,11 @@ impl Router {
         }
         let ttl = frame[l3 + 8];
         if transit && ttl <= 1 {
-            self.ttl_exceeded(ingress, &frame, out);
+            self.ttl_exceeded(now, ingress, &frame, out);
             return;
         }
         let arrived = out.arrived.take();
-        if self.frag_needed(ingress, out_iface, &frame, arrived.as_deref(), out) {
+        if self.frag_needed(now, ingress, out_iface, &frame, arrived.as_deref(), out) {
             return;
         }
         if transit {

@@ -7,8 +7,14 @@ use natsim_nat::wire::reply;
 impl Router {
     /// Drops an expiring frame with an ICMP time exceeded to its sender
     /// (RFC 1812 §5.3.1, §4.3.2.2).
-    pub(super) fn ttl_exceeded(&mut self, ingress: usize, frame: &[u8], out: &mut Outcome) {
-        self.icmp_error(ingress, frame, Icmpv4Message::TimeExceeded, 0, out);
+    pub(super) fn ttl_exceeded(
+        &mut self,
+        now: Instant,
+        ingress: usize,
+        frame: &[u8],
+        out: &mut Outcome,
+    ) {
+        self.icmp_error(now, ingress, frame, Icmpv4Message::TimeExceeded, 0, out);
         out.step(|| Step::Dropped {
             reason: "TTL exceeded".into(),
         });
@@ -22,6 +28,7 @@ impl Router {
     /// given. Returns true if it was.
     pub(super) fn frag_needed(
         &mut self,
+        now: Instant,
         ingress: usize,
         egress: usize,
         frame: &[u8],
@@ -35,7 +42,15 @@ impl Router {
         if usize::from(ip.total_len()) <= mtu || !ip.dont_frag() {
             return false;
         }
-        self.icmp_error_full(ingress, arrived.unwrap_or(frame), 3, 4, mtu as u16, out);
+        self.icmp_error_full(
+            now,
+            ingress,
+            arrived.unwrap_or(frame),
+            3,
+            4,
+            mtu as u16,
+            out,
+        );
         let reason = format!(
             "fragmentation needed: {} bytes with DF over {}'s MTU {mtu}",
             ip.total_len(),
@@ -55,6 +70,7 @@ impl Router {
     /// IP ID.
     pub(super) fn icmp_error_full(
         &mut self,
+        now: Instant,
         ingress: usize,
         frame: &[u8],
         icmp_type: u8,
@@ -68,13 +84,24 @@ impl Router {
             code,
             mtu,
         };
-        if let Some(buf) = reply::icmp_error(frame, i.addr, i.mac, self.ip_id, error) {
-            self.ip_id = self.ip_id.wrapping_add(1);
-            out.originated.push((ingress, buf));
+        let Some(buf) = reply::icmp_error(frame, i.addr, i.mac, self.ip_id, error) else {
+            return;
+        };
+        // It goes to the offending packet's source, which the builder
+        // found to be a valid IPv4 header.
+        let to = ipv4_of(frame).map_or(Ipv4Addr::UNSPECIFIED, |ip| ip.src_addr());
+        if let Err(why) = self.icmp_limit.allow(now, to, error) {
+            out.step(|| Step::Local {
+                text: format!("no ICMP error sent: {why}"),
+            });
+            return;
         }
+        self.ip_id = self.ip_id.wrapping_add(1);
+        out.originated.push((ingress, buf));
     }
     pub(super) fn icmp_error(
         &mut self,
+        now: Instant,
         ingress: usize,
         frame: &[u8],
         msg: Icmpv4Message,
@@ -85,6 +112,6 @@ impl Router {
             Icmpv4Message::TimeExceeded => 11,
             _ => 3,
         };
-        self.icmp_error_full(ingress, frame, t, code, 0, out);
+        self.icmp_error_full(now, ingress, frame, t, code, 0, out);
     }
 }

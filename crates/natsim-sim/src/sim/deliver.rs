@@ -160,7 +160,7 @@ impl Sim {
                         return;
                     };
                     let mut o = Outcome::new(self.tracing);
-                    r.unreachable(&frame, 0, &mut o);
+                    r.unreachable(now, &frame, 0, &mut o);
                     let node_name = r.name.clone();
                     self.set_disposition(trace, Disposition::HostUnreachable { node: node_name });
                     self.router_outcome(node, None, trace, o);

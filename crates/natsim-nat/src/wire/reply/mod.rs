@@ -18,6 +18,9 @@
 use crate::checksum::{checksum, pseudo_header_sum, sum};
 use std::net::Ipv4Addr;
 
+mod limit;
+pub use limit::{IcmpRateLimit, Limited};
+
 /// Bytes of the offending datagram an ICMP error quotes at most: the
 /// whole error then fits 576 bytes (RFC 1812 §4.3.2.3; `__icmp_send`'s
 /// `room`).
@@ -258,6 +261,23 @@ pub fn icmp_error(
     let c = checksum(&out[t..]);
     out[t + 2..t + 4].copy_from_slice(&c.to_be_bytes());
     Some(out)
+}
+
+/// The destination and kind of the ICMP error in `frame`, if it holds
+/// one (as [`icmp_error`] builds them): what a rate limit needs to know.
+pub fn icmp_error_in(frame: &[u8]) -> Option<(Ipv4Addr, IcmpError)> {
+    let o = Offending::parse(frame)?;
+    let icmp = o.payload();
+    if o.proto() != 1 || icmp.len() < 8 || !matches!(icmp[0], 3 | 4 | 5 | 11 | 12) {
+        return None;
+    }
+    let mtu = u16::from_be_bytes([icmp[6], icmp[7]]);
+    let error = IcmpError {
+        icmp_type: icmp[0],
+        code: icmp[1],
+        mtu: if icmp[0] == 3 && icmp[1] == 4 { mtu } else { 0 },
+    };
+    Some((o.dst(), error))
 }
 
 #[cfg(test)]

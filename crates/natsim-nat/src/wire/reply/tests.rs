@@ -179,3 +179,22 @@ fn the_quote_stops_at_576_bytes_in_all() {
     assert_eq!(&e[34 + 6..34 + 8], &1280u16.to_be_bytes());
     assert_eq!(checksum(&e[34..]), 0);
 }
+
+#[test]
+fn an_error_reads_back_as_built() {
+    let e = icmp_error(
+        &hex(UDP_TO_ROUTER),
+        ROUTER,
+        ROUTER_MAC,
+        7,
+        IcmpError::frag_needed(1400),
+    )
+    .unwrap();
+    let to = Ipv4Addr::new(10, 9, 0, 2);
+    assert_eq!(icmp_error_in(&e), Some((to, IcmpError::frag_needed(1400))));
+    assert_eq!(
+        icmp_error_in(&tagged(&e)),
+        Some((to, IcmpError::frag_needed(1400)))
+    );
+    assert_eq!(icmp_error_in(&hex(UDP_TO_ROUTER)), None);
+}
