@@ -42,15 +42,8 @@ impl Router {
         if usize::from(ip.total_len()) <= mtu || !ip.dont_frag() {
             return false;
         }
-        self.icmp_error_full(
-            now,
-            ingress,
-            arrived.unwrap_or(frame),
-            3,
-            4,
-            mtu as u16,
-            out,
-        );
+        let error = reply::IcmpError::frag_needed(mtu as u16);
+        self.icmp_error_full(now, ingress, arrived.unwrap_or(frame), error, out);
         let reason = format!(
             "fragmentation needed: {} bytes with DF over {}'s MTU {mtu}",
             ip.total_len(),
@@ -73,17 +66,10 @@ impl Router {
         now: Instant,
         ingress: usize,
         frame: &[u8],
-        icmp_type: u8,
-        code: u8,
-        mtu: u16,
+        error: reply::IcmpError,
         out: &mut Outcome,
     ) {
         let i = &self.ifaces[ingress];
-        let error = reply::IcmpError {
-            icmp_type,
-            code,
-            mtu,
-        };
         let Some(buf) = reply::icmp_error(frame, i.addr, i.mac, self.ip_id, error) else {
             return;
         };
@@ -112,6 +98,11 @@ impl Router {
             Icmpv4Message::TimeExceeded => 11,
             _ => 3,
         };
-        self.icmp_error_full(now, ingress, frame, t, code, 0, out);
+        let error = reply::IcmpError {
+            icmp_type: t,
+            code,
+            mtu: 0,
+        };
+        self.icmp_error_full(now, ingress, frame, error, out);
     }
 }

@@ -76,7 +76,13 @@ impl Router {
                 out.step(|| Step::Local {
                     text: "closed port: the router's stack answers port unreachable".into(),
                 });
-                self.icmp_error_full(now, ingress, &frame, 3, 3, 0, out);
+                self.icmp_error_full(
+                    now,
+                    ingress,
+                    &frame,
+                    reply::IcmpError::PORT_UNREACHABLE,
+                    out,
+                );
             }
             _ => {}
         }
