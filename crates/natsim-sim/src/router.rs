@@ -256,13 +256,7 @@ impl Router {
             }
             let transit = !Self::is_mine(&self.ifaces, &self.owned, ip.dst_addr());
             if transit && self.block_icmp && ip.next_header() == IpProtocol::Icmp {
-                out.step(|| Step::Dropped {
-                    reason: "ICMP filtered".into(),
-                });
-                out.disposition = Some(Disposition::Dropped {
-                    node: self.name.clone(),
-                    reason: "ICMP filtered".into(),
-                });
+                self.drop_frame("ICMP filtered".into(), out);
                 return;
             }
             // A DF packet that may not fit some egress MTU: keep it as it
@@ -341,14 +335,7 @@ impl Router {
                 // Linux, and share its rate limits.
                 if let Some((to, error)) = natsim_nat::wire::reply::icmp_error_in(&frame) {
                     if let Err(why) = self.icmp_limit.allow(now, to, error) {
-                        let reason = format!("no ICMP error sent: {why}");
-                        out.step(|| Step::Dropped {
-                            reason: reason.clone(),
-                        });
-                        out.disposition = Some(Disposition::Dropped {
-                            node: self.name.clone(),
-                            reason,
-                        });
+                        self.drop_frame(format!("no ICMP error sent: {why}"), out);
                         return;
                     }
                 }
@@ -456,6 +443,17 @@ impl Router {
             }
         }
         at.map(|a| a.max(now))
+    }
+
+    /// Drops the frame in hand: a `Dropped` step and disposition saying why.
+    pub(super) fn drop_frame(&self, reason: String, out: &mut Outcome) {
+        out.step(|| Step::Dropped {
+            reason: reason.clone(),
+        });
+        out.disposition = Some(Disposition::Dropped {
+            node: self.name.clone(),
+            reason,
+        });
     }
 
     /// A host-unreachable error for a frame whose next hop never answered.

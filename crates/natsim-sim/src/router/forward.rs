@@ -32,15 +32,8 @@ impl Router {
         if transit && frame[0] & 1 != 0 {
             // ip_forward forwards PACKET_HOST frames only: one sent to a
             // link-layer broadcast or multicast address is dropped.
-            let reason =
-                "not forwarded: sent to a link-layer broadcast or multicast address".to_string();
-            out.step(|| Step::Dropped {
-                reason: reason.clone(),
-            });
-            out.disposition = Some(Disposition::Dropped {
-                node: self.name.clone(),
-                reason,
-            });
+            let reason = "not forwarded: sent to a link-layer broadcast or multicast address";
+            self.drop_frame(reason.into(), out);
             return;
         }
         let ttl = frame[l3 + 8];

@@ -49,13 +49,7 @@ impl Router {
             ip.total_len(),
             self.ifaces[egress].name
         );
-        out.step(|| Step::Dropped {
-            reason: reason.clone(),
-        });
-        out.disposition = Some(Disposition::Dropped {
-            node: self.name.clone(),
-            reason,
-        });
+        self.drop_frame(reason, out);
         true
     }
     /// An ICMP error about `frame` out of `ingress`, built as the kernel's
