@@ -20,6 +20,12 @@
 //! The kernel spends 0–2 global credits per error at random (against
 //! side channels); here each spends one, the kernel's average, so runs
 //! stay deterministic.
+//!
+//! The engine does not apply these limits itself: in Linux they belong to
+//! the stack, so the simulator's router owns one `IcmpRateLimit` for its
+//! own errors and its NAT's answers alike. A program that drives the
+//! engine directly can do the same with [`IcmpRateLimit::allow`] on each
+//! `Verdict::Reply` that [`super::icmp_error_in`] recognises.
 
 use super::IcmpError;
 use crate::time::Instant;
