@@ -198,3 +198,144 @@ fn an_error_reads_back_as_built() {
     );
     assert_eq!(icmp_error_in(&hex(UDP_TO_ROUTER)), None);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An Ethernet frame holding an IPv4 datagram with a valid header and
+    /// hostile fields: any protocol, TOS, flags and fragment offset, any
+    /// addresses, a total length that may disagree with what arrived, an
+    /// optional VLAN tag, and any payload (a TCP header often enough for
+    /// the RST path to be taken).
+    pub(super) fn frame() -> impl Strategy<Value = Vec<u8>> {
+        (
+            any::<bool>(),
+            // Mostly unicast, as a router's MAC would be.
+            prop_oneof![3 => Just(ROUTER_MAC), 1 => any::<[u8; 6]>()],
+            prop_oneof![3 => Just(6u8), 2 => Just(17), 2 => Just(1), 1 => any::<u8>()],
+            any::<u8>(),
+            prop_oneof![3 => Just(0u16), 3 => Just(0x4000), 1 => any::<u16>()],
+            any::<[u32; 2]>(),
+            proptest::collection::vec(any::<u8>(), 0..1500),
+            prop_oneof![Just(0i32), -40..40i32],
+        )
+            .prop_map(|(vlan, dst_mac, proto, tos, frag, addrs, payload, skew)| {
+                let mut f = dst_mac.to_vec();
+                f.extend_from_slice(&[2, 0, 0, 0, 0, 9]);
+                if vlan {
+                    f.extend_from_slice(&[0x81, 0x00, 0x00, 0x07]);
+                }
+                f.extend_from_slice(&[0x08, 0x00]);
+                let l3 = f.len();
+                let total = (20 + payload.len() as i32 + skew).clamp(0, 0xffff) as u16;
+                f.extend_from_slice(&[0x45, tos]);
+                f.extend_from_slice(&total.to_be_bytes());
+                f.extend_from_slice(&[0x12, 0x34]);
+                f.extend_from_slice(&frag.to_be_bytes());
+                f.extend_from_slice(&[64, proto, 0, 0]);
+                f.extend_from_slice(&addrs[0].to_be_bytes());
+                f.extend_from_slice(&addrs[1].to_be_bytes());
+                let c = checksum(&f[l3..l3 + 20]);
+                f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
+                f.extend_from_slice(&payload);
+                f
+            })
+    }
+
+    fn l3(f: &[u8]) -> usize {
+        if f[12..14] == [0x81, 0x00] {
+            18
+        } else {
+            14
+        }
+    }
+
+    proptest! {
+        /// Whatever arrives, an error is either not sent or a well-formed
+        /// answer to the sender: valid checksums, at most 576 bytes, the
+        /// offending datagram quoted from its first byte, DF clear, and
+        /// never about an ICMP error or a non-first fragment.
+        #[test]
+        fn an_icmp_error_is_well_formed_or_absent(f in frame(), id in any::<u16>()) {
+            let Some(e) = icmp_error(&f, ROUTER, ROUTER_MAC, id, IcmpError::PORT_UNREACHABLE) else {
+                return Ok(());
+            };
+            let (i, o) = (l3(&f), l3(&e));
+            prop_assert_eq!(i, o, "the VLAN tag is kept");
+            prop_assert_eq!(&e[0..6], &f[6..12]);
+            prop_assert_eq!(checksum(&e[o..o + 20]), 0);
+            prop_assert_eq!(checksum(&e[o + 20..]), 0);
+            let total = usize::from(u16::from_be_bytes([e[o + 2], e[o + 3]]));
+            prop_assert_eq!(total, e.len() - o);
+            prop_assert!(total <= 576);
+            prop_assert_eq!(e[o + 6] & 0x40, 0, "DF clear");
+            prop_assert_eq!(&e[o + 16..o + 20], &f[i + 12..i + 16], "to the sender");
+            let quoted = &e[o + 28..];
+            prop_assert_eq!(quoted, &f[i..i + quoted.len()]);
+            prop_assert_eq!(u16::from_be_bytes([f[i + 6], f[i + 7]]) & 0x1fff, 0);
+            prop_assert_eq!(f[0] & 1, 0, "not about a link-layer broadcast");
+            if f[i + 9] == 1 {
+                prop_assert!(!matches!(f[i + 20], 3 | 4 | 5 | 11 | 12));
+            }
+            prop_assert_eq!(icmp_error_in(&e), Some((Ipv4Addr::new(f[i + 12], f[i + 13], f[i + 14], f[i + 15]), IcmpError::PORT_UNREACHABLE)));
+        }
+
+        /// A RST is either not sent or answers the segment as RFC 9293
+        /// §3.10.7.1 says, with valid checksums and the ports swapped.
+        #[test]
+        fn a_rst_is_well_formed_or_absent(f in frame(), netfilter in any::<bool>()) {
+            let by = if netfilter { ResetBy::Netfilter } else { ResetBy::Stack };
+            let Some(r) = tcp_reset(&f, ROUTER_MAC, by) else {
+                return Ok(());
+            };
+            let (i, o) = (l3(&f), l3(&r));
+            prop_assert_eq!(i, o);
+            prop_assert_eq!(r.len(), o + 40);
+            prop_assert_eq!(checksum(&r[o..o + 20]), 0);
+            let src = Ipv4Addr::new(r[o + 12], r[o + 13], r[o + 14], r[o + 15]);
+            let dst = Ipv4Addr::new(r[o + 16], r[o + 17], r[o + 18], r[o + 19]);
+            prop_assert_eq!(!(sum(pseudo_header_sum(src, dst, 6, 20), &r[o + 20..]) as u16), 0);
+            prop_assert_eq!(f[i + 9], 6);
+            let seg = &f[i + 20..];
+            prop_assert_eq!(&r[o + 20..o + 22], &seg[2..4]);
+            prop_assert_eq!(&r[o + 22..o + 24], &seg[0..2]);
+            prop_assert_eq!(seg[13] & 0x04, 0, "no RST for a RST");
+            let word = |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+            if seg[13] & 0x10 != 0 {
+                prop_assert_eq!(r[o + 33], 0x04);
+                prop_assert_eq!(word(&r, o + 24), word(seg, 8));
+            } else {
+                prop_assert_eq!(r[o + 33], 0x14);
+                prop_assert_eq!(word(&r, o + 24), 0);
+                // SEG.SEQ + SEG.LEN, the length from the IP header (capped
+                // by what arrived), SYN and FIN counting one each.
+                let total = usize::from(u16::from_be_bytes([f[i + 2], f[i + 3]])).min(f.len() - i);
+                let data = total - 20 - usize::from(seg[12] >> 4) * 4;
+                let len = data as u32 + u32::from(seg[13] & 0x02 != 0) + u32::from(seg[13] & 0x01 != 0);
+                prop_assert_eq!(word(&r, o + 28), word(seg, 4).wrapping_add(len));
+            }
+            let tos = if netfilter { 0 } else { f[i + 1] & !3 };
+            prop_assert_eq!(r[o + 1], tos);
+        }
+    }
+}
+
+/// The generator reaches the builders' output, not only their refusals.
+#[test]
+fn the_frame_generator_reaches_both_builders() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = properties::frame();
+    let (mut errors, mut resets) = (0, 0);
+    for _ in 0..1000 {
+        let f = strategy.new_tree(&mut runner).unwrap().current();
+        errors += usize::from(
+            icmp_error(&f, ROUTER, ROUTER_MAC, 1, IcmpError::PORT_UNREACHABLE).is_some(),
+        );
+        resets += usize::from(tcp_reset(&f, ROUTER_MAC, ResetBy::Stack).is_some());
+    }
+    assert!(errors >= 100, "{errors} errors built of 1000");
+    assert!(resets >= 50, "{resets} RSTs built of 1000");
+}
