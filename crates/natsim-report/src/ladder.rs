@@ -1,6 +1,6 @@
 //! One step's ladder as data: columns (hosts and routers in topology
 //! order) and a time-ordered list of items (arrows, drops, gaps, folded
-//! bands). Everything comes from the step's traces: each [`Leg`] is one
+//! bands). Everything comes from the step's traces: each [`Leg`](natsim_sim::trace::Leg) is one
 //! frame on one wire, each NAT step is the engine's own record. The
 //! drawing ([`crate::draw`]) lays this out; it decides nothing.
 //! Retransmissions are grouped by `natsim explain`'s own rule

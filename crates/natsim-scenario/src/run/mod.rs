@@ -1,4 +1,4 @@
-//! Running a scenario variant: build the world from its [`Model`], run
+//! Running a scenario variant: build the world from its [`Model`](crate::model::Model), run
 //! each step in virtual time, and check its expectations against what
 //! happened (the step's outcome and the traces of the frames it caused).
 //!
