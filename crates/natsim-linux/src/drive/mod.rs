@@ -10,6 +10,8 @@ use natsim_nat::{Action, PortFlag};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+mod ct_class;
+
 /// Records steps of one probe run.
 struct Rec<'w> {
     w: &'w mut dyn World,
@@ -521,87 +523,7 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
             client,
             remote,
             sport,
-        } => {
-            let dst = r.addr(remote);
-            match class {
-                CtClass::TcpSynSent => {
-                    first_request(&mut r, packet::TCP, client, dst, sport, 80, remote);
-                }
-                CtClass::TcpEstablished | CtClass::TcpClose => {
-                    exchange(
-                        &mut r,
-                        packet::TCP,
-                        Rule::Exact,
-                        client,
-                        dst,
-                        sport,
-                        80,
-                        remote,
-                    );
-                    let ip = r.ip(client, dst);
-                    let fl = if class == CtClass::TcpClose {
-                        flags::RST | flags::ACK
-                    } else {
-                        flags::ACK
-                    };
-                    r.send(
-                        "ACK".into(),
-                        Rule::Exact,
-                        client,
-                        packet::tcp(ip, sport, 80, 1001, 5001, fl, &[]),
-                    );
-                }
-                CtClass::UdpUnreplied => {
-                    first_request(&mut r, packet::UDP, client, dst, sport, 3478, remote);
-                }
-                CtClass::UdpReplied => {
-                    exchange(
-                        &mut r,
-                        packet::UDP,
-                        Rule::Exact,
-                        client,
-                        dst,
-                        sport,
-                        3478,
-                        remote,
-                    );
-                }
-                CtClass::UdpStream => {
-                    exchange(
-                        &mut r,
-                        packet::UDP,
-                        Rule::Exact,
-                        client,
-                        dst,
-                        sport,
-                        3478,
-                        remote,
-                    );
-                    // nf_conntrack_udp_packet: stream_ts = creation + 2 s.
-                    r.w.sleep(Duration::from_millis(2200));
-                    let ip = r.ip(client, dst);
-                    r.send(
-                        "request after 2.2 s".into(),
-                        Rule::Exact,
-                        client,
-                        packet::udp(ip, sport, 3478, b"again"),
-                    );
-                }
-                CtClass::Icmp => {
-                    exchange(
-                        &mut r,
-                        packet::ICMP,
-                        Rule::Exact,
-                        client,
-                        dst,
-                        sport,
-                        sport,
-                        remote,
-                    );
-                }
-            }
-            r.table("conntrack table");
-        }
+        } => ct_class::run(&mut r, class, client, remote, sport),
     }
     r.steps
 }
