@@ -30,7 +30,7 @@ pub(super) fn run(r: &mut Rec<'_>, class: CtClass, client: usize, remote: usize,
         CtClass::UdpUnreplied => {
             first_request(r, packet::UDP, client, dst, sport, 3478, remote);
         }
-        CtClass::UdpReplied => {
+        CtClass::UdpReplied | CtClass::UdpStream => {
             exchange(
                 r,
                 packet::UDP,
@@ -41,27 +41,17 @@ pub(super) fn run(r: &mut Rec<'_>, class: CtClass, client: usize, remote: usize,
                 3478,
                 remote,
             );
-        }
-        CtClass::UdpStream => {
-            exchange(
-                r,
-                packet::UDP,
-                Rule::Exact,
-                client,
-                dst,
-                sport,
-                3478,
-                remote,
-            );
-            // nf_conntrack_udp_packet: stream_ts = creation + 2 s.
-            r.w.sleep(Duration::from_millis(2200));
-            let ip = r.ip(client, dst);
-            r.send(
-                "request after 2.2 s".into(),
-                Rule::Exact,
-                client,
-                packet::udp(ip, sport, 3478, b"again"),
-            );
+            if class == CtClass::UdpStream {
+                // nf_conntrack_udp_packet: stream_ts = creation + 2 s.
+                r.w.sleep(Duration::from_millis(2200));
+                let ip = r.ip(client, dst);
+                r.send(
+                    "request after 2.2 s".into(),
+                    Rule::Exact,
+                    client,
+                    packet::udp(ip, sport, 3478, b"again"),
+                );
+            }
         }
         CtClass::Icmp => {
             exchange(
