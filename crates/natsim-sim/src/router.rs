@@ -7,6 +7,7 @@
 use crate::host::Host;
 use crate::packet::{arp_frame, clamp_mss, echo_reply, ipv4_of, l3_of, set_ttl};
 use crate::trace::{nat_step, Disposition, Step};
+use natsim_nat::wire::reply;
 use natsim_nat::{IfaceId, Instant, NatEngine, NatStep, Prefix, Proto, Role, Route, Verdict};
 use smoltcp::wire::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -112,7 +113,7 @@ pub(crate) struct Router {
     ip_id: u16,
     /// Linux's ICMP error rate limits, for the errors the router and its
     /// NAT send.
-    icmp_limit: natsim_nat::wire::reply::IcmpRateLimit,
+    icmp_limit: reply::IcmpRateLimit,
     pub mss_clamp: Option<MssClamp>,
     pub block_icmp: bool,
     /// Answer echo requests to the router's own addresses.
@@ -333,11 +334,9 @@ impl Router {
             Verdict::Reply { iface } => {
                 // The NAT's ICMP errors come from the router's stack in
                 // Linux, and share its rate limits.
-                if let Some((to, error)) = natsim_nat::wire::reply::icmp_error_in(&frame) {
-                    if let Err(why) = self.icmp_limit.allow(now, to, error) {
-                        self.drop_frame(format!("no ICMP error sent: {why}"), out);
-                        return;
-                    }
+                if let Some(why) = self.icmp_refused(now, &frame) {
+                    self.drop_frame(format!("no ICMP error sent: {why}"), out);
+                    return;
                 }
                 let answer = crate::trace::summarize(&frame);
                 out.disposition = Some(Disposition::AnsweredByNat {
@@ -369,14 +368,9 @@ impl Router {
                 let node = self.name.clone();
                 out.disposition = Some(match reason {
                     natsim_nat::DropReason::NoRoute => {
-                        self.icmp_error(
-                            now,
-                            ingress,
-                            &frame,
-                            Icmpv4Message::DstUnreachable,
-                            0,
-                            out,
-                        );
+                        // Network unreachable (RFC 792 code 0).
+                        let error = reply::IcmpError::unreachable(0);
+                        self.icmp_error(now, ingress, &frame, error, out);
                         Disposition::NoRoute { node }
                     }
                     r if r.is_nat_filter() => Disposition::DroppedByNatFilter {
@@ -471,7 +465,9 @@ impl Router {
                 _ => None,
             })
             .unwrap_or(iface_hint);
-        self.icmp_error(now, ingress, frame, Icmpv4Message::DstUnreachable, 1, out);
+        // Host unreachable (RFC 792 code 1).
+        let error = reply::IcmpError::unreachable(1);
+        self.icmp_error(now, ingress, frame, error, out);
     }
 }
 

@@ -103,7 +103,7 @@ fn syn_flood_of_ten_times_capacity_leaves_an_established_transfer_intact() {
     .unwrap();
     // Let the connection establish, then flood while it transfers.
     sim.run_for(Duration::from_millis(50));
-    let router_mac = [0x02, 0x4e, 0x53, 0x00, fw.0 as u8, 0x01];
+    let router_mac = sim.mac(fw, 1).unwrap();
     for k in 0..10 * CAPACITY {
         let src = Ipv4Addr::from_bits(0x0a00_0000 | (k as u32 * 7919 + 1));
         sim.inject(
@@ -288,7 +288,7 @@ fn an_icmp_error_storm_quoting_random_packets_reaches_no_inside_host() {
     )
     .unwrap();
     sim.run_for(Duration::from_millis(20));
-    let router_mac = [0x02, 0x4e, 0x53, 0x00, fw.0 as u8, 0x01];
+    let router_mac = sim.mac(fw, 1).unwrap();
     let attacker_mac = [0x02, 0x4e, 0x53, 0x00, attacker.0 as u8, 0x00];
     for k in 0..5000 {
         sim.inject(attacker, 0, icmp_error(attacker_mac, router_mac, k));

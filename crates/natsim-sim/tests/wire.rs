@@ -567,32 +567,29 @@ fn icmp_errors(sim: &Sim, seg: SegmentId, from: Ipv4Addr, to: Ipv4Addr) -> usize
 /// own stack and for the NAT's answers to unsolicited traffic alike.
 #[test]
 fn a_burst_to_closed_ports_draws_six_port_unreachables() {
+    // `count` UDP datagrams from `node` (at `src`) to the router's `iface`
+    // address `dst`, then `wait`.
+    let burst = |n: &mut Net, node: NodeId, iface, (src, dst), count, wait| {
+        let mac = n.sim.mac(n.router, iface).unwrap();
+        for _ in 0..count {
+            n.sim.inject(node, 0, udp_frame(mac, src, dst, 64, 8, None));
+        }
+        n.sim.run_for(Duration::from_millis(wait));
+    };
     // The router's own stack (its inside address).
     let mut n = net(TcpProfile::windows());
     n.sim.run_for(Duration::from_millis(10));
-    let mac = n.sim.mac(n.router, 0).unwrap();
-    for _ in 0..20 {
-        n.sim
-            .inject(n.inside, 0, udp_frame(mac, INSIDE, LAN_GW, 64, 8, None));
-    }
-    n.sim.run_for(Duration::from_millis(1500));
+    let inside = n.inside;
+    burst(&mut n, inside, 0, (INSIDE, LAN_GW), 20, 1500);
     assert_eq!(icmp_errors(&n.sim, n.lan, LAN_GW, INSIDE), 6);
-    for _ in 0..5 {
-        n.sim
-            .inject(n.inside, 0, udp_frame(mac, INSIDE, LAN_GW, 64, 8, None));
-    }
-    n.sim.run_for(Duration::from_millis(100));
+    burst(&mut n, inside, 0, (INSIDE, LAN_GW), 5, 100);
     assert_eq!(icmp_errors(&n.sim, n.lan, LAN_GW, INSIDE), 7);
 
     // The NAT's answer to unsolicited UDP at its outside address
     // (Linux's profile rejects it).
     let mut n = net_with(Behaviour::linux(), TcpProfile::windows());
     n.sim.run_for(Duration::from_millis(10));
-    let mac = n.sim.mac(n.router, 1).unwrap();
-    for _ in 0..20 {
-        n.sim
-            .inject(n.outside, 0, udp_frame(mac, OUTSIDE, WAN_ADDR, 64, 8, None));
-    }
-    n.sim.run_for(Duration::from_millis(500));
+    let outside = n.outside;
+    burst(&mut n, outside, 1, (OUTSIDE, WAN_ADDR), 20, 500);
     assert_eq!(icmp_errors(&n.sim, n.wan, WAN_ADDR, OUTSIDE), 6);
 }

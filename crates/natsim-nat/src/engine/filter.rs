@@ -73,21 +73,21 @@ impl NatEngine {
             FilterAction::Accept => None,
             FilterAction::Drop => Some(self.drop(f.proto, reason, trace)),
             FilterAction::Reject(with) => {
-                let (kind, from) = match (with, p.l4_kind) {
+                // nf_send_reset / nf_send_unreach (nf_reject_ipv4.c).
+                let answer = match (with, p.l4_kind) {
                     (RejectWith::TcpReset, L4::Tcp { .. }) => {
-                        (Some(ReplyKind::TcpRst), p.flow.dst.addr)
+                        Some(Answer::Rst(reply::ResetBy::Netfilter))
                     }
                     (
                         RejectWith::IcmpPortUnreachable,
                         L4::Tcp { .. } | L4::Udp | L4::IcmpQuery { .. },
                     ) => {
                         let from = self.cfg.iface(ingress).map_or(p.flow.dst.addr, |i| i.addr);
-                        (Some(ReplyKind::IcmpPortUnreachable), from)
+                        Some(Answer::PortUnreachable { from })
                     }
-                    _ => (None, p.flow.dst.addr),
+                    _ => None,
                 };
-                // nf_send_reset / nf_send_unreach (nf_reject_ipv4.c).
-                let kind = kind.filter(|&k| self.answer(frame, k, from, reply::ResetBy::Netfilter));
+                let kind = answer.and_then(|a| self.answer(frame, a));
                 match kind {
                     Some(kind) => {
                         self.stats.replies += 1;

@@ -92,6 +92,15 @@ pub struct NatEngine {
     icmp_id: u16,
 }
 
+/// What the engine answers in place of forwarding (see `NatEngine::answer`).
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    /// A RST, as the kernel path `ResetBy` names builds it.
+    Rst(reply::ResetBy),
+    /// ICMP port unreachable, sent from `from`.
+    PortUnreachable { from: Ipv4Addr },
+}
+
 /// [`crate::Timeouts`] pre-converted to microseconds.
 #[derive(Clone, Copy, Debug)]
 struct TimeoutsUs {
@@ -426,31 +435,25 @@ impl NatEngine {
         self.new_flow(now, ingress, frame, p, routes, trace)
     }
 
-    /// Replaces `frame` with the answer `kind`, sent from `from` (a RST
-    /// as `by` builds it) the way the kernel does ([`reply`]); false,
-    /// leaving `frame`, where the kernel sends none (a RST for a RST, an
-    /// error about an error, ...).
-    fn answer(
-        &mut self,
-        frame: &mut Vec<u8>,
-        kind: ReplyKind,
-        from: Ipv4Addr,
-        by: reply::ResetBy,
-    ) -> bool {
+    /// Replaces `frame` with `answer`, built the way the kernel builds it
+    /// ([`reply`]), and says which it sent; None, leaving `frame`, where the
+    /// kernel sends nothing (a RST for a RST, an error about an error, ...).
+    fn answer(&mut self, frame: &mut Vec<u8>, answer: Answer) -> Option<ReplyKind> {
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&frame[0..6]);
-        let built = match kind {
-            ReplyKind::TcpRst => reply::tcp_reset(frame, mac, by),
-            ReplyKind::IcmpPortUnreachable => {
+        let (built, kind) = match answer {
+            Answer::Rst(by) => (reply::tcp_reset(frame, mac, by), ReplyKind::TcpRst),
+            Answer::PortUnreachable { from } => {
                 let e = reply::IcmpError::PORT_UNREACHABLE;
                 let built = reply::icmp_error(frame, from, mac, self.icmp_id, e);
                 if built.is_some() {
                     self.icmp_id = self.icmp_id.wrapping_add(1);
                 }
-                built
+                (built, ReplyKind::IcmpPortUnreachable)
             }
         };
-        built.map(|b| *frame = b).is_some()
+        *frame = built?;
+        Some(kind)
     }
 
     /// An ICMP error: planned by [`icmp::plan`], counted and routed here.

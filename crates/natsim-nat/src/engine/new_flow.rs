@@ -567,12 +567,14 @@ impl NatEngine {
         if self.cfg.behaviour.unsolicited == Unsolicited::Reject && ingress != IfaceId::LOCAL {
             // The stack's answers: tcp_v4_send_reset, and __udp4_lib_rcv's
             // port unreachable from the address the packet was sent to.
-            let kind = match p.l4_kind {
-                L4::Tcp { .. } => Some(ReplyKind::TcpRst),
-                L4::Udp => Some(ReplyKind::IcmpPortUnreachable),
+            let answer = match p.l4_kind {
+                L4::Tcp { .. } => Some(Answer::Rst(reply::ResetBy::Stack)),
+                L4::Udp => Some(Answer::PortUnreachable {
+                    from: p.flow.dst.addr,
+                }),
                 _ => None,
-            }
-            .filter(|&k| self.answer(frame, k, p.flow.dst.addr, reply::ResetBy::Stack));
+            };
+            let kind = answer.and_then(|a| self.answer(frame, a));
             if let Some(kind) = kind {
                 self.stats.replies += 1;
                 self.stats.count_drop(reason);

@@ -2,7 +2,6 @@
 //! fragmentation needed (RFC 1191, RFC 1812 §5.2.7.1), unreachables.
 
 use super::*;
-use natsim_nat::wire::reply;
 
 impl Router {
     /// Drops an expiring frame with an ICMP time exceeded to its sender
@@ -14,7 +13,7 @@ impl Router {
         frame: &[u8],
         out: &mut Outcome,
     ) {
-        self.icmp_error(now, ingress, frame, Icmpv4Message::TimeExceeded, 0, out);
+        self.icmp_error(now, ingress, frame, reply::IcmpError::TTL_EXCEEDED, out);
         out.step(|| Step::Dropped {
             reason: "TTL exceeded".into(),
         });
@@ -43,7 +42,7 @@ impl Router {
             return false;
         }
         let error = reply::IcmpError::frag_needed(mtu as u16);
-        self.icmp_error_full(now, ingress, arrived.unwrap_or(frame), error, out);
+        self.icmp_error(now, ingress, arrived.unwrap_or(frame), error, out);
         let reason = format!(
             "fragmentation needed: {} bytes with DF over {}'s MTU {mtu}",
             ip.total_len(),
@@ -54,8 +53,8 @@ impl Router {
     }
     /// An ICMP error about `frame` out of `ingress`, built as the kernel's
     /// `__icmp_send` does ([`reply::icmp_error`]), with the router's next
-    /// IP ID.
-    pub(super) fn icmp_error_full(
+    /// IP ID, unless the rate limits refuse it.
+    pub(super) fn icmp_error(
         &mut self,
         now: Instant,
         ingress: usize,
@@ -67,10 +66,7 @@ impl Router {
         let Some(buf) = reply::icmp_error(frame, i.addr, i.mac, self.ip_id, error) else {
             return;
         };
-        // It goes to the offending packet's source, which the builder
-        // found to be a valid IPv4 header.
-        let to = ipv4_of(frame).map_or(Ipv4Addr::UNSPECIFIED, |ip| ip.src_addr());
-        if let Err(why) = self.icmp_limit.allow(now, to, error) {
+        if let Some(why) = self.icmp_refused(now, &buf) {
             out.step(|| Step::Local {
                 text: format!("no ICMP error sent: {why}"),
             });
@@ -79,24 +75,12 @@ impl Router {
         self.ip_id = self.ip_id.wrapping_add(1);
         out.originated.push((ingress, buf));
     }
-    pub(super) fn icmp_error(
-        &mut self,
-        now: Instant,
-        ingress: usize,
-        frame: &[u8],
-        msg: Icmpv4Message,
-        code: u8,
-        out: &mut Outcome,
-    ) {
-        let t = match msg {
-            Icmpv4Message::TimeExceeded => 11,
-            _ => 3,
-        };
-        let error = reply::IcmpError {
-            icmp_type: t,
-            code,
-            mtu: 0,
-        };
-        self.icmp_error_full(now, ingress, frame, error, out);
+
+    /// Whether Linux's ICMP rate limits refuse the answer `buf` (an ICMP
+    /// error the router or its NAT built; anything else passes), spending
+    /// its share of them if not.
+    pub(super) fn icmp_refused(&mut self, now: Instant, buf: &[u8]) -> Option<reply::Limited> {
+        let (to, error) = reply::icmp_error_in(buf)?;
+        self.icmp_limit.allow(now, to, error).err()
     }
 }

@@ -3,7 +3,6 @@
 //! the router answers).
 
 use super::*;
-use natsim_nat::wire::reply;
 
 impl Router {
     /// The destination port if this frame is for one of the local stack's
@@ -76,7 +75,7 @@ impl Router {
                 out.step(|| Step::Local {
                     text: "closed port: the router's stack answers port unreachable".into(),
                 });
-                self.icmp_error_full(
+                self.icmp_error(
                     now,
                     ingress,
                     &frame,

@@ -52,6 +52,8 @@ pub struct IcmpRateLimit {
     peers: BTreeMap<Ipv4Addr, (u64, Instant)>,
     credit: u64,
     stamp: Option<Instant>,
+    /// The map's size at which destinations with full buckets are swept.
+    forget_at: usize,
 }
 
 impl Default for IcmpRateLimit {
@@ -60,6 +62,7 @@ impl Default for IcmpRateLimit {
             peers: BTreeMap::new(),
             credit: GLOBAL_BURST,
             stamp: None,
+            forget_at: FORGET_AFTER,
         }
     }
 }
@@ -117,10 +120,13 @@ impl IcmpRateLimit {
         if verdict.is_ok() {
             self.credit -= 1;
         }
-        if self.peers.len() > FORGET_AFTER {
+        if self.peers.len() > self.forget_at {
             self.peers.retain(|_, &mut (t, at)| {
                 t.saturating_add(now.total_micros().saturating_sub(at.total_micros())) < cap
             });
+            // If most are still saving up, sweep again only once the map
+            // has doubled: amortised O(log n) per error, not O(n).
+            self.forget_at = (2 * self.peers.len()).max(FORGET_AFTER);
         }
         verdict
     }

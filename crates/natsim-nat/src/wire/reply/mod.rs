@@ -87,14 +87,7 @@ struct Offending<'a> {
 
 impl<'a> Offending<'a> {
     fn parse(frame: &'a [u8]) -> Option<Offending<'a>> {
-        let l3 = if frame.len() >= 18 && frame[12..14] == [0x81, 0x00] {
-            18
-        } else {
-            14
-        };
-        if frame.get(l3 - 2..l3)? != [0x08, 0x00] {
-            return None;
-        }
+        let l3 = crate::frame::ipv4_offset(frame).ok()?;
         let ip = frame.get(l3..l3 + 20)?;
         let ihl = usize::from(ip[0] & 0x0f) * 4;
         if ip[0] >> 4 != 4 || ihl < 20 {
@@ -140,6 +133,13 @@ impl<'a> Offending<'a> {
         out.extend_from_slice(&mac);
         out.extend_from_slice(&self.frame[12..self.l3]);
     }
+}
+
+/// ICMP types the kernel counts as errors (`icmp_pointers[].error`):
+/// unreachable, source quench, redirect, time exceeded, parameter
+/// problem. (The engine translates a narrower set; see RFC 5508.)
+fn is_error_type(t: u8) -> bool {
+    matches!(t, 3 | 4 | 5 | 11 | 12)
 }
 
 /// An address that names no single host (RFC 1812 §4.3.2.7, §5.3.7):
@@ -239,7 +239,7 @@ pub fn icmp_error(
     if o.proto() == 1 {
         // ICMP errors (and types the kernel does not know) get none.
         let t = *o.payload().first()?;
-        if matches!(t, 3 | 4 | 5 | 11 | 12) || t > 18 {
+        if is_error_type(t) || t > 18 {
             return None;
         }
     }
@@ -268,7 +268,7 @@ pub fn icmp_error(
 pub fn icmp_error_in(frame: &[u8]) -> Option<(Ipv4Addr, IcmpError)> {
     let o = Offending::parse(frame)?;
     let icmp = o.payload();
-    if o.proto() != 1 || icmp.len() < 8 || !matches!(icmp[0], 3 | 4 | 5 | 11 | 12) {
+    if o.proto() != 1 || icmp.len() < 8 || !is_error_type(icmp[0]) {
         return None;
     }
     let mtu = u16::from_be_bytes([icmp[6], icmp[7]]);
