@@ -13,6 +13,9 @@ pub struct ProtoCounters {
     pub expired: u64,
     /// Connections evicted to make room.
     pub evicted: u64,
+    /// Connections discarded because their first packet was dropped
+    /// after NAT, before it left (never confirmed, in conntrack's terms).
+    pub unconfirmed: u64,
     /// Packets whose headers were rewritten.
     pub translated: u64,
     /// Packets dropped.

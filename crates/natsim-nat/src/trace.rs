@@ -49,6 +49,9 @@ pub enum EndReason {
     Expired,
     /// Removed to make room (embryonic/unreplied entries go first).
     Evicted,
+    /// Its first packet was dropped after NAT, before it left: Linux frees
+    /// such an unconfirmed entry (nf_conntrack_confirm never ran).
+    Unconfirmed,
 }
 
 /// Which kind of answer the engine generated.
@@ -148,7 +151,8 @@ pub enum NatStep {
         from: TcpState,
         to: TcpState,
     },
-    /// A connection left the table (expired, or evicted to make room).
+    /// A connection left the table (expired, evicted to make room, or
+    /// discarded unconfirmed).
     ConnEnded {
         conn: ConnId,
         flow: Flow,
@@ -285,6 +289,9 @@ impl NatStep {
                 let why = match reason {
                     EndReason::Expired => "expired",
                     EndReason::Evicted => "evicted to make room",
+                    EndReason::Unconfirmed => {
+                        "discarded: its first packet was dropped before it left"
+                    }
                 };
                 format!("connection #{} ({flow}) {why}", conn.0)
             }

@@ -280,3 +280,32 @@ fn echo_with(
     b.write(&mut v, data).unwrap();
     may_fragment(v)
 }
+
+/// The first fragment of a connection's first packet, for a connection an
+/// ALG would inspect, is refused (the helper must see whole segments) and
+/// leaves no connection behind: Linux frees an entry whose packet a
+/// helper dropped before nf_conntrack_confirm.
+#[test]
+fn an_alg_connection_whose_first_packet_is_refused_is_not_kept() {
+    let mut b = Behaviour::linux();
+    b.fragments = FragmentHandling::Translate;
+    let mut c = config(b);
+    c.rules.masquerade("masq", WAN, None);
+    let c = c.alg(AlgKind::Ftp);
+    let mut nat = NatEngine::new(c).unwrap();
+    let syn = may_fragment(tcp((HOST_A, 3000), (REMOTE, 21), "S", &payload(2000)));
+    let first = split(&syn, 1500).unwrap().swap_remove(0);
+    let mut steps: Vec<NatStep> = Vec::new();
+    let mut f = first;
+    let v = nat.process(Instant::ZERO, LAN, &mut f, &routes, &mut steps);
+    assert_eq!(v, Verdict::Drop(DropReason::AlgFragment));
+    assert_eq!(nat.connection_count(), 0);
+    assert_eq!(nat.stats().tcp.unconfirmed, 1);
+    assert!(steps.iter().any(|s| matches!(
+        s,
+        NatStep::ConnEnded {
+            reason: EndReason::Unconfirmed,
+            ..
+        }
+    )));
+}

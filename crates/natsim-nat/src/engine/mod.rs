@@ -37,6 +37,7 @@ use std::net::Ipv4Addr;
 const NO_RULE: u16 = u16::MAX;
 
 mod batch;
+mod confirm;
 mod established;
 mod filter;
 mod fragment;
@@ -87,6 +88,9 @@ pub struct NatEngine {
     refragment: Option<u16>,
     /// See [`NatEngine::set_batch_prefetch_from`].
     prefetch_from: usize,
+    /// The connection the current `process` call created, until the next
+    /// call (see [`NatEngine::discard_unconfirmed`]).
+    created: Option<ConnId>,
     /// IP ID of the next ICMP error the engine sends (Linux numbers its
     /// errors from a running counter; DF is clear on them).
     icmp_id: u16,
@@ -190,6 +194,7 @@ impl NatEngine {
             frags: crate::defrag::Fragments::default(),
             refragment: None,
             prefetch_from: batch::PREFETCH_FROM,
+            created: None,
             icmp_id: (cfg.seed ^ (cfg.seed >> 16) ^ 0x4e53) as u16,
             table,
             cfg,
@@ -354,6 +359,7 @@ impl NatEngine {
         routes: &R,
         trace: &mut T,
     ) -> Verdict {
+        self.created = None;
         let p = Parsed::full(frame);
         let h = p.as_ref().map_or(0, |p| self.table.hash_flow(&p.flow));
         match p {
@@ -425,6 +431,7 @@ impl NatEngine {
         routes: &R,
         trace: &mut T,
     ) -> Verdict {
+        self.created = None;
         trace.step(NatStep::Received {
             iface: ingress,
             flow: p.flow,

@@ -504,6 +504,7 @@ impl NatEngine {
         let index_external = !b.ports.allow_overloading;
         let index_remote = pb.filtering == FilteringBehaviour::AddressDependent;
         let id = self.table.insert(conn, index_external, index_remote);
+        self.created = Some(id);
         self.stats.proto_mut(proto).created += 1;
         trace.step(NatStep::ConnCreated { conn: id, flow });
         if let Some((internal, external, reused)) = nf.mapping {
@@ -543,6 +544,8 @@ impl NatEngine {
                     event: crate::alg::AlgEvent::Attached,
                 });
                 if let Err(reason) = self.alg_segment(now, id, Dir::Original, frame, p, trace) {
+                    // A helper's drop comes before confirmation, too.
+                    self.discard_unconfirmed(trace);
                     return self.drop(proto, reason, trace);
                 }
             }

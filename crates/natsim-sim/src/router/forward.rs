@@ -34,15 +34,22 @@ impl Router {
             // link-layer broadcast or multicast address is dropped.
             let reason = "not forwarded: sent to a link-layer broadcast or multicast address";
             self.drop_frame(reason.into(), out);
+            self.discard_unconfirmed(out);
             return;
         }
         let ttl = frame[l3 + 8];
         if transit && ttl <= 1 {
             self.ttl_exceeded(now, ingress, &frame, out);
+            self.discard_unconfirmed(out);
             return;
         }
         let arrived = out.arrived.take();
         if self.frag_needed(now, ingress, out_iface, &frame, arrived.as_deref(), out) {
+            // A datagram the router made itself meets the MTU after
+            // POSTROUTING, where its connection was already confirmed.
+            if transit {
+                self.discard_unconfirmed(out);
+            }
             return;
         }
         if transit {
@@ -69,6 +76,24 @@ impl Router {
         });
         for piece in self.fragments_for(out_iface, frame, out) {
             self.send_to(now, out_iface, next_hop, piece, trace, out);
+        }
+    }
+
+    /// The frame in hand was dropped after NAT and before it left: the NAT
+    /// forgets the connection it created for it, as Linux frees an entry
+    /// nf_conntrack_confirm never saw.
+    fn discard_unconfirmed(&mut self, out: &mut Outcome) {
+        let Some(nat) = self.nat.as_mut() else {
+            return;
+        };
+        if !out.tracing {
+            nat.discard_unconfirmed(&mut ());
+            return;
+        }
+        let mut steps: Vec<NatStep> = Vec::new();
+        nat.discard_unconfirmed(&mut steps);
+        for s in &steps {
+            out.steps.push(nat_step(s, nat));
         }
     }
 
