@@ -60,7 +60,7 @@ fn packets(rule: Rule, k: &[u8], n: &[u8]) -> Option<String> {
     let mut masked: Vec<usize> = Vec::new();
     match rule {
         Rule::Exact | Rule::Table | Rule::TableRandomPort => {}
-        Rule::RandomPort { clash } => {
+        Rule::RandomPort { original, clash } => {
             let (Some(a), Some(b)) = (ks, ns) else {
                 return Some("unparsable".into());
             };
@@ -68,12 +68,16 @@ fn packets(rule: Rule, k: &[u8], n: &[u8]) -> Option<String> {
             let icmp = k.get(9) == Some(&packet::ICMP);
             for (who, s) in [("kernel", a), ("natsim", b)] {
                 let ports = [s.sport, s.dport];
-                if !ports
-                    .iter()
-                    .any(|&p| p != clash && (icmp || class(p) == class(clash)))
-                {
+                let follows =
+                    |p: u16| (!clash || p != original) && (icmp || class(p) == class(original));
+                if !ports.iter().any(|&p| follows(p)) {
+                    let differs = if clash {
+                        format!("≠ {original}, ")
+                    } else {
+                        String::new()
+                    };
                     return Some(format!(
-                        "{who}'s port does not follow the rule (≠ {clash}, same class): {s}"
+                        "{who}'s port does not follow the rule ({differs}class of {original}): {s}"
                     ));
                 }
             }
@@ -296,4 +300,38 @@ pub fn render(results: &[ProbeResult], width: usize) -> String {
     let ok = results.iter().filter(|r| r.agree).count();
     out.push_str(&format!("{ok}/{} probes agree\n", results.len()));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{udp, Ip};
+    use std::net::Ipv4Addr;
+
+    fn datagram(sport: u16) -> Vec<u8> {
+        let ip = Ip::new(
+            Ipv4Addr::new(203, 0, 113, 1),
+            Ipv4Addr::new(198, 51, 100, 7),
+            7,
+        );
+        udp(ip, sport, 80, b"x")
+    }
+
+    /// A `random` rule may draw the original port; a clash may not keep it;
+    /// neither may leave the port's class.
+    #[test]
+    fn random_ports_are_judged_by_why_they_are_random() {
+        let random = Rule::RandomPort {
+            original: 40000,
+            clash: false,
+        };
+        let clash = Rule::RandomPort {
+            original: 40000,
+            clash: true,
+        };
+        assert_eq!(packets(random, &datagram(40000), &datagram(51234)), None);
+        assert!(packets(clash, &datagram(40000), &datagram(51234)).is_some());
+        assert_eq!(packets(clash, &datagram(1100), &datagram(51234)), None);
+        assert!(packets(random, &datagram(700), &datagram(51234)).is_some());
+    }
 }

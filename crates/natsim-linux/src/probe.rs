@@ -26,10 +26,12 @@ pub enum Rule {
     /// A source port the kernel picks at random: on a clash, or always
     /// under a `random`/`fully-random` rule (nf_nat_l4proto_unique_tuple):
     /// equal bytes except that port and the checksums covering it; both
-    /// checksums valid; both ports differ from the original one and stay
-    /// in its class (1-511, 512-1023, 1024-65535; an ICMP id has no
-    /// classes).
-    RandomPort { clash: u16 },
+    /// checksums valid; both ports stay in the original's class (1-511,
+    /// 512-1023, 1024-65535; an ICMP id has no classes), and differ from
+    /// it on a clash. A `random` rule may draw the original port itself
+    /// (get_unique_tuple skips only the keep-it shortcut), so there it is
+    /// allowed.
+    RandomPort { original: u16, clash: bool },
     /// Packets the router itself generates (RST, ICMP errors, echo
     /// replies): equal bytes except the IPv4 TOS, ID, DF and TTL, which
     /// come from the sending stack; both checksums valid.

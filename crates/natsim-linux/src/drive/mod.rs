@@ -44,7 +44,10 @@ impl Rec<'_> {
                         .iter()
                         .any(|h| h.addr == s.dst && h.kind == HostKind::Remote) =>
             {
-                Rule::RandomPort { clash: s.sport }
+                Rule::RandomPort {
+                    original: s.sport,
+                    clash: false,
+                }
             }
             // What the router generates for a packet to a mapping names
             // that mapping's port, each world's own draw.
@@ -347,7 +350,10 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
             exchange(
                 &mut r,
                 proto,
-                Rule::RandomPort { clash: sport },
+                Rule::RandomPort {
+                    original: sport,
+                    clash: true,
+                },
                 b,
                 dst,
                 sport,
