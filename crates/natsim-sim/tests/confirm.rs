@@ -84,14 +84,8 @@ fn datagram(to: [u8; 6], sport: u16, ttl: u8, df: bool, payload: usize) -> Vec<u
     ip[9] = 17;
     ip[12..16].copy_from_slice(&CLIENT.octets());
     ip[16..20].copy_from_slice(&WAN_ADDR.octets());
-    let mut sum = 0u32;
-    for w in ip[..20].chunks(2) {
-        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let sum = natsim_nat::checksum::checksum(&ip[..20]);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
     ip[20..22].copy_from_slice(&sport.to_be_bytes());
     ip[22..24].copy_from_slice(&9000u16.to_be_bytes());
     ip[24..26].copy_from_slice(&((8 + payload) as u16).to_be_bytes());

@@ -37,7 +37,7 @@ use std::net::Ipv4Addr;
 const NO_RULE: u16 = u16::MAX;
 
 mod batch;
-mod confirm;
+mod end;
 mod established;
 mod filter;
 mod fragment;
@@ -315,16 +315,7 @@ impl NatEngine {
         let mut expired = Vec::new();
         self.table.expired(now.total_micros(), &mut expired);
         for id in expired {
-            let c = self.table.remove(id);
-            if c.has(ConnFlags::ALG) {
-                self.algs.remove(&id.0);
-            }
-            self.stats.proto_mut(c.orig.proto).expired += 1;
-            trace.step(NatStep::ConnEnded {
-                conn: id,
-                flow: c.orig,
-                reason: EndReason::Expired,
-            });
+            self.end(id, EndReason::Expired, trace);
         }
     }
 

@@ -453,18 +453,7 @@ impl NatEngine {
         }
         if self.table.is_full() {
             match self.table.oldest_embryonic() {
-                Some(victim) => {
-                    let c = self.table.remove(victim);
-                    if c.has(ConnFlags::ALG) {
-                        self.algs.remove(&victim.0);
-                    }
-                    self.stats.proto_mut(c.orig.proto).evicted += 1;
-                    trace.step(NatStep::ConnEnded {
-                        conn: victim,
-                        flow: c.orig,
-                        reason: EndReason::Evicted,
-                    });
-                }
+                Some(victim) => self.end(victim, EndReason::Evicted, trace),
                 None => return self.drop(proto, DropReason::TableFull, trace),
             }
         }
