@@ -195,3 +195,42 @@ fn rules_given_with_a_scenario_replace_the_routers_own_rules_file() {
     };
     assert!(!text.contains("forward `web server`"), "{text}");
 }
+
+/// `[router.nat.timeouts]` on a linux router: verify gives the kernel the
+/// same timeouts (its per-namespace conntrack sysctls), so the timeout
+/// probes compare natsim's use of them with the kernel's; with the
+/// sysctls left at their defaults five of those probes disagree.
+#[test]
+fn a_router_with_its_own_timeouts_agrees_with_the_kernel_given_them() {
+    let Some(text) = assert_full_agreement(
+        &["crates/natsim-cli/tests/fixtures/custom-timeouts.toml"],
+        30,
+    ) else {
+        return;
+    };
+    assert!(
+        text.contains("conntrack timeout: tcp established"),
+        "{text}"
+    );
+}
+
+/// A timeout the kernel's sysctls cannot hold (they count whole seconds)
+/// is refused before anything is built, naming the field.
+#[test]
+fn a_timeout_the_kernel_cannot_hold_is_refused() {
+    let dir = std::env::temp_dir().join(format!("natsim-verify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = std::fs::read_to_string(
+        repo().join("crates/natsim-cli/tests/fixtures/custom-timeouts.toml"),
+    )
+    .unwrap()
+    .replace("tcp_established = \"1h\"", "tcp_established = \"1.5s\"");
+    let file = dir.join("half-seconds.toml");
+    std::fs::write(&file, src).unwrap();
+    let Some((code, text)) = verify(&[file.to_str().unwrap()]) else {
+        return;
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("tcp_established = 1.5s"), "{text}");
+}

@@ -35,6 +35,8 @@ pub enum KernelError {
     Cmd(CmdError),
     Nft(nft::Unsupported),
     Socket(String),
+    /// A timeout the conntrack sysctls cannot express.
+    Timeout(String),
 }
 
 impl std::fmt::Display for KernelError {
@@ -43,6 +45,7 @@ impl std::fmt::Display for KernelError {
             Self::Cmd(e) => e.fmt(f),
             Self::Nft(e) => e.fmt(f),
             Self::Socket(e) => write!(f, "socket: {e}"),
+            Self::Timeout(e) => write!(f, "timeouts: {e}"),
         }
     }
 }
@@ -113,6 +116,12 @@ impl KernelWorld {
         lab.sysctl(&r, "net.ipv4.ip_forward", "1")?;
         lab.sysctl(&r, "net.ipv4.conf.all.rp_filter", "0")?;
         lab.sysctl(&r, "net.ipv4.conf.default.rp_filter", "0")?;
+        // The router's own timeouts.
+        let timeouts = crate::sysctl::conntrack_timeouts(&topo.router.nat.behaviour.timeouts)
+            .map_err(KernelError::Timeout)?;
+        for (key, secs) in timeouts {
+            lab.sysctl(&r, key, &secs.to_string())?;
+        }
         // bridge-nf is off unless br_netfilter is loaded; make sure
         // bridged frames never meet the router's ip rules.
         let _ = lab.sysctl(&r, "net.bridge.bridge-nf-call-iptables", "0");

@@ -24,6 +24,7 @@ pub mod netns;
 pub mod nft;
 pub mod packet;
 pub mod probe;
+pub mod sysctl;
 pub mod topology;
 pub mod world;
 
@@ -41,6 +42,8 @@ pub enum VerifyError {
     /// Verify models the `linux` profile's switches with the kernel's own
     /// behaviour; other profiles have no kernel equivalent.
     NotLinuxProfile(String),
+    /// A timeout the kernel's conntrack sysctls cannot express.
+    NoKernelSetting(String),
 }
 
 impl std::fmt::Display for VerifyError {
@@ -54,6 +57,7 @@ impl std::fmt::Display for VerifyError {
                 f,
                 "profile `{p}` has no kernel equivalent; verify --linux checks routers with the `linux` profile"
             ),
+            Self::NoKernelSetting(why) => write!(f, "the kernel cannot be set up alike: {why}"),
         }
     }
 }
@@ -94,6 +98,8 @@ pub fn verify(router: RouterSpec) -> Result<Report, VerifyError> {
             router.nat.behaviour.name.to_string(),
         ));
     }
+    sysctl::conntrack_timeouts(&router.nat.behaviour.timeouts)
+        .map_err(VerifyError::NoKernelSetting)?;
     let missing = netns::missing_requirements();
     if !missing.is_empty() {
         return Err(VerifyError::Missing(missing));

@@ -191,6 +191,58 @@ pub struct Nat {
     /// `epm`, `ftp`.
     #[serde(default)]
     pub algs: Vec<S<String>>,
+    /// Idle timeouts that replace the profile's, e.g. `{ tcp_established
+    /// = "1h" }` for a router that forgets idle connections sooner than
+    /// Linux does.
+    #[serde(default)]
+    pub timeouts: Option<NatTimeouts>,
+}
+
+/// How long a connection may stay idle in each state before the NAT
+/// forgets it (durations such as `30s`, `2h`; at most 30 days). Each field
+/// replaces the profile's value; Linux's sysctl is named in brackets.
+#[derive(Debug, Deserialize, Clone, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NatTimeouts {
+    /// TCP after the handshake (`nf_conntrack_tcp_timeout_established`).
+    #[serde(default)]
+    pub tcp_established: Option<S<String>>,
+    /// TCP after the first SYN (`nf_conntrack_tcp_timeout_syn_sent`).
+    #[serde(default)]
+    pub tcp_syn_sent: Option<S<String>>,
+    /// TCP after the SYN-ACK (`nf_conntrack_tcp_timeout_syn_recv`).
+    #[serde(default)]
+    pub tcp_syn_recv: Option<S<String>>,
+    /// TCP after a FIN (`nf_conntrack_tcp_timeout_fin_wait`).
+    #[serde(default)]
+    pub tcp_fin_wait: Option<S<String>>,
+    /// TCP after the other side's FIN (`nf_conntrack_tcp_timeout_close_wait`).
+    #[serde(default)]
+    pub tcp_close_wait: Option<S<String>>,
+    /// TCP after the last FIN (`nf_conntrack_tcp_timeout_last_ack`).
+    #[serde(default)]
+    pub tcp_last_ack: Option<S<String>>,
+    /// TCP after both FINs were acknowledged (`nf_conntrack_tcp_timeout_time_wait`).
+    #[serde(default)]
+    pub tcp_time_wait: Option<S<String>>,
+    /// TCP after a RST (`nf_conntrack_tcp_timeout_close`).
+    #[serde(default)]
+    pub tcp_close: Option<S<String>>,
+    /// UDP with no reply yet, or replied but younger than
+    /// `udp_stream_after` (`nf_conntrack_udp_timeout`).
+    #[serde(default)]
+    pub udp_unreplied: Option<S<String>>,
+    /// UDP that was replied to and is older than `udp_stream_after`
+    /// (`nf_conntrack_udp_timeout_stream`).
+    #[serde(default)]
+    pub udp_replied: Option<S<String>>,
+    /// How old a replied UDP flow must be before it counts as a stream
+    /// (Linux: 2 s); `0s`: from its first reply.
+    #[serde(default)]
+    pub udp_stream_after: Option<S<String>>,
+    /// ICMP queries such as echo (`nf_conntrack_icmp_timeout`).
+    #[serde(default)]
+    pub icmp: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone, JsonSchema)]

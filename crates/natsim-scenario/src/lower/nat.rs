@@ -70,6 +70,9 @@ pub fn nat_config(
                 )),
             };
     }
+    if let Some(t) = &nat.timeouts {
+        timeouts(&mut b.timeouts, t, cx)?;
+    }
     let mut cfg = NatConfig::new(b);
     let mut first_outside = None;
     for (k, i) in r.interfaces.iter().enumerate() {
@@ -272,4 +275,37 @@ pub fn nat_error(e: &ConfigError, spans: &[Range<usize>], r: &Router, cx: &Ctx<'
             None,
         ),
     }
+}
+
+/// Replaces the profile's timeouts with the ones `t` names. A zero idle
+/// timeout would end every connection at its first packet, so only
+/// `udp_stream_after` may be `0s`.
+fn timeouts(into: &mut natsim_nat::Timeouts, t: &NatTimeouts, cx: &Ctx<'_>) -> Result<(), Problem> {
+    let fields = [
+        (&t.tcp_established, &mut into.tcp_established, false),
+        (&t.tcp_syn_sent, &mut into.tcp_syn_sent, false),
+        (&t.tcp_syn_recv, &mut into.tcp_syn_recv, false),
+        (&t.tcp_fin_wait, &mut into.tcp_fin_wait, false),
+        (&t.tcp_close_wait, &mut into.tcp_close_wait, false),
+        (&t.tcp_last_ack, &mut into.tcp_last_ack, false),
+        (&t.tcp_time_wait, &mut into.tcp_time_wait, false),
+        (&t.tcp_close, &mut into.tcp_close, false),
+        (&t.udp_unreplied, &mut into.udp_unreplied, false),
+        (&t.udp_replied, &mut into.udp_replied, false),
+        (&t.udp_stream_after, &mut into.udp_stream_after, true),
+        (&t.icmp, &mut into.icmp, false),
+    ];
+    for (text, slot, zero_ok) in fields {
+        let Some(text) = text else { continue };
+        let d = parse::duration(text, cx)?;
+        if d.is_zero() && !zero_ok {
+            return Err(cx.at(
+                text.span(),
+                "an idle timeout of zero would end every connection at its first packet",
+                Some("give a duration such as `30s` or `1h`"),
+            ));
+        }
+        *slot = d;
+    }
+    Ok(())
 }
