@@ -93,6 +93,7 @@ pub fn build(m: &Model, seed: u64) -> Result<Built, SimError> {
                 c.rules = cfg.rules;
                 c.algs = cfg.algs;
                 c.filter = cfg.filter;
+                c.capacity = cfg.capacity;
             });
         }
         if r.own_epm {

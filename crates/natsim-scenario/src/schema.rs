@@ -196,6 +196,12 @@ pub struct Nat {
     /// Linux does.
     #[serde(default)]
     pub timeouts: Option<NatTimeouts>,
+    /// The most connections tracked at once (Linux's `nf_conntrack_max`;
+    /// default 65536, at most 16777216). When the table is full a new
+    /// connection evicts the oldest one not yet replied to or established,
+    /// as the kernel's early_drop does, and is dropped if there is none.
+    #[serde(default)]
+    pub max_connections: Option<S<u32>>,
 }
 
 /// How long a connection may stay idle in each state before the NAT

@@ -10,6 +10,10 @@ use natsim_nat::{
 };
 use std::ops::Range;
 
+/// The largest `max_connections` (2^24): the table grows as it fills, so
+/// this bounds memory (~120 bytes a connection), not what is allocated.
+const MAX_CONNECTIONS: u32 = 1 << 24;
+
 pub fn profile(name: &S<String>, cx: &Ctx<'_>) -> Result<Behaviour, Problem> {
     Behaviour::by_name(name.get_ref()).ok_or_else(|| {
         cx.at(
@@ -74,6 +78,18 @@ pub fn nat_config(
         timeouts(&mut b.timeouts, t, cx)?;
     }
     let mut cfg = NatConfig::new(b);
+    if let Some(m) = &nat.max_connections {
+        cfg.capacity = match *m.get_ref() {
+            n @ 1..=MAX_CONNECTIONS => n as usize,
+            n => {
+                return Err(cx.at(
+                    m.span(),
+                    format!("{n} is not a connection table size"),
+                    Some("from 1 to 16777216 (Linux's nf_conntrack_max; the default is 65536)"),
+                ))
+            }
+        };
+    }
     let mut first_outside = None;
     for (k, i) in r.interfaces.iter().enumerate() {
         let (addr, len) = parse::cidr(&i.address, cx)?;
