@@ -220,6 +220,34 @@ pub enum AppSpec {
     Listen(Listener),
 }
 
+impl AppSpec {
+    /// The name of the service holding `port` for `proto`, if this one
+    /// does: a client socket bound there would fail in a real stack
+    /// (EADDRINUSE), where the simulator would hand its replies to the
+    /// service instead.
+    pub fn holds(&self, proto: L4, port: u16) -> Option<&'static str> {
+        match (self, proto) {
+            (AppSpec::UdpEcho { port: p }, L4::Udp) => (*p == port).then_some("udp_echo"),
+            (AppSpec::Listen(l), _) => (l.proto == proto && l.port == port).then_some("listen"),
+            (AppSpec::HttpServer { port: p, .. }, L4::Tcp) => (*p == port).then_some("http_server"),
+            (AppSpec::FtpServer { .. }, L4::Tcp) => (port == 21).then_some("ftp_server"),
+            (AppSpec::SmtpServer { .. }, L4::Tcp) => (port == 25).then_some("smtp_server"),
+            (AppSpec::Ims(_), L4::Tcp) => (port == 25).then_some("ims"),
+            (
+                AppSpec::ExchangeRpc {
+                    store_port,
+                    directory_port,
+                    ..
+                },
+                L4::Tcp,
+            ) => (port == 135 || Some(port) == *store_port || Some(port) == *directory_port)
+                .then_some("exchange_rpc"),
+            (AppSpec::DnsServer { .. }, L4::Udp) => (port == 53).then_some("dns_server"),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct MtaSpec {
     pub hostname: String,

@@ -62,6 +62,30 @@ pub(super) struct StepCx<'a> {
 }
 
 impl StepCx<'_> {
+    /// A step's `source_port` on host `h`, refused when one of the host's
+    /// own services holds that port.
+    fn free_source_port(
+        &self,
+        h: HostIx,
+        proto: L4,
+        v: &Option<S<u32>>,
+    ) -> Result<Option<u16>, Problem> {
+        let Some(v) = v else { return Ok(None) };
+        let port = parse::port(v, self.cx)?;
+        let host = &self.hosts[h.0];
+        match host.apps.iter().find_map(|a| a.holds(proto, port)) {
+            None => Ok(Some(port)),
+            Some(service) => Err(self.cx.at(
+                v.span(),
+                format!(
+                    "source port {port} is taken on `{}` by its own `{service}`: a real stack's bind fails (address in use), and its replies would go to the service",
+                    host.name
+                ),
+                Some("pick another source_port, or move the service to another port"),
+            )),
+        }
+    }
+
     /// `GROUP[*]`: every member of a host group, or an error naming the
     /// groups; None for anything else.
     pub fn members(&self, n: &S<String>) -> Option<Result<&[HostIx], Problem>> {
@@ -182,9 +206,6 @@ pub(super) fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
     let from = || -> Result<HostIx, Problem> { sc.host(need(&st.from, "from", st, cx)?) };
     let port_or =
         |d: u16| -> Result<u16, Problem> { st.port.as_ref().map_or(Ok(d), |p| parse::port(p, cx)) };
-    let opt_port = |v: &Option<S<u32>>| -> Result<Option<u16>, Problem> {
-        v.as_ref().map(|p| parse::port(p, cx)).transpose()
-    };
     let text =
         |v: &Option<S<String>>, d: &str| v.as_ref().map_or(d.to_string(), |x| x.get_ref().clone());
     Ok(match name {
@@ -206,7 +227,7 @@ pub(super) fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
                 from: f,
                 to: sc.target(need(&st.to, "to", st, cx)?, f, true)?,
                 port: parse::port(need(&st.port, "port", st, cx)?, cx)?,
-                source_port: opt_port(&st.source_port)?,
+                source_port: sc.free_source_port(f, L4::Tcp, &st.source_port)?,
                 keep: None,
             }
         }
@@ -223,7 +244,7 @@ pub(super) fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
                 from: f,
                 to: sc.target(need(&st.to, "to", st, cx)?, f, true)?,
                 port: parse::port(need(&st.port, "port", st, cx)?, cx)?,
-                source_port: opt_port(&st.source_port)?,
+                source_port: sc.free_source_port(f, L4::Udp, &st.source_port)?,
                 payload: text(&st.payload, "natsim probe").into_bytes(),
             }
         }
