@@ -19,6 +19,7 @@
 
 use crate::app::{App, AppCx, AppEvent, HostInfo, IcmpError, IcmpErrors, TcpProfile};
 use crate::device::SimDevice;
+use crate::neighbour::{arp_request, arp_request_target, arp_sender};
 use natsim_nat::Instant;
 use rand::SeedableRng;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
@@ -69,6 +70,8 @@ pub(crate) struct Host {
     pmtu: BTreeMap<Ipv4Addr, u16>,
     /// Neighbours being resolved: (requests sent, next retry).
     arp: BTreeMap<Ipv4Addr, (u8, Instant)>,
+    /// Neighbours resolved, kept in the stack's cache as an OS keeps them.
+    neighbours: crate::neighbour::Neighbours,
 }
 
 impl Host {
@@ -111,6 +114,7 @@ impl Host {
             stopped: BTreeSet::new(),
             pmtu: BTreeMap::new(),
             arp: BTreeMap::new(),
+            neighbours: Default::default(),
         }
     }
 
@@ -122,6 +126,7 @@ impl Host {
             self.icmp_errors.retain(|_, e| now < e.at + keep);
         }
         for f in &self.device.rx {
+            self.neighbours.learn(f, self.info.addr, now);
             if !self.arp.is_empty() {
                 if let Some(from) = arp_sender(f) {
                     self.arp.remove(&from);
@@ -139,6 +144,9 @@ impl Host {
                 }
                 self.icmp_errors.insert(key, err);
             }
+        }
+        for f in self.neighbours.refresh(now, self.mac, self.info.addr) {
+            self.device.rx.push_front(f);
         }
         for _ in 0..4 {
             self.iface.poll(t, &mut self.device, &mut self.sockets);
@@ -380,31 +388,6 @@ fn adopt_sockets(
         let live: BTreeSet<SocketHandle> = sockets.iter().map(|(h, _)| h).collect();
         owner.retain(|h, _| live.contains(h));
     }
-}
-
-/// The target of an ARP request frame.
-fn arp_request_target(f: &[u8]) -> Option<Ipv4Addr> {
-    (f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[20..22] == [0, 1])
-        .then(|| Ipv4Addr::new(f[38], f[39], f[40], f[41]))
-}
-
-/// The sender of an ARP frame (a reply, or a request smoltcp also
-/// learns the sender from).
-fn arp_sender(f: &[u8]) -> Option<Ipv4Addr> {
-    (f.len() >= 42 && f[12..14] == [0x08, 0x06]).then(|| Ipv4Addr::new(f[28], f[29], f[30], f[31]))
-}
-
-/// An ARP request (RFC 826) for `target` from `mac`/`ip`.
-fn arp_request(mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
-    let mut f = Vec::with_capacity(42);
-    f.extend_from_slice(&[0xff; 6]);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&ip.octets());
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&target.octets());
-    f
 }
 
 /// smoltcp sets Don't Fragment on every unfragmented packet; a host whose

@@ -36,6 +36,7 @@ pub mod host;
 mod icmp_fix;
 mod ids;
 pub mod link;
+mod neighbour;
 mod packet;
 pub mod pcap;
 pub mod probe;
