@@ -298,6 +298,21 @@ pub(super) fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
             if q.get_ref().is_empty() || q.get_ref().len() > 253 {
                 return Err(cx.at(q.span(), "a DNS name must be 1–253 characters", None));
             }
+            if let Some(why) = not_a_dns_name(q.get_ref()) {
+                let words: Vec<&str> = q.get_ref().split_whitespace().collect();
+                let hint = match words.as_slice() {
+                    [name, t] if ["A", "MX"].contains(&t.to_ascii_uppercase().as_str()) => format!(
+                        "the record type goes in its own field: query = \"{name}\", type = \"{}\"",
+                        t.to_ascii_uppercase()
+                    ),
+                    _ => "labels of letters, digits and `-`, separated by dots".to_string(),
+                };
+                return Err(cx.at(
+                    q.span(),
+                    format!("`{}` is not a DNS name: {why}", q.get_ref()),
+                    Some(&hint),
+                ));
+            }
             let rtype = match st.rtype.as_ref().map(|t| t.get_ref().to_ascii_uppercase()) {
                 None => RecordType::A,
                 Some(t) if t == "A" => RecordType::A,
@@ -447,4 +462,25 @@ pub(super) fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
             ));
         }
     })
+}
+
+/// Why `name` is not a host name a resolver would ask for (RFC 1035
+/// §2.3.1 labels, with `_` as service names use it), or None.
+fn not_a_dns_name(name: &str) -> Option<&'static str> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Some("an empty label");
+        }
+        if label.len() > 63 {
+            return Some("a label longer than 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Some("a character other than a letter, digit, `-` or `_`");
+        }
+    }
+    None
 }

@@ -353,6 +353,7 @@ pub struct ExchangeRpc {
 #[derive(Debug, Deserialize, Clone, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpServer {
+    /// The server port: required for tcp-connect and udp-send; dns-lookup 53, http-get 80, ftp-get 21 by default.
     #[serde(default)]
     pub port: Option<S<u32>>,
     /// path → body.
@@ -417,13 +418,16 @@ pub struct Step {
     /// retry to a mailbox, a bounce or NDR, or the queue's expiry.
     #[serde(default)]
     pub until: Option<S<String>>,
+    /// send-mail: the envelope sender (default `postmaster@` the sending host).
     #[serde(default)]
     pub sender: Option<S<String>>,
+    /// send-mail: the message's subject (default `Test Subject`).
     #[serde(default)]
     pub subject: Option<S<String>>,
-    /// dns-lookup: the name to look up and its record type (`A`, `MX`).
+    /// dns-lookup: the name to look up (its record type goes in `type`).
     #[serde(default)]
     pub query: Option<S<String>>,
+    /// dns-lookup: the record type to ask for, `A` (default) or `MX`.
     #[serde(default, rename = "type")]
     pub rtype: Option<S<String>>,
     /// outlook-connect: `dialled-address` (default) or `tower-address`.
@@ -432,8 +436,10 @@ pub struct Step {
     /// ftp-get: `active`, `eprt`, `passive`, `epsv`.
     #[serde(default)]
     pub mode: Option<S<String>>,
+    /// http-get: the path to ask for (default `/`).
     #[serde(default)]
     pub path: Option<S<String>>,
+    /// ftp-get: the file to download.
     #[serde(default)]
     pub file: Option<S<String>>,
     /// wait: how long (e.g. `2h`); other steps: the most to wait.
