@@ -95,26 +95,27 @@ mod tests {
     /// values a fresh network namespace of Linux 6.18 holds.
     #[test]
     fn the_linux_profile_sets_the_kernels_defaults() {
-        let want = [432000, 120, 120, 30, 30, 60, 120, 60, 30, 120, 10, 600];
-        let got = conntrack_timeouts(&Timeouts::LINUX).unwrap();
-        let by_key = |k: &str| got.iter().find(|(key, _)| key.ends_with(k)).unwrap().1;
-        let keys = [
-            "tcp_timeout_established",
-            "tcp_timeout_syn_sent",
-            "tcp_timeout_fin_wait",
-            "udp_timeout",
-            "icmp_timeout",
-            "tcp_timeout_syn_recv",
-            "tcp_timeout_time_wait",
-            "tcp_timeout_close_wait",
-            "tcp_timeout_last_ack",
-            "udp_timeout_stream",
-            "tcp_timeout_close",
-            "generic_timeout",
+        let kernel = [
+            ("tcp_timeout_syn_sent", 120),
+            ("tcp_timeout_syn_recv", 60),
+            ("tcp_timeout_established", 432000),
+            ("tcp_timeout_fin_wait", 120),
+            ("tcp_timeout_close_wait", 60),
+            ("tcp_timeout_last_ack", 30),
+            ("tcp_timeout_time_wait", 120),
+            ("tcp_timeout_close", 10),
+            ("udp_timeout", 30),
+            ("udp_timeout_stream", 120),
+            ("icmp_timeout", 30),
+            ("generic_timeout", 600),
         ];
-        for (k, w) in keys.iter().zip(want) {
-            assert_eq!(by_key(k), w, "{k}");
-        }
+        let got = conntrack_timeouts(&Timeouts::LINUX).unwrap();
+        let want: Vec<(String, u64)> = kernel
+            .iter()
+            .map(|(k, v)| (format!("net.netfilter.nf_conntrack_{k}"), *v))
+            .collect();
+        let got: Vec<(String, u64)> = got.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -86,6 +86,27 @@ pub fn duration(s: &S<String>, cx: &Ctx<'_>) -> Result<Duration, Problem> {
     })
 }
 
+/// Why `name` is not a host name a resolver would ask for (RFC 1035
+/// §2.3.1 labels, with `_` as service names use it), or None.
+pub fn dns_name_problem(name: &str) -> Option<&'static str> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Some("an empty label");
+        }
+        if label.len() > 63 {
+            return Some("a label longer than 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Some("a character other than a letter, digit, `-` or `_`");
+        }
+    }
+    None
+}
+
 /// `100Mbps`, `56kbps`: bits per second.
 pub fn bandwidth(s: &S<String>, cx: &Ctx<'_>) -> Result<u64, Problem> {
     let bad = || {

@@ -163,7 +163,11 @@ impl StepCx<'_> {
                     .at(t.span(), format!("node `{text}` has no address"), None)
             });
         }
-        if names_ok && text.contains('.') && text.len() <= 253 {
+        if names_ok
+            && text.contains('.')
+            && text.len() <= 253
+            && parse::dns_name_problem(text).is_none()
+        {
             if self.hosts.get(from.0).is_some_and(|h| h.dns.is_empty()) {
                 return Err(self.cx.at(
                     t.span(),
@@ -298,14 +302,14 @@ pub(super) fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
             if q.get_ref().is_empty() || q.get_ref().len() > 253 {
                 return Err(cx.at(q.span(), "a DNS name must be 1–253 characters", None));
             }
-            if let Some(why) = not_a_dns_name(q.get_ref()) {
+            if let Some(why) = parse::dns_name_problem(q.get_ref()) {
                 let words: Vec<&str> = q.get_ref().split_whitespace().collect();
                 let hint = match words.as_slice() {
                     [name, t] if ["A", "MX"].contains(&t.to_ascii_uppercase().as_str()) => format!(
                         "the record type goes in its own field: query = \"{name}\", type = \"{}\"",
                         t.to_ascii_uppercase()
                     ),
-                    _ => "labels of letters, digits and `-`, separated by dots".to_string(),
+                    _ => "labels of letters, digits, `-` and `_`, separated by dots".to_string(),
                 };
                 return Err(cx.at(
                     q.span(),
@@ -462,25 +466,4 @@ pub(super) fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
             ));
         }
     })
-}
-
-/// Why `name` is not a host name a resolver would ask for (RFC 1035
-/// §2.3.1 labels, with `_` as service names use it), or None.
-fn not_a_dns_name(name: &str) -> Option<&'static str> {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Some("an empty label");
-        }
-        if label.len() > 63 {
-            return Some("a label longer than 63 characters");
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Some("a character other than a letter, digit, `-` or `_`");
-        }
-    }
-    None
 }
