@@ -14,6 +14,7 @@
 //! host's receive queue, on no link, so no capture shows it.
 
 use natsim_nat::Instant;
+use smoltcp::wire::{ArpOperation, ArpRepr, EthernetAddress};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -81,15 +82,14 @@ pub(crate) fn arp_request(mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> Vec<u
 
 /// An ARP reply (RFC 826) from `mac`/`ip` to `to_mac`/`to`.
 fn arp_reply(mac: [u8; 6], ip: Ipv4Addr, to_mac: [u8; 6], to: Ipv4Addr) -> Vec<u8> {
-    let mut f = Vec::with_capacity(42);
-    f.extend_from_slice(&to_mac);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2]);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&ip.octets());
-    f.extend_from_slice(&to_mac);
-    f.extend_from_slice(&to.octets());
-    f
+    let repr = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: EthernetAddress(mac),
+        source_protocol_addr: ip,
+        target_hardware_addr: EthernetAddress(to_mac),
+        target_protocol_addr: to,
+    };
+    crate::packet::arp_frame(mac, to_mac, &repr)
 }
 
 #[cfg(test)]
