@@ -143,7 +143,7 @@ pub(crate) fn validate(cfg: &NatConfig) -> Result<(), ConfigError> {
             .rules
             .rules
             .iter()
-            .any(|r| r.name == *name || r.name.split(" (").next() == Some(name));
+            .any(|r| crate::alg::bound_by(r).any(|n| n == name));
         if !known {
             return Err(ConfigError::UnknownAlgRule(name.clone()));
         }

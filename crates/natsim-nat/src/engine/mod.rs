@@ -75,6 +75,8 @@ pub struct NatEngine {
     /// Addresses the router must answer ARP for (external + NETMAP targets).
     owned: Vec<Prefix>,
     local_services: Vec<(Proto, u16)>,
+    /// The ALG each rule binds, by rule id.
+    rule_algs: Vec<Option<AlgKind>>,
     /// The profile's timeouts in microseconds, for the hot path.
     timeouts_us: TimeoutsUs,
     /// ALG state by connection slot (connections flagged `ALG`).
@@ -188,6 +190,7 @@ impl NatEngine {
             external,
             owned,
             local_services: Vec::new(),
+            rule_algs: cfg.algs.by_rule(&cfg.rules.rules),
             timeouts_us: TimeoutsUs::new(&cfg.behaviour.timeouts),
             algs: BTreeMap::new(),
             expects: Expectations::default(),
@@ -522,18 +525,11 @@ impl NatEngine {
     /// The ALG a new TCP connection gets: by the rule that translated it,
     /// else by its (translated) destination port.
     fn alg_for(&self, proto: Proto, rule: u16, port: u16) -> Option<AlgKind> {
-        let algs = &self.cfg.algs;
-        if proto != Proto::Tcp || algs.is_empty() {
+        if proto != Proto::Tcp {
             return None;
         }
-        if rule != NO_RULE && !algs.rules.is_empty() {
-            let name = &self.cfg.rules.rules[usize::from(rule)].name;
-            let base = name.split(" (").next().unwrap_or(name);
-            if let Some(k) = algs.rules.get(name).or_else(|| algs.rules.get(base)) {
-                return Some(*k);
-            }
-        }
-        algs.ports.get(&port).copied()
+        let by_rule = self.rule_algs.get(usize::from(rule)).copied().flatten();
+        by_rule.or_else(|| self.cfg.algs.ports.get(&port).copied())
     }
 
     fn alg_segment<T: TraceSink>(
