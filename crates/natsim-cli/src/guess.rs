@@ -19,23 +19,51 @@ pub struct Guessed {
     pub why: String,
 }
 
+/// A hairpin ("reflection") rule: it translates traffic from an inside
+/// network back into that network (OpenWrt's `(reflection)` rules, an
+/// admin's hairpin SNAT), so the interface it names is an inside one.
+fn reflection(r: &Rule) -> bool {
+    let m = &r.matches;
+    let Some(src) = m.src else { return false };
+    match (&r.action, r.chain) {
+        (Action::Dnat { to, .. }, Chain::Prerouting) => src.contains(*to),
+        (Action::Snat(_) | Action::Masquerade { .. }, Chain::Postrouting) => {
+            m.dst.is_some_and(|d| src.contains(d.addr))
+        }
+        _ => false,
+    }
+}
+
 fn role_of(rules: &[Rule], k: usize) -> (Role, &'static str) {
     let id = Some(IfaceId(k as u16));
+    let mut hairpin = false;
     for r in rules {
         let m = &r.matches;
+        let leaves = m.out_iface == id && !m.not.out_iface;
+        let enters = m.in_iface == id && !m.not.in_iface;
         match (&r.action, r.chain) {
-            (Action::Masquerade { .. } | Action::Snat(_), Chain::Postrouting)
-                if m.out_iface == id && !m.not.out_iface && m.ct_dnat.is_none() =>
-            {
-                return (Role::Outside, "source NAT leaves through it")
+            (Action::Masquerade { .. } | Action::Snat(_), Chain::Postrouting) if leaves => {
+                if reflection(r) {
+                    hairpin = true;
+                } else if m.ct_dnat.is_none() {
+                    return (Role::Outside, "source NAT leaves through it");
+                }
             }
-            (Action::Dnat { .. } | Action::Netmap { .. }, Chain::Prerouting)
-                if m.in_iface == id && !m.not.in_iface =>
-            {
-                return (Role::Outside, "a DNAT comes in through it")
+            (Action::Dnat { .. } | Action::Netmap { .. }, Chain::Prerouting) if enters => {
+                if reflection(r) {
+                    hairpin = true;
+                } else {
+                    return (Role::Outside, "a DNAT comes in through it");
+                }
             }
             _ => {}
         }
+    }
+    if hairpin {
+        return (
+            Role::Inside,
+            "only hairpin (reflection) NAT names it: clients inside reach a forward by the public address",
+        );
     }
     (Role::Inside, "no source NAT leaves through it")
 }
@@ -108,6 +136,8 @@ pub fn router(imp: &Imported) -> Result<(RouterSpec, Vec<Guessed>), String> {
             .in_iface
             .filter(|_| !r.matches.not.in_iface)
             .or(r.matches.out_iface.filter(|_| r.matches.not.out_iface))
+            // A hairpin SNAT leaves through the network it comes from.
+            .or(r.matches.out_iface.filter(|_| reflection(r)))
             .map(|i| usize::from(i.0))
             .filter(|k| inside.contains(k));
         let k = named.or_else(|| inside.iter().copied().find(|&k| prefixes[k].is_none()));
@@ -149,8 +179,10 @@ pub fn router(imp: &Imported) -> Result<(RouterSpec, Vec<Guessed>), String> {
             (None, Role::Outside) => {
                 // The /24 of an address the rules translate to or from on
                 // this side, else a documentation /24 (RFC 5737).
+                // (A hairpin SNAT's address is the router's inside one;
+                // a hairpin DNAT's destination is still the public one.)
                 let hint = rules.iter().find_map(|r| match (&r.action, r.chain) {
-                    (Action::Snat(p), _) => Some(p.first),
+                    (Action::Snat(p), _) if !reflection(r) => Some(p.first),
                     (Action::Dnat { .. }, Chain::Prerouting) => {
                         r.matches.dst.filter(|d| d.len == 32).map(|d| d.addr)
                     }
@@ -249,6 +281,34 @@ mod tests {
             [
                 ("docker0".into(), "172.17.0.1/16".into(), Role::Inside),
                 ("wan0".into(), "203.0.113.1/24".into(), Role::Outside),
+            ]
+        );
+    }
+
+    /// OpenWrt's fw3 writes a port forward as a WAN DNAT plus a
+    /// "(reflection)" DNAT and SNAT on the LAN bridge, so clients inside
+    /// reach it by the public address. Those make the LAN no uplink.
+    #[test]
+    fn openwrt_reflection_rules_leave_the_lan_inside() {
+        let g = guess(concat!(
+            "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n",
+            ":zone_lan_postrouting - [0:0]\n:zone_lan_prerouting - [0:0]\n",
+            ":zone_wan_postrouting - [0:0]\n:zone_wan_prerouting - [0:0]\n",
+            "-A PREROUTING -i br-lan -j zone_lan_prerouting\n",
+            "-A PREROUTING -i eth0.2 -j zone_wan_prerouting\n",
+            "-A POSTROUTING -o br-lan -j zone_lan_postrouting\n",
+            "-A POSTROUTING -o eth0.2 -j zone_wan_postrouting\n",
+            "-A zone_lan_postrouting -s 192.168.1.0/24 -d 192.168.1.100/32 -p tcp -m tcp --dport 22 -m comment --comment \"!fw3: ssh (reflection)\" -j SNAT --to-source 192.168.1.1\n",
+            "-A zone_lan_prerouting -s 192.168.1.0/24 -d 198.51.100.7/32 -p tcp -m tcp --dport 2222 -m comment --comment \"!fw3: ssh (reflection)\" -j DNAT --to-destination 192.168.1.100:22\n",
+            "-A zone_wan_postrouting -j MASQUERADE\n",
+            "-A zone_wan_prerouting -p tcp -m tcp --dport 2222 -j DNAT --to-destination 192.168.1.100:22\n",
+            "COMMIT\n"
+        ));
+        assert_eq!(
+            g,
+            [
+                ("br-lan".into(), "192.168.1.1/24".into(), Role::Inside),
+                ("eth0.2".into(), "198.51.100.1/24".into(), Role::Outside),
             ]
         );
     }
