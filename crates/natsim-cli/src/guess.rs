@@ -164,6 +164,7 @@ pub fn router(imp: &Imported) -> Result<(RouterSpec, Vec<Guessed>), String> {
     let mut out = Vec::new();
     for (k, name) in names.iter().enumerate() {
         let role = roles[k].0;
+        let mut own = None;
         let (prefix, from) = match (&prefixes[k], role) {
             (Some((p, why)), _) => (*p, why.clone()),
             (None, Role::Inside) => loop {
@@ -178,23 +179,36 @@ pub fn router(imp: &Imported) -> Result<(RouterSpec, Vec<Guessed>), String> {
             },
             (None, Role::Outside) => {
                 // The /24 of an address the rules translate to or from on
-                // this side, else a documentation /24 (RFC 5737).
-                // (A hairpin SNAT's address is the router's inside one;
-                // a hairpin DNAT's destination is still the public one.)
+                // this side, else a documentation /24 (RFC 5737). A port
+                // forward's destination is the address it is published
+                // on, the router's own: the router takes it, so the
+                // outside can reach it by ARP. (A hairpin SNAT's address
+                // is the router's inside one; a hairpin DNAT's
+                // destination is still the public one.)
                 let hint = rules.iter().find_map(|r| match (&r.action, r.chain) {
-                    (Action::Snat(p), _) if !reflection(r) => Some(p.first),
-                    (Action::Dnat { .. }, Chain::Prerouting) => {
-                        r.matches.dst.filter(|d| d.len == 32).map(|d| d.addr)
-                    }
+                    (Action::Snat(p), _) if !reflection(r) => Some((p.first, false)),
+                    (Action::Dnat { .. }, Chain::Prerouting) => r
+                        .matches
+                        .dst
+                        .filter(|d| d.len == 32)
+                        .map(|d| (d.addr, r.matches.dst_ports.is_some())),
                     _ => None,
                 });
                 match hint {
-                    Some(a) if next_wan == 1 => {
+                    Some((a, published)) if next_wan == 1 => {
                         next_wan += 1;
-                        (
-                            slash24(a),
-                            format!("the /24 of {a}, which the rules translate"),
-                        )
+                        if published {
+                            own = Some(a);
+                            (
+                                slash24(a),
+                                format!("{a}, where the rules publish a port forward"),
+                            )
+                        } else {
+                            (
+                                slash24(a),
+                                format!("the /24 of {a}, which the rules translate"),
+                            )
+                        }
                     }
                     _ => {
                         let p = Prefix::new(Ipv4Addr::new(203, 0, 113, 0), 24);
@@ -208,7 +222,8 @@ pub fn router(imp: &Imported) -> Result<(RouterSpec, Vec<Guessed>), String> {
                 }
             }
         };
-        let addr = router_addr(prefix, &targets)
+        let addr = own
+            .or_else(|| router_addr(prefix, &targets))
             .ok_or_else(|| format!("no address for `{name}` in {prefix}"))?;
         out.push(Guessed {
             spec: IfaceSpec {
@@ -267,7 +282,7 @@ mod tests {
         assert_eq!(
             g,
             [
-                ("wan0".into(), "203.0.113.1/24".into(), Role::Outside),
+                ("wan0".into(), "203.0.113.7/24".into(), Role::Outside),
                 ("lan0".into(), "192.168.1.1/24".into(), Role::Inside),
             ]
         );
@@ -308,7 +323,7 @@ mod tests {
             g,
             [
                 ("br-lan".into(), "192.168.1.1/24".into(), Role::Inside),
-                ("eth0.2".into(), "198.51.100.1/24".into(), Role::Outside),
+                ("eth0.2".into(), "198.51.100.7/24".into(), Role::Outside),
             ]
         );
     }

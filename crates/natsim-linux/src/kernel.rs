@@ -153,19 +153,17 @@ impl KernelWorld {
         // NAT-owned addresses (pools, one-to-one) are extra /32s on the
         // outside interface, so the kernel answers ARP for them.
         let out = topo.first_outside();
-        for p in crate::world::owned_prefixes(&topo.router.nat) {
-            if p.len == 32 && !topo.router.ifaces.iter().any(|i| i.addr == p.addr) {
-                let _ = lab.ip(
-                    &r,
-                    &[
-                        "addr",
-                        "add",
-                        &format!("{}/32", p.addr),
-                        "dev",
-                        &topo.router.ifaces[out].name,
-                    ],
-                );
-            }
+        for a in crate::world::local_addresses(&topo.router.nat) {
+            let _ = lab.ip(
+                &r,
+                &[
+                    "addr",
+                    "add",
+                    &format!("{a}/32"),
+                    "dev",
+                    &topo.router.ifaces[out].name,
+                ],
+            );
         }
         lab.exec(&r, "nft", &["-j", "-f", "-"], Some(&ruleset))?;
         let host_filter = r#"{"nftables":[{"add":{"table":{"family":"ip","name":"host"}}},{"add":{"chain":{"family":"ip","table":"host","name":"input","type":"filter","hook":"input","prio":0,"policy":"drop"}}}]}"#;

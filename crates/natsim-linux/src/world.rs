@@ -108,6 +108,18 @@ pub fn owned_prefixes(cfg: &natsim_nat::NatConfig) -> Vec<Prefix> {
     out
 }
 
+/// The NAT-owned addresses the kernel's router gets as extra /32s on its
+/// outside interface, so it answers ARP for them as natsim's router does:
+/// the single addresses among [`owned_prefixes`].
+pub fn local_addresses(cfg: &natsim_nat::NatConfig) -> Vec<Ipv4Addr> {
+    owned_prefixes(cfg)
+        .into_iter()
+        .filter(|p| p.len == 32)
+        .map(|p| p.addr)
+        .filter(|a| !cfg.interfaces.iter().any(|i| i.addr == *a))
+        .collect()
+}
+
 impl<'t> EngineWorld<'t> {
     pub fn new(topo: &'t Topology) -> Result<EngineWorld<'t>, natsim_nat::ConfigError> {
         Ok(EngineWorld {
@@ -118,6 +130,14 @@ impl<'t> EngineWorld<'t> {
             trace: Vec::new(),
             owned: owned_prefixes(&topo.router.nat),
         })
+    }
+
+    /// Whether the router's stack holds `addr` (and so answers ARP for it
+    /// on any interface, as Linux does with `arp_ignore` 0): an interface
+    /// address or one [`local_addresses`] adds.
+    fn router_holds(&self, addr: Ipv4Addr) -> bool {
+        let r = &self.topo.router;
+        r.ifaces.iter().any(|i| i.addr == addr) || local_addresses(&r.nat).contains(&addr)
     }
 
     fn host_at(&self, iface: usize, addr: Ipv4Addr) -> Option<usize> {
@@ -231,11 +251,19 @@ impl World for EngineWorld<'_> {
         self.trace
             .push(format!("[{}] {} from {}", self.now, s, h.name));
         let spec = &self.topo.router.ifaces[iface];
-        let direct = on_link(spec, s.dst) && spec.addr != s.dst;
-        if direct && self.host_at(iface, s.dst).is_some() {
+        // An on-link destination is reached by ARP: the host that has it,
+        // else the router if it holds the address, else nobody (the
+        // kernel's hosts send nothing when their ARP goes unanswered).
+        let direct = on_link(spec, s.dst) && !self.router_holds(s.dst);
+        if !direct {
+            self.router_in(iface, packet, &mut seen, 0);
+        } else if self.host_at(iface, s.dst).is_some() {
             self.deliver(iface, packet, &mut seen);
         } else {
-            self.router_in(iface, packet, &mut seen, 0);
+            self.trace.push(format!(
+                "  no ARP answer for {}: nobody on the segment holds it",
+                s.dst
+            ));
         }
         seen
     }
