@@ -467,7 +467,7 @@ impl Router {
             .unwrap_or(iface_hint);
         // Host unreachable (RFC 792 code 1).
         let error = reply::IcmpError::unreachable(1);
-        self.icmp_error(now, ingress, frame, error, out);
+        self.icmp_error_after_nat(now, ingress, frame, error, out);
     }
 }
 

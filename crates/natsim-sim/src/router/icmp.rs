@@ -51,9 +51,13 @@ impl Router {
         self.drop_frame(reason, out);
         true
     }
-    /// An ICMP error about `frame` out of `ingress`, built as the kernel's
-    /// `__icmp_send` does ([`reply::icmp_error`]), with the router's next
-    /// IP ID, unless the rate limits refuse it.
+    /// An ICMP error about `frame`, a packet as its sender sent it (the
+    /// router's checks before NAT), built as the kernel's `__icmp_send`
+    /// does ([`reply::icmp_error`]), with the router's next IP ID, unless
+    /// the rate limits refuse it. Like `__icmp_send` it is routed: it
+    /// leaves by the route back to the sender, from that interface's
+    /// address (`icmp_errors_use_inbound_ifaddr` 0), which is not always
+    /// the interface the packet came in on.
     pub(super) fn icmp_error(
         &mut self,
         now: Instant,
@@ -62,8 +66,48 @@ impl Router {
         error: reply::IcmpError,
         out: &mut Outcome,
     ) {
+        self.send_icmp_error(now, ingress, frame, error, false, out);
+    }
+
+    /// An ICMP error about `frame` after NAT rewrote it (a next hop that
+    /// never answered ARP, no route after DNAT). Linux attaches the
+    /// offending packet's connection to the error (`nf_ct_attach`), so NAT
+    /// translates it back: the sender sees its packet quoted as it sent
+    /// it, and the error reaches it through the NAT.
+    pub(super) fn icmp_error_after_nat(
+        &mut self,
+        now: Instant,
+        ingress: usize,
+        frame: &[u8],
+        error: reply::IcmpError,
+        out: &mut Outcome,
+    ) {
+        let translate = self.nat.is_some();
+        self.send_icmp_error(now, ingress, frame, error, translate, out);
+    }
+
+    fn send_icmp_error(
+        &mut self,
+        now: Instant,
+        ingress: usize,
+        frame: &[u8],
+        error: reply::IcmpError,
+        translate: bool,
+        out: &mut Outcome,
+    ) {
+        let Some(to) = ipv4_of(frame).map(|ip| ip.src_addr()) else {
+            return;
+        };
+        // The source: the address of the interface the route to the
+        // sender leaves by; the sender's own address if that is ours (a
+        // masqueraded packet, whose error NAT then sends on inside).
+        let from = match self.route(to) {
+            Route::Forward { iface, .. } => self.ifaces[usize::from(iface.0)].addr,
+            Route::Local => to,
+            Route::Unreachable => return,
+        };
         let i = &self.ifaces[ingress];
-        let Some(buf) = reply::icmp_error(frame, i.addr, i.mac, self.ip_id, error) else {
+        let Some(mut buf) = reply::icmp_error(frame, from, i.mac, self.ip_id, error) else {
             return;
         };
         if let Some(why) = self.icmp_refused(now, &buf) {
@@ -73,7 +117,41 @@ impl Router {
             return;
         }
         self.ip_id = self.ip_id.wrapping_add(1);
-        out.originated.push((ingress, buf));
+        let verdict = match self.nat.as_mut() {
+            Some(nat) if translate => {
+                let (ifaces, routes, owned) = (&self.ifaces, &self.routes, &self.owned);
+                let rf = |d: Ipv4Addr| Self::route_in(ifaces, routes, owned, d);
+                run_nat(nat, now, IfaceId::LOCAL, &mut buf, &rf, out)
+            }
+            _ => match ipv4_of(&buf).map(|ip| self.route(ip.dst_addr())) {
+                Some(Route::Forward { iface, next_hop }) => Verdict::Forward { iface, next_hop },
+                _ => return,
+            },
+        };
+        let Verdict::Forward { iface, next_hop } = verdict else {
+            return;
+        };
+        let egress = usize::from(iface.0);
+        // Straight back to the sender's link address when it is the next
+        // hop on the way it came; else to the next hop's, by ARP.
+        let sender_mac = mac_of(frame, 6);
+        let back = egress == ingress && sender_mac[0] & 1 == 0 && !self.is_own_mac(sender_mac);
+        buf[6..12].copy_from_slice(&self.ifaces[egress].mac);
+        match self.arp.get(&next_hop) {
+            Some(m) => {
+                buf[0..6].copy_from_slice(m);
+                out.originated.push((egress, buf));
+            }
+            None if back && ipv4_of(&buf).is_some_and(|ip| ip.dst_addr() == next_hop) => {
+                buf[0..6].copy_from_slice(&sender_mac);
+                out.originated.push((egress, buf));
+            }
+            None => self.send_to(now, egress, next_hop, buf, None, out),
+        }
+    }
+
+    fn is_own_mac(&self, mac: [u8; 6]) -> bool {
+        self.ifaces.iter().any(|i| i.mac == mac)
     }
 
     /// Whether Linux's ICMP rate limits refuse the answer `buf` (an ICMP
