@@ -111,7 +111,11 @@ impl EchoServer {
             if s.state() == tcp::State::CloseWait {
                 s.close();
             }
-            if s.state() == tcp::State::Closed {
+            // Closed, or back in LISTEN: smoltcp returns a listener whose
+            // handshake was reset to LISTEN, and the fresh listener already
+            // holds the port; left open, it would take the next SYN
+            // unrecorded.
+            if matches!(s.state(), tcp::State::Closed | tcp::State::Listen) {
                 cx.sockets.remove(c);
                 return false;
             }
