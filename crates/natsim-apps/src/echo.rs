@@ -24,10 +24,18 @@ fn small_tcp_socket() -> tcp::Socket<'static> {
     )
 }
 
-fn small_udp_socket() -> udp::Socket<'static> {
+/// The largest UDP payload a host sends or takes: its stack's 8 KiB
+/// fragmentation buffer less the IP and UDP headers (real stacks go to
+/// 65 507; the scenario loader refuses more than this).
+pub const UDP_MAX_PAYLOAD: usize = natsim_sim::probe::PING_MAX_SIZE as usize;
+
+/// A UDP socket that holds whole datagrams of up to [`UDP_MAX_PAYLOAD`]
+/// bytes each way (smoltcp drops a datagram its buffer cannot hold, and
+/// refuses to send one, without a word).
+fn udp_socket() -> udp::Socket<'static> {
     udp::Socket::new(
-        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; BUF]),
-        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; BUF]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; UDP_MAX_PAYLOAD]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; UDP_MAX_PAYLOAD]),
     )
 }
 
@@ -62,12 +70,12 @@ impl EchoServer {
     fn poll_udp(&mut self, cx: &mut AppCx<'_>) {
         let port = self.port;
         let h = *self.listening.get_or_insert_with(|| {
-            let mut s = small_udp_socket();
+            let mut s = udp_socket();
             let _ = s.bind(port);
             cx.sockets.add(s)
         });
         let s = cx.sockets.get_mut::<udp::Socket>(h);
-        let mut buf = [0u8; BUF];
+        let mut buf = vec![0u8; UDP_MAX_PAYLOAD];
         while let Ok((n, meta)) = s.recv_slice(&mut buf) {
             let IpAddress::Ipv4(a) = meta.endpoint.addr;
             self.seen
@@ -324,9 +332,14 @@ impl App for UdpClient {
             Some(h) => h,
             None => {
                 self.local_port = self.source_port.unwrap_or_else(|| cx.ephemeral_port());
-                let mut s = small_udp_socket();
+                let mut s = udp_socket();
                 let _ = s.bind(self.local_port);
-                let _ = s.send_slice(&self.payload, self.remote);
+                if let Err(e) = s.send_slice(&self.payload, self.remote) {
+                    cx.log(
+                        "udp",
+                        format!("{} bytes not sent: {e}", self.payload.len()),
+                    );
+                }
                 if let Some(why) = cx.host.no_route(self.remote.0) {
                     cx.log("udp", why);
                 }

@@ -54,6 +54,25 @@ fn ping_size(size: &Option<S<u32>>, cx: &Ctx<'_>) -> Result<u16, Problem> {
     }
 }
 
+/// `udp-send`'s `payload`, up to what a host sends in fragments.
+fn udp_payload(payload: &Option<S<String>>, cx: &Ctx<'_>) -> Result<Vec<u8>, Problem> {
+    let Some(p) = payload else {
+        return Ok(b"natsim probe".to_vec());
+    };
+    let max = natsim_apps::echo::UDP_MAX_PAYLOAD;
+    let n = p.get_ref().len();
+    if n > max {
+        return Err(cx.at(
+            p.span(),
+            format!("a {n}-byte payload is too large for udp-send"),
+            Some(&format!(
+                "at most {max} bytes (a host's datagrams are at most 8 KiB; above the MTU it fragments them)"
+            )),
+        ));
+    }
+    Ok(p.get_ref().clone().into_bytes())
+}
+
 pub(super) struct StepCx<'a> {
     pub names: &'a Names,
     pub hosts: &'a [HostSpec],
@@ -249,7 +268,7 @@ pub(super) fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
                 to: sc.target(need(&st.to, "to", st, cx)?, f, true)?,
                 port: parse::port(need(&st.port, "port", st, cx)?, cx)?,
                 source_port: sc.free_source_port(f, L4::Udp, &st.source_port)?,
-                payload: text(&st.payload, "natsim probe").into_bytes(),
+                payload: udp_payload(&st.payload, cx)?,
             }
         }
         "send-mail" => {

@@ -389,7 +389,8 @@ pub struct Step {
     /// tcp-connect, udp-send: the client's source port (default: ephemeral).
     #[serde(default)]
     pub source_port: Option<S<u32>>,
-    /// udp-send: the datagram's text (default `natsim probe`).
+    /// udp-send: the datagram's text (default `natsim probe`), at most
+    /// 8164 bytes; above the MTU the host fragments it.
     #[serde(default)]
     pub payload: Option<S<String>>,
     /// ping: bytes of echo data, as `ping -l` (Windows) or `ping -s`
