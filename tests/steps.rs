@@ -559,3 +559,31 @@ expect = ["connected", "seen-from 203.0.113.7:40443"]
         assert!(s.pass, "{}: {}", s.name, s.actual);
     }
 }
+
+/// `nat-table` lists what `conntrack -L` would: ICMP queries by their
+/// identifier (RFC 5508 §3.1), and a TCP entry with its state.
+#[test]
+fn nat_table_lists_icmp_queries_and_tcp_states() {
+    let r = run(r#"
+[[step]]
+name = "ping"
+action = "ping"
+from = "client"
+to = "203.0.113.7"
+expect = "replied"
+[[step]]
+name = "get"
+action = "http-get"
+from = "outside"
+to = "203.0.113.1"
+expect = "status 200"
+[[step]]
+name = "table"
+action = "nat-table"
+router = "nat"
+expect = ["listed containing \"icmp 192.168.1.20 id\"", "listed containing \"TIME_WAIT\""]
+"#);
+    for s in &r.steps {
+        assert!(s.pass, "{}: {}", s.name, s.actual);
+    }
+}

@@ -34,8 +34,14 @@ pub const UDP_MAX_PAYLOAD: usize = natsim_sim::probe::PING_MAX_SIZE as usize;
 /// refuses to send one, without a word).
 fn udp_socket() -> udp::Socket<'static> {
     udp::Socket::new(
-        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; UDP_MAX_PAYLOAD]),
-        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; UDP_MAX_PAYLOAD]),
+        udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; 8],
+            vec![0; UDP_MAX_PAYLOAD],
+        ),
+        udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; 8],
+            vec![0; UDP_MAX_PAYLOAD],
+        ),
     )
 }
 
@@ -335,10 +341,7 @@ impl App for UdpClient {
                 let mut s = udp_socket();
                 let _ = s.bind(self.local_port);
                 if let Err(e) = s.send_slice(&self.payload, self.remote) {
-                    cx.log(
-                        "udp",
-                        format!("{} bytes not sent: {e}", self.payload.len()),
-                    );
+                    cx.log("udp", format!("{} bytes not sent: {e}", self.payload.len()));
                 }
                 if let Some(why) = cx.host.no_route(self.remote.0) {
                     cx.log("udp", why);

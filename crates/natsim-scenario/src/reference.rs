@@ -186,10 +186,11 @@ replied | no-reply | icmp port-unreachable (any ICMP error name)        ping, ud
 replied | no-reply | reset                 tcp-send (on a kept connection)\n\
 connected via ADDR:PORT | endpoint returned ADDR:PORT | failed at STAGE   outlook-connect\n\
 answer NAME | nxdomain | nodata | refused | dns-timeout                 dns-lookup\n\
-response | status 200                      http-get\n\
+response | status 200 | failed containing \"text\"   http-get (a timeout is `failed containing \"timed out\"`)\n\
 downloaded | failed at STAGE               ftp-get\n\
 mapping endpoint-independent | filtering address-dependent             nat-type\n\
 mapping udp 192.168.1.10:40000 -> 203.0.113.1:40000 | no mapping udp 192.168.1.10:40000   nat-table\n\
+listed containing \"TIME_WAIT\"            nat-table: its text (ICMP queries by id, TCP states)\n\
 trace DISPOSITION | trace-step KIND | trace containing \"text\"          any step's frames\n\
 not EXPECTATION\n\
 ```\n\n\
@@ -199,7 +200,7 @@ fragmentation-needed, admin-prohibited, destination-unreachable, ttl-exceeded, t
 const STEPS: &str = "## Steps\n\n\
 Every step needs `expect` (write `expect = \"anything\"` to run a step for its effect). \
 A field the action does not take is an error.\n\n\
-| action | fields |\n|---|---|\n";
+| action | fields | outcomes (each may be expected alone) |\n|---|---|---|\n";
 
 /// The action table, generated from the loader's own list.
 pub fn actions_table() -> String {
@@ -214,7 +215,12 @@ pub fn actions_table() -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let _ = writeln!(s, "| `{a}` | {f} |");
+        let outcomes = crate::expect::outcomes(a)
+            .iter()
+            .map(|o| format!("`{}`", o.word()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(s, "| `{a}` | {f} | {outcomes} |");
     }
     s.push_str("\nAll steps also take `name`, `action`, `at` (`+5s`), `background`, `duration` (the most time the step may take), `expect` and `note`.\n\n");
     s

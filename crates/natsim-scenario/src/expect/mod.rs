@@ -16,6 +16,7 @@
 //! mapping endpoint-independent | filtering address-dependent   (nat-type)
 //! mapping udp 192.168.1.10:40000 -> 203.0.113.1:40000          (nat-table)
 //! no mapping udp 192.168.1.10:40000                            (nat-table)
+//! listed containing "TIME_WAIT"            (nat-table: its text, ICMP ids and TCP states too)
 //! trace dropped-by-nat-filter              (any frame of the step had this disposition)
 //! trace-step alg | trace containing "pinhole"  (any NAT step of that kind / text)
 //! not EXPECTATION                          (e.g. `not seen-from 203.0.113.1:40000`, `not delivered`)

@@ -190,6 +190,8 @@ fn check(e: &Expect, action: &str) -> Result<(), String> {
             "send-mail" => matches!(outcome, Outcome::Deferred | Outcome::Bounced | Outcome::Ndr),
             "outlook-connect" => matches!(outcome, Outcome::Failed | Outcome::Connected),
             "ftp-get" | "http-get" | "tcp-connect" | "tcp-send" => *outcome == Outcome::Failed,
+            // The table's text: ICMP entries, TCP states.
+            "nat-table" => *outcome == Outcome::Listed,
             _ => false,
         },
         Expect::TimedOutAfter { .. } => action == "tcp-connect",

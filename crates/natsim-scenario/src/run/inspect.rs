@@ -123,32 +123,59 @@ pub(super) fn nat_table(b: &Built, m: &Model, r: RouterIx) -> Actual {
     let now = b.sim.now();
     let mut lines = Vec::new();
     for c in nat.connections() {
-        let proto = match c.original.proto {
+        let left = c.expires.saturating_duration_since(now).as_secs();
+        // conntrack -L shows a TCP entry's state; the teaching case needs
+        // it (an entry in TIME_WAIT, a half-open one in SYN_SENT).
+        let state = c
+            .tcp_state
+            .map_or(String::new(), |s| format!(" {}", s.name()));
+        let (proto, Some((inside, outside))) = (c.original.proto, c.mapping) else {
+            lines.push(format!(
+                "{}{state} (no mapping; expires in {left} s)",
+                c.original
+            ));
+            continue;
+        };
+        let l4 = match proto {
             Proto::Tcp => L4::Tcp,
             Proto::Udp => L4::Udp,
-            _ => continue,
+            Proto::Icmp => {
+                // An ICMP query's "port" is its identifier (RFC 5508 §3.1).
+                lines.push(format!(
+                    "icmp {} id {} -> {} id {} (expires in {left} s)",
+                    inside.addr, inside.port, outside.addr, outside.port
+                ));
+                continue;
+            }
+            Proto::Other(_) => {
+                lines.push(format!(
+                    "{proto} {} -> {} (expires in {left} s)",
+                    inside.addr, outside.addr
+                ));
+                continue;
+            }
         };
-        let left = c.expires.saturating_duration_since(now).as_secs();
-        if let Some((inside, outside)) = c.mapping {
-            let row = super::NatRow {
-                proto,
-                inside: SocketAddrV4::new(inside.addr, inside.port),
-                outside: SocketAddrV4::new(outside.addr, outside.port),
-            };
-            lines.push(format!(
-                "{proto} {} -> {} (expires in {left} s)",
-                row.inside, row.outside
-            ));
-            a.nat.push(row);
-        } else {
-            lines.push(format!("{} (no mapping; expires in {left} s)", c.original));
-        }
+        let row = super::NatRow {
+            proto: l4,
+            inside: SocketAddrV4::new(inside.addr, inside.port),
+            outside: SocketAddrV4::new(outside.addr, outside.port),
+        };
+        lines.push(format!(
+            "{l4} {} -> {}{state} (expires in {left} s)",
+            row.inside, row.outside
+        ));
+        a.nat.push(row);
     }
     a.outcome = Some(Outcome::Listed);
     a.text = if lines.is_empty() {
         "no connections".into()
     } else {
-        format!("{} connections: {}", lines.len(), lines.join("; "))
+        let noun = if lines.len() == 1 {
+            "connection"
+        } else {
+            "connections"
+        };
+        format!("{} {noun}: {}", lines.len(), lines.join("; "))
     };
     let _: Instant = now;
     a
