@@ -239,6 +239,10 @@ impl Router {
             return;
         }
         out.step(|| Step::Received);
+        if let Some(why) = ipv4_of(&frame).and_then(|ip| self.martian_source(ip.src_addr())) {
+            self.drop_frame(why, out);
+            return;
+        }
         // The router's own services win over NAT rules on its addresses.
         if let Some(port) = self.local_service_port(&frame) {
             out.step(|| Step::Local {
@@ -437,6 +441,26 @@ impl Router {
             }
         }
         at.map(|a| a.max(now))
+    }
+
+    /// Why Linux's input route refuses a packet from `src`
+    /// (`ip_route_input_slow`, `fib_validate_source` with `accept_local` 0):
+    /// a multicast, broadcast, zero-network or loopback source, or one of
+    /// the router's own addresses. The last is what ends a routing loop
+    /// through a NAT: the masqueraded packet coming back is not NATed again.
+    fn martian_source(&self, src: Ipv4Addr) -> Option<String> {
+        let kind = if src.is_multicast() || src.is_broadcast() {
+            "a multicast or broadcast address"
+        } else if src.octets()[0] == 0 {
+            "in 0.0.0.0/8"
+        } else if src.is_loopback() {
+            "a loopback address"
+        } else if self.ifaces.iter().any(|i| i.addr == src) {
+            "one of the router's own addresses"
+        } else {
+            return None;
+        };
+        Some(format!("martian source {src}: {kind}"))
     }
 
     /// Drops the frame in hand: a `Dropped` step and disposition saying why.
