@@ -434,6 +434,21 @@ fn malformed_scenarios_get_located_errors() {
                 .collect::<Vec<_>>()
                 .join("\n")
         );
+        // `# only this problem`: the mistake must not cascade into errors
+        // about the names it defines.
+        if src.lines().nth(1) == Some("# only this problem") {
+            assert_eq!(
+                probs.len(),
+                1,
+                "{}: want only {line}:{col} `{text}`, got:\n{}",
+                f.display(),
+                probs
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
     }
 }
 

@@ -138,9 +138,9 @@ fn model_of(
     span: std::ops::Range<usize>,
 ) -> Result<(Model, Vec<Problem>), Vec<Problem>> {
     let s = typed(cx, tree, span).map_err(|p| vec![p])?;
-    let m = crate::lower::lower(&s, cx)?;
-    let lints = crate::lint::lint(&s, &m, cx);
-    Ok((m, lints))
+    let (m, mut warnings) = crate::lower::lower(&s, cx)?;
+    warnings.extend(crate::lint::lint(&s, &m, cx));
+    Ok((m, warnings))
 }
 
 /// Parses, patches, lowers and lints `src` (named `file` in messages).

@@ -31,8 +31,14 @@ pub fn parse(text: &str, action: &str) -> Result<Expect, String> {
         ("anything", "") => Expect::Anything,
         ("not", r) if !r.is_empty() => {
             let inner = parse(r, action)?;
-            if matches!(inner, Expect::Not { .. } | Expect::Anything) {
-                return Err("`not` before a plain expectation".into());
+            match inner {
+                Expect::Anything => {
+                    return Err("`anything` always holds, so `not anything` never can".into())
+                }
+                Expect::Not { .. } => {
+                    return Err(format!("`not not` cancels out: write `{}`", &r[4..].trim()))
+                }
+                _ => {}
             }
             Expect::Not {
                 inner: Box::new(inner),

@@ -51,7 +51,9 @@ pub struct Names {
     pub groups: BTreeMap<String, Vec<HostIx>>,
 }
 
-pub fn lower(s: &Scenario, cx: &Ctx<'_>) -> Result<Model, Vec<Problem>> {
+/// The model, with the warnings lowering found; `Err` holds every
+/// problem when any is an error.
+pub fn lower(s: &Scenario, cx: &Ctx<'_>) -> Result<(Model, Vec<Problem>), Vec<Problem>> {
     let mut p = Problems::default();
     let mut names = Names {
         segments: BTreeMap::new(),
@@ -68,15 +70,17 @@ pub fn lower(s: &Scenario, cx: &Ctx<'_>) -> Result<Model, Vec<Problem>> {
             ));
             continue;
         }
-        if let Some(link) = p.ok(link(g, cx)) {
-            names
-                .segments
-                .insert(g.name.get_ref().clone(), SegIx(segments.len()));
-            segments.push(SegmentSpec {
-                name: g.name.get_ref().clone(),
-                link,
-            });
-        }
+        // A segment whose link is wrong still takes its name (with the
+        // default link), so the nodes on it get no "no segment" error on
+        // top of the real one; the load fails either way.
+        let link = p.ok(link(g, cx)).unwrap_or_default();
+        names
+            .segments
+            .insert(g.name.get_ref().clone(), SegIx(segments.len()));
+        segments.push(SegmentSpec {
+            name: g.name.get_ref().clone(),
+            link,
+        });
     }
     let mut routers = Vec::new();
     for r in &s.routers {
@@ -93,16 +97,17 @@ pub fn lower(s: &Scenario, cx: &Ctx<'_>) -> Result<Model, Vec<Problem>> {
     }
     let mut hosts = Vec::new();
     for h in &s.hosts {
-        if let Some(spec) = host(h, &names, cx, &mut p) {
-            name_node(
-                &mut names,
-                &mut p,
-                &h.name,
-                NodeRef::Host(HostIx(hosts.len())),
-                cx,
-            );
-            hosts.push(spec);
-        }
+        // A host with errors still takes its name, as a stand-in, so the
+        // steps that use it get no "no host" error on top of the real one.
+        let spec = host(h, &names, cx, &mut p).unwrap_or_else(|| stand_in(h));
+        name_node(
+            &mut names,
+            &mut p,
+            &h.name,
+            NodeRef::Host(HostIx(hosts.len())),
+            cx,
+        );
+        hosts.push(spec);
     }
     let members: usize = s
         .host_groups
@@ -139,10 +144,10 @@ pub fn lower(s: &Scenario, cx: &Ctx<'_>) -> Result<Model, Vec<Problem>> {
         );
     }
     let (steps, connections) = step::lower_steps(s, &names, &hosts, &routers, cx, &mut p);
-    if !p.0.is_empty() {
+    if p.0.iter().any(|x| !x.is_warning()) {
         return Err(p.0);
     }
-    Ok(Model {
+    let model = Model {
         title: s.title.clone(),
         source: s.source.clone(),
         symptom: s.symptom.clone(),
@@ -153,7 +158,8 @@ pub fn lower(s: &Scenario, cx: &Ctx<'_>) -> Result<Model, Vec<Problem>> {
         hosts,
         steps,
         connections,
-    })
+    };
+    Ok((model, p.0))
 }
 
 fn name_node(names: &mut Names, p: &mut Problems, n: &S<String>, r: NodeRef, cx: &Ctx<'_>) {
@@ -487,6 +493,22 @@ fn host(h: &Host, names: &Names, cx: &Ctx<'_>, p: &mut Problems) -> Option<HostS
         tcp,
         apps,
     })
+}
+
+/// What a host that failed to load stands for while the rest is checked
+/// (never run: the load fails).
+fn stand_in(h: &Host) -> HostSpec {
+    HostSpec {
+        name: h.name.get_ref().clone(),
+        span: h.name.span(),
+        segment: SegIx(0),
+        addr: Ipv4Addr::UNSPECIFIED,
+        len: 0,
+        gateway: None,
+        dns: Vec::new(),
+        tcp: TcpProfile::windows(),
+        apps: Vec::new(),
+    }
 }
 
 fn group(g: &HostGroup, names: &Names, cx: &Ctx<'_>, p: &mut Problems) -> Vec<HostSpec> {

@@ -89,6 +89,11 @@ fn expects(st: &Step, action: &str, cx: &Ctx<'_>, p: &mut Problems) -> Vec<Expec
         ));
         return Vec::new();
     }
+    if !super::action::ACTIONS.iter().any(|(a, _)| *a == action) {
+        // The unknown action is reported already; what it can end in is
+        // not known, so no expectation can be checked against it.
+        return Vec::new();
+    }
     let mut out = Vec::new();
     for t in texts {
         match expect::parse(&t, action) {
@@ -102,6 +107,15 @@ fn expects(st: &Step, action: &str, cx: &Ctx<'_>, p: &mut Problems) -> Vec<Expec
                 format!("impossible expectation `{t}`: {why}"),
                 None,
             )),
+        }
+    }
+    if out.len() > 1 {
+        if let Some(a) = out.iter().find(|e| e.expect == expect::Expect::Anything) {
+            p.0.push(cx.warn(
+                a.span.clone(),
+                "`anything` beside other expectations checks nothing more",
+                Some("drop `anything`; the other expectations say what must happen"),
+            ));
         }
     }
     for (i, a) in out.iter().enumerate() {
