@@ -104,6 +104,15 @@ pub fn dns_name_problem(name: &str) -> Option<&'static str> {
             return Some("a character other than a letter, digit, `-` or `_`");
         }
     }
+    // Top-level domains are never all-numeric (RFC 3696 §2), so a name
+    // cannot be mistaken for an address (RFC 1123 §2.1).
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Some("a last label of digits only, which no DNS name has (RFC 3696 §2)");
+    }
     None
 }
 

@@ -196,6 +196,16 @@ impl StepCx<'_> {
             }
             return Ok(Target::Name(text.to_ascii_lowercase()));
         }
+        let numeric = text
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
+        if numeric {
+            return Err(self.cx.at(
+                t.span(),
+                format!("`{text}` is not an IPv4 address"),
+                Some("four numbers of 0–255, separated by dots; a DNS name never ends in digits only (RFC 3696 §2)"),
+            ));
+        }
         Err(self.cx.at(
             t.span(),
             format!("`{text}` is neither an IPv4 address nor a node"),
