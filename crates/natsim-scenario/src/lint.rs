@@ -14,7 +14,63 @@ pub fn lint(s: &Scenario, m: &Model, cx: &Ctx<'_>) -> Vec<Problem> {
     addresses(s, m, cx, &mut out);
     gateways(s, m, cx, &mut out);
     routers(s, m, cx, &mut out);
+    forwards(s, m, cx, &mut out);
     out
+}
+
+/// Forwards that partly overlap an earlier one (iptables' first match
+/// takes the shared ports; a full overlap is the engine's "can never
+/// match" error), and forwards on an inside interface.
+fn forwards(s: &Scenario, m: &Model, cx: &Ctx<'_>, out: &mut Vec<Problem>) {
+    for (r, spec) in s.routers.iter().zip(&m.routers) {
+        let Some(nat) = &r.nat else { continue };
+        let first_outside = spec.interfaces.iter().find(|i| i.role == Role::Outside);
+        let on = |f: &crate::schema::Forward| match &f.interface {
+            Some(n) => spec.interfaces.iter().find(|i| i.name == *n.get_ref()),
+            None => first_outside,
+        };
+        let ranges: Vec<_> = nat
+            .forwards
+            .iter()
+            .map(|f| crate::lower::nat::forward_ports(f, cx).ok())
+            .collect();
+        for (j, b) in nat.forwards.iter().enumerate() {
+            if let (Some(i), Some(n)) = (on(b), &b.interface) {
+                if i.role == Role::Inside {
+                    out.push(cx.warn(
+                        n.span(),
+                        format!(
+                            "a forward on `{}`, an inside interface, catches connections to {} (the router's inside address), not ones from outside",
+                            i.name, i.addr
+                        ),
+                        Some("name an outside interface, or leave `interface` out for the first one"),
+                    ));
+                }
+            }
+            let Some(pb) = ranges[j] else { continue };
+            for (k, a) in nat.forwards[..j].iter().enumerate() {
+                let Some(pa) = ranges[k] else { continue };
+                let same = a.proto.get_ref() == b.proto.get_ref()
+                    && on(a).map(|i| &i.name) == on(b).map(|i| &i.name)
+                    && a.from.as_ref().map(S::get_ref) == b.from.as_ref().map(S::get_ref);
+                let (lo, hi) = (pa.first.max(pb.first), pa.last.min(pb.last));
+                let covered = pa.first <= pb.first && pb.last <= pa.last;
+                if same && lo <= hi && !covered {
+                    let (line, _) = crate::diag::line_col(cx.src, a.port.span().start);
+                    let shared = if lo == hi {
+                        format!("port {lo} of this forward is also in the forward at line {line}, which comes first: it goes")
+                    } else {
+                        format!("ports {lo}-{hi} of this forward are also in the forward at line {line}, which comes first: they go")
+                    };
+                    out.push(cx.warn(
+                        b.port.span(),
+                        format!("{shared} to {}", a.to.get_ref()),
+                        Some("make the ranges disjoint, or order them so the one that should win comes first"),
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// Two nodes with one address; a host outside the subnet its segment's
@@ -190,6 +246,15 @@ fn routers(s: &Scenario, m: &Model, cx: &Ctx<'_>, out: &mut Vec<Problem>) {
                         spec.name
                     ),
                     Some("forward to a host on one of the router's subnets"),
+                ));
+            } else if spec.interfaces.iter().any(|i| i.addr == to) {
+                out.push(cx.warn(
+                    f.to.span(),
+                    format!(
+                        "forward to {to}, router `{}`'s own address: the router itself gets the traffic, as with REDIRECT",
+                        spec.name
+                    ),
+                    Some("forward to the inside host that serves it"),
                 ));
             } else if !m.hosts.iter().any(|h| h.addr == to) {
                 out.push(cx.warn(

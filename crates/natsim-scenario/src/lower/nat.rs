@@ -149,31 +149,7 @@ pub fn nat_config(
                 ))
             }
         };
-        let ports = match f.port.get_ref() {
-            toml::Value::Integer(p) if (1..=65535).contains(p) => PortRange::single(*p as u16),
-            toml::Value::String(s) => {
-                let parsed = s.split_once('-').and_then(|(a, b)| {
-                    Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
-                });
-                match parsed {
-                    Some((a, b)) if a >= 1 && a <= b => PortRange::new(a, b),
-                    _ => {
-                        return Err(cx.at(
-                            f.port.span(),
-                            format!("`{s}` is not a port range"),
-                            Some("a port 1–65535 or a range such as \"5000-5010\""),
-                        ))
-                    }
-                }
-            }
-            _ => {
-                return Err(cx.at(
-                    f.port.span(),
-                    "expected a port 1–65535 or a range such as \"5000-5010\"",
-                    None,
-                ))
-            }
-        };
+        let ports = forward_ports(f, cx)?;
         let to = parse::addr(&f.to, cx)?;
         let to_port = match &f.to_port {
             Some(p) if (1..=65535).contains(p.get_ref()) => Some(*p.get_ref() as u16),
@@ -259,6 +235,35 @@ pub fn nat_config(
         }
     }
     Ok((cfg, spans))
+}
+
+/// A forward's `port`: one port or a range `first-last`.
+pub(crate) fn forward_ports(f: &Forward, cx: &Ctx<'_>) -> Result<PortRange, Problem> {
+    Ok(match f.port.get_ref() {
+        toml::Value::Integer(p) if (1..=65535).contains(p) => PortRange::single(*p as u16),
+        toml::Value::String(s) => {
+            let parsed = s.split_once('-').and_then(|(a, b)| {
+                Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+            });
+            match parsed {
+                Some((a, b)) if a >= 1 && a <= b => PortRange::new(a, b),
+                _ => {
+                    return Err(cx.at(
+                        f.port.span(),
+                        format!("`{s}` is not a port range"),
+                        Some("a port 1–65535 or a range such as \"5000-5010\""),
+                    ))
+                }
+            }
+        }
+        _ => {
+            return Err(cx.at(
+                f.port.span(),
+                "expected a port 1–65535 or a range such as \"5000-5010\"",
+                None,
+            ))
+        }
+    })
 }
 
 pub fn nat_error(e: &ConfigError, spans: &[Range<usize>], r: &Router, cx: &Ctx<'_>) -> Problem {
