@@ -74,7 +74,7 @@ fn item_name<'a>(v: &'a DeValue<'_>) -> Option<&'a str> {
 }
 
 fn names(v: &DeValue<'_>) -> String {
-    match v {
+    let list = match v {
         DeValue::Table(t) => t
             .keys()
             .map(|k| k.get_ref().to_string())
@@ -86,6 +86,11 @@ fn names(v: &DeValue<'_>) -> String {
             .collect::<Vec<_>>()
             .join(", "),
         _ => String::new(),
+    };
+    if list.is_empty() {
+        "nothing".into()
+    } else {
+        list
     }
 }
 
@@ -169,9 +174,12 @@ fn apply_one<'i>(root: &mut DeValue<'i>, path: &str, op: Op<'i>) -> Result<(), S
                 .ok_or_else(|| format!("there is no `{last}` to remove (there is: {known})"))?;
         }
         (DeValue::Table(t), Op::Add(v)) => {
+            // A list the file left out (an optional field) starts empty;
+            // a key that is no field fails the format check after.
+            let key = Spanned::new(v.span(), std::borrow::Cow::Owned(last.clone()));
             let list = t
-                .get_mut(last.as_str())
-                .ok_or_else(|| format!("there is no list `{last}` to add to"))?;
+                .entry(key)
+                .or_insert_with(|| Spanned::new(v.span(), DeValue::Array(DeArray::new())));
             let DeValue::Array(a) = list.get_mut() else {
                 return Err(format!("`{last}` is not a list"));
             };
@@ -261,6 +269,29 @@ pub fn apply<'i>(
             );
         }
     }
+    // The nodes and steps this variant replaces whole: a path into one of
+    // them would edit the replacement, or be undone by it.
+    let replaced: Vec<(&str, String)> = ITEM_LISTS
+        .iter()
+        .flat_map(|list| {
+            variant
+                .get(*list)
+                .and_then(|v| v.get_ref().as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|x| item_name(x.get_ref()))
+                .map(|n| (*list, n.to_string()))
+        })
+        .collect();
+    let into_replaced = |root: &DeValue<'i>, path: &str| -> Option<String> {
+        let DeValue::Table(t) = root else { return None };
+        let segs = qualify(t, segments(path)?);
+        let (list, name) = (segs.first()?, segs.get(1)?);
+        replaced
+            .iter()
+            .any(|(l, n)| l == list && n == name)
+            .then(|| format!("`{path}` reaches into {list} `{name}`, which this variant also replaces whole: write the change into the replacement"))
+    };
     let mut fail = |span: Range<usize>, why: String| {
         problems.push(cx.at(
             span,
@@ -274,6 +305,10 @@ pub fn apply<'i>(
                 continue;
             };
             changes += 1;
+            if let Some(why) = into_replaced(&root, path) {
+                fail(r.span(), why);
+                continue;
+            }
             if let Err(why) = apply_one(&mut root, path, Op::Remove) {
                 fail(r.span(), format!("`remove` names nothing: {why}"));
             }
@@ -283,6 +318,10 @@ pub fn apply<'i>(
         if let Some(DeValue::Table(ops)) = variant.get(key).map(|v| v.get_ref()) {
             for (path, v) in ops.iter() {
                 changes += 1;
+                if let Some(why) = into_replaced(&root, path.get_ref()) {
+                    fail(path.span(), why);
+                    continue;
+                }
                 let o = if op == 0 {
                     Op::Set(v.clone())
                 } else {
@@ -401,5 +440,68 @@ add = { "edge.nat.forwards" = [{ name = "vpn", proto = "udp", port = 1194, to = 
         let e = apply(&t, vt, v.span(), &cx).unwrap_err();
         assert_eq!(e[0].line, 5);
         assert!(e[0].message.contains("names nothing"), "{}", e[0].message);
+    }
+
+    fn nat_after(src: &str) -> Result<DeTable<'_>, Vec<Problem>> {
+        let t = tree(src);
+        let v = t["variant"].get_ref().as_array().unwrap()[0].clone();
+        let DeValue::Table(vt) = v.get_ref() else {
+            panic!()
+        };
+        let cx = Ctx {
+            file: "t.toml",
+            src,
+        };
+        apply(&t, vt, v.span(), &cx)
+    }
+
+    /// `forwards` is optional: a variant may add the first one.
+    #[test]
+    fn add_starts_a_list_the_file_left_out() {
+        let src = r#"
+[[router]]
+name = "edge"
+[router.nat]
+profile = "linux"
+[[variant]]
+name = "v"
+add = { "edge.nat.forwards" = [{ name = "vpn", proto = "udp", port = 1194, to = "10.0.0.4" }] }
+"#;
+        let out = nat_after(src).unwrap();
+        let nat = out["router"].get_ref().as_array().unwrap()[0]
+            .get_ref()
+            .as_table()
+            .unwrap()["nat"]
+            .get_ref()
+            .as_table()
+            .unwrap()
+            .clone();
+        let fw = nat["forwards"].get_ref().as_array().unwrap();
+        assert_eq!(fw.len(), 1);
+        assert_eq!(item_name(fw.iter().next().unwrap().get_ref()), Some("vpn"));
+    }
+
+    /// Replacing a host and setting one of its fields in one variant: the
+    /// one would silently win over the other.
+    #[test]
+    fn a_path_into_an_item_the_variant_replaces_is_refused() {
+        let src = r#"
+[[host]]
+name = "mail"
+address = "10.0.0.2/24"
+[[variant]]
+name = "v"
+set = { "mail.address" = "10.0.0.3/24" }
+[[variant.host]]
+name = "mail"
+address = "10.0.0.4/24"
+"#;
+        let e = nat_after(src).unwrap_err();
+        assert!(
+            e[0].message
+                .contains("which this variant also replaces whole"),
+            "{}",
+            e[0].message
+        );
     }
 }

@@ -485,7 +485,8 @@ pub struct Variant {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub set: BTreeMap<String, S<toml::Value>>,
-    /// Append items to a list: `"router.edge.nat.forwards" = [{ ... }]`.
+    /// Append items to a list: `"router.edge.nat.forwards" = [{ ... }]` (a
+    /// list the file left out starts empty).
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, serde_json::Value>")]
     pub add: BTreeMap<String, S<toml::Value>>,
