@@ -49,11 +49,31 @@ pub fn prefix(s: &S<String>, cx: &Ctx<'_>) -> Result<Prefix, Problem> {
         return addr(s, cx).map(Prefix::host);
     }
     let (a, l) = cidr(s, cx)?;
-    Ok(Prefix::new(a, l))
+    let p = Prefix::new(a, l);
+    // `ip route` refuses such a prefix; iptables drops the host bits
+    // without a word. Either way the file says something it does not mean.
+    if p.network() != a.to_bits() {
+        let net = Ipv4Addr::from_bits(p.network());
+        return Err(cx.at(
+            s.span(),
+            format!("`{}` has host bits set", s.get_ref()),
+            Some(&format!(
+                "the network is {net}/{l}; for the one address write {a}/32"
+            )),
+        ));
+    }
+    Ok(p)
 }
 
 /// `30s`, `2h`, `1.5ms`; at most 30 days.
 pub fn duration_text(s: &str) -> Option<Duration> {
+    unlimited_seconds(s)
+        .filter(|secs| *secs <= MAX_DURATION.as_secs_f64())
+        .map(Duration::from_secs_f64)
+}
+
+/// The seconds a duration's text says, with no upper limit.
+fn unlimited_seconds(s: &str) -> Option<f64> {
     let s = s.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
     let (n, unit) = s.split_at(split);
@@ -70,17 +90,19 @@ pub fn duration_text(s: &str) -> Option<Duration> {
         "d" => n * 86400.0,
         _ => return None,
     };
-    if secs > MAX_DURATION.as_secs_f64() {
-        return None;
-    }
-    Some(Duration::from_secs_f64(secs))
+    Some(secs)
 }
 
 pub fn duration(s: &S<String>, cx: &Ctx<'_>) -> Result<Duration, Problem> {
     duration_text(s.get_ref()).ok_or_else(|| {
+        let over = unlimited_seconds(s.get_ref()).is_some();
         cx.at(
             s.span(),
-            format!("`{}` is not a duration", s.get_ref()),
+            if over {
+                format!("`{}` is over the 30-day limit", s.get_ref())
+            } else {
+                format!("`{}` is not a duration", s.get_ref())
+            },
             Some("e.g. `200ms`, `30s`, `2h`, `2d`; at most 30 days"),
         )
     })
