@@ -587,3 +587,60 @@ expect = ["listed containing \"icmp 192.168.1.20 id\"", "listed containing \"TIM
         assert!(s.pass, "{}: {}", s.name, s.actual);
     }
 }
+
+/// A `linux` host picks its ephemeral ports where Linux does
+/// (net.ipv4.ip_local_port_range, 32768–60999), a `windows` one from the
+/// IANA dynamic range (49152–65535).
+#[test]
+fn ephemeral_ports_follow_the_hosts_profile() {
+    let src = r#"
+title = "ports"
+seed = 9
+[[segment]]
+name = "lan"
+[[host]]
+name = "tux"
+segment = "lan"
+address = "192.168.1.20/24"
+tcp_profile = "linux"
+[[host]]
+name = "win"
+segment = "lan"
+address = "192.168.1.21/24"
+[[host]]
+name = "srv"
+segment = "lan"
+address = "192.168.1.30/24"
+udp_echo = [7]
+"#;
+    for (host, (lo, hi)) in [("tux", (32768, 60999)), ("win", (49152, 65535))] {
+        for k in 0..8 {
+            let steps = format!(
+                "[[step]]\nname = \"s\"\naction = \"udp-send\"\nfrom = \"{host}\"\nto = \"192.168.1.30\"\nport = 7\npayload = \"{k}\"\nexpect = \"replied\"\n"
+            );
+            let l = load_str(
+                "ports.toml",
+                &format!("{src}{steps}").replace("seed = 9", &format!("seed = {k}")),
+            )
+            .unwrap_or_else(|p| panic!("{}", p[0]));
+            let r = run_variant(&l, l.variants()[0], None, false).unwrap();
+            let port = r
+                .traces
+                .iter()
+                .find_map(|t| {
+                    let s = &t.summary;
+                    let at = s.find(":")?;
+                    s[at + 1..]
+                        .split(|c: char| !c.is_ascii_digit())
+                        .next()?
+                        .parse::<u32>()
+                        .ok()
+                })
+                .expect("a datagram");
+            assert!(
+                (lo..=hi).contains(&port),
+                "{host}: port {port} not in {lo}-{hi}"
+            );
+        }
+    }
+}

@@ -82,6 +82,8 @@ pub struct TcpProfile {
     /// for a link is fragmented on the way (checked in namespaces); the
     /// Windows profile keeps smoltcp's DF (not checked against Windows).
     pub df_on_echo_replies: bool,
+    /// Where the host picks its ephemeral ports (first, last).
+    pub ephemeral_ports: (u16, u16),
 }
 
 impl TcpProfile {
@@ -98,6 +100,10 @@ impl TcpProfile {
             ttl: 128,
             df_on_datagrams: false,
             df_on_echo_replies: true,
+            // The IANA dynamic range (RFC 6335 §6), as Windows since Vista
+            // picks; NT's 1025–5000 would collide with the Exchange
+            // server's dynamic RPC ports in the KB scenarios' traces.
+            ephemeral_ports: (49152, 65535),
         }
     }
     /// Linux defaults (tcp_syn_retries = 6): SYNs at 0, 1, 3, 7, 15, 31,
@@ -116,6 +122,8 @@ impl TcpProfile {
             ttl: 64,
             df_on_datagrams: true,
             df_on_echo_replies: false,
+            // net.ipv4.ip_local_port_range's default.
+            ephemeral_ports: (32768, 60999),
         }
     }
     pub fn by_name(name: &str) -> Option<TcpProfile> {
@@ -201,10 +209,11 @@ impl AppCx<'_> {
             .filter(|e| e.at >= since)
             .copied()
     }
-    /// A fresh ephemeral port (49152–65535, as Windows Vista+ and Linux
-    /// choose; NT used 1025–5000) from the host's seeded stream.
+    /// A fresh ephemeral port in the profile's range, from the host's
+    /// seeded stream.
     pub fn ephemeral_port(&mut self) -> u16 {
         use rand::Rng;
-        self.rng.gen_range(49152..=65535)
+        let (first, last) = self.tcp.ephemeral_ports;
+        self.rng.gen_range(first..=last)
     }
 }
