@@ -65,7 +65,7 @@ fn identical_syn_retransmissions_are_one_entry() {
     // The Windows SYN schedule from the 22.12 s start: 0, 3 and 9 s later.
     has(
         &out,
-        "sent 3 times, at 22.120393s, 25.120393s, 31.120393s (#29, #30, #31): identical retransmissions, each went the same way",
+        "sent 3 times, at 22.120395s, 25.120395s, 31.120395s (#29, #30, #31): identical retransmissions, each went the same way",
     );
     assert_eq!(out.matches("[S] (from internet-mta)").count(), 1, "{out}");
 }

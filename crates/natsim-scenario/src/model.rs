@@ -173,6 +173,15 @@ fn tcp_profile<S: serde::Serializer>(p: &TcpProfile, s: S) -> Result<S::Ok, S::E
 }
 
 impl HostSpec {
+    /// The domain its mail server writes its own addresses in: an IMS's
+    /// site domain, an MTA's host name (RFC 5321 §2.3.5: fully qualified).
+    pub fn mail_domain(&self) -> Option<&str> {
+        self.apps.iter().find_map(|a| match a {
+            AppSpec::Mta(m) => Some(m.hostname.as_str()),
+            AppSpec::Ims(i) => Some(i.config.site_domain.as_str()),
+            _ => None,
+        })
+    }
     pub fn mailer(&self) -> Option<Mailer> {
         self.apps.iter().find_map(|a| match a {
             AppSpec::Mta(_) => Some(Mailer::Mta),

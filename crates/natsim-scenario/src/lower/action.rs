@@ -316,12 +316,19 @@ pub(super) fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
                     }
                 },
             };
+            // RFC 5321 §4.5.1: every mail domain has a postmaster.
+            let mail_domain = sc
+                .hosts
+                .get(f.0)
+                .and_then(HostSpec::mail_domain)
+                .unwrap_or(fs.get_ref())
+                .to_string();
             Action::SendMail {
                 from: f,
                 mailer,
                 until,
                 to: to.get_ref().clone(),
-                sender: text(&st.sender, &format!("postmaster@{}", fs.get_ref())),
+                sender: text(&st.sender, &format!("postmaster@{}", mail_domain)),
                 subject: text(&st.subject, "Test Subject"),
             }
         }

@@ -419,7 +419,8 @@ pub struct Step {
     /// retry to a mailbox, a bounce or NDR, or the queue's expiry.
     #[serde(default)]
     pub until: Option<S<String>>,
-    /// send-mail: the envelope sender (default `postmaster@` the sending host).
+    /// send-mail: the envelope sender (default `postmaster@` the sending
+    /// server's domain: an IMS's `site_domain`, an MTA's `hostname`).
     #[serde(default)]
     pub sender: Option<S<String>>,
     /// send-mail: the message's subject (default `Test Subject`).
