@@ -220,3 +220,31 @@ fn run_exits_two_when_nothing_ran() {
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains("<error type="), "{xml}");
 }
+
+/// `natsim show` is JSON a user can query: every rule, profile and
+/// duration a plain value, no Rust debug dump inside a string.
+#[test]
+fn show_prints_queryable_json() {
+    let out = natsim()
+        .arg("show")
+        .arg(repo().join("scenarios/office.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let nat = &v["routers"][0]["nat"];
+    assert_eq!(nat["profile"], "linux");
+    assert_eq!(nat["rules"][0]["chain"], "prerouting");
+    assert!(nat["rules"][0]["match"]
+        .as_str()
+        .unwrap()
+        .contains("--dport 80"));
+    assert_eq!(nat["timeouts_s"]["udp_unreplied"], 30.0);
+    assert_eq!(nat["mapping"]["udp"], "endpoint-independent");
+    assert!(v["hosts"][0]["tcp"].is_string());
+    assert!(v["steps"][0]["limit"].is_string());
+    for debug in ["Some(", "NatConfig {", "TcpProfile {", "\"secs\""] {
+        assert!(!text.contains(debug), "`{debug}` in:\n{text}");
+    }
+}

@@ -23,22 +23,30 @@ fn pfx(p: Prefix) -> String {
 
 /// One match in iptables-like words.
 pub fn describe_match(imp: &Imported, m: &Match) -> String {
+    describe_match_with(&|id| iface(imp, id), m)
+}
+
+/// [`describe_match`] with interfaces named by `iface`.
+pub fn describe_match_with(iface: &dyn Fn(natsim_nat::IfaceId) -> String, m: &Match) -> String {
     let mut w = Vec::new();
     let not = |b: bool| if b { "! " } else { "" };
     if let Some(p) = m.proto {
         w.push(format!("{}-p {p}", not(m.not.proto)));
     }
     if let Some(i) = m.in_iface {
-        w.push(format!("{}-i {}", not(m.not.in_iface), iface(imp, i)));
+        w.push(format!("{}-i {}", not(m.not.in_iface), iface(i)));
     }
     if let Some(i) = m.out_iface {
-        w.push(format!("{}-o {}", not(m.not.out_iface), iface(imp, i)));
+        w.push(format!("{}-o {}", not(m.not.out_iface), iface(i)));
     }
     if let Some(p) = m.src {
         w.push(format!("{}-s {}", not(m.not.src), pfx(p)));
     }
     if let Some(p) = m.dst {
         w.push(format!("{}-d {}", not(m.not.dst), pfx(p)));
+    }
+    if let Some(i) = m.dst_iface_addr {
+        w.push(format!("-d (the address of {})", iface(i)));
     }
     if m.dst_local {
         w.push(format!("{}--dst-type LOCAL", not(m.not.dst_local)));
@@ -66,7 +74,8 @@ fn flag(f: natsim_nat::PortFlag) -> String {
     f.word().map(|w| format!(" {w}")).unwrap_or_default()
 }
 
-fn action(a: &Action) -> String {
+/// A NAT rule's action in iptables-like words.
+pub fn action(a: &Action) -> String {
     match a {
         Action::Accept => "ACCEPT (no NAT)".into(),
         Action::Dnat { to, to_port } => match to_port {
@@ -84,7 +93,8 @@ fn action(a: &Action) -> String {
     }
 }
 
-fn verdict(a: FilterAction) -> &'static str {
+/// A filter verdict in iptables words.
+pub fn verdict(a: FilterAction) -> &'static str {
     match a {
         FilterAction::Accept => "ACCEPT",
         FilterAction::Drop => "DROP",

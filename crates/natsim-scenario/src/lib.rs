@@ -28,6 +28,7 @@ pub mod lint;
 pub mod load;
 pub mod lower;
 pub mod model;
+mod nat_json;
 pub mod parse;
 pub mod patch;
 pub mod reference;

@@ -104,7 +104,7 @@ fn mss<S: serde::Serializer>(m: &Option<MssClamp>, s: S) -> Result<S::Ok, S::Err
 fn nat_summary<S: serde::Serializer>(n: &Option<NatConfig>, s: S) -> Result<S::Ok, S::Error> {
     match n {
         None => s.serialize_none(),
-        Some(c) => s.serialize_some(&format!("{c:#?}")),
+        Some(c) => s.serialize_some(&crate::nat_json::nat_json(c)),
     }
 }
 
@@ -169,7 +169,7 @@ pub struct HostSpec {
 }
 
 fn tcp_profile<S: serde::Serializer>(p: &TcpProfile, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{p:?}"))
+    s.serialize_str(p.name)
 }
 
 impl HostSpec {
@@ -309,16 +309,23 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// `5s`, `1.5ms`: as the file writes durations (and `latency` shows).
+fn duration_text<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{d:?}"))
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct StepSpec {
     pub name: String,
     #[serde(skip)]
     pub span: Range<usize>,
     /// Extra virtual time between the previous step's end and this start.
+    #[serde(serialize_with = "duration_text")]
     pub delay: Duration,
     /// Later steps start while this one runs.
     pub background: bool,
     /// The most virtual time the step may take.
+    #[serde(serialize_with = "duration_text")]
     pub limit: Duration,
     pub expect: Vec<ExpectSpec>,
     pub note: Option<String>,
