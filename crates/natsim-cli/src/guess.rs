@@ -19,21 +19,6 @@ pub struct Guessed {
     pub why: String,
 }
 
-/// A hairpin ("reflection") rule: it translates traffic from an inside
-/// network back into that network (OpenWrt's `(reflection)` rules, an
-/// admin's hairpin SNAT), so the interface it names is an inside one.
-fn reflection(r: &Rule) -> bool {
-    let m = &r.matches;
-    let Some(src) = m.src else { return false };
-    match (&r.action, r.chain) {
-        (Action::Dnat { to, .. }, Chain::Prerouting) => src.contains(*to),
-        (Action::Snat(_) | Action::Masquerade { .. }, Chain::Postrouting) => {
-            m.dst.is_some_and(|d| src.contains(d.addr))
-        }
-        _ => false,
-    }
-}
-
 fn role_of(rules: &[Rule], k: usize) -> (Role, &'static str) {
     let id = Some(IfaceId(k as u16));
     let mut hairpin = false;
@@ -43,14 +28,14 @@ fn role_of(rules: &[Rule], k: usize) -> (Role, &'static str) {
         let enters = m.in_iface == id && !m.not.in_iface;
         match (&r.action, r.chain) {
             (Action::Masquerade { .. } | Action::Snat(_), Chain::Postrouting) if leaves => {
-                if reflection(r) {
+                if natsim_import::hairpin_rule(r) {
                     hairpin = true;
                 } else if m.ct_dnat.is_none() {
                     return (Role::Outside, "source NAT leaves through it");
                 }
             }
             (Action::Dnat { .. } | Action::Netmap { .. }, Chain::Prerouting) if enters => {
-                if reflection(r) {
+                if natsim_import::hairpin_rule(r) {
                     hairpin = true;
                 } else {
                     return (Role::Outside, "a DNAT comes in through it");
@@ -137,7 +122,10 @@ pub fn router(imp: &Imported) -> Result<(RouterSpec, Vec<Guessed>), String> {
             .filter(|_| !r.matches.not.in_iface)
             .or(r.matches.out_iface.filter(|_| r.matches.not.out_iface))
             // A hairpin SNAT leaves through the network it comes from.
-            .or(r.matches.out_iface.filter(|_| reflection(r)))
+            .or(r
+                .matches
+                .out_iface
+                .filter(|_| natsim_import::hairpin_rule(r)))
             .map(|i| usize::from(i.0))
             .filter(|k| inside.contains(k));
         let k = named.or_else(|| inside.iter().copied().find(|&k| prefixes[k].is_none()));
@@ -186,7 +174,9 @@ pub fn router(imp: &Imported) -> Result<(RouterSpec, Vec<Guessed>), String> {
                 // is the router's inside one; a hairpin DNAT's
                 // destination is still the public one.)
                 let hint = rules.iter().find_map(|r| match (&r.action, r.chain) {
-                    (Action::Snat(p), _) if !reflection(r) => Some((p.first, false)),
+                    (Action::Snat(p), _) if !natsim_import::hairpin_rule(r) => {
+                        Some((p.first, false))
+                    }
                     (Action::Dnat { .. }, Chain::Prerouting) => r
                         .matches
                         .dst

@@ -134,3 +134,19 @@ pub fn import(file: &str, src: &str, sets: Option<(&str, &str)>) -> Result<Impor
         iptables::import(file, src, &sets)
     }
 }
+
+/// A hairpin ("reflection") rule: it translates traffic from an inside
+/// network back into that network (OpenWrt's `(reflection)` rules, an
+/// admin's hairpin SNAT), so the interface it names is an inside one.
+pub fn hairpin_rule(r: &natsim_nat::Rule) -> bool {
+    use natsim_nat::{Action, Chain};
+    let m = &r.matches;
+    let Some(src) = m.src else { return false };
+    match (&r.action, r.chain) {
+        (Action::Dnat { to, .. }, Chain::Prerouting) => src.contains(*to),
+        (Action::Snat(_) | Action::Masquerade { .. }, Chain::Postrouting) => {
+            m.dst.is_some_and(|d| src.contains(d.addr))
+        }
+        _ => false,
+    }
+}

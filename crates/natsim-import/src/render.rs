@@ -112,11 +112,14 @@ pub fn router_block(imp: &Imported, rules_path: &str, ipsets: Option<&str>) -> S
     );
     for (k, n) in imp.ifaces.iter().enumerate() {
         // Source NAT out of an interface marks it as the outside.
+        // (A hairpin SNAT back into the LAN, OpenWrt's "reflection",
+        // says nothing of the kind.)
         let outside = imp.rules.rules.iter().any(|r| {
             matches!(r.action, Action::Masquerade { .. } | Action::Snat(_))
                 && r.matches.out_iface == Some(natsim_nat::IfaceId(k as u16))
                 && !r.matches.not.out_iface
                 && r.matches.ct_dnat.is_none()
+                && !crate::hairpin_rule(r)
         });
         let role = if outside { "outside" } else { "inside" };
         o.push_str(&format!(

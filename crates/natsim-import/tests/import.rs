@@ -249,3 +249,30 @@ fn random_port_flags_import_per_rule() {
         }
     ));
 }
+
+/// OpenWrt fw3 writes a port forward as a WAN DNAT plus a "(reflection)"
+/// DNAT and SNAT on br-lan. The printed block must not call the LAN
+/// bridge an uplink because of that SNAT.
+#[test]
+fn openwrt_fw3_reflection_leaves_the_lan_inside_in_the_printed_block() {
+    let src = std::fs::read_to_string(format!(
+        "{}/../natsim-cli/tests/fixtures/openwrt-fw3.rules",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let imp = import("openwrt-fw3.rules", &src, None).unwrap();
+    assert_eq!(imp.rules.rules.len(), 4);
+    let block = natsim_import::render::router_block(&imp, "openwrt-fw3.rules", None);
+    assert!(
+        block.contains(
+            r#"{ name = "br-lan", segment = "SEGMENT", address = "ADDRESS/LEN", role = "inside" }"#
+        ),
+        "{block}"
+    );
+    assert!(
+        block.contains(
+            r#"{ name = "eth0.2", segment = "SEGMENT", address = "ADDRESS/LEN", role = "outside" }"#
+        ),
+        "{block}"
+    );
+}
