@@ -303,6 +303,8 @@ pub struct UdpClient {
     pub source_port: Option<u16>,
     pub payload: Vec<u8>,
     pub wait: Duration,
+    /// IP TTL of the datagram (None: the host profile's).
+    pub ttl: Option<u8>,
     handle: Option<SocketHandle>,
     local_port: u16,
     started: Option<Instant>,
@@ -321,6 +323,7 @@ impl UdpClient {
             source_port,
             payload: payload.to_vec(),
             wait,
+            ttl: None,
             handle: None,
             local_port: 0,
             started: None,
@@ -339,6 +342,7 @@ impl App for UdpClient {
             None => {
                 self.local_port = self.source_port.unwrap_or_else(|| cx.ephemeral_port());
                 let mut s = udp_socket();
+                s.set_hop_limit(self.ttl);
                 let _ = s.bind(self.local_port);
                 if let Err(e) = s.send_slice(&self.payload, self.remote) {
                     cx.log("udp", format!("{} bytes not sent: {e}", self.payload.len()));

@@ -355,6 +355,8 @@ pub enum Action {
         to: Target,
         /// Bytes of echo data.
         size: u16,
+        /// IP TTL of the requests (None: the host profile's).
+        ttl: Option<u8>,
     },
     TcpConnect {
         from: HostIx,
@@ -375,6 +377,8 @@ pub enum Action {
         port: u16,
         source_port: Option<u16>,
         payload: Vec<u8>,
+        /// IP TTL of the datagram (None: the host profile's).
+        ttl: Option<u8>,
     },
     SendMail {
         from: HostIx,

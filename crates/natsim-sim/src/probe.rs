@@ -146,6 +146,8 @@ pub struct Ping {
     pub size: u16,
     pub count: u16,
     pub timeout: Duration,
+    /// IP TTL of the requests (None: the host profile's).
+    pub ttl: Option<u8>,
     ident: u16,
     handle: Option<SocketHandle>,
     sent: u16,
@@ -161,6 +163,7 @@ impl Ping {
             size: PING_DEFAULT_SIZE,
             count: 4,
             timeout: Duration::from_secs(1),
+            ttl: None,
             ident: 0x4e53,
             handle: None,
             sent: 0,
@@ -177,6 +180,11 @@ impl Ping {
         self.size = n.min(PING_MAX_SIZE);
         self
     }
+    /// Sends the requests with IP TTL `ttl` (`ping -i` / `ping -t`).
+    pub fn ttl(mut self, ttl: Option<u8>) -> Ping {
+        self.ttl = ttl;
+        self
+    }
 }
 
 impl App for Ping {
@@ -189,6 +197,7 @@ impl App for Ping {
             let rx = icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 8], vec![0; bytes]);
             let tx = icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 8], vec![0; bytes]);
             let mut s = icmp::Socket::new(rx, tx);
+            s.set_hop_limit(self.ttl);
             let _ = s.bind(icmp::Endpoint::Ident(0x4e53));
             cx.sockets.add(s)
         });

@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 /// `background`, `duration`, `expect` and `note`.
 pub const ACTIONS: &[(&str, &[&str])] = &[
     ("wait", &[]),
-    ("ping", &["from", "to", "size"]),
+    ("ping", &["from", "to", "size", "ttl"]),
     (
         "tcp-connect",
         &["from", "to", "port", "source_port", "keep"],
@@ -24,7 +24,7 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
     ("tcp-send", &["reuse", "payload"]),
     (
         "udp-send",
-        &["from", "to", "port", "source_port", "payload"],
+        &["from", "to", "port", "source_port", "payload", "ttl"],
     ),
     ("send-mail", &["from", "to", "sender", "subject", "until"]),
     ("dns-lookup", &["from", "to", "port", "query", "type"]),
@@ -50,6 +50,19 @@ fn ping_size(size: &Option<S<u32>>, cx: &Ctx<'_>) -> Result<u16, Problem> {
                 "0 to {} bytes of echo data (a host's datagrams are at most 8 KiB)",
                 natsim_sim::probe::PING_MAX_SIZE
             )),
+        )),
+    }
+}
+
+/// A request's IP TTL: 1–255 (0 is never sent: RFC 1122 §3.2.1.7).
+fn ttl(t: &Option<S<u32>>, cx: &Ctx<'_>) -> Result<Option<u8>, Problem> {
+    let Some(t) = t else { return Ok(None) };
+    match u8::try_from(*t.get_ref()) {
+        Ok(n) if n >= 1 => Ok(Some(n)),
+        _ => Err(cx.at(
+            t.span(),
+            format!("TTL {} is not in 1–255", t.get_ref()),
+            Some("1 reaches the first router, 2 the second, and so on"),
         )),
     }
 }
@@ -252,6 +265,7 @@ pub(super) fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
                 from: f,
                 to: sc.target(need(&st.to, "to", st, cx)?, f, true)?,
                 size: ping_size(&st.size, cx)?,
+                ttl: ttl(&st.ttl, cx)?,
             }
         }
         "tcp-connect" => {
@@ -279,6 +293,7 @@ pub(super) fn action(st: &Step, sc: &StepCx<'_>) -> Result<Action, Problem> {
                 port: parse::port(need(&st.port, "port", st, cx)?, cx)?,
                 source_port: sc.free_source_port(f, L4::Udp, &st.source_port)?,
                 payload: udp_payload(&st.payload, cx)?,
+                ttl: ttl(&st.ttl, cx)?,
             }
         }
         "send-mail" => {

@@ -28,6 +28,7 @@ fn present(st: &Step) -> Vec<(&'static str, Range<usize>)> {
     f("source_port", st.source_port.as_ref().map(S::span));
     f("payload", st.payload.as_ref().map(S::span));
     f("size", st.size.as_ref().map(S::span));
+    f("ttl", st.ttl.as_ref().map(S::span));
     f("router", st.router.as_ref().map(S::span));
     f("keep", st.keep.as_ref().map(S::span));
     f("reuse", st.reuse.as_ref().map(S::span));

@@ -129,9 +129,14 @@ pub fn start(b: &mut Built, m: &Model, st: &StepSpec, kept: &mut Kept) -> Runnin
             b.sim.run_for(st.limit);
             done_with(Outcome::Waited, format!("waited until {}", b.sim.now()))
         }
-        Action::Ping { from, to, size } => {
+        Action::Ping {
+            from,
+            to,
+            size,
+            ttl,
+        } => {
             let (node, a) = target!(from, to, Outcome::Unreachable);
-            app!(node, Ping::new(a).size(*size), Running::Ping)
+            app!(node, Ping::new(a).size(*size).ttl(*ttl), Running::Ping)
         }
         Action::TcpConnect {
             from,
@@ -168,13 +173,12 @@ pub fn start(b: &mut Built, m: &Model, st: &StepSpec, kept: &mut Kept) -> Runnin
             port,
             source_port,
             payload,
+            ttl,
         } => {
             let (node, a) = target!(from, to, Outcome::Unreachable);
-            app!(
-                node,
-                UdpClient::new((a, *port), *source_port, payload, st.limit),
-                Running::Udp
-            )
+            let mut c = UdpClient::new((a, *port), *source_port, payload, st.limit);
+            c.ttl = *ttl;
+            app!(node, c, Running::Udp)
         }
         Action::SendMail {
             from,

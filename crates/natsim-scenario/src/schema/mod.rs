@@ -397,6 +397,11 @@ pub struct Step {
     /// (Linux); default 32. Above the MTU the host fragments the request.
     #[serde(default)]
     pub size: Option<S<u32>>,
+    /// ping, udp-send: the request's IP TTL, 1–255 (default the host
+    /// profile's: 128 windows, 64 linux). Steps with 1, 2, 3, … trace the
+    /// route: each router on the way answers ttl-exceeded.
+    #[serde(default)]
+    pub ttl: Option<S<u32>>,
     /// nat-table: the router whose table to list.
     #[serde(default)]
     pub router: Option<S<String>>,
