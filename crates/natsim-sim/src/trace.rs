@@ -272,6 +272,29 @@ pub fn summarize(frame: &[u8]) -> String {
                     ip.frag_offset()
                 );
             }
+            // A first fragment carries the transport header but not the
+            // length it states: read the ports off the bytes.
+            if ip.more_frags() {
+                let p = ip.payload();
+                let proto = ip.next_header().to_string().to_lowercase();
+                let tail = format!("first fragment id {}, more follow", ip.ident());
+                return match (ip.next_header(), p) {
+                    (IpProtocol::Tcp | IpProtocol::Udp, [a, b, c, e, ..]) => format!(
+                        "{proto} {s}:{} -> {d}:{} {tail}",
+                        u16::from_be_bytes([*a, *b]),
+                        u16::from_be_bytes([*c, *e])
+                    ),
+                    (IpProtocol::Icmp, [8, _, _, _, i, j, ..]) => format!(
+                        "icmp {s} -> {d} echo request id {} {tail}",
+                        u16::from_be_bytes([*i, *j])
+                    ),
+                    (IpProtocol::Icmp, [0, _, _, _, i, j, ..]) => format!(
+                        "icmp {s} -> {d} echo reply id {} {tail}",
+                        u16::from_be_bytes([*i, *j])
+                    ),
+                    _ => format!("{proto} {s} -> {d} {tail}"),
+                };
+            }
             match ip.next_header() {
                 IpProtocol::Tcp => match TcpPacket::new_checked(ip.payload()) {
                     Ok(t) => {
@@ -333,5 +356,36 @@ pub fn summarize(frame: &[u8]) -> String {
             }
         }
         t => format!("ethertype {t}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize;
+
+    /// A first UDP fragment: MF set, offset 0, and a UDP length (3008)
+    /// longer than the fragment holds; its ports are still there.
+    #[test]
+    fn a_first_fragment_shows_its_ports() {
+        let mut f = vec![0u8; 14 + 20 + 8 + 16];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[14..];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&44u16.to_be_bytes());
+        ip[4..6].copy_from_slice(&7u16.to_be_bytes());
+        ip[6] = 0x20; // more fragments
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        let sum = natsim_nat::checksum::checksum(&ip[..20]);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        ip[20..22].copy_from_slice(&5000u16.to_be_bytes());
+        ip[22..24].copy_from_slice(&53u16.to_be_bytes());
+        ip[24..26].copy_from_slice(&3008u16.to_be_bytes());
+        assert_eq!(
+            summarize(&f),
+            "udp 10.0.0.1:5000 -> 10.0.0.2:53 first fragment id 7, more follow"
+        );
     }
 }
