@@ -17,6 +17,7 @@ use std::time::Duration;
 mod arp;
 mod forward;
 mod icmp;
+mod input;
 mod local;
 
 #[derive(Clone, Debug)]
@@ -443,26 +444,6 @@ impl Router {
         at.map(|a| a.max(now))
     }
 
-    /// Why Linux's input route refuses a packet from `src`
-    /// (`ip_route_input_slow`, `fib_validate_source` with `accept_local` 0):
-    /// a multicast, broadcast, zero-network or loopback source, or one of
-    /// the router's own addresses. The last is what ends a routing loop
-    /// through a NAT: the masqueraded packet coming back is not NATed again.
-    fn martian_source(&self, src: Ipv4Addr) -> Option<String> {
-        let kind = if src.is_multicast() || src.is_broadcast() {
-            "a multicast or broadcast address"
-        } else if src.octets()[0] == 0 {
-            "in 0.0.0.0/8"
-        } else if src.is_loopback() {
-            "a loopback address"
-        } else if self.ifaces.iter().any(|i| i.addr == src) {
-            "one of the router's own addresses"
-        } else {
-            return None;
-        };
-        Some(format!("martian source {src}: {kind}"))
-    }
-
     /// Drops the frame in hand: a `Dropped` step and disposition saying why.
     pub(super) fn drop_frame(&self, reason: String, out: &mut Outcome) {
         out.step(|| Step::Dropped {
@@ -472,26 +453,6 @@ impl Router {
             node: self.name.clone(),
             reason,
         });
-    }
-
-    /// A host-unreachable error for a frame whose next hop never answered.
-    pub fn unreachable(
-        &mut self,
-        now: Instant,
-        frame: &[u8],
-        iface_hint: usize,
-        out: &mut Outcome,
-    ) {
-        // Send it back out of the interface the source is reachable on.
-        let ingress = ipv4_of(frame)
-            .and_then(|ip| match self.route(ip.src_addr()) {
-                Route::Forward { iface, .. } => Some(usize::from(iface.0)),
-                _ => None,
-            })
-            .unwrap_or(iface_hint);
-        // Host unreachable (RFC 792 code 1).
-        let error = reply::IcmpError::unreachable(1);
-        self.icmp_error_after_nat(now, ingress, frame, error, out);
     }
 }
 

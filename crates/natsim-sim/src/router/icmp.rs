@@ -161,4 +161,24 @@ impl Router {
         let (to, error) = reply::icmp_error_in(buf)?;
         self.icmp_limit.allow(now, to, error).err()
     }
+
+    /// A host-unreachable error for a frame whose next hop never answered.
+    pub fn unreachable(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        iface_hint: usize,
+        out: &mut Outcome,
+    ) {
+        // Send it back out of the interface the source is reachable on.
+        let ingress = ipv4_of(frame)
+            .and_then(|ip| match self.route(ip.src_addr()) {
+                Route::Forward { iface, .. } => Some(usize::from(iface.0)),
+                _ => None,
+            })
+            .unwrap_or(iface_hint);
+        // Host unreachable (RFC 792 code 1).
+        let error = reply::IcmpError::unreachable(1);
+        self.icmp_error_after_nat(now, ingress, frame, error, out);
+    }
 }
