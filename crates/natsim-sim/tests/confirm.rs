@@ -10,6 +10,8 @@
 //! and larger than the inside MTU (1400), none; the same without DF
 //! (fragmented on), an entry.
 
+mod common;
+use common::Udp;
 use natsim_nat::{Behaviour, IfaceId, PortRange, Proto, Role};
 use natsim_sim::*;
 use std::net::Ipv4Addr;
@@ -72,29 +74,13 @@ fn net() -> Net {
 
 /// A UDP datagram from the client to the forwarded port, `payload` bytes.
 fn datagram(to: [u8; 6], sport: u16, ttl: u8, df: bool, payload: usize) -> Vec<u8> {
-    let mut ip = vec![0u8; 28 + payload];
-    let total = ip.len() as u16;
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip[4..6].copy_from_slice(&1u16.to_be_bytes());
-    if df {
-        ip[6] = 0x40;
+    Udp {
+        ttl,
+        df,
+        payload,
+        ..Udp::new(to, CLIENT, WAN_ADDR, sport, 9000)
     }
-    ip[8] = ttl;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&CLIENT.octets());
-    ip[16..20].copy_from_slice(&WAN_ADDR.octets());
-    let sum = natsim_nat::checksum::checksum(&ip[..20]);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    ip[20..22].copy_from_slice(&sport.to_be_bytes());
-    ip[22..24].copy_from_slice(&9000u16.to_be_bytes());
-    ip[24..26].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
-    // UDP checksum 0: none (RFC 768).
-    let mut f = to.to_vec();
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x77]);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(&ip);
-    f
+    .frame()
 }
 
 /// The client ports of the connections the router's NAT holds.

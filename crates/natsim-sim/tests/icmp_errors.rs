@@ -14,6 +14,8 @@
 //! * TTL 1 through a router: type 11 from the address of the interface
 //!   the route back to the sender leaves by.
 
+mod common;
+use common::Udp;
 use natsim_nat::{Behaviour, IfaceId, PortRange, Proto, Role};
 use natsim_sim::*;
 use std::net::Ipv4Addr;
@@ -75,23 +77,11 @@ fn net() -> Net {
 
 /// A UDP datagram `src:5555 > dst:dport` with TTL `ttl`, sent to `mac`.
 fn datagram(mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, dport: u16, ttl: u8) -> Vec<u8> {
-    let mut ip = vec![0u8; 28 + 4];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&32u16.to_be_bytes());
-    ip[8] = ttl;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&dst.octets());
-    let sum = natsim_nat::checksum::checksum(&ip[..20]);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    ip[20..22].copy_from_slice(&5555u16.to_be_bytes());
-    ip[22..24].copy_from_slice(&dport.to_be_bytes());
-    ip[24..26].copy_from_slice(&12u16.to_be_bytes());
-    let mut f = mac.to_vec();
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x77]);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(&ip);
-    f
+    Udp {
+        ttl,
+        ..Udp::new(mac, src, dst, 5555, dport)
+    }
+    .frame()
 }
 
 /// An ICMP error as its receiver reads it.

@@ -6,6 +6,8 @@
 //! is what ends a routing loop through a NAT: the masqueraded packet
 //! coming back is not masqueraded again and again.
 
+mod common;
+use common::Udp;
 use natsim_nat::{Behaviour, IfaceId, PortRange, Proto, Role};
 use natsim_sim::*;
 use std::net::Ipv4Addr;
@@ -14,23 +16,7 @@ use std::time::Duration;
 const WAN_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 
 fn datagram(to: [u8; 6], src: Ipv4Addr, sport: u16) -> Vec<u8> {
-    let mut ip = vec![0u8; 32];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&32u16.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[12..16].copy_from_slice(&src.octets());
-    ip[16..20].copy_from_slice(&WAN_ADDR.octets());
-    let sum = natsim_nat::checksum::checksum(&ip[..20]);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    ip[20..22].copy_from_slice(&sport.to_be_bytes());
-    ip[22..24].copy_from_slice(&9000u16.to_be_bytes());
-    ip[24..26].copy_from_slice(&12u16.to_be_bytes());
-    let mut f = to.to_vec();
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x77]);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(&ip);
-    f
+    Udp::new(to, src, WAN_ADDR, sport, 9000).frame()
 }
 
 #[test]
