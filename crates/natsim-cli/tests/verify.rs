@@ -147,6 +147,17 @@ fn a_ruleset_alone_is_checked_on_the_router_it_describes() {
                 "eth0.2        198.51.100.7/24  outside",
             ][..],
         ),
+        // firewalld's zone chains (nft -j), with REJECT in input and
+        // forward: the errors come from the targeted address and quote
+        // the forwarded packet's TTL after ip_forward's decrement.
+        (
+            "../../crates/natsim-cli/tests/fixtures/firewalld-v4.json",
+            None,
+            &[
+                "eth1          192.168.50.1/24  inside",
+                "eth0           203.0.113.1/24  outside",
+            ][..],
+        ),
     ] {
         let r = format!("scenarios/imported/{rules}");
         let mut args = vec!["--rules", r.as_str()];

@@ -40,6 +40,13 @@ fn l4_port_and_sum_offsets(p: &[u8]) -> Vec<usize> {
     }
 }
 
+/// Whether `ip` is an ICMP error (destination unreachable, time
+/// exceeded, parameter problem).
+fn is_icmp_error(ip: &[u8]) -> bool {
+    let ihl = usize::from(ip.first().map_or(5, |b| b & 0x0f)) * 4;
+    ip.get(9) == Some(&packet::ICMP) && ip.get(ihl).is_some_and(|t| matches!(t, 3 | 11 | 12))
+}
+
 /// Compares one packet pair under `rule`; `None` when they agree.
 fn packets(rule: Rule, k: &[u8], n: &[u8]) -> Option<String> {
     if k == n {
@@ -58,6 +65,13 @@ fn packets(rule: Rule, k: &[u8], n: &[u8]) -> Option<String> {
         ));
     }
     let mut masked: Vec<usize> = Vec::new();
+    // An ICMP error where a probe expected a forwarded packet (a REJECT in
+    // the filter) is one the router made: its ID comes from the kernel's
+    // hashed ip_idents, so it is compared as generated packets are.
+    let rule = match rule {
+        Rule::Exact | Rule::Table if is_icmp_error(k) && is_icmp_error(n) => Rule::Generated,
+        r => r,
+    };
     match rule {
         Rule::Exact | Rule::Table | Rule::TableRandomPort => {}
         Rule::RandomPort { original, clash } => {

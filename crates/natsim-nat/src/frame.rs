@@ -445,6 +445,22 @@ pub(crate) fn set_addrs(buf: &mut [u8], l3: usize, src: Ipv4Addr, dst: Ipv4Addr)
     put16(buf, l3 + 10, d.apply(c));
 }
 
+/// Decreases the TTL of the IPv4 header at `l3` by one (never below
+/// zero), fixing its checksum (RFC 1624).
+pub(crate) fn decrement_ttl(buf: &mut [u8], l3: usize) {
+    let Some(&ttl) = buf.get(l3 + 8) else { return };
+    if ttl == 0 {
+        return;
+    }
+    let old = get16(buf, l3 + 8);
+    buf[l3 + 8] = ttl - 1;
+    let new = get16(buf, l3 + 8);
+    let mut d = Delta::default();
+    d.field16(old, new);
+    let c = get16(buf, l3 + 10);
+    put16(buf, l3 + 10, d.apply(c));
+}
+
 /// Recomputes the ICMP checksum over `buf[l4..end]`.
 pub(crate) fn recompute_icmp(buf: &mut [u8], l4: usize, end: usize) {
     put16(buf, l4 + 2, 0);

@@ -82,7 +82,20 @@ impl NatEngine {
                         RejectWith::IcmpPortUnreachable,
                         L4::Tcp { .. } | L4::Udp | L4::IcmpQuery { .. },
                     ) => {
-                        let from = self.cfg.iface(ingress).map_or(p.flow.dst.addr, |i| i.addr);
+                        // __icmp_send: an error about a packet addressed to
+                        // the router comes from the address it targeted;
+                        // one about a forwarded packet from the way back.
+                        let from = match hook {
+                            FilterHook::Input => f.dst.addr,
+                            FilterHook::Forward => {
+                                self.cfg.iface(ingress).map_or(p.flow.dst.addr, |i| i.addr)
+                            }
+                        };
+                        // ip_forward has decreased the TTL before the
+                        // FORWARD hook, so the quote carries it so.
+                        if hook == FilterHook::Forward {
+                            frame::decrement_ttl(frame, p.l3);
+                        }
                         Some(Answer::PortUnreachable { from })
                     }
                     _ => None,
