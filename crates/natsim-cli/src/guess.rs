@@ -65,6 +65,24 @@ fn slash24(a: Ipv4Addr) -> Prefix {
     Prefix::new(Ipv4Addr::from_bits(a.to_bits() & 0xffff_ff00), 24)
 }
 
+/// The router `imp` describes (see [`router`]), and what was left out of
+/// the ruleset to describe it.
+pub fn router_with_notes(
+    imp: &Imported,
+) -> Result<(RouterSpec, Vec<Guessed>, Vec<String>), String> {
+    let mut imp = imp.clone();
+    let mut notes = Vec::new();
+    let had_lo = imp.ifaces.iter().any(|n| n == "lo");
+    let dropped = imp.without_loopback();
+    if had_lo {
+        notes.push(format!(
+            "{dropped} rule(s) on `lo` left out: they match only the router's traffic to itself, which no probe sends"
+        ));
+    }
+    let (spec, guessed) = router(&imp)?;
+    Ok((spec, guessed, notes))
+}
+
 /// The router `imp` describes, with every interface it names (plus an
 /// uplink or LAN it implies but does not name).
 pub fn router(imp: &Imported) -> Result<(RouterSpec, Vec<Guessed>), String> {
@@ -177,10 +195,14 @@ pub fn router(imp: &Imported) -> Result<(RouterSpec, Vec<Guessed>), String> {
                     (Action::Snat(p), _) if !natsim_import::hairpin_rule(r) => {
                         Some((p.first, false))
                     }
+                    // (Docker publishes `-p 127.0.0.1:5432` as a DNAT
+                    // from loopback: no uplink's address.)
                     (Action::Dnat { .. }, Chain::Prerouting) => r
                         .matches
                         .dst
-                        .filter(|d| d.len == 32)
+                        .filter(|d| {
+                            d.len == 32 && !d.addr.is_loopback() && !d.addr.is_unspecified()
+                        })
                         .map(|d| (d.addr, r.matches.dst_ports.is_some())),
                     _ => None,
                 });
@@ -316,5 +338,38 @@ mod tests {
                 ("eth0.2".into(), "198.51.100.7/24".into(), Role::Outside),
             ]
         );
+    }
+
+    /// UFW accepts everything on `lo`: that rule is the router talking to
+    /// itself, not an interface to probe (verify refused `lo` outright).
+    #[test]
+    fn rules_on_loopback_are_left_out_and_lo_is_no_interface() {
+        let imp = natsim_import::import(
+            "t.rules",
+            concat!(
+                "*nat\n:POSTROUTING ACCEPT [0:0]\n",
+                "-A POSTROUTING -s 10.10.0.0/24 -o enp1s0 -j MASQUERADE\nCOMMIT\n",
+                "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n",
+                "-A INPUT -i lo -j ACCEPT\n-A INPUT -i enp2s0 -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n"
+            ),
+            None,
+        )
+        .unwrap();
+        let (spec, g, notes) = router_with_notes(&imp).unwrap();
+        let names: Vec<&str> = g.iter().map(|g| g.spec.name.as_str()).collect();
+        assert_eq!(names, ["enp1s0", "enp2s0"]);
+        assert_eq!(spec.nat.filter.input.rules.len(), 1);
+        assert!(
+            notes[0].starts_with("1 rule(s) on `lo` left out"),
+            "{notes:?}"
+        );
+    }
+
+    /// Docker's `-p 127.0.0.1:5432:5432` is a DNAT from loopback; it names
+    /// no uplink address.
+    #[test]
+    fn a_loopback_publish_is_no_uplink_address() {
+        let g = guess("*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 172.18.0.0/16 ! -o br-x -j MASQUERADE\n-A PREROUTING -d 127.0.0.1/32 ! -i br-x -p tcp -m tcp --dport 5432 -j DNAT --to-destination 172.18.0.5:5432\nCOMMIT\n");
+        assert!(g.iter().all(|(_, a, _)| !a.starts_with("127.")), "{g:?}");
     }
 }

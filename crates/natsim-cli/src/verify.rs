@@ -115,7 +115,7 @@ pub fn run_rules(path: &Path, ipsets: Option<&Path>, print: &mut dyn FnMut(&str)
             return ExitCode::from(2);
         }
     };
-    let (spec, guessed) = match crate::guess::router(&imp) {
+    let (spec, guessed, notes) = match crate::guess::router_with_notes(&imp) {
         Ok(x) => x,
         Err(e) => {
             print(&format!("{}: {e}\n", path.display()));
@@ -137,6 +137,9 @@ pub fn run_rules(path: &Path, ipsets: Option<&Path>, print: &mut dyn FnMut(&str)
             format!("{}/{}", g.spec.addr, g.spec.prefix_len),
             g.why
         ));
+    }
+    for n in &notes {
+        print(&format!("  note: {n}\n"));
     }
     print("\n");
     run_specs(vec![(format!("{} router", path.display()), spec)], print)

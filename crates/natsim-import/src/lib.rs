@@ -116,6 +116,64 @@ impl Imported {
         Ok(())
     }
 
+    /// Leaves out what concerns the loopback interface `lo`: rules that
+    /// match only `-i lo` / `-o lo` (the router's own traffic to itself,
+    /// which no forwarded or probe packet is), and `! -i lo`-style
+    /// negations, which every such packet passes. Returns how many rules
+    /// went. `lo` leaves [`ifaces`](Self::ifaces) too.
+    pub fn without_loopback(&mut self) -> usize {
+        let Some(k) = self.ifaces.iter().position(|n| n == "lo") else {
+            return 0;
+        };
+        let lo = Some(IfaceId(k as u16));
+        let only_lo = |m: &Match| {
+            (m.in_iface == lo && !m.not.in_iface) || (m.out_iface == lo && !m.not.out_iface)
+        };
+        let clear = |m: &mut Match| {
+            if m.in_iface == lo {
+                m.in_iface = None;
+                m.not.in_iface = false;
+            }
+            if m.out_iface == lo {
+                m.out_iface = None;
+                m.not.out_iface = false;
+            }
+        };
+        let before = self.rules.rules.len()
+            + self.filter.input.rules.len()
+            + self.filter.forward.rules.len();
+        self.rules.rules.retain(|r| !only_lo(&r.matches));
+        self.rules
+            .rules
+            .iter_mut()
+            .for_each(|r| clear(&mut r.matches));
+        for c in [&mut self.filter.input, &mut self.filter.forward] {
+            c.rules.retain(|r| !only_lo(&r.matches));
+            c.rules.iter_mut().for_each(|r| clear(&mut r.matches));
+        }
+        // Renumber the interfaces after `lo` (no rule names `lo` now).
+        let map: Vec<IfaceId> = (0..self.ifaces.len())
+            .map(|i| IfaceId(if i > k { i - 1 } else { i } as u16))
+            .collect();
+        self.rules
+            .rules
+            .iter_mut()
+            .for_each(|r| remap_match(&mut r.matches, &map));
+        for c in [&mut self.filter.input, &mut self.filter.forward] {
+            c.rules
+                .iter_mut()
+                .for_each(|r| remap_match(&mut r.matches, &map));
+        }
+        self.ifaces.remove(k);
+        if k < self.iface_locs.len() {
+            self.iface_locs.remove(k);
+        }
+        before
+            - (self.rules.rules.len()
+                + self.filter.input.rules.len()
+                + self.filter.forward.rules.len())
+    }
+
     pub fn nat_rules(&self) -> &[Rule] {
         &self.rules.rules
     }

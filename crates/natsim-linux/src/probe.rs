@@ -348,6 +348,10 @@ pub fn probes(t: &Topology) -> Vec<Probe> {
             continue;
         };
         match (&r.action, r.chain) {
+            // A forward published on loopback (Docker's `-p 127.0.0.1:…`)
+            // serves the router itself: no probe host can reach it.
+            (Action::Dnat { .. }, Chain::Prerouting)
+                if r.matches.dst.is_some_and(|d| d.addr.is_loopback()) => {}
             (Action::Dnat { .. }, Chain::Prerouting) => {
                 let proto = match r.matches.proto {
                     Some(Proto::Udp) => packet::UDP,

@@ -66,6 +66,9 @@ impl std::fmt::Display for TopologyError {
         match self {
             Self::NoInsideInterface => f.write_str("the router has no inside interface to probe from"),
             Self::NoOutsideInterface => f.write_str("the router has no outside interface to probe towards"),
+            Self::BadIfaceName(n) if n == "lo" => f.write_str(
+                "`lo` is the loopback interface every namespace has; name the router's interfaces otherwise",
+            ),
             Self::BadIfaceName(n) => write!(
                 f,
                 "interface name `{n}` is not a Linux interface name (1-15 bytes, no `/`, space or `:`)"
