@@ -215,9 +215,25 @@ impl Reader<'_> {
                     target = Some(Target::Filter(FilterAction::Drop))
                 }
                 Statement::Reject(r) if table == "filter" => {
-                    let with = match r.as_ref().and_then(|r| r._type) {
-                        Some(nftables::stmt::RejectType::TCPReset) => RejectWith::TcpReset,
-                        _ => RejectWith::IcmpPortUnreachable,
+                    use nftables::stmt::RejectType;
+                    use nftables::types::RejectCode;
+                    // `reject` alone is port unreachable; any other ICMP
+                    // code is a different answer, not modelled.
+                    let with = match r.as_ref().map(|r| (r._type, r.expr)) {
+                        Some((Some(RejectType::TCPReset), _)) => RejectWith::TcpReset,
+                        None | Some((_, None | Some(RejectCode::PortUnreach))) => {
+                            RejectWith::IcmpPortUnreachable
+                        }
+                        Some((_, Some(code))) => {
+                            let word = serde_json::to_value(code)
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_else(|| format!("{code:?}"));
+                            return Err(bad(
+                                self,
+                                format!("`reject with {word}`: only port-unreachable and tcp reset are modelled"),
+                            ));
+                        }
                     };
                     target = Some(Target::Filter(FilterAction::Reject(with)));
                 }
@@ -343,6 +359,10 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
     // Which (family, table) holds nat or filter base chains, and chains'
     // kinds by name.
     let mut kinds: Vec<(String, String, &'static str)> = Vec::new();
+    // The filter base chains on each hook, by name, and the first of them
+    // that holds a rule.
+    let mut on_hook: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut with_rules: std::collections::BTreeMap<String, String> = Default::default();
     let objs: Vec<&NfListObject<'_>> = doc
         .objects
         .iter()
@@ -406,7 +426,20 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
                     nat.insert(name, chain);
                 }
                 "filter" => {
-                    filter.insert(name, chain);
+                    // Several base chains on one hook (fw4's empty mangle
+                    // chains beside its filter ones): a packet passes only
+                    // if each lets it, so a drop policy anywhere stays.
+                    match filter.get_mut(&name) {
+                        Some(prev) => {
+                            if chain.policy == Some(FilterAction::Drop) {
+                                prev.policy = chain.policy;
+                            }
+                        }
+                        None => {
+                            filter.insert(name.clone(), chain);
+                        }
+                    }
+                    on_hook.entry(name).or_default().push(c.name.to_string());
                 }
                 _ => {
                     // A user chain serves whichever table jumps to it: keep
@@ -438,6 +471,25 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
             let key = kinds_base(&objs, &rule.table, &rule.chain)
                 .map(str::to_string)
                 .unwrap_or_else(|| rule.chain.to_string());
+            // Rules in two base chains of one hook would run as one list
+            // here, where nftables runs each chain's verdict in turn.
+            let modelled = key == "INPUT" || key == "FORWARD";
+            if let Some(chains) = on_hook.get(&key).filter(|c| modelled && c.len() > 1) {
+                let first = with_rules
+                    .entry(key.clone())
+                    .or_insert(rule.chain.to_string());
+                if *first != rule.chain {
+                    return Err(r.err(
+                        k + 1,
+                        1,
+                        format!("rule in {}", rule.chain),
+                        format!(
+                            "rules in two base chains on one hook ({}): natsim models one chain per hook",
+                            chains.join(", ")
+                        ),
+                    ));
+                }
+            }
             let mut first_err = None;
             let mut placed = false;
             for (table, slot) in [("nat", &mut nat), ("filter", &mut filter)] {

@@ -276,3 +276,62 @@ fn openwrt_fw3_reflection_leaves_the_lan_inside_in_the_printed_block() {
         "{block}"
     );
 }
+
+/// `reject with icmpx admin-prohibited` answers with a different ICMP
+/// code than port unreachable: refused, as the iptables reader refuses
+/// `--reject-with icmp-host-prohibited`, not read as port unreachable.
+#[test]
+fn an_nft_reject_with_another_icmp_code_is_refused() {
+    let rule = |expr: &str| {
+        format!(
+            r#"{{"nftables": [
+  {{"table": {{"family": "inet", "name": "f", "handle": 1}}}},
+  {{"chain": {{"family": "inet", "table": "f", "name": "fwd", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}}},
+  {{"rule": {{"family": "inet", "table": "f", "chain": "fwd", "handle": 2, "expr": [{expr}]}}}}
+]}}"#
+        )
+    };
+    let e = import(
+        "x.json",
+        &rule(r#"{"reject": {"type": "icmpx", "expr": "admin-prohibited"}}"#),
+        None,
+    )
+    .unwrap_err();
+    assert!(e.message.contains("reject with admin-prohibited"), "{e}");
+    let ok = import(
+        "x.json",
+        &rule(r#"{"reject": {"type": "icmpx", "expr": "port-unreachable"}}"#),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        ok.filter.forward.rules[0].action,
+        FilterAction::Reject(RejectWith::IcmpPortUnreachable)
+    );
+}
+
+/// OpenWrt fw4 hangs an empty `mangle_forward` (policy accept) on the
+/// forward hook beside `forward` (policy drop). In nftables a packet must
+/// pass every base chain, so the drop policy stands; it used to be
+/// replaced by the empty chain's accept. Rules in two base chains of one
+/// hook are refused: they would run as one list here.
+#[test]
+fn base_chains_sharing_a_hook_keep_the_drop_policy() {
+    let doc = |mangle_rule: &str| {
+        format!(
+            r#"{{"nftables": [
+  {{"table": {{"family": "inet", "name": "fw4", "handle": 1}}}},
+  {{"chain": {{"family": "inet", "table": "fw4", "name": "forward", "handle": 2, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}}},
+  {{"chain": {{"family": "inet", "table": "fw4", "name": "mangle_forward", "handle": 3, "type": "filter", "hook": "forward", "prio": -150, "policy": "accept"}}}},
+  {{"rule": {{"family": "inet", "table": "fw4", "chain": "forward", "handle": 4, "expr": [{{"match": {{"op": "==", "left": {{"meta": {{"key": "iifname"}}}}, "right": "br-lan"}}}}, {{"accept": null}}]}}}}{mangle_rule}
+]}}"#
+        )
+    };
+    let imp = import("fw4.json", &doc(""), None).unwrap();
+    assert_eq!(imp.filter.forward.policy, FilterAction::Drop);
+    assert_eq!(imp.filter.forward.rules.len(), 1);
+    let both = doc(r#",
+  {"rule": {"family": "inet", "table": "fw4", "chain": "mangle_forward", "handle": 5, "expr": [{"drop": null}]}}"#);
+    let e = import("fw4.json", &both, None).unwrap_err();
+    assert!(e.message.contains("two base chains on one hook"), "{e}");
+}
