@@ -149,7 +149,9 @@ fn a_ruleset_alone_is_checked_on_the_router_it_describes() {
         ),
         // firewalld's zone chains (nft -j), with REJECT in input and
         // forward: the errors come from the targeted address and quote
-        // the forwarded packet's TTL after ip_forward's decrement.
+        // the forwarded packet's TTL after ip_forward's decrement. Its
+        // rejects say `icmpx port-unreachable` here; firewalld's own
+        // `admin-prohibited` is a code natsim does not model (refused).
         (
             "../../crates/natsim-cli/tests/fixtures/firewalld-v4.json",
             None,
