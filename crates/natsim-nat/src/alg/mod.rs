@@ -108,17 +108,6 @@ pub struct AlgConfig {
     pub policy: AlgPolicy,
 }
 
-/// The names an ALG binding may give `rule` by: its own, then the name
-/// it was built under when one name made two rules
-/// ([`RuleSet::one_to_one`](crate::config::RuleSet::one_to_one) adds
-/// ` (in)` and ` (out)`).
-pub(crate) fn bound_by(rule: &crate::config::Rule) -> impl Iterator<Item = &str> {
-    let base = [" (in)", " (out)"]
-        .iter()
-        .find_map(|s| rule.name.strip_suffix(s));
-    core::iter::once(rule.name.as_str()).chain(base)
-}
-
 impl AlgConfig {
     /// Default EPM pinhole lifetime (commercial ALGs use 2–5 minutes).
     pub const EPM_PINHOLE: Duration = Duration::from_secs(300);
@@ -131,14 +120,6 @@ impl AlgConfig {
     }
     pub fn is_empty(&self) -> bool {
         self.ports.is_empty() && self.rules.is_empty()
-    }
-    /// The helper each rule binds, by rule id (see [`bound_by`]).
-    /// Resolved once, so a new flow never compares names.
-    pub(crate) fn by_rule(&self, rules: &[crate::config::Rule]) -> Vec<Option<AlgKind>> {
-        rules
-            .iter()
-            .map(|r| bound_by(r).find_map(|n| self.rules.get(n)).copied())
-            .collect()
     }
     pub(crate) fn pinhole_timeout(&self, kind: AlgKind) -> Duration {
         match kind {
@@ -280,67 +261,5 @@ impl fmt::Display for AlgEvent {
                 "the rewrite would make a {total}-byte IP packet (at most 65535); dropped"
             ),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Behaviour, IfaceId, NatConfig, Role};
-    use crate::flow::{PortRange, Prefix, Proto};
-
-    fn cfg() -> NatConfig {
-        let mut cfg = NatConfig::new(Behaviour::linux())
-            .interface(
-                IfaceId(0),
-                std::net::Ipv4Addr::new(10, 0, 0, 1),
-                24,
-                Role::Inside,
-            )
-            .interface(
-                IfaceId(1),
-                std::net::Ipv4Addr::new(198, 51, 100, 1),
-                24,
-                Role::Outside,
-            );
-        let inside = Prefix::new(std::net::Ipv4Addr::new(10, 0, 0, 0), 24);
-        let outside = Prefix::new(std::net::Ipv4Addr::new(203, 0, 113, 0), 24);
-        cfg.rules.one_to_one("dmz", IfaceId(1), inside, outside);
-        let to = std::net::Ipv4Addr::new(10, 0, 0, 9);
-        cfg.rules.forward(
-            "web (primary)",
-            IfaceId(1),
-            Proto::Tcp,
-            PortRange::ALL,
-            to,
-            None,
-        );
-        cfg
-    }
-
-    #[test]
-    fn a_binding_names_a_rule_or_the_pair_it_was_built_as() {
-        let mut cfg = cfg();
-        cfg.algs.rules.insert("dmz".into(), AlgKind::Epm);
-        cfg.algs.rules.insert("web (primary)".into(), AlgKind::Ftp);
-        let by = cfg.algs.by_rule(&cfg.rules.rules);
-        assert_eq!(
-            by,
-            [Some(AlgKind::Epm), Some(AlgKind::Epm), Some(AlgKind::Ftp)]
-        );
-        assert_eq!(crate::config::validate(&cfg), Ok(()));
-    }
-
-    #[test]
-    fn a_binding_to_a_prefix_of_a_name_binds_nothing_and_is_refused() {
-        // "web" is not a rule: "web (primary)" is a name of its own, not
-        // one of a pair.
-        let mut cfg = cfg();
-        cfg.algs.rules.insert("web".into(), AlgKind::Ftp);
-        assert_eq!(cfg.algs.by_rule(&cfg.rules.rules), [None, None, None]);
-        assert_eq!(
-            crate::config::validate(&cfg),
-            Err(crate::config::ConfigError::UnknownAlgRule("web".into()))
-        );
     }
 }

@@ -143,7 +143,7 @@ pub(crate) fn validate(cfg: &NatConfig) -> Result<(), ConfigError> {
             .rules
             .rules
             .iter()
-            .any(|r| crate::alg::bound_by(r).any(|n| n == name));
+            .any(|r| r.binding_names().any(|n| n == name));
         if !known {
             return Err(ConfigError::UnknownAlgRule(name.clone()));
         }

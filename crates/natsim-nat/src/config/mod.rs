@@ -274,6 +274,35 @@ pub struct Rule {
     pub action: Action,
 }
 
+impl Rule {
+    /// The names an ALG binding may give this rule by: its own, then the
+    /// name it was built under when one name made two rules
+    /// ([`RuleSet::one_to_one`] adds ` (in)` and ` (out)`).
+    pub(crate) fn binding_names(&self) -> impl Iterator<Item = &str> {
+        let base = [" (in)", " (out)"]
+            .iter()
+            .find_map(|s| self.name.strip_suffix(s));
+        core::iter::once(self.name.as_str()).chain(base)
+    }
+}
+
+impl NatConfig {
+    /// The helper each rule binds, by rule id (see
+    /// [`Rule::binding_names`]). Resolved once, so a new flow never
+    /// compares names.
+    pub(crate) fn rule_algs(&self) -> Vec<Option<crate::alg::AlgKind>> {
+        self.rules
+            .rules
+            .iter()
+            .map(|r| {
+                r.binding_names()
+                    .find_map(|n| self.algs.rules.get(n))
+                    .copied()
+            })
+            .collect()
+    }
+}
+
 /// The ordered rules of both chains.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RuleSet {
@@ -414,5 +443,67 @@ impl NatConfig {
 
     pub fn iface(&self, id: IfaceId) -> Option<&Interface> {
         self.interfaces.iter().find(|i| i.id == id)
+    }
+}
+
+#[cfg(test)]
+mod alg_binding_tests {
+    use super::*;
+    use crate::alg::AlgKind;
+    use crate::flow::{PortRange, Prefix, Proto};
+
+    fn cfg() -> NatConfig {
+        let mut cfg = NatConfig::new(Behaviour::linux())
+            .interface(
+                IfaceId(0),
+                std::net::Ipv4Addr::new(10, 0, 0, 1),
+                24,
+                Role::Inside,
+            )
+            .interface(
+                IfaceId(1),
+                std::net::Ipv4Addr::new(198, 51, 100, 1),
+                24,
+                Role::Outside,
+            );
+        let inside = Prefix::new(std::net::Ipv4Addr::new(10, 0, 0, 0), 24);
+        let outside = Prefix::new(std::net::Ipv4Addr::new(203, 0, 113, 0), 24);
+        cfg.rules.one_to_one("dmz", IfaceId(1), inside, outside);
+        let to = std::net::Ipv4Addr::new(10, 0, 0, 9);
+        cfg.rules.forward(
+            "web (primary)",
+            IfaceId(1),
+            Proto::Tcp,
+            PortRange::ALL,
+            to,
+            None,
+        );
+        cfg
+    }
+
+    #[test]
+    fn a_binding_names_a_rule_or_the_pair_it_was_built_as() {
+        let mut cfg = cfg();
+        cfg.algs.rules.insert("dmz".into(), AlgKind::Epm);
+        cfg.algs.rules.insert("web (primary)".into(), AlgKind::Ftp);
+        let by = cfg.rule_algs();
+        assert_eq!(
+            by,
+            [Some(AlgKind::Epm), Some(AlgKind::Epm), Some(AlgKind::Ftp)]
+        );
+        assert_eq!(crate::config::validate(&cfg), Ok(()));
+    }
+
+    #[test]
+    fn a_binding_to_a_prefix_of_a_name_binds_nothing_and_is_refused() {
+        // "web" is not a rule: "web (primary)" is a name of its own, not
+        // one of a pair.
+        let mut cfg = cfg();
+        cfg.algs.rules.insert("web".into(), AlgKind::Ftp);
+        assert_eq!(cfg.rule_algs(), [None, None, None]);
+        assert_eq!(
+            crate::config::validate(&cfg),
+            Err(crate::config::ConfigError::UnknownAlgRule("web".into()))
+        );
     }
 }

@@ -190,7 +190,7 @@ impl NatEngine {
             external,
             owned,
             local_services: Vec::new(),
-            rule_algs: cfg.algs.by_rule(&cfg.rules.rules),
+            rule_algs: cfg.rule_algs(),
             timeouts_us: TimeoutsUs::new(&cfg.behaviour.timeouts),
             algs: BTreeMap::new(),
             expects: Expectations::default(),
