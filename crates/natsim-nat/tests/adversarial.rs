@@ -230,3 +230,53 @@ fn contradictory_rules_are_rejected_at_load() {
         "rule#1 can never match: rule#0 before it matches everything it would"
     );
 }
+
+/// A positive match does not cover its own negation: Docker's exemption
+/// `-i br-x -j RETURN` (imported as `-i br-x` ACCEPT) before `! -i br-x
+/// --dport 8080 -j DNAT` leaves the DNAT reachable. The same negation
+/// before a narrower rule does shadow it.
+#[test]
+fn a_negated_interface_is_not_covered_by_the_positive_one() {
+    let exempt_then_dnat = |negate_first: bool| {
+        let mut c = config(Behaviour::linux());
+        let mut first = Match {
+            in_iface: Some(LAN),
+            ..Match::default()
+        };
+        first.not.in_iface = negate_first;
+        let mut second = Match {
+            proto: Some(Proto::Tcp),
+            in_iface: Some(LAN),
+            dst_ports: Some(PortRange::single(8080)),
+            ..Match::default()
+        };
+        second.not.in_iface = true;
+        for (name, matches, action) in [
+            ("exempt", first, Action::Accept),
+            (
+                "publish",
+                second,
+                Action::Dnat {
+                    to: HOST_A,
+                    to_port: Some(80),
+                },
+            ),
+        ] {
+            c.rules.rules.push(Rule {
+                name: name.into(),
+                chain: Chain::Prerouting,
+                matches,
+                action,
+            });
+        }
+        NatEngine::new(c).map(|_| ())
+    };
+    assert_eq!(exempt_then_dnat(false), Ok(()));
+    assert_eq!(
+        exempt_then_dnat(true),
+        Err(ConfigError::Shadowed {
+            rule: RuleId(1),
+            by: RuleId(0)
+        })
+    );
+}
