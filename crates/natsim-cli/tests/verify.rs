@@ -136,6 +136,18 @@ fn a_ruleset_alone_is_checked_on_the_router_it_describes() {
             Some("office.ipset"),
             &["lan0          192.168.10.1/24  inside"][..],
         ),
+        // Docker with a compose bridge beside docker0: each bridge's
+        // `-i BRIDGE -j RETURN` in the nat DOCKER chain exempts it, and the
+        // published ports are probed from both bridges.
+        (
+            "../../crates/natsim-import/tests/fixtures/docker-two-bridges.rules",
+            None,
+            &[
+                "172.18.0.1/16  inside",
+                "docker0         172.17.0.1/16  inside",
+                "hairpin `line 47` from inside (client1-dock",
+            ][..],
+        ),
         // OpenWrt fw3's zone chains, with a forward's "(reflection)" DNAT
         // and SNAT on br-lan: the LAN stays inside, and the uplink takes
         // the address the forward is published on.

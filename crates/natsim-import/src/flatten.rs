@@ -2,12 +2,15 @@
 //! chains and the two filter chains.
 //!
 //! A jump to a user chain inlines that chain's rules with the jump's
-//! matches added; a `RETURN` with one match adds its negation to the rest
-//! of its chain (`-A DOCKER -i docker0 -j RETURN` makes every later DOCKER
-//! rule `! -i docker0`); an unconditional `RETURN` ends the chain. Two
-//! matches on the same field are intersected; a contradiction (`-o docker0`
-//! under `! -o docker0`) makes the rule unreachable, which is then left
-//! out because it can never match, not because it is unsupported.
+//! matches added. A `RETURN` with matches decides its packets on the spot:
+//! the rest of each calling chain follows under its match, then the base
+//! chain's end (nat: no translation; filter: the policy), so the rules
+//! after it are left as written (`-A DOCKER -i docker0 -j RETURN` becomes
+//! `-i docker0 -> ACCEPT (no NAT)` where the DOCKER chain was jumped to
+//! last). An unconditional `RETURN` ends the chain. Two matches on the
+//! same field are intersected; a contradiction (`-o docker0` under
+//! `! -o docker0`) makes the rule unreachable, which is then left out
+//! because it can never match, not because it is unsupported.
 
 use crate::ipset::Sets;
 use crate::{FilterAction, ImportError, Loc};
@@ -170,40 +173,28 @@ pub fn merge(a: &Match, b: &Match) -> Result<Option<Match>, &'static str> {
     Ok(Some(m))
 }
 
-/// `m` negated, when `m` is a single negatable match.
-fn negate(m: &Match) -> Option<Match> {
-    let mut n = m.clone();
-    let mut count = 0;
-    macro_rules! flip {
-        ($f:ident) => {
-            if m.$f.is_some() {
-                count += 1;
-                n.not.$f = !m.not.$f;
-            }
-        };
-    }
-    flip!(proto);
-    flip!(in_iface);
-    flip!(out_iface);
-    flip!(src);
-    flip!(dst);
-    flip!(dst_ports);
-    flip!(src_ports);
-    if m.dst_local {
-        count += 1;
-        n.not.dst_local = !m.not.dst_local;
-    }
-    let others = m.dst_iface_addr.is_some() || m.ct_dnat.is_some() || m.ct_state.is_some();
-    (count == 1 && !others).then_some(n)
-}
-
 struct Ctx<'a> {
     file: &'a str,
     table: &'a RawTable,
     sets: &'a Sets,
+    /// What a packet that falls off the base chain gets: the nat table's
+    /// implicit accept (no translation) or the filter base chain's policy.
+    end: Target,
 }
 
-impl Ctx<'_> {
+/// Where a packet that returns from a chain carries on: the rule after
+/// the jump in the calling chain (innermost caller last).
+#[derive(Clone, Copy)]
+struct Resume<'a> {
+    chain: &'a str,
+    next: usize,
+}
+
+/// More flattened rules than this is an error, not a slow import: each
+/// conditional RETURN copies the rest of its callers (see [`Ctx::returns`]).
+const MAX_FLAT: usize = 20_000;
+
+impl<'a> Ctx<'a> {
     fn err(&self, r: &RawRule, message: String, supported: &'static str) -> ImportError {
         ImportError {
             file: self.file.to_string(),
@@ -214,113 +205,155 @@ impl Ctx<'_> {
         }
     }
 
+    fn push(
+        &self,
+        r: &RawRule,
+        rule: FlatRule,
+        out: &mut Vec<FlatRule>,
+    ) -> Result<(), ImportError> {
+        if out.len() >= MAX_FLAT {
+            return Err(self.err(
+                r,
+                format!("flattening makes more than {MAX_FLAT} rules"),
+                "fewer conditional RETURNs in chains that many rules follow",
+            ));
+        }
+        out.push(rule);
+        Ok(())
+    }
+
+    /// `r`'s match under `cond`, one variant per member of each set it
+    /// names (first match wins, so consecutive copies with the same verdict
+    /// are equivalent); none if nothing can match both.
+    fn variants(&self, r: &RawRule, cond: &Match) -> Result<Vec<Match>, ImportError> {
+        let mut variants = vec![r.m.clone()];
+        for s in &r.sets {
+            let members = self.sets.get(&s.name).ok_or_else(|| {
+                self.err(
+                    r,
+                    format!("ipset `{}` is not defined", s.name),
+                    "sets from the `ipset save` file given with --ipsets (create NAME hash:net|hash:ip, add NAME PREFIX)",
+                )
+            })?;
+            let mut next = Vec::new();
+            for v in &variants {
+                for p in members {
+                    let mut m = Match::default();
+                    if s.src {
+                        m.src = Some(*p);
+                    } else {
+                        m.dst = Some(*p);
+                    }
+                    if let Some(x) =
+                        merge(v, &m).map_err(|e| self.err(r, e.into(), SUPPORTED_COMBINE))?
+                    {
+                        next.push(x);
+                    }
+                }
+            }
+            variants = next;
+        }
+        let mut matched = Vec::new();
+        for v in variants {
+            if let Some(m) =
+                merge(cond, &v).map_err(|e| self.err(r, e.into(), SUPPORTED_COMBINE))?
+            {
+                matched.push(m);
+            }
+        }
+        Ok(matched)
+    }
+
+    /// Flattens chain `name` from rule `start` for packets matching `cond`,
+    /// called from `callers`.
     fn chain(
         &self,
-        name: &str,
+        name: &'a str,
+        start: usize,
         cond: &Match,
-        depth: usize,
+        callers: &[Resume<'a>],
         out: &mut Vec<FlatRule>,
     ) -> Result<(), ImportError> {
         let Some(chain) = self.table.get(name) else {
             return Ok(());
         };
-        let mut cond = cond.clone();
-        for r in &chain.rules {
-            // Sets expand into one rule per member (first match wins, so
-            // consecutive copies with the same verdict are equivalent).
-            let mut variants = vec![r.m.clone()];
-            for s in &r.sets {
-                let members = self.sets.get(&s.name).ok_or_else(|| {
-                    self.err(
-                        r,
-                        format!("ipset `{}` is not defined", s.name),
-                        "sets from the `ipset save` file given with --ipsets (create NAME hash:net|hash:ip, add NAME PREFIX)",
-                    )
-                })?;
-                let mut next = Vec::new();
-                for v in &variants {
-                    for p in members {
-                        let mut m = Match::default();
-                        if s.src {
-                            m.src = Some(*p);
-                        } else {
-                            m.dst = Some(*p);
-                        }
-                        if let Some(x) =
-                            merge(v, &m).map_err(|e| self.err(r, e.into(), SUPPORTED_COMBINE))?
-                        {
-                            next.push(x);
-                        }
-                    }
-                }
-                variants = next;
+        for (i, r) in chain.rules.iter().enumerate().skip(start) {
+            if r.target == Target::Return && r.m == Match::default() && r.sets.is_empty() {
+                return Ok(());
             }
-            let mut matched = Vec::new();
-            for v in variants {
-                if let Some(m) =
-                    merge(&cond, &v).map_err(|e| self.err(r, e.into(), SUPPORTED_COMBINE))?
-                {
-                    matched.push(m);
-                }
-            }
+            let matched = self.variants(r, cond)?;
             match &r.target {
                 Target::Jump(c) => {
-                    if depth > 16 {
+                    if callers.len() >= 16 {
                         return Err(self.err(
                             r,
                             format!("jumps nest deeper than 16 chains at `{c}`"),
                             "jump chains without loops",
                         ));
                     }
-                    if !self.table.contains_key(c) {
+                    let Some((c, _)) = self.table.get_key_value(c) else {
                         return Err(self.err(r, format!("chain `{c}` is not defined"), "jumps to chains declared with `:NAME - [0:0]` (iptables) or a chain object (nft)"));
-                    }
+                    };
+                    let mut inner = callers.to_vec();
+                    inner.push(Resume {
+                        chain: name,
+                        next: i + 1,
+                    });
                     for m in &matched {
-                        self.chain(c, m, depth + 1, out)?;
+                        self.chain(c, 0, m, &inner, out)?;
                     }
                 }
                 Target::Return => {
-                    if r.m == Match::default() && r.sets.is_empty() {
-                        return Ok(());
-                    }
-                    if !r.sets.is_empty() {
-                        return Err(self.err(r, "RETURN on a set match".into(), SUPPORTED_RETURN));
-                    }
-                    let neg = negate(&r.m).ok_or_else(|| {
-                        self.err(
-                            r,
-                            "RETURN with more than one match".into(),
-                            SUPPORTED_RETURN,
-                        )
-                    })?;
-                    match merge(&cond, &neg)
-                        .map_err(|e| self.err(r, e.into(), SUPPORTED_COMBINE))?
-                    {
-                        Some(c) => cond = c,
-                        None => return Ok(()),
+                    for m in &matched {
+                        self.returns(r, m, callers, out)?;
                     }
                 }
                 t => {
                     for m in matched {
-                        out.push(FlatRule {
+                        let rule = FlatRule {
                             loc: r.loc.clone(),
                             text: r.text.clone(),
                             name: r.name.clone(),
                             m,
                             target: t.clone(),
-                        });
+                        };
+                        self.push(r, rule, out)?;
                     }
                 }
             }
         }
         Ok(())
     }
+
+    /// A conditional RETURN (`r`, matching `m`): packets matching `m` are
+    /// decided here, in full, by the rest of each caller and then the base
+    /// chain's end, so the rules after the RETURN need no negation of `m`.
+    /// Folding `! m` into them instead cannot say "neither docker0 nor
+    /// br-x", which Docker's DOCKER chain needs with a second bridge.
+    fn returns(
+        &self,
+        r: &RawRule,
+        m: &Match,
+        callers: &[Resume<'a>],
+        out: &mut Vec<FlatRule>,
+    ) -> Result<(), ImportError> {
+        for k in (0..callers.len()).rev() {
+            let at = callers[k];
+            self.chain(at.chain, at.next, m, &callers[..k], out)?;
+        }
+        let end = FlatRule {
+            loc: r.loc.clone(),
+            text: r.text.clone(),
+            name: r.name.clone(),
+            m: m.clone(),
+            target: self.end.clone(),
+        };
+        self.push(r, end, out)
+    }
 }
 
 const SUPPORTED_COMBINE: &str =
     "one value per match, or one positive and one negated value, along a jump";
-const SUPPORTED_RETURN: &str =
-    "RETURN without matches, or with a single match (-i, -o, -s, -d, -p, --dport, --sport, --dst-type)";
 
 /// Flattens base chain `base` of `table`.
 pub fn flatten(
@@ -329,9 +362,18 @@ pub fn flatten(
     base: &str,
     sets: &Sets,
 ) -> Result<Vec<FlatRule>, ImportError> {
-    let cx = Ctx { file, table, sets };
+    let end = match table.get(base).and_then(|c| c.policy) {
+        Some(p) => Target::Filter(p),
+        None => Target::Filter(FilterAction::Accept),
+    };
+    let cx = Ctx {
+        file,
+        table,
+        sets,
+        end,
+    };
     let mut out = Vec::new();
-    cx.chain(base, &Match::default(), 0, &mut out)?;
+    cx.chain(base, 0, &Match::default(), &[], &mut out)?;
     Ok(out)
 }
 

@@ -25,12 +25,16 @@ fn docker_host_imports_its_published_ports_masquerade_and_forward_filter() {
         .iter()
         .filter(|r| r.chain == Chain::Prerouting)
         .collect();
-    // PREROUTING -> DOCKER: `-i docker0 -j RETURN` becomes `! -i docker0`
-    // on both DNAT rules, under `--dst-type LOCAL`.
-    assert_eq!(pre.len(), 2);
+    // PREROUTING -> DOCKER, under `--dst-type LOCAL`: `-i docker0 -j
+    // RETURN` returns to the end of PREROUTING, so it is an exemption
+    // (no NAT) for docker0; the DNAT rules keep their own `! -i docker0`.
+    assert_eq!(pre.len(), 3);
+    assert_eq!(pre[0].action, Action::Accept);
+    assert_eq!(pre[0].matches.in_iface, Some(docker0));
+    assert!(!pre[0].matches.not.in_iface && pre[0].matches.dst_local);
     for (r, port, to, to_port) in [
-        (pre[0], 8080, Ipv4Addr::new(172, 17, 0, 2), 80),
-        (pre[1], 5432, Ipv4Addr::new(172, 17, 0, 3), 5432),
+        (pre[1], 8080, Ipv4Addr::new(172, 17, 0, 2), 80),
+        (pre[2], 5432, Ipv4Addr::new(172, 17, 0, 3), 5432),
     ] {
         assert_eq!(r.matches.in_iface, Some(docker0));
         assert!(r.matches.not.in_iface && r.matches.dst_local);
@@ -73,6 +77,97 @@ fn docker_host_imports_its_published_ports_masquerade_and_forward_filter() {
         imp.notes.iter().any(|n| n.contains("nat OUTPUT")),
         "{:?}",
         imp.notes
+    );
+}
+
+/// Docker with a compose bridge: two conditional RETURNs in the nat DOCKER
+/// chain. Folded into the later rules as negations they would need "neither
+/// docker0 nor br-…"; each is an exemption of its own bridge instead.
+#[test]
+fn docker_with_two_bridges_exempts_each_bridge_and_keeps_both_forwards() {
+    let imp = import(
+        "docker-two-bridges.rules",
+        &fixture("docker-two-bridges.rules"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(imp.ifaces, ["br-5c1f8e2a9b3d", "docker0"]);
+    let pre: Vec<_> = imp
+        .rules
+        .rules
+        .iter()
+        .filter(|r| r.chain == Chain::Prerouting)
+        .collect();
+    let shape: Vec<_> = pre
+        .iter()
+        .map(|r| {
+            (
+                r.matches.in_iface,
+                r.matches.not.in_iface,
+                r.matches.dst_local,
+                r.name.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (Some(IfaceId(0)), false, true, "line 44"),
+            (Some(IfaceId(1)), false, true, "line 45"),
+            (Some(IfaceId(0)), true, true, "line 46"),
+            (Some(IfaceId(1)), true, true, "line 47"),
+        ]
+    );
+    assert_eq!(
+        (&pre[0].action, &pre[1].action),
+        (&Action::Accept, &Action::Accept)
+    );
+    assert_eq!(
+        pre[3].action,
+        Action::Dnat {
+            to: Ipv4Addr::new(172, 17, 0, 2),
+            to_port: Some(6379)
+        }
+    );
+}
+
+/// A RETURN from a chain jumped to before other rules: its packets go on
+/// with the caller's later rules (here a masquerade), not past them.
+#[test]
+fn a_conditional_return_resumes_in_the_calling_chain() {
+    let src = "*nat\n:POSTROUTING ACCEPT [0:0]\n:SKIP - [0:0]\n\
+        -A POSTROUTING -j SKIP\n\
+        -A POSTROUTING -o wan0 -j MASQUERADE\n\
+        -A SKIP -d 10.9.0.0/16 -j RETURN\n\
+        -A SKIP -d 10.0.0.0/8 -j ACCEPT\n\
+        COMMIT\n";
+    let imp = import("f", src, None).unwrap();
+    let r: Vec<_> = imp
+        .rules
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                r.matches.dst.map(|d| d.len),
+                r.matches.out_iface.is_some(),
+                r.action.clone(),
+            )
+        })
+        .collect();
+    let masq = Action::Masquerade {
+        ports: PortRange::ALL,
+        random: PortFlag::Profile,
+    };
+    assert_eq!(
+        r,
+        [
+            // 10.9/16 returns: masqueraded out of wan0, else untranslated,
+            (Some(16), true, masq.clone()),
+            (Some(16), false, Action::Accept),
+            // and only the rest of 10/8 is exempt.
+            (Some(8), false, Action::Accept),
+            (None, true, masq),
+        ]
     );
 }
 
@@ -182,10 +277,12 @@ fn nft_json_as_nft_prints_it_imports_with_chains_return_and_reject() {
         .iter()
         .filter(|r| r.chain == Chain::Prerouting)
         .collect();
-    assert_eq!(pre.len(), 1);
-    assert!(pre[0].matches.not.in_iface && pre[0].matches.dst_local);
+    // The user chain's `iifname "docker0" return` is an exemption first.
+    assert_eq!(pre.len(), 2);
+    assert_eq!(pre[0].action, Action::Accept);
+    assert!(!pre[0].matches.not.in_iface && pre[0].matches.dst_local);
     assert_eq!(
-        pre[0].action,
+        pre[1].action,
         Action::Dnat {
             to: Ipv4Addr::new(172, 17, 0, 2),
             to_port: Some(80)

@@ -239,6 +239,16 @@ pub fn probes(t: &Topology) -> Vec<Probe> {
         );
     }
     let (a, b) = (clients[0], clients[1]);
+    // The first client of each inside interface, `a` first.
+    let mut per_iface: Vec<usize> = Vec::new();
+    for &c in &clients {
+        if per_iface
+            .iter()
+            .all(|&o| t.hosts[o].iface != t.hosts[c].iface)
+        {
+            per_iface.push(c);
+        }
+    }
     p(
         "udp low port 500 (class 1-511)".into(),
         Kind::Udp {
@@ -373,11 +383,18 @@ pub fn probes(t: &Topology) -> Vec<Probe> {
                         server,
                     },
                 );
-                if proto == packet::TCP {
+                // From every inside network: a rule may exempt one of
+                // them (Docker's `-i docker0 -j RETURN`).
+                for &client in per_iface.iter().filter(|_| proto == packet::TCP) {
+                    let from = if client == a {
+                        String::new()
+                    } else {
+                        format!(" ({})", hn(client))
+                    };
                     p(
-                        format!("hairpin `{}` from inside", r.name),
+                        format!("hairpin `{}` from inside{from}", r.name),
                         Kind::Hairpin {
-                            client: a,
+                            client,
                             to,
                             port,
                             server,
