@@ -161,15 +161,15 @@ fn a_ruleset_alone_is_checked_on_the_router_it_describes() {
         ),
         // firewalld's zone chains (nft -j), with REJECT in input and
         // forward: the errors come from the targeted address and quote
-        // the forwarded packet's TTL after ip_forward's decrement. Its
-        // rejects say `icmpx port-unreachable` here; firewalld's own
-        // `admin-prohibited` is a code natsim does not model (refused).
+        // the forwarded packet's TTL after ip_forward's decrement, with
+        // firewalld's own code (`icmpx admin-prohibited`: 3/13).
         (
             "../../crates/natsim-cli/tests/fixtures/firewalld-v4.json",
             None,
             &[
                 "eth1          192.168.50.1/24  inside",
                 "eth0           203.0.113.1/24  outside",
+                "icmp 3/13 203.0.113.1 > 203.0.113.253",
             ][..],
         ),
     ] {

@@ -56,7 +56,7 @@ impl std::fmt::Display for ImportError {
 
 impl std::error::Error for ImportError {}
 
-pub use natsim_nat::{Filter, FilterAction, FilterChain, FilterRule, RejectWith};
+pub use natsim_nat::{Filter, FilterAction, FilterChain, FilterRule, RejectWith, Unreachable};
 
 /// An imported ruleset.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

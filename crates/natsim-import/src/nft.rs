@@ -13,7 +13,7 @@
 
 use crate::flatten::{assemble, Ifaces, RawChain, RawRule, RawTable, Target};
 use crate::ipset::{parse_prefix, Sets};
-use crate::{FilterAction, ImportError, Imported, Loc, RejectWith};
+use crate::{FilterAction, ImportError, Imported, Loc, RejectWith, Unreachable};
 use natsim_nat::{Action, CtStates, Match, Pooling, PortFlag, PortRange, Prefix, Proto, SnatPool};
 use nftables::expr::{Expression, MetaKey, NamedExpression, Payload};
 use nftables::schema::{NfListObject, NfObject, Nftables};
@@ -217,22 +217,45 @@ impl Reader<'_> {
                 Statement::Reject(r) if table == "filter" => {
                     use nftables::stmt::RejectType;
                     use nftables::types::RejectCode;
-                    // `reject` alone is port unreachable; any other ICMP
-                    // code is a different answer, not modelled.
+                    // `reject` alone is port unreachable. For IPv4,
+                    // nft_reject_icmp_code maps icmpx `no-route` to net
+                    // unreachable and `admin-prohibited` to code 13; ICMPv6
+                    // codes do not apply to IPv4.
                     let with = match r.as_ref().map(|r| (r._type, r.expr)) {
                         Some((Some(RejectType::TCPReset), _)) => RejectWith::TcpReset,
-                        None | Some((_, None | Some(RejectCode::PortUnreach))) => {
-                            RejectWith::IcmpPortUnreachable
-                        }
-                        Some((_, Some(code))) => {
-                            let word = serde_json::to_value(code)
-                                .ok()
-                                .and_then(|v| v.as_str().map(String::from))
-                                .unwrap_or_else(|| format!("{code:?}"));
-                            return Err(bad(
-                                self,
-                                format!("`reject with {word}`: only port-unreachable and tcp reset are modelled"),
-                            ));
+                        None | Some((_, None)) => RejectWith::Icmp(Unreachable::Port),
+                        Some((ty, Some(code))) => {
+                            let icmpx = ty == Some(RejectType::ICMPX);
+                            let u = match code {
+                                RejectCode::PortUnreach => Some(Unreachable::Port),
+                                RejectCode::HostUnreach => Some(Unreachable::Host),
+                                RejectCode::AdminProhibited => Some(Unreachable::AdminProhibited),
+                                RejectCode::NoRoute if icmpx => Some(Unreachable::Net),
+                                RejectCode::NetUnreach if !icmpx => Some(Unreachable::Net),
+                                RejectCode::ProtUnreach if !icmpx => Some(Unreachable::Protocol),
+                                RejectCode::NetProhibited if !icmpx => {
+                                    Some(Unreachable::NetProhibited)
+                                }
+                                RejectCode::HostProhibited if !icmpx => {
+                                    Some(Unreachable::HostProhibited)
+                                }
+                                _ => None,
+                            };
+                            match (ty, u) {
+                                (Some(RejectType::ICMP | RejectType::ICMPX) | None, Some(u)) => {
+                                    RejectWith::Icmp(u)
+                                }
+                                _ => {
+                                    let word = serde_json::to_value(code)
+                                        .ok()
+                                        .and_then(|v| v.as_str().map(String::from))
+                                        .unwrap_or_else(|| format!("{code:?}"));
+                                    return Err(bad(
+                                        self,
+                                        format!("`reject with {word}` ({ty:?}): not an IPv4 ICMP answer natsim models (icmp or icmpx unreachable codes, tcp reset)"),
+                                    ));
+                                }
+                            }
                         }
                     };
                     target = Some(Target::Filter(FilterAction::Reject(with)));

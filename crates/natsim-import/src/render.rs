@@ -3,7 +3,7 @@
 //! `rules = "FILE"` loading the same file; the imported rules and filter as
 //! comments, so the reader sees what natsim understood.
 
-use crate::{FilterAction, Imported, RejectWith};
+use crate::{FilterAction, Imported, RejectWith, Unreachable};
 use natsim_nat::{Action, Chain, Match, Prefix};
 
 fn iface(imp: &Imported, id: natsim_nat::IfaceId) -> String {
@@ -99,7 +99,21 @@ pub fn verdict(a: FilterAction) -> &'static str {
         FilterAction::Accept => "ACCEPT",
         FilterAction::Drop => "DROP",
         FilterAction::Reject(RejectWith::TcpReset) => "REJECT (tcp-reset)",
-        FilterAction::Reject(RejectWith::IcmpPortUnreachable) => "REJECT (port unreachable)",
+        FilterAction::Reject(RejectWith::Icmp(Unreachable::Port)) => "REJECT (port unreachable)",
+        FilterAction::Reject(RejectWith::Icmp(Unreachable::Net)) => "REJECT (net unreachable)",
+        FilterAction::Reject(RejectWith::Icmp(Unreachable::Host)) => "REJECT (host unreachable)",
+        FilterAction::Reject(RejectWith::Icmp(Unreachable::Protocol)) => {
+            "REJECT (protocol unreachable)"
+        }
+        FilterAction::Reject(RejectWith::Icmp(Unreachable::NetProhibited)) => {
+            "REJECT (net prohibited)"
+        }
+        FilterAction::Reject(RejectWith::Icmp(Unreachable::HostProhibited)) => {
+            "REJECT (host prohibited)"
+        }
+        FilterAction::Reject(RejectWith::Icmp(Unreachable::AdminProhibited)) => {
+            "REJECT (admin prohibited)"
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! errors. The fixtures follow the shape iptables-save v1.8.9 prints
 //! (Docker's chains as Docker 24-27 writes them).
 
-use natsim_import::{import, FilterAction, RejectWith};
+use natsim_import::{import, FilterAction, RejectWith, Unreachable};
 use natsim_nat::{Action, Chain, IfaceId, PortFlag, PortRange, Prefix, Proto};
 use std::net::Ipv4Addr;
 
@@ -374,11 +374,12 @@ fn openwrt_fw3_reflection_leaves_the_lan_inside_in_the_printed_block() {
     );
 }
 
-/// `reject with icmpx admin-prohibited` answers with a different ICMP
-/// code than port unreachable: refused, as the iptables reader refuses
-/// `--reject-with icmp-host-prohibited`, not read as port unreachable.
+/// nft rejects carry their ICMP code: firewalld's `reject with icmpx
+/// admin-prohibited` is code 13 (nft_reject_icmp_code), icmpx `no-route`
+/// is net unreachable. ICMPv6 codes and icmpx codes icmp does not have
+/// are refused, not read as port unreachable.
 #[test]
-fn an_nft_reject_with_another_icmp_code_is_refused() {
+fn an_nft_reject_keeps_its_icmp_code() {
     let rule = |expr: &str| {
         format!(
             r#"{{"nftables": [
@@ -388,23 +389,65 @@ fn an_nft_reject_with_another_icmp_code_is_refused() {
 ]}}"#
         )
     };
-    let e = import(
-        "x.json",
-        &rule(r#"{"reject": {"type": "icmpx", "expr": "admin-prohibited"}}"#),
-        None,
-    )
-    .unwrap_err();
-    assert!(e.message.contains("reject with admin-prohibited"), "{e}");
-    let ok = import(
-        "x.json",
-        &rule(r#"{"reject": {"type": "icmpx", "expr": "port-unreachable"}}"#),
-        None,
-    )
-    .unwrap();
-    assert_eq!(
-        ok.filter.forward.rules[0].action,
-        FilterAction::Reject(RejectWith::IcmpPortUnreachable)
-    );
+    for (expr, code) in [
+        (
+            r#"{"type": "icmpx", "expr": "admin-prohibited"}"#,
+            Unreachable::AdminProhibited,
+        ),
+        (
+            r#"{"type": "icmpx", "expr": "port-unreachable"}"#,
+            Unreachable::Port,
+        ),
+        (r#"{"type": "icmpx", "expr": "no-route"}"#, Unreachable::Net),
+        (
+            r#"{"type": "icmp", "expr": "host-prohibited"}"#,
+            Unreachable::HostProhibited,
+        ),
+        (
+            r#"{"type": "icmp", "expr": "prot-unreachable"}"#,
+            Unreachable::Protocol,
+        ),
+    ] {
+        let ok = import("x.json", &rule(&format!(r#"{{"reject": {expr}}}"#)), None)
+            .unwrap_or_else(|e| panic!("{expr}: {e}"));
+        assert_eq!(
+            ok.filter.forward.rules[0].action,
+            FilterAction::Reject(RejectWith::Icmp(code)),
+            "{expr}"
+        );
+    }
+    for expr in [
+        r#"{"type": "icmpv6", "expr": "admin-prohibited"}"#,
+        r#"{"type": "icmp", "expr": "no-route"}"#,
+        r#"{"type": "icmpx", "expr": "host-prohibited"}"#,
+    ] {
+        let e = import("x.json", &rule(&format!(r#"{{"reject": {expr}}}"#)), None).unwrap_err();
+        assert!(e.message.contains("not an IPv4 ICMP answer"), "{expr}: {e}");
+    }
+}
+
+/// iptables REJECT's codes as iptables-save prints them (RHEL's default
+/// ruleset ends INPUT and FORWARD with `--reject-with icmp-host-prohibited`).
+#[test]
+fn an_iptables_reject_keeps_its_icmp_code() {
+    for (with, code) in [
+        ("icmp-host-prohibited", Unreachable::HostProhibited),
+        ("icmp-admin-prohibited", Unreachable::AdminProhibited),
+        ("icmp-net-unreachable", Unreachable::Net),
+        ("icmp-port-unreachable", Unreachable::Port),
+    ] {
+        let src = format!(
+            "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j REJECT --reject-with {with}\nCOMMIT\n"
+        );
+        let imp = import("f", &src, None).unwrap_or_else(|e| panic!("{with}: {e}"));
+        assert_eq!(
+            imp.filter.forward.rules[0].action,
+            FilterAction::Reject(RejectWith::Icmp(code)),
+            "{with}"
+        );
+    }
+    let e = import("f", "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j REJECT --reject-with icmp6-adm-prohibited\nCOMMIT\n", None).unwrap_err();
+    assert!(e.message.contains("icmp6-adm-prohibited"), "{e}");
 }
 
 /// OpenWrt fw4 hangs an empty `mangle_forward` (policy accept) on the

@@ -8,7 +8,7 @@
 
 use crate::topology::RouterSpec;
 use natsim_nat::{
-    Action, Chain, FilterAction, PortFlag, PortRange, Prefix, Proto, RejectWith, Rule,
+    Action, Chain, FilterAction, PortFlag, PortRange, Prefix, Proto, RejectWith, Rule, Unreachable,
 };
 use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField};
 use nftables::schema::{self, NfCmd, NfListObject, NfObject, Nftables};
@@ -295,9 +295,18 @@ fn verdict(a: FilterAction) -> Statement<'static> {
         FilterAction::Reject(RejectWith::TcpReset) => {
             Statement::Reject(Some(Reject::new(Some(RejectType::TCPReset), None)))
         }
-        FilterAction::Reject(RejectWith::IcmpPortUnreachable) => Statement::Reject(Some(
-            Reject::new(Some(RejectType::ICMP), Some(RejectCode::PortUnreach)),
-        )),
+        FilterAction::Reject(RejectWith::Icmp(code)) => {
+            let code = match code {
+                Unreachable::Net => RejectCode::NetUnreach,
+                Unreachable::Host => RejectCode::HostUnreach,
+                Unreachable::Protocol => RejectCode::ProtUnreach,
+                Unreachable::Port => RejectCode::PortUnreach,
+                Unreachable::NetProhibited => RejectCode::NetProhibited,
+                Unreachable::HostProhibited => RejectCode::HostProhibited,
+                Unreachable::AdminProhibited => RejectCode::AdminProhibited,
+            };
+            Statement::Reject(Some(Reject::new(Some(RejectType::ICMP), Some(code))))
+        }
     }
 }
 

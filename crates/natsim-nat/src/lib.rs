@@ -120,7 +120,7 @@ pub use config::{
     FilterRule, FilteringBehaviour, FragmentHandling, Hairpin, IfaceId, Interface,
     MappingBehaviour, Match, NatConfig, Negated, Pooling, PortAssignment, PortClasses, PortFlag,
     PortStrategy, ProtoBehaviour, RejectWith, Role, Rule, RuleId, RuleSet, SnatPool, Timeouts,
-    UdpRefresh, Unsolicited,
+    UdpRefresh, Unreachable, Unsolicited,
 };
 pub use defrag::{Released, FRAGMENT_MEMORY, FRAGMENT_TIMEOUT};
 pub use engine::{ConnInfo, NatEngine};

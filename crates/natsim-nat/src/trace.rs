@@ -58,7 +58,8 @@ pub enum EndReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ReplyKind {
     TcpRst,
-    IcmpPortUnreachable,
+    /// ICMP destination unreachable with this code.
+    IcmpUnreachable(crate::config::Unreachable),
 }
 
 /// The one criterion of a rule's match that a packet failed.
@@ -297,7 +298,9 @@ impl NatStep {
             }
             NatStep::Replied { kind } => match kind {
                 ReplyKind::TcpRst => "answered with a TCP RST".to_string(),
-                ReplyKind::IcmpPortUnreachable => "answered with ICMP port unreachable".to_string(),
+                ReplyKind::IcmpUnreachable(code) => {
+                    format!("answered with ICMP {}", code.describe())
+                }
             },
             NatStep::Dropped { reason } => format!("dropped: {reason}"),
             NatStep::NearMiss { rule, miss, flow } => format!(

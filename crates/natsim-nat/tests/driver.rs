@@ -148,7 +148,7 @@ fn an_idle_udp_mapping_expires_exactly_at_its_timeout() {
         && matches!(
             s,
             NatStep::Replied {
-                kind: ReplyKind::IcmpPortUnreachable
+                kind: ReplyKind::IcmpUnreachable(natsim_nat::Unreachable::Port)
             }
         )));
 }

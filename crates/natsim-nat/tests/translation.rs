@@ -445,9 +445,35 @@ fn linux_answers_unsolicited_udp_with_a_valid_port_unreachable() {
     let (v, steps) = run(&mut nat, T0, WAN, &mut dgram);
     assert_eq!(v, Verdict::Reply { iface: WAN });
     assert!(steps.contains(&NatStep::Replied {
-        kind: ReplyKind::IcmpPortUnreachable
+        kind: ReplyKind::IcmpUnreachable(natsim_nat::Unreachable::Port)
     }));
     verify_checksums(&dgram).unwrap();
     assert_eq!(dgram[14 + 20], 3);
     assert_eq!(dgram[14 + 21], 3);
+}
+
+/// A FORWARD REJECT answers with its own code (firewalld's `icmpx
+/// admin-prohibited` is 3/13, nf_send_unreach), from the address of the
+/// interface the packet came in on, as the kernel's did in `natsim verify`
+/// on the firewalld fixture.
+#[test]
+fn a_filter_reject_answers_with_its_icmp_code() {
+    let mut c = config(Behaviour::linux());
+    c.rules.masquerade("masq", WAN, None);
+    c.filter.forward.rules.push(FilterRule {
+        name: "firewalld default".into(),
+        matches: Match::default(),
+        action: FilterAction::Reject(RejectWith::Icmp(Unreachable::AdminProhibited)),
+    });
+    let mut nat = NatEngine::new(c).unwrap();
+    let mut dgram = udp((HOST_A, 40000), (REMOTE, 53), b"query");
+    let (v, steps) = run(&mut nat, T0, LAN, &mut dgram);
+    assert_eq!(v, Verdict::Reply { iface: LAN });
+    assert!(steps.contains(&NatStep::Replied {
+        kind: ReplyKind::IcmpUnreachable(Unreachable::AdminProhibited)
+    }));
+    verify_checksums(&dgram).unwrap();
+    assert_eq!((dgram[14 + 20], dgram[14 + 21]), (3, 13));
+    assert_eq!(flow_of(&dgram).src.addr, LAN_ADDR);
+    assert_eq!(flow_of(&dgram).dst.addr, HOST_A);
 }

@@ -11,7 +11,7 @@
 
 use crate::flatten::{assemble, Ifaces, RawChain, RawRule, RawTable, SetRef, Target};
 use crate::ipset::{parse_prefix, Sets};
-use crate::{FilterAction, ImportError, Imported, Loc, RejectWith};
+use crate::{FilterAction, ImportError, Imported, Loc, RejectWith, Unreachable};
 use natsim_nat::{Action, CtStates, Match, Pooling, PortFlag, PortRange, Proto, SnatPool};
 use std::net::Ipv4Addr;
 

@@ -150,9 +150,29 @@ impl Parser<'_> {
             ("DROP", false) => Target::Filter(FilterAction::Drop),
             ("REJECT", false) => {
                 let with = match want("--reject-with") {
-                    None => RejectWith::IcmpPortUnreachable,
+                    None => RejectWith::Icmp(Unreachable::Port),
                     Some((v, c)) => match v.as_str() {
-                        "icmp-port-unreachable" => RejectWith::IcmpPortUnreachable,
+                        // The names and aliases of libxt_REJECT (iptables-save
+                        // prints the first of each).
+                        "icmp-net-unreachable" | "net-unreach" => RejectWith::Icmp(Unreachable::Net),
+                        "icmp-host-unreachable" | "host-unreach" => {
+                            RejectWith::Icmp(Unreachable::Host)
+                        }
+                        "icmp-proto-unreachable" | "proto-unreach" => {
+                            RejectWith::Icmp(Unreachable::Protocol)
+                        }
+                        "icmp-port-unreachable" | "port-unreach" => {
+                            RejectWith::Icmp(Unreachable::Port)
+                        }
+                        "icmp-net-prohibited" | "net-prohib" => {
+                            RejectWith::Icmp(Unreachable::NetProhibited)
+                        }
+                        "icmp-host-prohibited" | "host-prohib" => {
+                            RejectWith::Icmp(Unreachable::HostProhibited)
+                        }
+                        "icmp-admin-prohibited" | "admin-prohib" => {
+                            RejectWith::Icmp(Unreachable::AdminProhibited)
+                        }
                         "tcp-reset" if m.proto == Some(Proto::Tcp) && !m.not.proto => {
                             RejectWith::TcpReset
                         }
@@ -161,7 +181,7 @@ impl Parser<'_> {
                             c,
                             line,
                             format!("REJECT with `{v}`"),
-                            "REJECT [--reject-with icmp-port-unreachable|tcp-reset (with -p tcp)]",
+                            "REJECT [--reject-with icmp-port-unreachable|icmp-host-unreachable|icmp-net-unreachable|icmp-proto-unreachable|icmp-net-prohibited|icmp-host-prohibited|icmp-admin-prohibited|tcp-reset (with -p tcp)]",
                         )),
                     },
                 };

@@ -10,11 +10,46 @@
 
 use super::Match;
 
+/// The destination-unreachable codes (RFC 792; 9, 10 and 13 from RFC 1812
+/// §5.2.7.1) a REJECT may send: iptables' `--reject-with icmp-*`, nft's
+/// `reject with icmp`/`icmpx` (nft_reject_inet maps icmpx `no-route` to
+/// 0 and `admin-prohibited` to 13 for IPv4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Unreachable {
+    Net = 0,
+    Host = 1,
+    Protocol = 2,
+    Port = 3,
+    NetProhibited = 9,
+    HostProhibited = 10,
+    AdminProhibited = 13,
+}
+
+impl Unreachable {
+    /// The ICMP code (type 3).
+    pub const fn code(self) -> u8 {
+        self as u8
+    }
+    /// In words (RFC 792 and RFC 1812 §5.2.7.1 names).
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Unreachable::Net => "network unreachable",
+            Unreachable::Host => "host unreachable",
+            Unreachable::Protocol => "protocol unreachable",
+            Unreachable::Port => "port unreachable",
+            Unreachable::NetProhibited => "network administratively prohibited",
+            Unreachable::HostProhibited => "host administratively prohibited",
+            Unreachable::AdminProhibited => "communication administratively prohibited",
+        }
+    }
+}
+
 /// What a REJECT sends back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RejectWith {
-    /// ICMP port unreachable from the router (iptables REJECT's default).
-    IcmpPortUnreachable,
+    /// ICMP destination unreachable from the router, with this code
+    /// (iptables REJECT's default is port unreachable; nf_send_unreach).
+    Icmp(Unreachable),
     /// A TCP RST in the name of the destination (`--reject-with tcp-reset`;
     /// nf_reject_ipv4 `nf_send_reset`). Only for TCP.
     TcpReset,

@@ -30,7 +30,9 @@ pub use behaviour::{
 };
 pub(crate) use error::validate;
 pub use error::ConfigError;
-pub use filter::{Filter, FilterAction, FilterChain, FilterHook, FilterRule, RejectWith};
+pub use filter::{
+    Filter, FilterAction, FilterChain, FilterHook, FilterRule, RejectWith, Unreachable,
+};
 
 use crate::flow::{PortRange, Prefix, Proto};
 use core::fmt;

@@ -78,10 +78,7 @@ impl NatEngine {
                     (RejectWith::TcpReset, L4::Tcp { .. }) => {
                         Some(Answer::Rst(reply::ResetBy::Netfilter))
                     }
-                    (
-                        RejectWith::IcmpPortUnreachable,
-                        L4::Tcp { .. } | L4::Udp | L4::IcmpQuery { .. },
-                    ) => {
+                    (RejectWith::Icmp(code), L4::Tcp { .. } | L4::Udp | L4::IcmpQuery { .. }) => {
                         // __icmp_send: an error about a packet addressed to
                         // the router comes from the address it targeted;
                         // one about a forwarded packet from the way back.
@@ -96,7 +93,7 @@ impl NatEngine {
                         if hook == FilterHook::Forward {
                             frame::decrement_ttl(frame, p.l3);
                         }
-                        Some(Answer::PortUnreachable { from })
+                        Some(Answer::Unreachable { from, code })
                     }
                     _ => None,
                 };

@@ -103,8 +103,11 @@ pub struct NatEngine {
 enum Answer {
     /// A RST, as the kernel path `ResetBy` names builds it.
     Rst(reply::ResetBy),
-    /// ICMP port unreachable, sent from `from`.
-    PortUnreachable { from: Ipv4Addr },
+    /// ICMP destination unreachable with `code`, sent from `from`.
+    Unreachable {
+        from: Ipv4Addr,
+        code: crate::config::Unreachable,
+    },
 }
 
 /// [`crate::Timeouts`] pre-converted to microseconds.
@@ -444,13 +447,13 @@ impl NatEngine {
         mac.copy_from_slice(&frame[0..6]);
         let (built, kind) = match answer {
             Answer::Rst(by) => (reply::tcp_reset(frame, mac, by), ReplyKind::TcpRst),
-            Answer::PortUnreachable { from } => {
-                let e = reply::IcmpError::PORT_UNREACHABLE;
+            Answer::Unreachable { from, code } => {
+                let e = reply::IcmpError::unreachable(code.code());
                 let built = reply::icmp_error(frame, from, mac, self.icmp_id, e);
                 if built.is_some() {
                     self.icmp_id = self.icmp_id.wrapping_add(1);
                 }
-                (built, ReplyKind::IcmpPortUnreachable)
+                (built, ReplyKind::IcmpUnreachable(code))
             }
         };
         *frame = built?;

@@ -561,8 +561,9 @@ impl NatEngine {
             // port unreachable from the address the packet was sent to.
             let answer = match p.l4_kind {
                 L4::Tcp { .. } => Some(Answer::Rst(reply::ResetBy::Stack)),
-                L4::Udp => Some(Answer::PortUnreachable {
+                L4::Udp => Some(Answer::Unreachable {
                     from: p.flow.dst.addr,
+                    code: crate::config::Unreachable::Port,
                 }),
                 _ => None,
             };
