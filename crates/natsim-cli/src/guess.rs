@@ -71,7 +71,8 @@ pub fn router_with_notes(
     imp: &Imported,
 ) -> Result<(RouterSpec, Vec<Guessed>, Vec<String>), String> {
     let mut imp = imp.clone();
-    let mut notes = Vec::new();
+    // What the import itself left out or did not apply comes first.
+    let mut notes = imp.notes.clone();
     let had_lo = imp.ifaces.iter().any(|n| n == "lo");
     let dropped = imp.without_loopback();
     if had_lo {

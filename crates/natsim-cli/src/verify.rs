@@ -126,13 +126,19 @@ pub fn run_rules(path: &Path, ipsets: Option<&Path>, print: &mut dyn FnMut(&str)
         "{}: no scenario given; the router as the rules describe it (a scenario file sets these exactly):\n",
         path.display()
     ));
+    let width = guessed
+        .iter()
+        .map(|g| g.spec.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(10);
     for g in &guessed {
         let role = match g.spec.role {
             natsim_nat::Role::Inside => "inside",
             natsim_nat::Role::Outside => "outside",
         };
         print(&format!(
-            "  {:<10} {:>18}  {role:<7}  {}\n",
+            "  {:<width$} {:>18}  {role:<7}  {}\n",
             g.spec.name,
             format!("{}/{}", g.spec.addr, g.spec.prefix_len),
             g.why

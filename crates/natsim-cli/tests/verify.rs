@@ -143,9 +143,21 @@ fn a_ruleset_alone_is_checked_on_the_router_it_describes() {
             "../../crates/natsim-import/tests/fixtures/docker-two-bridges.rules",
             None,
             &[
-                "172.18.0.1/16  inside",
-                "docker0         172.17.0.1/16  inside",
+                // The name column is as wide as the longest name.
+                "  br-5c1f8e2a9b3d      172.18.0.1/16  inside",
+                "  docker0              172.17.0.1/16  inside",
+                "note: 2 rule(s) left out: they only log",
                 "hairpin `line 47` from inside (client1-dock",
+            ][..],
+        ),
+        // A hand-written router that logs its drops (LOG, NFLOG under
+        // `-m limit`): those rules change no packet's fate and are left out.
+        (
+            "../../crates/natsim-cli/tests/fixtures/logging-router.rules",
+            None,
+            &[
+                "lan0          192.168.20.1/24  inside",
+                "5 rule(s) left out: they only log",
             ][..],
         ),
         // OpenWrt fw3's zone chains, with a forward's "(reflection)" DNAT

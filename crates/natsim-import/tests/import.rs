@@ -475,3 +475,102 @@ fn base_chains_sharing_a_hook_keep_the_drop_policy() {
     let e = import("fw4.json", &both, None).unwrap_err();
     assert!(e.message.contains("two base chains on one hook"), "{e}");
 }
+
+/// Logging rules change no packet's fate (LOG is non-terminating,
+/// iptables-extensions(8)), whatever their matches: `-m limit` under
+/// `-j LOG`, and a jump to a chain that only logs and returns, are left
+/// out with a note; a LOGDROP chain's DROP stays.
+#[test]
+fn logging_rules_are_left_out_with_a_note() {
+    let src = std::fs::read_to_string(format!(
+        "{}/../natsim-cli/tests/fixtures/logging-router.rules",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let imp = import("logging-router.rules", &src, None).unwrap();
+    let input: Vec<_> = imp.filter.input.rules.iter().map(|r| r.action).collect();
+    assert_eq!(
+        input,
+        [
+            FilterAction::Accept,
+            FilterAction::Accept,
+            FilterAction::Accept,
+            FilterAction::Drop
+        ]
+    );
+    assert_eq!(imp.filter.forward.rules.len(), 3);
+    assert!(
+        imp.notes
+            .iter()
+            .any(|n| n.starts_with("5 rule(s) left out")),
+        "{:?}",
+        imp.notes
+    );
+    // An undeclared chain is still an error, even for a logging rule.
+    let e = import(
+        "f",
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPTU -j LOG\nCOMMIT\n",
+        None,
+    )
+    .unwrap_err();
+    assert!(e.message.contains("INPTU"), "{e}");
+}
+
+/// firewalld's inet table holds IPv6 rules beside the IPv4 ones; they can
+/// never match an IPv4 packet and are left out with a note, as are rules
+/// that only log. `meta nfproto ipv4` is always true here, and
+/// `{ icmp, ipv6-icmp }` is icmp.
+#[test]
+fn nft_ipv6_only_and_logging_rules_are_left_out() {
+    let rule = |h: u32, expr: &str| {
+        format!(
+            r#"{{"rule": {{"family": "inet", "table": "f", "chain": "fwd", "handle": {h}, "expr": [{expr}]}}}}"#
+        )
+    };
+    let rules = [
+        rule(
+            2,
+            r#"{"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv6"}}, {"drop": null}"#,
+        ),
+        rule(
+            3,
+            r#"{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": {"prefix": {"addr": "2002::", "len": 24}}}}, {"reject": {"type": "icmpv6", "expr": "addr-unreachable"}}"#,
+        ),
+        rule(4, r#"{"log": {"prefix": "FWD: "}}"#),
+        rule(
+            5,
+            r#"{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": {"set": ["icmp", "ipv6-icmp"]}}}, {"accept": null}"#,
+        ),
+        rule(
+            6,
+            r#"{"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}}, {"log": {"prefix": "v4: "}}, {"drop": null}"#,
+        ),
+    ];
+    let doc = format!(
+        r#"{{"nftables": [
+  {{"table": {{"family": "inet", "name": "f", "handle": 1}}}},
+  {{"chain": {{"family": "inet", "table": "f", "name": "fwd", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}}},
+  {}
+]}}"#,
+        rules.join(",\n  ")
+    );
+    let imp = import("x.json", &doc, None).unwrap_or_else(|e| panic!("{e}"));
+    let fwd = &imp.filter.forward.rules;
+    assert_eq!(fwd.len(), 2, "{fwd:#?}");
+    assert_eq!(fwd[0].matches.proto, Some(Proto::Icmp));
+    assert_eq!(fwd[0].action, FilterAction::Accept);
+    assert_eq!(
+        (fwd[1].matches.proto, fwd[1].action),
+        (None, FilterAction::Drop)
+    );
+    for note in [
+        "2 rule(s) left out: they match only IPv6",
+        "1 rule(s) left out: they only count or log",
+    ] {
+        assert!(
+            imp.notes.iter().any(|n| n.starts_with(note)),
+            "{note}: {:?}",
+            imp.notes
+        );
+    }
+}

@@ -15,6 +15,7 @@ use crate::{FilterAction, ImportError, Imported, Loc, RejectWith, Unreachable};
 use natsim_nat::{Action, CtStates, Match, Pooling, PortFlag, PortRange, Proto, SnatPool};
 use std::net::Ipv4Addr;
 
+mod inert;
 mod target;
 
 const SUPPORTED_MATCHES: &str = "-i, -o, -s, -d, -p tcp|udp|icmp (each with !), -m tcp|udp --dport/--sport N[:M], -m conntrack --ctstate, -m state --state, -m addrtype --dst-type LOCAL, -m set --match-set NAME src|dst, -m comment --comment";
@@ -436,6 +437,8 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
     let mut filter = RawTable::new();
     let mut table: Option<String> = None;
     let mut notes = Vec::new();
+    let inert = inert::Inert::scan(src);
+    let mut skipped = 0usize;
     for (i, line) in src.lines().enumerate() {
         let n = i + 1;
         let t = line.trim();
@@ -520,7 +523,15 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
                 "the nat and filter tables",
             ));
         };
-        let (chain, rule) = p.rule(n, line, &tb)?;
+        let harmless = inert::chain_and_target(t)
+            .filter(|(chain, target)| inert.skips(&tb, chain, target.as_deref()));
+        let (chain, rule) = match harmless {
+            Some((chain, _)) => (chain, None),
+            None => {
+                let (chain, rule) = p.rule(n, line, &tb)?;
+                (chain, Some(rule))
+            }
+        };
         let Some(c) = s.get_mut(&chain) else {
             return Err(p.err(
                 n,
@@ -530,10 +541,18 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
                 ":CHAIN lines before the rules, as iptables-save prints",
             ));
         };
-        c.rules.push(rule);
+        match rule {
+            Some(rule) => c.rules.push(rule),
+            None => skipped += 1,
+        }
     }
     if let Some(tb) = table {
         notes.push(format!("table `{tb}` has no COMMIT line"));
+    }
+    if skipped > 0 {
+        notes.push(format!(
+            "{skipped} rule(s) left out: they only log (LOG, NFLOG, ULOG) or count, or jump to chains that do no more, which changes no packet's fate"
+        ));
     }
     assemble(file, &nat, &filter, sets, p.ifaces, notes)
 }
