@@ -116,6 +116,15 @@ impl KernelWorld {
         lab.sysctl(&r, "net.ipv4.ip_forward", "1")?;
         lab.sysctl(&r, "net.ipv4.conf.all.rp_filter", "0")?;
         lab.sysctl(&r, "net.ipv4.conf.default.rp_filter", "0")?;
+        // Each probe is its own experiment (conntrack is flushed between
+        // them, and natsim's side starts each afresh), but the kernel's
+        // per-destination ICMP buckets (inet_peer) outlive a flush. A
+        // hairpin's ICMP redirect, which NAT then drops
+        // (nf_nat_icmp_reply_translation), still empties its client's
+        // bucket (ip_rt_send_redirect), so the next probe's port
+        // unreachable to that client went unsent if it came within a
+        // second. natsim's limiter is checked on its own (wire/reply/limit).
+        lab.sysctl(&r, "net.ipv4.icmp_ratelimit", "0")?;
         // The router's own timeouts.
         let timeouts = crate::sysctl::conntrack_timeouts(&topo.router.nat.behaviour.timeouts)
             .map_err(KernelError::Timeout)?;

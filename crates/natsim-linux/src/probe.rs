@@ -14,7 +14,7 @@
 use crate::packet;
 use crate::topology::{HostKind, Topology};
 use crate::world::{CtEntry, Seen};
-use natsim_nat::{Action, Chain, Proto};
+use natsim_nat::{Action, Chain, PortRange, Proto};
 use std::net::Ipv4Addr;
 
 /// How two records of a step are compared.
@@ -154,6 +154,7 @@ pub enum Kind {
         server: usize,
     },
     Hairpin {
+        proto: u8,
         client: usize,
         to: Ipv4Addr,
         port: u16,
@@ -367,33 +368,49 @@ pub fn probes(t: &Topology) -> Vec<Probe> {
                     Some(Proto::Udp) => packet::UDP,
                     _ => packet::TCP,
                 };
-                let port = r.matches.dst_ports.map_or(80, |p| p.first);
                 let to = match (r.matches.dst_iface_addr, r.matches.dst) {
                     (Some(i), _) => t.router_addr(usize::from(i.0)),
                     (None, Some(d)) if d.len == 32 => d.addr,
                     _ => wan,
                 };
-                p(
-                    format!("forward `{}` from outside", r.name),
-                    Kind::Forward {
-                        proto,
-                        remote: r1,
-                        to,
-                        port,
-                        server,
-                    },
-                );
+                // A range forward keeps the offset: its last port too.
+                let range = r.matches.dst_ports.unwrap_or(PortRange::single(80));
+                let ports = if range.last > range.first {
+                    vec![range.first, range.last]
+                } else {
+                    vec![range.first]
+                };
+                for &port in &ports {
+                    let at = if port == range.first {
+                        String::new()
+                    } else {
+                        format!(" (port {port}, the range's last)")
+                    };
+                    p(
+                        format!("forward `{}` from outside{at}", r.name),
+                        Kind::Forward {
+                            proto,
+                            remote: r1,
+                            to,
+                            port,
+                            server,
+                        },
+                    );
+                }
+                let port = range.first;
                 // From every inside network: a rule may exempt one of
                 // them (Docker's `-i docker0 -j RETURN`).
-                for &client in per_iface.iter().filter(|_| proto == packet::TCP) {
+                for &client in &per_iface {
                     let from = if client == a {
                         String::new()
                     } else {
                         format!(" ({})", hn(client))
                     };
+                    let kind = if proto == packet::TCP { "" } else { " (udp)" };
                     p(
-                        format!("hairpin `{}` from inside{from}", r.name),
+                        format!("hairpin `{}` from inside{from}{kind}", r.name),
                         Kind::Hairpin {
+                            proto,
                             client,
                             to,
                             port,

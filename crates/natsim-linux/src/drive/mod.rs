@@ -495,6 +495,7 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
             exchange(&mut r, proto, Rule::Exact, remote, to, 33100, port, server);
         }
         Kind::Hairpin {
+            proto,
             client,
             to,
             port,
@@ -502,7 +503,7 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
         } => {
             exchange(
                 &mut r,
-                packet::TCP,
+                proto,
                 Rule::Exact,
                 client,
                 to,
