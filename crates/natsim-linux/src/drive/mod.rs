@@ -501,16 +501,7 @@ pub fn run(probe: &Probe, t: &Topology, w: &mut dyn World) -> Vec<StepRecord> {
             port,
             server,
         } => {
-            exchange(
-                &mut r,
-                proto,
-                Rule::Exact,
-                client,
-                to,
-                33200,
-                port,
-                server,
-            );
+            exchange(&mut r, proto, Rule::Exact, client, to, 33200, port, server);
         }
         Kind::OneToOneOut { server, remote } => {
             let dst = r.addr(remote);

@@ -3,6 +3,49 @@
 
 use super::*;
 
+/// What [`Router::send_icmp_error`] builds.
+#[derive(Clone, Copy)]
+enum Message {
+    Error(reply::IcmpError),
+    /// A redirect for host, to this gateway.
+    Redirect(Ipv4Addr),
+}
+
+/// A packet's addresses and ports (ICMP id), to tell whether NAT
+/// rewrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowKey {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ports: [u8; 4],
+}
+
+impl FlowKey {
+    pub fn of(f: &[u8]) -> FlowKey {
+        let l3 = l3_of(f);
+        let b = |k: usize| f.get(l3 + k).copied().unwrap_or(0);
+        let a = |k: usize| Ipv4Addr::new(b(k), b(k + 1), b(k + 2), b(k + 3));
+        let l4 = usize::from(b(0) & 0x0f) * 4;
+        let at = match b(9) {
+            6 | 17 => Some(l4),
+            1 => Some(l4 + 4),
+            _ => None,
+        };
+        let mut ports = [0u8; 4];
+        if let Some(o) = at {
+            let n = if b(9) == 1 { 2 } else { 4 };
+            for (k, p) in ports.iter_mut().enumerate().take(n) {
+                *p = b(o + k);
+            }
+        }
+        FlowKey {
+            src: a(12),
+            dst: a(16),
+            ports,
+        }
+    }
+}
+
 impl Router {
     /// Drops an expiring frame with an ICMP time exceeded to its sender
     /// (RFC 1812 §5.3.1, §4.3.2.2).
@@ -66,7 +109,52 @@ impl Router {
         error: reply::IcmpError,
         out: &mut Outcome,
     ) {
-        self.send_icmp_error(now, ingress, frame, error, false, out);
+        self.send_icmp_error(now, ingress, frame, Message::Error(error), false, out);
+    }
+
+    /// A transit packet going back out of the interface it came in on, to
+    /// a next hop on the sender's own link: an ICMP redirect tells the
+    /// sender to use `next_hop` directly (RFC 1812 §5.2.7.2; Linux's
+    /// `__mkroute_input` marks it, `ip_forward` sends it after the TTL
+    /// decrement, quoting the packet so). Linux's NAT drops a redirect
+    /// about a NATed connection (`nf_nat_icmp_reply_translation`), but the
+    /// schedule in [`reply::IcmpRateLimit::redirect`] still advances.
+    /// `frame` is the packet about to leave; `before`, its flow before NAT.
+    pub(super) fn redirect(
+        &mut self,
+        now: Instant,
+        ingress: usize,
+        next_hop: Ipv4Addr,
+        frame: &[u8],
+        before: Option<FlowKey>,
+        out: &mut Outcome,
+    ) {
+        let now_key = FlowKey::of(frame);
+        let sent = before.unwrap_or(now_key);
+        let (src, dst) = (sent.src, sent.dst);
+        let link = &self.ifaces[ingress];
+        // `inet_addr_onlink`: the sender is a neighbour on that link.
+        if !Prefix::new(link.addr, link.prefix_len).contains(src) {
+            return;
+        }
+        if !self.icmp_limit.redirect(now, src) {
+            return;
+        }
+        if sent != now_key {
+            out.step(|| Step::Local {
+                text: format!(
+                    "no ICMP redirect to {src}: its connection is NATed (Linux's NAT drops redirects about NATed connections)"
+                ),
+            });
+            return;
+        }
+        out.step(|| Step::Local {
+            text: format!(
+                "ICMP redirect to {src}: use {next_hop} for {dst} (the packet goes back out of {}, RFC 1812 §5.2.7.2)",
+                link.name
+            ),
+        });
+        self.send_icmp_error(now, ingress, frame, Message::Redirect(next_hop), false, out);
     }
 
     /// An ICMP error about `frame` after NAT rewrote it (a next hop that
@@ -83,7 +171,7 @@ impl Router {
         out: &mut Outcome,
     ) {
         let translate = self.nat.is_some();
-        self.send_icmp_error(now, ingress, frame, error, translate, out);
+        self.send_icmp_error(now, ingress, frame, Message::Error(error), translate, out);
     }
 
     fn send_icmp_error(
@@ -91,7 +179,7 @@ impl Router {
         now: Instant,
         ingress: usize,
         frame: &[u8],
-        error: reply::IcmpError,
+        message: Message,
         translate: bool,
         out: &mut Outcome,
     ) {
@@ -107,7 +195,11 @@ impl Router {
             Route::Unreachable => return,
         };
         let i = &self.ifaces[ingress];
-        let Some(mut buf) = reply::icmp_error(frame, from, i.mac, self.ip_id, error) else {
+        let built = match message {
+            Message::Error(e) => reply::icmp_error(frame, from, i.mac, self.ip_id, e),
+            Message::Redirect(gw) => reply::icmp_redirect(frame, from, i.mac, self.ip_id, gw),
+        };
+        let Some(mut buf) = built else {
             return;
         };
         if let Some(why) = self.icmp_refused(now, &buf) {

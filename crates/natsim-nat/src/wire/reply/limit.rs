@@ -17,6 +17,18 @@
 //! in a burst draw six port unreachables; 1.5 s later one more is
 //! allowed; another source meanwhile gets its own six.
 //!
+//! Redirects (`ip_rt_send_redirect`) have their own schedule per source,
+//! on the same per-destination record: the first always goes, the n-th
+//! only 20 ms << n after the one before, none after nine until 20.48 s
+//! pass without a redirect being due (`ip_rt_redirect_number`, `_load`,
+//! `_silence`). Coming back after that silence also empties the
+//! destination's error bucket, so an error right after a fresh redirect
+//! is refused. Checked in namespaces: a host that ignores redirects,
+//! pinging every 0.5 s through a router that sends it back out, got
+//! redirects at 0, 0.5, 1, 1.5, 2, 3, 4.5, 7.5 and 13 s, then none; a
+//! port unreachable just after a hairpin's redirect was not sent
+//! (IcmpOutRateLimitHost).
+//!
 //! The kernel spends 0–2 global credits per error at random (against
 //! side channels); here each spends one, the kernel's average, so runs
 //! stay deterministic.
@@ -34,6 +46,11 @@ use std::net::Ipv4Addr;
 
 /// `icmp_ratelimit`, in microseconds.
 const PER_PEER_US: u64 = 1_000_000;
+/// `ip_rt_redirect_number`, `ip_rt_redirect_load` (HZ / 50) and
+/// `ip_rt_redirect_silence` ((HZ / 50) << 10).
+const REDIRECTS: u8 = 9;
+const REDIRECT_LOAD_US: u64 = 20_000;
+const REDIRECT_SILENCE_US: u64 = REDIRECT_LOAD_US << 10;
 /// XRLIM_BURST_FACTOR: tokens a destination can save up.
 const BURST: u64 = 6;
 const GLOBAL_PER_SEC: u64 = 1000;
@@ -45,11 +62,21 @@ const GLOBAL_STEP_US: u64 = 20_000;
 /// them changes nothing).
 const FORGET_AFTER: usize = 4096;
 
+/// What the kernel's `inet_peer` keeps for one destination.
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    /// Saved tokens, in µs of `icmp_ratelimit`.
+    tokens: u64,
+    /// The last error asked for, or redirect sent or refused.
+    last: Instant,
+    /// Redirects sent since the last silence.
+    redirects: u8,
+}
+
 /// The router-wide and per-destination buckets.
 #[derive(Clone, Debug)]
 pub struct IcmpRateLimit {
-    /// Per destination: saved tokens (µs of `icmp_ratelimit`) and when.
-    peers: BTreeMap<Ipv4Addr, (u64, Instant)>,
+    peers: BTreeMap<Ipv4Addr, Peer>,
     credit: u64,
     stamp: Option<Instant>,
     /// The map's size at which destinations with full buckets are swept.
@@ -108,27 +135,70 @@ impl IcmpRateLimit {
             return Err(Limited::Global);
         }
         let cap = BURST * PER_PEER_US;
-        let (tokens, last) = self.peers.get(&dst).copied().unwrap_or((cap, now));
-        let elapsed = now.total_micros().saturating_sub(last.total_micros());
-        let tokens = tokens.saturating_add(elapsed).min(cap);
+        let p = self.peers.entry(dst).or_insert(Peer {
+            tokens: cap,
+            last: now,
+            redirects: 0,
+        });
+        let elapsed = now.total_micros().saturating_sub(p.last.total_micros());
+        let tokens = p.tokens.saturating_add(elapsed).min(cap);
         let (tokens, verdict) = if tokens >= PER_PEER_US {
             (tokens - PER_PEER_US, Ok(()))
         } else {
             (tokens, Err(Limited::Destination))
         };
-        self.peers.insert(dst, (tokens, now));
+        (p.tokens, p.last) = (tokens, now);
         if verdict.is_ok() {
             self.credit -= 1;
         }
+        self.forget(now);
+        verdict
+    }
+
+    /// Whether a redirect to `dst` goes at `now` (`ip_rt_send_redirect`):
+    /// its schedule, and the emptied error bucket after a silence.
+    pub fn redirect(&mut self, now: Instant, dst: Ipv4Addr) -> bool {
+        // A destination the kernel has not seen counts as silent for
+        // a minute (`inet_getpeer` sets `rate_last` 60 s back).
+        let fresh = !self.peers.contains_key(&dst);
+        let p = self.peers.entry(dst).or_insert(Peer {
+            tokens: BURST * PER_PEER_US,
+            last: now,
+            redirects: 0,
+        });
+        let since = now.total_micros().saturating_sub(p.last.total_micros());
+        if fresh || since > REDIRECT_SILENCE_US {
+            p.tokens = 0;
+            p.redirects = 0;
+        }
+        let send = if p.redirects >= REDIRECTS {
+            p.last = now;
+            false
+        } else if p.redirects == 0 || since > REDIRECT_LOAD_US << p.redirects {
+            p.last = now;
+            p.redirects += 1;
+            true
+        } else {
+            false
+        };
+        self.forget(now);
+        send
+    }
+
+    /// Sweeps destinations that behave as absent ones do: a full bucket
+    /// and no redirect schedule running.
+    fn forget(&mut self, now: Instant) {
+        let cap = BURST * PER_PEER_US;
         if self.peers.len() > self.forget_at {
-            self.peers.retain(|_, &mut (t, at)| {
-                t.saturating_add(now.total_micros().saturating_sub(at.total_micros())) < cap
+            self.peers.retain(|_, p| {
+                let idle = now.total_micros().saturating_sub(p.last.total_micros());
+                p.tokens.saturating_add(idle) < cap
+                    || (p.redirects > 0 && idle <= REDIRECT_SILENCE_US)
             });
             // If most are still saving up, sweep again only once the map
             // has doubled: amortised O(log n) per error, not O(n).
             self.forget_at = (2 * self.peers.len()).max(FORGET_AFTER);
         }
-        verdict
     }
 
     fn refill_global(&mut self, now: Instant) {
@@ -177,6 +247,38 @@ mod tests {
             .filter(|_| l.allow(at_ms(2500), B, UNREACH).is_ok())
             .count();
         assert_eq!(other, 5);
+    }
+
+    /// The namespace run in the module notes: a packet every 0.5 s that
+    /// the router sends back out, from a host that ignores redirects.
+    #[test]
+    fn redirects_follow_the_kernels_schedule_then_stop() {
+        let mut l = IcmpRateLimit::default();
+        let sent: Vec<u64> = (0..40u64)
+            .map(|k| k * 500)
+            .filter(|&ms| l.redirect(at_ms(10_000 + ms), A))
+            .collect();
+        assert_eq!(sent, [0, 500, 1000, 1500, 2000, 3000, 4500, 7500, 13_000]);
+        // Still due every 0.5 s, so never silent: none after the ninth.
+        assert!(!l.redirect(at_ms(10_000 + 20_000), A));
+        // 20.48 s without one: the schedule starts again.
+        assert!(!l.redirect(at_ms(10_000 + 20_000 + 20_480), A));
+        assert!(l.redirect(at_ms(10_000 + 20_000 + 20_480 + 20_481), A));
+    }
+
+    /// A fresh redirect empties the destination's error bucket (the
+    /// hairpin's redirect NAT then dropped, in the module notes).
+    #[test]
+    fn an_error_just_after_a_fresh_redirect_is_refused() {
+        let mut l = IcmpRateLimit::default();
+        assert!(l.redirect(at_ms(5000), A));
+        assert_eq!(l.allow(at_ms(5500), A, UNREACH), Err(Limited::Destination));
+        assert_eq!(l.allow(at_ms(6600), A, UNREACH), Ok(()));
+        assert_eq!(
+            l.allow(at_ms(5500), B, UNREACH),
+            Ok(()),
+            "another host's bucket"
+        );
     }
 
     #[test]

@@ -229,6 +229,32 @@ pub fn icmp_error(
     ip_id: u16,
     error: IcmpError,
 ) -> Option<Vec<u8>> {
+    let mut rest = [0u8; 4];
+    rest[2..].copy_from_slice(&error.mtu.to_be_bytes());
+    icmp_message(frame, from, mac, ip_id, (error.icmp_type, error.code, rest))
+}
+
+/// An ICMP redirect for host (RFC 792 type 5 code 1) about `frame`:
+/// "send to `gateway`", built as `__icmp_send` builds every error (the
+/// same quote, TOS, TTL and refusals as [`icmp_error`]).
+pub fn icmp_redirect(
+    frame: &[u8],
+    from: Ipv4Addr,
+    mac: [u8; 6],
+    ip_id: u16,
+    gateway: Ipv4Addr,
+) -> Option<Vec<u8>> {
+    icmp_message(frame, from, mac, ip_id, (5, 1, gateway.octets()))
+}
+
+/// An ICMP error message of (type, code, the header's second word).
+fn icmp_message(
+    frame: &[u8],
+    from: Ipv4Addr,
+    mac: [u8; 6],
+    ip_id: u16,
+    (icmp_type, code, rest): (u8, u8, [u8; 4]),
+) -> Option<Vec<u8>> {
     let o = Offending::parse(frame)?;
     if frame[0] & 1 != 0 || !o.first_fragment() || not_a_host(o.src()) {
         return None;
@@ -255,8 +281,8 @@ pub fn icmp_error(
         8 + quoted.len(),
     );
     let t = out.len();
-    out.extend_from_slice(&[error.icmp_type, error.code, 0, 0, 0, 0]);
-    out.extend_from_slice(&error.mtu.to_be_bytes());
+    out.extend_from_slice(&[icmp_type, code, 0, 0]);
+    out.extend_from_slice(&rest);
     out.extend_from_slice(quoted);
     let c = checksum(&out[t..]);
     out[t + 2..t + 4].copy_from_slice(&c.to_be_bytes());
