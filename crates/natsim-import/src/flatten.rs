@@ -430,12 +430,23 @@ pub fn assemble(
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("line {}", f.loc.line));
-            imp.rules.push(Rule {
+            let rule = Rule {
                 name,
                 chain,
                 matches: f.m,
                 action,
-            });
+            };
+            // A rule an earlier one covers never runs in the kernel
+            // either (a rule added twice, firewalld's `jump` then
+            // `return` on one match): left out, and said.
+            imp.rules.rules.push(rule);
+            if let Some(by) = imp.rules.shadowed_by(imp.rules.rules.len() - 1) {
+                imp.rules.rules.pop();
+                notes.push(format!(
+                    "{file}:{}: left out: `{}` can never match: `{}` before it matches everything it would",
+                    f.loc.line, f.text, imp.rules.rules[by].name
+                ));
+            }
         }
     }
     for (base, slot) in [("INPUT", 0), ("FORWARD", 1)] {

@@ -574,3 +574,36 @@ fn nft_ipv6_only_and_logging_rules_are_left_out() {
         );
     }
 }
+
+/// A NAT rule an earlier rule covers never runs in the kernel either:
+/// wg-quick's PostUp run twice adds its MASQUERADE twice, and firewalld
+/// follows `oifname "eth0" jump nat_POST_public` (which masquerades) with
+/// `oifname "eth0" return`. Both are left out with a located note, where
+/// the engine would refuse the configuration (found by a new user).
+#[test]
+fn a_covered_nat_rule_is_left_out_with_a_located_note() {
+    for (src, line) in [
+        (
+            "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o eth0 -j MASQUERADE\n-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n",
+            4,
+        ),
+        (
+            "*nat\n:POSTROUTING ACCEPT [0:0]\n:POST_public - [0:0]\n-A POSTROUTING -o eth0 -j POST_public\n-A POSTROUTING -o eth0 -j RETURN\n-A POST_public -j MASQUERADE\nCOMMIT\n",
+            5,
+        ),
+    ] {
+        let imp = import("f.rules", src, None).unwrap();
+        assert_eq!(imp.rules.rules.len(), 1, "{:#?}", imp.rules.rules);
+        assert!(matches!(imp.rules.rules[0].action, Action::Masquerade { .. }));
+        let note = format!("f.rules:{line}: left out: ");
+        assert!(
+            imp.notes.iter().any(|n| n.starts_with(&note) && n.contains("can never match")),
+            "{:?}",
+            imp.notes
+        );
+        let cfg = natsim_nat::NatConfig::new(natsim_nat::Behaviour::linux());
+        let mut cfg = cfg.interface(IfaceId(0), Ipv4Addr::new(203, 0, 113, 1), 24, natsim_nat::Role::Outside);
+        cfg.rules = imp.rules.clone();
+        natsim_nat::NatEngine::new(cfg).expect("the engine takes it");
+    }
+}

@@ -1,7 +1,6 @@
 //! Configurations the engine refuses, and the checks that find them.
 
 use super::*;
-use crate::flow::Prefix;
 use core::fmt;
 
 /// A configuration the engine refuses, with the rule it concerns.
@@ -99,69 +98,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// Whether every packet `b` matches, `a` matches too. Conservative: a
-/// negated field covers only the same negated field, and a positive one
-/// never covers a negated one (`-i lan` does not cover `! -i lan`), so a
-/// rule is never falsely called shadowed.
-fn covers(a: &Match, b: &Match) -> bool {
-    /// One field: `a`'s value (and negation) against `b`'s; `within`
-    /// says whether a positive `x` holds every value of a positive `y`.
-    fn field<T: PartialEq>(
-        a: &Option<T>,
-        an: bool,
-        b: &Option<T>,
-        bn: bool,
-        within: impl Fn(&T, &T) -> bool,
-    ) -> bool {
-        match (a, b) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(x), Some(y)) => match (an, bn) {
-                (false, false) => within(x, y),
-                (true, true) => x == y,
-                _ => false,
-            },
-        }
-    }
-    fn same<T: PartialEq>(x: &T, y: &T) -> bool {
-        x == y
-    }
-    let (n, m) = (&a.not, &b.not);
-    field(&a.proto, n.proto, &b.proto, m.proto, same)
-        && field(&a.in_iface, n.in_iface, &b.in_iface, m.in_iface, same)
-        && field(&a.out_iface, n.out_iface, &b.out_iface, m.out_iface, same)
-        && field(&a.src, n.src, &b.src, m.src, |x: &Prefix, y: &Prefix| {
-            x.len <= y.len && x.contains(y.addr)
-        })
-        && field(&a.dst, n.dst, &b.dst, m.dst, |x: &Prefix, y: &Prefix| {
-            x.len <= y.len && x.contains(y.addr)
-        })
-        && field(
-            &a.dst_ports,
-            n.dst_ports,
-            &b.dst_ports,
-            m.dst_ports,
-            |x: &PortRange, y: &PortRange| x.first <= y.first && y.last <= x.last,
-        )
-        && field(
-            &a.src_ports,
-            n.src_ports,
-            &b.src_ports,
-            m.src_ports,
-            |x: &PortRange, y: &PortRange| x.first <= y.first && y.last <= x.last,
-        )
-        && field(
-            &a.dst_local.then_some(()),
-            n.dst_local,
-            &b.dst_local.then_some(()),
-            m.dst_local,
-            same,
-        )
-        && (a.dst_iface_addr.is_none() || a.dst_iface_addr == b.dst_iface_addr)
-        && (a.ct_dnat.is_none() || a.ct_dnat == b.ct_dnat)
-        && (a.ct_state.is_none() || a.ct_state == b.ct_state)
-}
 
 /// Checks a configuration before an engine is built from it.
 pub(crate) fn validate(cfg: &NatConfig) -> Result<(), ConfigError> {
@@ -269,13 +205,11 @@ pub(crate) fn validate(cfg: &NatConfig) -> Result<(), ConfigError> {
             }
             _ => {}
         }
-        for (j, earlier) in cfg.rules.rules[..i].iter().enumerate() {
-            if earlier.chain == r.chain && covers(&earlier.matches, m) {
-                return Err(ConfigError::Shadowed {
-                    rule: id,
-                    by: RuleId(j as u16),
-                });
-            }
+        if let Some(j) = cfg.rules.shadowed_by(i) {
+            return Err(ConfigError::Shadowed {
+                rule: id,
+                by: RuleId(j as u16),
+            });
         }
     }
     Ok(())

@@ -21,6 +21,7 @@
 //! protocol.
 
 mod behaviour;
+mod cover;
 mod error;
 mod filter;
 
