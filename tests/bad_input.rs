@@ -107,3 +107,63 @@ fn hostile_scenarios_get_errors_within_hard_limits() {
         assert!(e.iter().all(|p| p.line >= 1 && p.col >= 1), "{name}: {e:?}");
     }
 }
+
+/// A `rules` file whose NAT rule an earlier one covers (wg-quick's PostUp
+/// run twice) loads, with the rule left out and a warning naming the rules
+/// file's line: the kernel never reaches the rule either.
+#[test]
+fn a_covered_rule_in_a_rules_file_is_a_warning_at_its_line() {
+    let dir = std::env::temp_dir().join(format!("natsim-covered-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("dup.rules"),
+        "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o eth0 -j MASQUERADE\n-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n",
+    )
+    .unwrap();
+    let scenario = dir.join("dup.toml");
+    std::fs::write(
+        &scenario,
+        r#"title = "dup"
+[[segment]]
+name = "wan"
+[[segment]]
+name = "lan"
+[[router]]
+name = "gw"
+interfaces = [
+  { name = "eth0", segment = "wan", address = "203.0.113.1/24", role = "outside" },
+  { name = "lan0", segment = "lan", address = "10.8.0.1/24", role = "inside" },
+]
+rules = "dup.rules"
+[router.nat]
+profile = "linux"
+[[host]]
+name = "peer"
+segment = "lan"
+address = "10.8.0.2/24"
+gateway = "10.8.0.1"
+[[host]]
+name = "srv"
+segment = "wan"
+address = "203.0.113.80/24"
+listen = ["tcp/80"]
+[[step]]
+name = "out"
+action = "tcp-connect"
+from = "peer"
+to = "203.0.113.80"
+port = 80
+expect = "connected"
+"#,
+    )
+    .unwrap();
+    let l = load_file(&scenario).unwrap_or_else(|p| panic!("{p:?}"));
+    assert!(
+        l.warnings.iter().any(|p| p.is_warning()
+            && p.file.ends_with("dup.rules")
+            && (p.line, p.col) == (4, 1)
+            && p.message.contains("can never match")),
+        "{:?}",
+        l.warnings
+    );
+}

@@ -53,6 +53,22 @@ fn role_of(rules: &[Rule], k: usize) -> (Role, &'static str) {
     (Role::Inside, "no source NAT leaves through it")
 }
 
+/// Whether a NAT rule names interface `k` as an inside one: source NAT
+/// for traffic that comes in on it or leaves anywhere but it (`! -o
+/// docker0`), a DNAT for traffic from anywhere but it, or hairpin NAT.
+fn tied_inside(rules: &[Rule], k: usize) -> bool {
+    let id = Some(IfaceId(k as u16));
+    rules.iter().any(|r| {
+        let m = &r.matches;
+        let source_nat = matches!(r.action, Action::Masquerade { .. } | Action::Snat(_));
+        let dnat = matches!(r.action, Action::Dnat { .. } | Action::Netmap { .. });
+        (source_nat
+            && ((m.in_iface == id && !m.not.in_iface) || (m.out_iface == id && m.not.out_iface)))
+            || (dnat && m.in_iface == id && m.not.in_iface)
+            || (natsim_import::hairpin_rule(r) && (m.in_iface == id || m.out_iface == id))
+    })
+}
+
 /// The first usable host address of `p` that is not in `avoid`.
 fn router_addr(p: Prefix, avoid: &[Ipv4Addr]) -> Option<Ipv4Addr> {
     let net = p.network();
@@ -73,9 +89,8 @@ pub fn router_with_notes(
     let mut imp = imp.clone();
     // What the import itself left out or did not apply comes first.
     let mut notes = imp.notes.clone();
-    let had_lo = imp.ifaces.iter().any(|n| n == "lo");
     let dropped = imp.without_loopback();
-    if had_lo {
+    if dropped > 0 {
         notes.push(format!(
             "{dropped} rule(s) on `lo` left out: they match only the router's traffic to itself, which no probe sends"
         ));
@@ -101,6 +116,19 @@ pub fn router(imp: &Imported) -> Result<(RouterSpec, Vec<Guessed>), String> {
             .find(|n| !names.contains(n))
             .unwrap_or_else(|| format!("if{}", names.len()))
     };
+    // The uplink a `! -o` source NAT implies: the one named interface no
+    // NAT rule ties to the inside (Docker's eth0, named only by a
+    // DOCKER-USER filter rule), else a new one.
+    let untied: Vec<usize> = (0..names.len())
+        .filter(|&k| !tied_inside(rules, k))
+        .collect();
+    if !roles.iter().any(|(r, _)| *r == Role::Outside) && untied.len() == 1 {
+        roles[untied[0]] = (
+            Role::Outside,
+            "the uplink the rules imply (`! -o`): the one interface no NAT rule ties to the inside"
+                .into(),
+        );
+    }
     if !roles.iter().any(|(r, _)| *r == Role::Outside) {
         let n = free_name(&names, &["wan0", "eth0", "uplink0"]);
         names.push(n);
@@ -309,6 +337,22 @@ mod tests {
             [
                 ("docker0".into(), "172.17.0.1/16".into(), Role::Inside),
                 ("wan0".into(), "203.0.113.1/24".into(), Role::Outside),
+            ]
+        );
+    }
+
+    /// Docker's uplink is named only by a DOCKER-USER filter rule: it is
+    /// the uplink the `! -o docker0` masquerade implies, not an inside
+    /// network beside a made-up wan0 (which left the rule's source
+    /// restriction unprobed while verify said every probe agreed).
+    #[test]
+    fn a_docker_host_takes_the_one_untied_interface_as_its_uplink() {
+        let g = guess("*nat\n:POSTROUTING ACCEPT [0:0]\n:PREROUTING ACCEPT [0:0]\n-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\n-A PREROUTING ! -i docker0 -p tcp -m tcp --dport 5432 -j DNAT --to-destination 172.17.0.2:5432\nCOMMIT\n*filter\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A FORWARD -o docker0 -j ACCEPT\n-A DOCKER-USER -i eth0 ! -s 198.51.100.0/24 -p tcp -m tcp --dport 5432 -j DROP\n-A DOCKER-USER -j RETURN\nCOMMIT\n");
+        assert_eq!(
+            g,
+            [
+                ("docker0".into(), "172.17.0.1/16".into(), Role::Inside),
+                ("eth0".into(), "203.0.113.1/24".into(), Role::Outside),
             ]
         );
     }

@@ -442,10 +442,16 @@ pub fn assemble(
             imp.rules.rules.push(rule);
             if let Some(by) = imp.rules.shadowed_by(imp.rules.rules.len() - 1) {
                 imp.rules.rules.pop();
+                let by = imp.rules.rules[by].name.clone();
                 notes.push(format!(
-                    "{file}:{}: left out: `{}` can never match: `{}` before it matches everything it would",
-                    f.loc.line, f.text, imp.rules.rules[by].name
+                    "{file}:{}: left out: `{}` can never match: `{by}` before it matches everything it would",
+                    f.loc.line, f.text
                 ));
+                imp.covered.push(crate::Covered {
+                    loc: f.loc.clone(),
+                    text: f.text.clone(),
+                    by,
+                });
             }
         }
     }

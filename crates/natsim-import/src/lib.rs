@@ -72,6 +72,18 @@ pub struct Imported {
     pub notes: Vec<String>,
     /// How many rules each kind of input gave (for the summary line).
     pub counts: BTreeMap<&'static str, usize>,
+    /// NAT rules left out because an earlier rule covers them (each also
+    /// in `notes`): a scenario warns about them, as about its own.
+    pub covered: Vec<Covered>,
+}
+
+/// A NAT rule that can never match: `by`, before it, matches everything
+/// it would.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Covered {
+    pub loc: Loc,
+    pub text: String,
+    pub by: String,
 }
 
 /// An imported interface name the router does not have.
