@@ -208,7 +208,7 @@ fn a_bad_ruleset_alone_is_a_located_error_with_exit_2() {
     let f = dir.join("bad.rules");
     std::fs::write(
         &f,
-        "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -m multiport --dports 80,443 -j DNAT --to-destination 10.0.0.2\nCOMMIT\n",
+        "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -m recent --rcheck -j DNAT --to-destination 10.0.0.2\nCOMMIT\n",
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_natsim"))
@@ -219,7 +219,7 @@ fn a_bad_ruleset_alone_is_a_located_error_with_exit_2() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(
-        text.contains("bad.rules:3:25: error: match module `multiport`"),
+        text.contains("bad.rules:3:25: error: match module `recent`"),
         "{text}"
     );
 }

@@ -41,6 +41,9 @@ pub struct RawRule {
     pub name: Option<String>,
     pub m: Match,
     pub sets: Vec<SetRef>,
+    /// Matches that hold if any one of each list does (`-m multiport
+    /// --dports 80,443`): one rule per alternative, as for sets.
+    pub any_of: Vec<Vec<Match>>,
     pub target: Target,
 }
 
@@ -246,6 +249,19 @@ impl<'a> Ctx<'a> {
                     }
                     if let Some(x) =
                         merge(v, &m).map_err(|e| self.err(r, e.into(), SUPPORTED_COMBINE))?
+                    {
+                        next.push(x);
+                    }
+                }
+            }
+            variants = next;
+        }
+        for alternatives in &r.any_of {
+            let mut next = Vec::new();
+            for v in &variants {
+                for alt in alternatives {
+                    if let Some(x) =
+                        merge(v, alt).map_err(|e| self.err(r, e.into(), SUPPORTED_COMBINE))?
                     {
                         next.push(x);
                     }

@@ -235,16 +235,42 @@ fn office_firewall_imports_one_to_one_and_expands_ipsets() {
 
 #[test]
 fn an_unsupported_match_is_a_located_error_with_the_rule_and_what_is_supported() {
-    let src = "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -m multiport --dports 80,443 -j DNAT --to-destination 10.0.0.2\nCOMMIT\n";
+    let src = "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -m recent --rcheck -j DNAT --to-destination 10.0.0.2\nCOMMIT\n";
     let e = import("bad.rules", src, None).unwrap_err();
     assert_eq!((e.loc.line, e.loc.col), (3, 25), "{e}");
-    assert!(e.text.contains("multiport"));
+    assert!(e.text.contains("recent"));
     assert!(
         e.to_string()
-            .starts_with("bad.rules:3:25: match module `multiport` is not modelled"),
+            .starts_with("bad.rules:3:25: match module `recent` is not modelled"),
         "{e}"
     );
     assert!(e.supported.contains("--dport"));
+}
+
+/// `-m multiport --dports 80,443,8000:8010` (UFW's `allow 80,443/tcp`,
+/// DOCKER-USER rules) is one rule per port or range, first match wins;
+/// `! --dports` (none of them) cannot be split so and is refused.
+#[test]
+fn multiport_is_one_rule_per_port_list_entry() {
+    let src = "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -i wan0 -p tcp -m multiport --dports 80,443,8000:8010 -j DNAT --to-destination 10.0.0.2\nCOMMIT\n";
+    let imp = import("f", src, None).unwrap();
+    let ports: Vec<_> = imp
+        .rules
+        .rules
+        .iter()
+        .map(|r| r.matches.dst_ports)
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            Some(PortRange::single(80)),
+            Some(PortRange::single(443)),
+            Some(PortRange::new(8000, 8010))
+        ]
+    );
+    let neg = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m multiport ! --dports 22,80 -j DROP\nCOMMIT\n";
+    let e = import("f", neg, None).unwrap_err();
+    assert!(e.message.contains("cannot negate"), "{e}");
 }
 
 #[test]

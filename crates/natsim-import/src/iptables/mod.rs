@@ -18,7 +18,7 @@ use std::net::Ipv4Addr;
 mod inert;
 mod target;
 
-const SUPPORTED_MATCHES: &str = "-i, -o, -s, -d, -p tcp|udp|icmp (each with !), -m tcp|udp --dport/--sport N[:M], -m conntrack --ctstate, -m state --state, -m addrtype --dst-type LOCAL, -m set --match-set NAME src|dst, -m comment --comment";
+const SUPPORTED_MATCHES: &str = "-i, -o, -s, -d, -p tcp|udp|icmp (each with !), -m tcp|udp --dport/--sport N[:M], -m conntrack --ctstate, -m state --state, -m addrtype --dst-type LOCAL, -m set --match-set NAME src|dst, -m multiport --dports|--sports N[:M],..., -m comment --comment";
 const SUPPORTED_TARGETS: &str = "-j DNAT --to-destination A[:P[-Q]], SNAT --to-source A[-B][:P-Q], MASQUERADE [--to-ports P[-Q]], REDIRECT [--to-ports P], NETMAP --to P/LEN, ACCEPT, DROP, REJECT, RETURN, or a user chain";
 
 /// A word of a rule line and its 1-based column.
@@ -136,6 +136,7 @@ impl Parser<'_> {
             .map_err(|c| self.err(n, c, line, "unterminated quote".into(), SUPPORTED_MATCHES))?;
         let mut m = Match::default();
         let mut sets = Vec::new();
+        let mut any_of: Vec<Vec<Match>> = Vec::new();
         let mut name = None;
         let mut chain = None;
         let mut target: Option<(String, usize)> = None;
@@ -250,6 +251,7 @@ impl Parser<'_> {
                             | "addrtype"
                             | "set"
                             | "comment"
+                            | "multiport"
                     ) {
                         return Err(self.err(
                             n,
@@ -361,6 +363,43 @@ impl Parser<'_> {
                     });
                     i += 3;
                 }
+                "--dports" | "--sports" | "--destination-ports" | "--source-ports" => {
+                    let (v, c) = val(i, &t.s)?;
+                    if neg {
+                        return Err(bad_neg(self));
+                    }
+                    if !matches!(m.proto, Some(Proto::Tcp | Proto::Udp)) || m.not.proto {
+                        return Err(self.err(
+                            n,
+                            t.col,
+                            line,
+                            "a port match needs -p tcp or -p udp first".into(),
+                            SUPPORTED_MATCHES,
+                        ));
+                    }
+                    let dst = t.s.contains("dport") || t.s.contains("destination");
+                    let mut alts = Vec::new();
+                    for p in v.split(',') {
+                        let r = ports(p).ok_or_else(|| {
+                            self.err(
+                                n,
+                                c,
+                                line,
+                                format!("`{p}` is not a port or range N:M"),
+                                SUPPORTED_MATCHES,
+                            )
+                        })?;
+                        let mut alt = Match::default();
+                        if dst {
+                            alt.dst_ports = Some(r);
+                        } else {
+                            alt.src_ports = Some(r);
+                        }
+                        alts.push(alt);
+                    }
+                    any_of.push(alts);
+                    i += 2;
+                }
                 "--comment" => {
                     name = Some(val(i, "--comment")?.0.to_string());
                     i += 2;
@@ -422,6 +461,7 @@ impl Parser<'_> {
                 name,
                 m,
                 sets,
+                any_of,
                 target: t,
             },
         ))

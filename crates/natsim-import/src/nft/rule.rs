@@ -367,6 +367,7 @@ impl Reader<'_> {
             name: comment,
             m,
             sets: Vec::new(),
+            any_of: Vec::new(),
             target,
         }))
     }
