@@ -17,60 +17,12 @@ use std::net::Ipv4Addr;
 
 mod inert;
 mod target;
+mod tokens;
+
+use tokens::tokens;
 
 const SUPPORTED_MATCHES: &str = "-i, -o, -s, -d, -p tcp|udp|icmp (each with !), -m tcp|udp --dport/--sport N[:M], -m conntrack --ctstate, -m state --state, -m addrtype --dst-type LOCAL, -m set --match-set NAME src|dst, -m multiport --dports|--sports N[:M],..., -m comment --comment";
 const SUPPORTED_TARGETS: &str = "-j DNAT --to-destination A[:P[-Q]], SNAT --to-source A[-B][:P-Q], MASQUERADE [--to-ports P[-Q]], REDIRECT [--to-ports P], NETMAP --to P/LEN, ACCEPT, DROP, REJECT, RETURN, or a user chain";
-
-/// A word of a rule line and its 1-based column.
-struct Tok<'a> {
-    s: String,
-    col: usize,
-    _src: &'a str,
-}
-
-fn tokens(line: &str) -> Result<Vec<Tok<'_>>, usize> {
-    let mut out = Vec::new();
-    let b = line.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_whitespace() {
-            i += 1;
-            continue;
-        }
-        let col = line[..i].chars().count() + 1;
-        let mut s = String::new();
-        if b[i] == b'"' {
-            i += 1;
-            loop {
-                match b.get(i) {
-                    None => return Err(col),
-                    Some(b'"') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(b'\\') if b.get(i + 1).is_some() => {
-                        let c = line[i + 1..].chars().next().unwrap_or(' ');
-                        s.push(c);
-                        i += 1 + c.len_utf8();
-                    }
-                    Some(_) => {
-                        let c = line[i..].chars().next().unwrap_or(' ');
-                        s.push(c);
-                        i += c.len_utf8();
-                    }
-                }
-            }
-        } else {
-            while i < b.len() && !b[i].is_ascii_whitespace() {
-                let c = line[i..].chars().next().unwrap_or(' ');
-                s.push(c);
-                i += c.len_utf8();
-            }
-        }
-        out.push(Tok { s, col, _src: line });
-    }
-    Ok(out)
-}
 
 fn ports(s: &str) -> Option<PortRange> {
     let (a, b) = s.split_once([':', '-']).unwrap_or((s, s));
@@ -124,6 +76,45 @@ impl Parser<'_> {
             message,
             supported,
         }
+    }
+
+    /// `v` as a port or a range `N:M`.
+    fn port_range(
+        &self,
+        n: usize,
+        col: usize,
+        line: &str,
+        v: &str,
+    ) -> Result<PortRange, ImportError> {
+        ports(v).ok_or_else(|| {
+            self.err(
+                n,
+                col,
+                line,
+                format!("`{v}` is not a port or range N:M"),
+                SUPPORTED_MATCHES,
+            )
+        })
+    }
+
+    /// A port match needs `-p tcp` or `-p udp` before it.
+    fn needs_tcp_or_udp(
+        &self,
+        m: &Match,
+        n: usize,
+        col: usize,
+        line: &str,
+    ) -> Result<(), ImportError> {
+        if matches!(m.proto, Some(Proto::Tcp | Proto::Udp)) && !m.not.proto {
+            return Ok(());
+        }
+        Err(self.err(
+            n,
+            col,
+            line,
+            "a port match needs -p tcp or -p udp first".into(),
+            SUPPORTED_MATCHES,
+        ))
     }
 
     fn rule(
@@ -268,24 +259,8 @@ impl Parser<'_> {
                 }
                 "--dport" | "--sport" | "--destination-port" | "--source-port" => {
                     let (v, c) = val(i, &t.s)?;
-                    let r = ports(v).ok_or_else(|| {
-                        self.err(
-                            n,
-                            c,
-                            line,
-                            format!("`{v}` is not a port or range N:M"),
-                            SUPPORTED_MATCHES,
-                        )
-                    })?;
-                    if !matches!(m.proto, Some(Proto::Tcp | Proto::Udp)) || m.not.proto {
-                        return Err(self.err(
-                            n,
-                            t.col,
-                            line,
-                            "a port match needs -p tcp or -p udp first".into(),
-                            SUPPORTED_MATCHES,
-                        ));
-                    }
+                    let r = self.port_range(n, c, line, v)?;
+                    self.needs_tcp_or_udp(&m, n, t.col, line)?;
                     if t.s.contains("dport") || t.s.contains("destination") {
                         m.dst_ports = Some(r);
                         m.not.dst_ports = neg;
@@ -368,27 +343,11 @@ impl Parser<'_> {
                     if neg {
                         return Err(bad_neg(self));
                     }
-                    if !matches!(m.proto, Some(Proto::Tcp | Proto::Udp)) || m.not.proto {
-                        return Err(self.err(
-                            n,
-                            t.col,
-                            line,
-                            "a port match needs -p tcp or -p udp first".into(),
-                            SUPPORTED_MATCHES,
-                        ));
-                    }
+                    self.needs_tcp_or_udp(&m, n, t.col, line)?;
                     let dst = t.s.contains("dport") || t.s.contains("destination");
                     let mut alts = Vec::new();
                     for p in v.split(',') {
-                        let r = ports(p).ok_or_else(|| {
-                            self.err(
-                                n,
-                                c,
-                                line,
-                                format!("`{p}` is not a port or range N:M"),
-                                SUPPORTED_MATCHES,
-                            )
-                        })?;
+                        let r = self.port_range(n, c, line, p)?;
                         let mut alt = Match::default();
                         if dst {
                             alt.dst_ports = Some(r);
