@@ -3,7 +3,7 @@
 //! (Docker's chains as Docker 24-27 writes them).
 
 use natsim_import::{import, FilterAction, RejectWith, Unreachable};
-use natsim_nat::{Action, Chain, IfaceId, PortFlag, PortRange, Prefix, Proto};
+use natsim_nat::{Action, Chain, CtStates, IfaceId, PortFlag, PortRange, Prefix, Proto};
 use std::net::Ipv4Addr;
 
 fn fixture(name: &str) -> String {
@@ -632,4 +632,46 @@ fn a_covered_nat_rule_is_left_out_with_a_located_note() {
         cfg.rules = imp.rules.clone();
         natsim_nat::NatEngine::new(cfg).expect("the engine takes it");
     }
+}
+
+/// fw4 (OpenWrt 22.03+) accepts tracked traffic with `ct state vmap {
+/// established : accept, related : accept }` (the expression as `nft -j`
+/// prints it): one rule per verdict, with the states that lead to it.
+#[test]
+fn an_nft_ct_state_verdict_map_is_a_rule_per_verdict() {
+    let vmap = r#"{"vmap": {"key": {"ct": {"key": "state"}}, "data": {"set": [["established", {"accept": null}], ["related", {"accept": null}], ["invalid", {"drop": null}]]}}}"#;
+    let doc = format!(
+        r#"{{"nftables": [
+  {{"table": {{"family": "inet", "name": "fw4", "handle": 1}}}},
+  {{"chain": {{"family": "inet", "table": "fw4", "name": "forward", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}}},
+  {{"rule": {{"family": "inet", "table": "fw4", "chain": "forward", "handle": 2, "expr": [{vmap}]}}}}
+]}}"#
+    );
+    let imp = import("x.json", &doc, None).unwrap_or_else(|e| panic!("{e}"));
+    let got: Vec<_> = imp
+        .filter
+        .forward
+        .rules
+        .iter()
+        .map(|r| (r.matches.ct_state, r.action))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                Some(CtStates::ESTABLISHED.union(CtStates::RELATED)),
+                FilterAction::Accept
+            ),
+            (Some(CtStates::INVALID), FilterAction::Drop),
+        ]
+    );
+    let other = doc.replace(
+        r#"{"ct": {"key": "state"}}"#,
+        r#"{"meta": {"key": "iifname"}}"#,
+    );
+    let e = import("x.json", &other, None).unwrap_err();
+    assert!(
+        e.message.contains("verdict map on anything but `ct state`"),
+        "{e}"
+    );
 }

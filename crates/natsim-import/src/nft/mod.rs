@@ -65,6 +65,9 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
                 (Some(NfChainType::Filter), Some(NfHook::Input)) => Some(("filter", "INPUT")),
                 (Some(NfChainType::Filter), Some(NfHook::Forward)) => Some(("filter", "FORWARD")),
                 (Some(NfChainType::Filter), Some(_)) => Some(("filter", "OUTPUT")),
+                // A route chain re-routes what the router itself sends
+                // (fw4's empty `mangle_output`): not applied, as OUTPUT.
+                (Some(NfChainType::Route), Some(NfHook::Output)) => Some(("filter", "OUTPUT")),
                 (None, None) => None,
                 _ => {
                     return Err(r.err(
@@ -181,9 +184,9 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
                 // A user chain serves whichever table jumps to it: its rule
                 // is kept in each table whose verdicts it uses.
                 match r.rule(k + 1, &rule.expr, text_.clone(), comment.clone(), table) {
-                    Ok(Read::Rule(raw)) => {
+                    Ok(Read::Rules(raws)) => {
                         if let Some(c) = slot.get_mut(&key) {
-                            c.rules.push(raw);
+                            c.rules.extend(raws);
                             placed = true;
                         }
                     }

@@ -92,6 +92,8 @@ impl Reader<'_> {
     ) -> Result<Read, ImportError> {
         let mut m = Match::default();
         let mut target = None;
+        // `ct state vmap { established : accept, … }`: a verdict per state.
+        let mut by_state: Vec<(Target, CtStates)> = Vec::new();
         for (k, st) in stmts.iter().enumerate() {
             let col = k + 1;
             let bad = |r: &Reader<'_>, what: String| r.err(line, col, text_.clone(), what);
@@ -273,6 +275,10 @@ impl Reader<'_> {
                     };
                     target = Some(Target::Filter(FilterAction::Reject(with)));
                 }
+                Statement::VerdictMap(vm) => {
+                    by_state = self.state_vmap(vm).map_err(|what| bad(self, what))?;
+                    target = by_state.first().map(|(t, _)| t.clone());
+                }
                 Statement::Return(_) => target = Some(Target::Return),
                 Statement::Jump(j) => target = Some(Target::Jump(j.target.to_string())),
                 Statement::DNAT(Some(n)) if table == "nat" && n.flags.is_none() => {
@@ -361,21 +367,76 @@ impl Reader<'_> {
         let Some(target) = target else {
             return Ok(Read::Skip(Skip::NoVerdict));
         };
-        Ok(Read::Rule(RawRule {
-            loc: Loc { line, col: 1 },
-            text: text_,
-            name: comment,
-            m,
-            sets: Vec::new(),
-            any_of: Vec::new(),
-            target,
-        }))
+        if by_state.is_empty() {
+            by_state.push((target, CtStates::default()));
+        }
+        let mut rules = Vec::new();
+        for (target, states) in by_state {
+            let mut m = m.clone();
+            if states != CtStates::default() {
+                let both = m.ct_state.map_or(states, |s| CtStates(s.0 & states.0));
+                if both == CtStates::default() {
+                    continue;
+                }
+                m.ct_state = Some(both);
+            }
+            rules.push(RawRule {
+                loc: Loc { line, col: 1 },
+                text: text_.clone(),
+                name: comment.clone(),
+                m,
+                sets: Vec::new(),
+                any_of: Vec::new(),
+                target,
+            });
+        }
+        Ok(Read::Rules(rules))
+    }
+
+    /// The verdicts of a `ct state vmap`, one per distinct verdict with
+    /// the states that lead to it (the states are disjoint, so the order
+    /// of the rules they become does not matter).
+    fn state_vmap(
+        &self,
+        vm: &nftables::stmt::VerdictMap<'_>,
+    ) -> Result<Vec<(Target, CtStates)>, String> {
+        use nftables::expr::SetItem;
+        let is_state =
+            matches!(&vm.key, Expression::Named(NamedExpression::CT(ct)) if ct.key == "state");
+        let Expression::Named(NamedExpression::Set(items)) = &vm.data else {
+            return Err("a verdict map other than an inline set".into());
+        };
+        if !is_state {
+            return Err("a verdict map on anything but `ct state`".into());
+        }
+        let mut out: Vec<(Target, CtStates)> = Vec::new();
+        for item in items {
+            let (key, t) = match item {
+                SetItem::Mapping(k, Expression::Verdict(v)) => (k, verdict_target(v)),
+                SetItem::MappingStatement(k, st) => (k, statement_target(st)),
+                // How the crate reads `nft -j`'s `["established", {"accept": null}]`.
+                SetItem::Element(Expression::List(pair)) => match pair.as_slice() {
+                    [k, Expression::Verdict(v)] => (k, verdict_target(v)),
+                    _ => return Err("a verdict map entry other than `state : verdict`".into()),
+                },
+                other => return Err(format!("the verdict map entry {other:?}")),
+            };
+            let t = t.ok_or("a verdict map entry other than `state : accept|drop|return|jump`")?;
+            let name = text(key).unwrap_or_default();
+            let state = CtStates::parse(&name).ok_or(format!("ct state `{name}`"))?;
+            match out.iter_mut().find(|(o, _)| *o == t) {
+                Some((_, s)) => *s = s.union(state),
+                None => out.push((t, state)),
+            }
+        }
+        Ok(out)
     }
 }
 
 /// What one rule reads as.
 pub(super) enum Read {
-    Rule(RawRule),
+    /// Usually one; a `ct state vmap` gives one per verdict.
+    Rules(Vec<RawRule>),
     /// Left out: it can change no IPv4 packet's fate.
     Skip(Skip),
 }
@@ -401,4 +462,27 @@ fn port_flag(flags: &Option<std::collections::HashSet<NATFlag>>) -> PortFlag {
     } else {
         PortFlag::Profile
     }
+}
+
+/// A verdict-map value as a target.
+fn verdict_target(v: &nftables::expr::Verdict<'_>) -> Option<Target> {
+    use nftables::expr::Verdict;
+    Some(match v {
+        Verdict::Accept => Target::Filter(FilterAction::Accept),
+        Verdict::Drop => Target::Filter(FilterAction::Drop),
+        Verdict::Return => Target::Return,
+        Verdict::Jump(j) => Target::Jump(j.target.to_string()),
+        _ => return None,
+    })
+}
+
+/// A verdict-map value `nft -j` printed as a statement, as a target.
+fn statement_target(st: &Statement<'_>) -> Option<Target> {
+    Some(match st {
+        Statement::Accept(_) => Target::Filter(FilterAction::Accept),
+        Statement::Drop(_) => Target::Filter(FilterAction::Drop),
+        Statement::Return(_) => Target::Return,
+        Statement::Jump(j) => Target::Jump(j.target.to_string()),
+        _ => return None,
+    })
 }
