@@ -1,9 +1,10 @@
 //! The fixtures import as their rules say, and bad files give located
 //! errors. The fixtures follow the shape iptables-save v1.8.9 prints
-//! (Docker's chains as Docker 24-27 writes them).
+//! (Docker's chains as Docker 24-27 writes them); nft documents are in
+//! `nft.rs`.
 
 use natsim_import::{import, FilterAction, RejectWith, Unreachable};
-use natsim_nat::{Action, Chain, CtStates, IfaceId, PortFlag, PortRange, Prefix, Proto};
+use natsim_nat::{Action, Chain, IfaceId, PortFlag, PortRange, Prefix, Proto};
 use std::net::Ipv4Addr;
 
 fn fixture(name: &str) -> String {
@@ -288,56 +289,6 @@ fn other_refusals_name_their_place() {
     }
 }
 
-#[test]
-fn nft_json_as_nft_prints_it_imports_with_chains_return_and_reject() {
-    // `nft -j list ruleset` (nftables 1.0.6) output for a Docker-like
-    // router: metainfo, handles, a user chain with return, counters.
-    let src = include_str!("../../../fuzz/fuzz_targets/rules_nft.rs");
-    let start = src.find("r#\"").unwrap() + 3;
-    let end = src[start..].find("\"#").unwrap() + start;
-    let imp = import("ruleset.json", &src[start..end], None).unwrap();
-    assert_eq!(imp.ifaces, ["docker0"]);
-    let pre: Vec<_> = imp
-        .rules
-        .rules
-        .iter()
-        .filter(|r| r.chain == Chain::Prerouting)
-        .collect();
-    // The user chain's `iifname "docker0" return` is an exemption first.
-    assert_eq!(pre.len(), 2);
-    assert_eq!(pre[0].action, Action::Accept);
-    assert!(!pre[0].matches.not.in_iface && pre[0].matches.dst_local);
-    assert_eq!(
-        pre[1].action,
-        Action::Dnat {
-            to: Ipv4Addr::new(172, 17, 0, 2),
-            to_port: Some(80)
-        }
-    );
-    assert_eq!(imp.filter.forward.policy, FilterAction::Drop);
-    assert_eq!(
-        imp.filter.forward.rules[1].action,
-        FilterAction::Reject(RejectWith::TcpReset)
-    );
-}
-
-#[test]
-fn bad_nft_json_is_located() {
-    let e = import("x.json", "{\"nftables\": [ {\"rule\": 3 ", None).unwrap_err();
-    assert!(e.loc.line >= 1 && e.loc.col > 1, "{e}");
-}
-
-/// Found by the rules_iptables fuzz target (twice): serde_json reports
-/// column 0 at a line's start, and an error at EOF after a final newline on
-/// a line past the last; the location must be 1-based and inside the text.
-#[test]
-fn a_json_error_at_a_line_start_or_eof_is_located_inside_the_text() {
-    let e = import("x.json", "{\n", None).unwrap_err();
-    assert_eq!((e.loc.line, e.loc.col), (1, 2), "{e}");
-    let e = import("x.json", "{\"nftables\":\n[\u{1}", None).unwrap_err();
-    assert!(e.loc.line == 2 && e.loc.col >= 1, "{e}");
-}
-
 /// `--random` and `--random-fully` are per-rule port flags, in both
 /// readers (iptables-save and `nft -j`).
 #[test]
@@ -400,58 +351,6 @@ fn openwrt_fw3_reflection_leaves_the_lan_inside_in_the_printed_block() {
     );
 }
 
-/// nft rejects carry their ICMP code: firewalld's `reject with icmpx
-/// admin-prohibited` is code 13 (nft_reject_icmp_code), icmpx `no-route`
-/// is net unreachable. ICMPv6 codes and icmpx codes icmp does not have
-/// are refused, not read as port unreachable.
-#[test]
-fn an_nft_reject_keeps_its_icmp_code() {
-    let rule = |expr: &str| {
-        format!(
-            r#"{{"nftables": [
-  {{"table": {{"family": "inet", "name": "f", "handle": 1}}}},
-  {{"chain": {{"family": "inet", "table": "f", "name": "fwd", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}}},
-  {{"rule": {{"family": "inet", "table": "f", "chain": "fwd", "handle": 2, "expr": [{expr}]}}}}
-]}}"#
-        )
-    };
-    for (expr, code) in [
-        (
-            r#"{"type": "icmpx", "expr": "admin-prohibited"}"#,
-            Unreachable::AdminProhibited,
-        ),
-        (
-            r#"{"type": "icmpx", "expr": "port-unreachable"}"#,
-            Unreachable::Port,
-        ),
-        (r#"{"type": "icmpx", "expr": "no-route"}"#, Unreachable::Net),
-        (
-            r#"{"type": "icmp", "expr": "host-prohibited"}"#,
-            Unreachable::HostProhibited,
-        ),
-        (
-            r#"{"type": "icmp", "expr": "prot-unreachable"}"#,
-            Unreachable::Protocol,
-        ),
-    ] {
-        let ok = import("x.json", &rule(&format!(r#"{{"reject": {expr}}}"#)), None)
-            .unwrap_or_else(|e| panic!("{expr}: {e}"));
-        assert_eq!(
-            ok.filter.forward.rules[0].action,
-            FilterAction::Reject(RejectWith::Icmp(code)),
-            "{expr}"
-        );
-    }
-    for expr in [
-        r#"{"type": "icmpv6", "expr": "admin-prohibited"}"#,
-        r#"{"type": "icmp", "expr": "no-route"}"#,
-        r#"{"type": "icmpx", "expr": "host-prohibited"}"#,
-    ] {
-        let e = import("x.json", &rule(&format!(r#"{{"reject": {expr}}}"#)), None).unwrap_err();
-        assert!(e.message.contains("not an IPv4 ICMP answer"), "{expr}: {e}");
-    }
-}
-
 /// iptables REJECT's codes as iptables-save prints them (RHEL's default
 /// ruleset ends INPUT and FORWARD with `--reject-with icmp-host-prohibited`).
 #[test]
@@ -474,32 +373,6 @@ fn an_iptables_reject_keeps_its_icmp_code() {
     }
     let e = import("f", "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j REJECT --reject-with icmp6-adm-prohibited\nCOMMIT\n", None).unwrap_err();
     assert!(e.message.contains("icmp6-adm-prohibited"), "{e}");
-}
-
-/// OpenWrt fw4 hangs an empty `mangle_forward` (policy accept) on the
-/// forward hook beside `forward` (policy drop). In nftables a packet must
-/// pass every base chain, so the drop policy stands; it used to be
-/// replaced by the empty chain's accept. Rules in two base chains of one
-/// hook are refused: they would run as one list here.
-#[test]
-fn base_chains_sharing_a_hook_keep_the_drop_policy() {
-    let doc = |mangle_rule: &str| {
-        format!(
-            r#"{{"nftables": [
-  {{"table": {{"family": "inet", "name": "fw4", "handle": 1}}}},
-  {{"chain": {{"family": "inet", "table": "fw4", "name": "forward", "handle": 2, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}}},
-  {{"chain": {{"family": "inet", "table": "fw4", "name": "mangle_forward", "handle": 3, "type": "filter", "hook": "forward", "prio": -150, "policy": "accept"}}}},
-  {{"rule": {{"family": "inet", "table": "fw4", "chain": "forward", "handle": 4, "expr": [{{"match": {{"op": "==", "left": {{"meta": {{"key": "iifname"}}}}, "right": "br-lan"}}}}, {{"accept": null}}]}}}}{mangle_rule}
-]}}"#
-        )
-    };
-    let imp = import("fw4.json", &doc(""), None).unwrap();
-    assert_eq!(imp.filter.forward.policy, FilterAction::Drop);
-    assert_eq!(imp.filter.forward.rules.len(), 1);
-    let both = doc(r#",
-  {"rule": {"family": "inet", "table": "fw4", "chain": "mangle_forward", "handle": 5, "expr": [{"drop": null}]}}"#);
-    let e = import("fw4.json", &both, None).unwrap_err();
-    assert!(e.message.contains("two base chains on one hook"), "{e}");
 }
 
 /// Logging rules change no packet's fate (LOG is non-terminating,
@@ -542,65 +415,6 @@ fn logging_rules_are_left_out_with_a_note() {
     assert!(e.message.contains("INPTU"), "{e}");
 }
 
-/// firewalld's inet table holds IPv6 rules beside the IPv4 ones; they can
-/// never match an IPv4 packet and are left out with a note, as are rules
-/// that only log. `meta nfproto ipv4` is always true here, and
-/// `{ icmp, ipv6-icmp }` is icmp.
-#[test]
-fn nft_ipv6_only_and_logging_rules_are_left_out() {
-    let rule = |h: u32, expr: &str| {
-        format!(
-            r#"{{"rule": {{"family": "inet", "table": "f", "chain": "fwd", "handle": {h}, "expr": [{expr}]}}}}"#
-        )
-    };
-    let rules = [
-        rule(
-            2,
-            r#"{"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv6"}}, {"drop": null}"#,
-        ),
-        rule(
-            3,
-            r#"{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": {"prefix": {"addr": "2002::", "len": 24}}}}, {"reject": {"type": "icmpv6", "expr": "addr-unreachable"}}"#,
-        ),
-        rule(4, r#"{"log": {"prefix": "FWD: "}}"#),
-        rule(
-            5,
-            r#"{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": {"set": ["icmp", "ipv6-icmp"]}}}, {"accept": null}"#,
-        ),
-        rule(
-            6,
-            r#"{"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}}, {"log": {"prefix": "v4: "}}, {"drop": null}"#,
-        ),
-    ];
-    let doc = format!(
-        r#"{{"nftables": [
-  {{"table": {{"family": "inet", "name": "f", "handle": 1}}}},
-  {{"chain": {{"family": "inet", "table": "f", "name": "fwd", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}}},
-  {}
-]}}"#,
-        rules.join(",\n  ")
-    );
-    let imp = import("x.json", &doc, None).unwrap_or_else(|e| panic!("{e}"));
-    let fwd = &imp.filter.forward.rules;
-    assert_eq!(fwd.len(), 2, "{fwd:#?}");
-    assert_eq!(fwd[0].matches.proto, Some(Proto::Icmp));
-    assert_eq!(fwd[0].action, FilterAction::Accept);
-    assert_eq!(
-        (fwd[1].matches.proto, fwd[1].action),
-        (None, FilterAction::Drop)
-    );
-    for note in [
-        "2 rule(s) left out: they match only IPv6",
-        "1 rule(s) left out: they only count or log",
-    ] {
-        assert!(
-            imp.notes.iter().any(|n| n.starts_with(note)),
-            "{note}: {:?}",
-            imp.notes
-        );
-    }
-}
-
 /// A NAT rule an earlier rule covers never runs in the kernel either:
 /// wg-quick's PostUp run twice adds its MASQUERADE twice, and firewalld
 /// follows `oifname "eth0" jump nat_POST_public` (which masquerades) with
@@ -632,46 +446,4 @@ fn a_covered_nat_rule_is_left_out_with_a_located_note() {
         cfg.rules = imp.rules.clone();
         natsim_nat::NatEngine::new(cfg).expect("the engine takes it");
     }
-}
-
-/// fw4 (OpenWrt 22.03+) accepts tracked traffic with `ct state vmap {
-/// established : accept, related : accept }` (the expression as `nft -j`
-/// prints it): one rule per verdict, with the states that lead to it.
-#[test]
-fn an_nft_ct_state_verdict_map_is_a_rule_per_verdict() {
-    let vmap = r#"{"vmap": {"key": {"ct": {"key": "state"}}, "data": {"set": [["established", {"accept": null}], ["related", {"accept": null}], ["invalid", {"drop": null}]]}}}"#;
-    let doc = format!(
-        r#"{{"nftables": [
-  {{"table": {{"family": "inet", "name": "fw4", "handle": 1}}}},
-  {{"chain": {{"family": "inet", "table": "fw4", "name": "forward", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}}},
-  {{"rule": {{"family": "inet", "table": "fw4", "chain": "forward", "handle": 2, "expr": [{vmap}]}}}}
-]}}"#
-    );
-    let imp = import("x.json", &doc, None).unwrap_or_else(|e| panic!("{e}"));
-    let got: Vec<_> = imp
-        .filter
-        .forward
-        .rules
-        .iter()
-        .map(|r| (r.matches.ct_state, r.action))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            (
-                Some(CtStates::ESTABLISHED.union(CtStates::RELATED)),
-                FilterAction::Accept
-            ),
-            (Some(CtStates::INVALID), FilterAction::Drop),
-        ]
-    );
-    let other = doc.replace(
-        r#"{"ct": {"key": "state"}}"#,
-        r#"{"meta": {"key": "iifname"}}"#,
-    );
-    let e = import("x.json", &other, None).unwrap_err();
-    assert!(
-        e.message.contains("verdict map on anything but `ct state`"),
-        "{e}"
-    );
 }
