@@ -282,6 +282,8 @@ fn other_refusals_name_their_place() {
         ("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j NOPE\nCOMMIT\n", 3, 1, "chain `NOPE`"),
         ("*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m set --match-set ghosts src -j DROP\nCOMMIT\n", 3, 1, "ipset `ghosts`"),
         ("-A FORWARD -j DROP\n", 1, 1, "outside"),
+        // A goto has no -j, yet it is no counting rule: refused, not left out.
+        ("*filter\n:FORWARD ACCEPT [0:0]\n:X - [0:0]\n-A FORWARD -i wan0 -g X\n-A X -j DROP\nCOMMIT\n", 4, 20, "`-g`"),
     ] {
         let e = import("f", src, None).unwrap_err();
         assert_eq!((e.loc.line, e.loc.col), (line, col), "{e}");

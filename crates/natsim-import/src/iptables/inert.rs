@@ -16,9 +16,20 @@ pub(super) struct Inert {
 
 const LOGGING: [&str; 3] = ["LOG", "NFLOG", "ULOG"];
 
-/// The chain a `-A` line appends to and its target (`-j`/`--jump`), if
-/// it has one; `None` if the line does not read as tokens.
-pub(super) fn chain_and_target(line: &str) -> Option<(String, Option<String>)> {
+/// Where a rule sends a packet, as far as this scan needs to know.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) enum Goes {
+    /// No `-j`: the rule only counts.
+    On,
+    /// `-j NAME` (a target or a user chain).
+    Jump(String),
+    /// `-g NAME`: never returns here, so never harmless.
+    Goto,
+}
+
+/// The chain a `-A` line appends to and where the rule sends a packet;
+/// `None` if the line does not read as tokens.
+pub(super) fn chain_and_target(line: &str) -> Option<(String, Goes)> {
     let toks = tokens(line).ok()?;
     let after = |keys: &[&str]| {
         toks.iter()
@@ -26,15 +37,25 @@ pub(super) fn chain_and_target(line: &str) -> Option<(String, Option<String>)> {
             .and_then(|k| toks.get(k + 1))
             .map(|t| t.s.clone())
     };
-    Some((after(&["-A", "--append"])?, after(&["-j", "--jump"])))
+    let goes = match (after(&["-j", "--jump"]), after(&["-g", "--goto"])) {
+        (_, Some(_)) => Goes::Goto,
+        (Some(t), None) => Goes::Jump(t),
+        (None, None) => Goes::On,
+    };
+    Some((after(&["-A", "--append"])?, goes))
 }
 
-/// Whether `target` leaves the packet as it was, given the inert chains
-/// known so far.
-fn harmless(table: &str, target: Option<&str>, known: &BTreeSet<(String, String)>) -> bool {
-    match target {
-        None | Some("RETURN") => true,
-        Some(t) => LOGGING.contains(&t) || known.contains(&(table.to_string(), t.to_string())),
+/// Whether a rule that `goes` so leaves the packet as it was, given the
+/// inert chains `known` so far; a RETURN counts only inside a chain
+/// being judged whole (`returns`).
+fn harmless(table: &str, goes: &Goes, returns: bool, known: &BTreeSet<(String, String)>) -> bool {
+    match goes {
+        Goes::On => true,
+        Goes::Goto => false,
+        Goes::Jump(t) if t == "RETURN" => returns,
+        Goes::Jump(t) => {
+            LOGGING.contains(&t.as_str()) || known.contains(&(table.to_string(), t.clone()))
+        }
     }
 }
 
@@ -43,8 +64,7 @@ impl Inert {
     /// text; lines that do not parse are left to the full parser.
     pub fn scan(src: &str) -> Inert {
         let mut table = String::new();
-        let mut user: BTreeMap<(String, String), Vec<Option<String>>> = BTreeMap::new();
-        let mut gotos = BTreeSet::new();
+        let mut user: BTreeMap<(String, String), Vec<Goes>> = BTreeMap::new();
         for line in src.lines().map(str::trim) {
             if let Some(t) = line.strip_prefix('*') {
                 table = t.to_string();
@@ -54,12 +74,9 @@ impl Inert {
                     user.insert((table.clone(), name.to_string()), Vec::new());
                 }
             } else if line.starts_with("-A") {
-                if let Some((chain, target)) = chain_and_target(line) {
-                    if line.contains(" -g ") || line.contains(" --goto ") {
-                        gotos.insert((table.clone(), chain.clone()));
-                    }
+                if let Some((chain, goes)) = chain_and_target(line) {
                     if let Some(rules) = user.get_mut(&(table.clone(), chain)) {
-                        rules.push(target);
+                        rules.push(goes);
                     }
                 }
             }
@@ -71,9 +88,7 @@ impl Inert {
             let before = chains.len();
             for ((table, name), rules) in &user {
                 let key = (table.clone(), name.clone());
-                if !chains.contains(&key)
-                    && !gotos.contains(&key)
-                    && rules.iter().all(|t| harmless(table, t.as_deref(), &chains))
+                if !chains.contains(&key) && rules.iter().all(|g| harmless(table, g, true, &chains))
                 {
                     chains.insert(key);
                 }
@@ -85,16 +100,11 @@ impl Inert {
         Inert { chains }
     }
 
-    /// Whether a rule of `chain` in `table` with `target` can be left out:
-    /// it changes no packet's fate, or its chain as a whole changes none.
-    pub fn skips(&self, table: &str, chain: &str, target: Option<&str>) -> bool {
-        let rule_harmless = match target {
-            None => true,
-            Some(t) => {
-                LOGGING.contains(&t) || self.chains.contains(&(table.to_string(), t.to_string()))
-            }
-        };
-        rule_harmless
+    /// Whether a rule of `chain` in `table` that `goes` so can be left
+    /// out: it changes no packet's fate, or its chain as a whole changes
+    /// none.
+    pub fn skips(&self, table: &str, chain: &str, goes: &Goes) -> bool {
+        harmless(table, goes, false, &self.chains)
             || self
                 .chains
                 .contains(&(table.to_string(), chain.to_string()))
@@ -116,16 +126,17 @@ mod tests {
             -A real -j ufw-logging-deny\n\
             -A real -p tcp --dport 22 -j ACCEPT\nCOMMIT\n";
         let i = Inert::scan(src);
-        assert!(i.skips("filter", "INPUT", Some("ufw-logging-deny")));
+        let jump = |t: &str| Goes::Jump(t.into());
+        assert!(i.skips("filter", "INPUT", &jump("ufw-logging-deny")));
         assert!(
-            i.skips("filter", "INPUT", Some("ufw-deny")),
+            i.skips("filter", "INPUT", &jump("ufw-deny")),
             "inert by the fixpoint"
         );
-        assert!(i.skips("filter", "INPUT", Some("LOG")));
-        assert!(!i.skips("filter", "INPUT", Some("real")), "real accepts");
-        assert!(!i.skips("filter", "real", Some("ACCEPT")));
+        assert!(i.skips("filter", "INPUT", &jump("LOG")));
+        assert!(!i.skips("filter", "INPUT", &jump("real")), "real accepts");
+        assert!(!i.skips("filter", "real", &jump("ACCEPT")));
         assert!(
-            !i.skips("nat", "INPUT", Some("ufw-deny")),
+            !i.skips("nat", "INPUT", &jump("ufw-deny")),
             "another table's chain"
         );
     }

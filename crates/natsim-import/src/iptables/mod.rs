@@ -522,8 +522,8 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
                 "the nat and filter tables",
             ));
         };
-        let harmless = inert::chain_and_target(t)
-            .filter(|(chain, target)| inert.skips(&tb, chain, target.as_deref()));
+        let harmless =
+            inert::chain_and_target(t).filter(|(chain, goes)| inert.skips(&tb, chain, goes));
         let (chain, rule) = match harmless {
             Some((chain, _)) => (chain, None),
             None => {
