@@ -71,10 +71,6 @@ pub(crate) struct Outcome {
     /// sent, not the NAT's translation: Linux quotes the DNATed packet and
     /// nf_nat translates the error's inner header back (RFC 5508 §4.2).
     pub arrived: Option<Vec<u8>>,
-    /// The addresses and ports (ICMP id) the frame had before NAT, when
-    /// the router runs one: a redirect is for the sender, and never about
-    /// a NATed connection.
-    pub before_nat: Option<icmp::FlowKey>,
     /// Set when the NAT reassembled the frame (Linux's nf_defrag): the
     /// largest fragment's IP length, which the frame is cut to on the way
     /// out as ip_do_fragment does with `frag_max_size`.
@@ -289,7 +285,6 @@ impl Router {
         }
         let verdict = match self.nat.as_mut() {
             Some(nat) => {
-                out.before_nat = Some(icmp::FlowKey::of(&frame));
                 let (ifaces, routes, owned) = (&self.ifaces, &self.routes, &self.owned);
                 let rf = |d: Ipv4Addr| Self::route_in(ifaces, routes, owned, d);
                 run_nat(nat, now, IfaceId(iface as u16), &mut frame, &rf, out)

@@ -246,7 +246,9 @@ fn a_packet_sent_back_out_of_its_link_gets_the_sender_a_redirect() {
             "gw",
             RouterConfig::new()
                 .interface("lan0", lan, LAN_ADDR, 24, Role::Inside)
-                .route(Prefix::new(Ipv4Addr::new(10, 9, 0, 0), 16), other),
+                .route(Prefix::new(Ipv4Addr::new(10, 9, 0, 0), 16), other)
+                // NAT runs, but this connection is not translated.
+                .nat(Behaviour::linux(), |_| {}),
         )
         .unwrap();
     let _r2 = sim

@@ -258,6 +258,22 @@ impl NatEngine {
         })
     }
 
+    /// For a packet NAT just let out (`frame`, as rewritten): the tuple it
+    /// arrived with, and whether its connection is translated (Linux's
+    /// `IPS_NAT_MASK`, for which the kernel drops an ICMP redirect about
+    /// it). None for a packet of no tracked connection. Its reversed tuple
+    /// is the other direction's as received, so one lookup finds it.
+    pub fn arrival_of(&self, frame: &[u8]) -> Option<(Flow, bool)> {
+        let p = Parsed::fast(frame).or_else(|| Parsed::full(frame).ok())?;
+        let (id, other) = self.table.lookup(&p.flow.reversed())?;
+        let c = self.table.get(id);
+        let arrived = match other {
+            Dir::Reply => c.orig,
+            Dir::Original => c.reply,
+        };
+        Some((arrived, c.orig != c.reply.reversed()))
+    }
+
     /// Whether the router must answer ARP for `addr` on behalf of the NAT:
     /// outside interface addresses, SNAT pool addresses and the outside
     /// prefixes of one-to-one rules.

@@ -56,8 +56,7 @@ impl Router {
             set_ttl(&mut frame, l3, ttl - 1);
             out.step(|| Step::TtlDecremented { ttl: ttl - 1 });
             if out_iface == ingress {
-                let before = out.before_nat.take();
-                self.redirect(now, ingress, next_hop, &frame, before, out);
+                self.redirect(now, ingress, next_hop, &frame, out);
             }
         }
         if let Some(c) = self.mss_clamp {

@@ -11,41 +11,6 @@ enum Message {
     Redirect(Ipv4Addr),
 }
 
-/// A packet's addresses and ports (ICMP id), to tell whether NAT
-/// rewrote it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlowKey {
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    ports: [u8; 4],
-}
-
-impl FlowKey {
-    pub fn of(f: &[u8]) -> FlowKey {
-        let l3 = l3_of(f);
-        let b = |k: usize| f.get(l3 + k).copied().unwrap_or(0);
-        let a = |k: usize| Ipv4Addr::new(b(k), b(k + 1), b(k + 2), b(k + 3));
-        let l4 = usize::from(b(0) & 0x0f) * 4;
-        let at = match b(9) {
-            6 | 17 => Some(l4),
-            1 => Some(l4 + 4),
-            _ => None,
-        };
-        let mut ports = [0u8; 4];
-        if let Some(o) = at {
-            let n = if b(9) == 1 { 2 } else { 4 };
-            for (k, p) in ports.iter_mut().enumerate().take(n) {
-                *p = b(o + k);
-            }
-        }
-        FlowKey {
-            src: a(12),
-            dst: a(16),
-            ports,
-        }
-    }
-}
-
 impl Router {
     /// Drops an expiring frame with an ICMP time exceeded to its sender
     /// (RFC 1812 §5.3.1, §4.3.2.2).
@@ -119,19 +84,24 @@ impl Router {
     /// decrement, quoting the packet so). Linux's NAT drops a redirect
     /// about a NATed connection (`nf_nat_icmp_reply_translation`), but the
     /// schedule in [`reply::IcmpRateLimit::redirect`] still advances.
-    /// `frame` is the packet about to leave; `before`, its flow before NAT.
+    /// `frame` is the packet about to leave, after NAT.
     pub(super) fn redirect(
         &mut self,
         now: Instant,
         ingress: usize,
         next_hop: Ipv4Addr,
         frame: &[u8],
-        before: Option<FlowKey>,
         out: &mut Outcome,
     ) {
-        let now_key = FlowKey::of(frame);
-        let sent = before.unwrap_or(now_key);
-        let (src, dst) = (sent.src, sent.dst);
+        // Who sent it and to whom, before NAT: the kernel redirects in
+        // ip_forward, after DNAT and before SNAT.
+        let (src, dst, natted) = match self.nat.as_ref().and_then(|n| n.arrival_of(frame)) {
+            Some((f, translated)) => (f.src.addr, f.dst.addr, translated),
+            None => match ipv4_of(frame) {
+                Some(ip) => (ip.src_addr(), ip.dst_addr(), false),
+                None => return,
+            },
+        };
         let link = &self.ifaces[ingress];
         // `inet_addr_onlink`: the sender is a neighbour on that link.
         if !Prefix::new(link.addr, link.prefix_len).contains(src) {
@@ -140,7 +110,7 @@ impl Router {
         if !self.icmp_limit.redirect(now, src) {
             return;
         }
-        if sent != now_key {
+        if natted {
             out.step(|| Step::Local {
                 text: format!(
                     "no ICMP redirect to {src}: its connection is NATed (Linux's NAT drops redirects about NATed connections)"
