@@ -225,10 +225,10 @@ impl Reader<'_> {
                         _ => return Err(bad(self, "this match expression".into())),
                     }
                 }
-                Statement::Accept(_) => target = Some(Target::Filter(FilterAction::Accept)),
-                Statement::Drop(_) if table == "filter" => {
-                    target = Some(Target::Filter(FilterAction::Drop))
+                Statement::Accept(_) | Statement::Return(_) | Statement::Jump(_) => {
+                    target = statement_target(st)
                 }
+                Statement::Drop(_) if table == "filter" => target = statement_target(st),
                 Statement::Reject(r) if table == "filter" => {
                     use nftables::stmt::RejectType;
                     use nftables::types::RejectCode;
@@ -279,8 +279,6 @@ impl Reader<'_> {
                     by_state = self.state_vmap(vm).map_err(|what| bad(self, what))?;
                     target = by_state.first().map(|(t, _)| t.clone());
                 }
-                Statement::Return(_) => target = Some(Target::Return),
-                Statement::Jump(j) => target = Some(Target::Jump(j.target.to_string())),
                 Statement::DNAT(Some(n)) if table == "nat" && n.flags.is_none() => {
                     let to: Ipv4Addr = n
                         .addr
@@ -476,7 +474,7 @@ fn verdict_target(v: &nftables::expr::Verdict<'_>) -> Option<Target> {
     })
 }
 
-/// A verdict-map value `nft -j` printed as a statement, as a target.
+/// A verdict statement (in a rule, or a verdict map's value) as a target.
 fn statement_target(st: &Statement<'_>) -> Option<Target> {
     Some(match st {
         Statement::Accept(_) => Target::Filter(FilterAction::Accept),
