@@ -15,39 +15,7 @@ pub fn lint(s: &Scenario, m: &Model, cx: &Ctx<'_>) -> Vec<Problem> {
     gateways(s, m, cx, &mut out);
     routers(s, m, cx, &mut out);
     forwards(s, m, cx, &mut out);
-    covered_rules(s, cx, &mut out);
     out
-}
-
-/// NAT rules of a router's `rules` file that an earlier rule covers: the
-/// import leaves them out (the kernel never reaches them either), and the
-/// file's own line is named, as the engine names a scenario's own.
-fn covered_rules(s: &Scenario, cx: &Ctx<'_>, out: &mut Vec<Problem>) {
-    for r in &s.routers {
-        let Some(rf) = &r.rules else { continue };
-        // A file that does not load is the lowering's error already.
-        let Ok(imp) = crate::rules::load(r, rf, cx) else {
-            continue;
-        };
-        let file = crate::rules::resolve(cx, rf.get_ref())
-            .display()
-            .to_string();
-        for c in &imp.covered {
-            out.push(Problem {
-                file: file.clone(),
-                line: c.loc.line,
-                col: c.loc.col,
-                ..cx.warn(
-                    rf.span(),
-                    format!(
-                        "this rule can never match and is left out: `{}` before it matches everything it would (in `{}`)",
-                        c.by, c.text
-                    ),
-                    Some("delete it (a rule added twice, or covered by a jump before it)"),
-                )
-            });
-        }
-    }
 }
 
 /// Forwards that partly overlap an earlier one (iptables' first match

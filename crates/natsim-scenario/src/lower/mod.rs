@@ -282,26 +282,31 @@ fn router(r: &Router, names: &Names, cx: &Ctx<'_>, p: &mut Problems) -> Option<R
         }
     }
     let mut file_rules = 0;
+    // Warnings about the rules file do not make the router fail to lower.
+    let mut file_warnings = Vec::new();
     let nat = match &r.nat {
         None => None,
         Some(n) => match nat::nat_config(r, n, cx) {
-            Ok((cfg, spans)) => match NatEngine::new(cfg.clone()) {
-                Ok(_) if r.rules.is_some() => {
-                    // The file's rules are the last ones, each spanned by it.
-                    let file = r.rules.as_ref().map(|f| f.span());
-                    file_rules = spans
-                        .iter()
-                        .rev()
-                        .take_while(|s| Some((*s).clone()) == file)
-                        .count();
-                    Some(cfg)
+            Ok((cfg, spans, warnings)) => {
+                file_warnings = warnings;
+                match NatEngine::new(cfg.clone()) {
+                    Ok(_) if r.rules.is_some() => {
+                        // The file's rules are the last ones, each spanned by it.
+                        let file = r.rules.as_ref().map(|f| f.span());
+                        file_rules = spans
+                            .iter()
+                            .rev()
+                            .take_while(|s| Some((*s).clone()) == file)
+                            .count();
+                        Some(cfg)
+                    }
+                    Ok(_) => Some(cfg),
+                    Err(e) => {
+                        p.0.push(nat::nat_error(&e, &spans, r, cx));
+                        None
+                    }
                 }
-                Ok(_) => Some(cfg),
-                Err(e) => {
-                    p.0.push(nat::nat_error(&e, &spans, r, cx));
-                    None
-                }
-            },
+            }
             Err(e) => {
                 p.0.push(e);
                 None
@@ -309,7 +314,9 @@ fn router(r: &Router, names: &Names, cx: &Ctx<'_>, p: &mut Problems) -> Option<R
         },
     };
     let mss_clamp = r.mss_clamp.as_ref().and_then(|m| p.ok(mss_clamp(m, cx)));
-    (p.0.len() == before).then(|| RouterSpec {
+    let lowered = p.0.len() == before;
+    p.0.extend(file_warnings);
+    lowered.then(|| RouterSpec {
         name: r.name.get_ref().clone(),
         span: r.name.span(),
         interfaces,

@@ -30,7 +30,8 @@ pub fn nat_config(
     r: &Router,
     nat: &Nat,
     cx: &Ctx<'_>,
-) -> Result<(NatConfig, Vec<Range<usize>>), Problem> {
+) -> Result<(NatConfig, Vec<Range<usize>>, Vec<Problem>), Problem> {
+    let mut warnings = Vec::new();
     let mut b = profile(&nat.profile, cx)?;
     if let Some(u) = &nat.unsolicited {
         b.unsolicited = match u.get_ref().as_str() {
@@ -216,6 +217,26 @@ pub fn nat_config(
     // rules follow those above, and its filter becomes the router's.
     if let Some(rf) = &r.rules {
         let imported = crate::rules::load(r, rf, cx)?;
+        // A rule an earlier one covers was left out by the import (the
+        // kernel never reaches it either): said at the file's own line.
+        let file = crate::rules::resolve(cx, rf.get_ref())
+            .display()
+            .to_string();
+        for c in &imported.covered {
+            warnings.push(Problem {
+                file: file.clone(),
+                line: c.loc.line,
+                col: c.loc.col,
+                ..cx.warn(
+                    rf.span(),
+                    format!(
+                        "this rule can never match and is left out: `{}` before it matches everything it would (in `{}`)",
+                        c.by, c.text
+                    ),
+                    Some("delete it (a rule added twice, or covered by a jump before it)"),
+                )
+            });
+        }
         for rule in imported.rules.rules {
             cfg.rules.push(rule);
             spans.push(rf.span());
@@ -234,7 +255,7 @@ pub fn nat_config(
             }
         }
     }
-    Ok((cfg, spans))
+    Ok((cfg, spans, warnings))
 }
 
 /// A forward's `port`: one port or a range `first-last`.
