@@ -287,7 +287,11 @@ fn router(r: &Router, names: &Names, cx: &Ctx<'_>, p: &mut Problems) -> Option<R
     let nat = match &r.nat {
         None => None,
         Some(n) => match nat::nat_config(r, n, cx) {
-            Ok((cfg, spans, warnings)) => {
+            Ok(nat::LoweredNat {
+                cfg,
+                spans,
+                warnings,
+            }) => {
                 file_warnings = warnings;
                 match NatEngine::new(cfg.clone()) {
                     Ok(_) if r.rules.is_some() => {

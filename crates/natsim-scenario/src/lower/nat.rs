@@ -24,13 +24,16 @@ pub fn profile(name: &S<String>, cx: &Ctx<'_>) -> Result<Behaviour, Problem> {
     })
 }
 
-/// The NAT configuration of `r` (behaviour, rules) and, per rule, the span
-/// of the item that produced it.
-pub fn nat_config(
-    r: &Router,
-    nat: &Nat,
-    cx: &Ctx<'_>,
-) -> Result<(NatConfig, Vec<Range<usize>>, Vec<Problem>), Problem> {
+/// A router's lowered NAT: its configuration (behaviour, rules), per rule
+/// the span of the item that produced it, and the warnings met on the way.
+pub struct LoweredNat {
+    pub cfg: NatConfig,
+    pub spans: Vec<Range<usize>>,
+    pub warnings: Vec<Problem>,
+}
+
+/// The NAT configuration of `r`.
+pub fn nat_config(r: &Router, nat: &Nat, cx: &Ctx<'_>) -> Result<LoweredNat, Problem> {
     let mut warnings = Vec::new();
     let mut b = profile(&nat.profile, cx)?;
     if let Some(u) = &nat.unsolicited {
@@ -255,7 +258,11 @@ pub fn nat_config(
             }
         }
     }
-    Ok((cfg, spans, warnings))
+    Ok(LoweredNat {
+        cfg,
+        spans,
+        warnings,
+    })
 }
 
 /// A forward's `port`: one port or a range `first-last`.
