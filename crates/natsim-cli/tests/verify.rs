@@ -160,6 +160,17 @@ fn a_ruleset_alone_is_checked_on_the_router_it_describes() {
                 "5 rule(s) left out: they only log",
             ][..],
         ),
+        // ICMP types by number, name and code, one negated: pings leave
+        // and reach the router, every other ICMP from the LAN is dropped
+        // (the negation decides the echo probes), errors pass as RELATED.
+        (
+            "../../crates/natsim-cli/tests/fixtures/icmp-types.rules",
+            None,
+            &[
+                "lan0           192.168.1.1/24  inside",
+                "unsolicited icmp to router",
+            ][..],
+        ),
         // OpenWrt fw3's zone chains, with a forward's "(reflection)" DNAT
         // and SNAT on br-lan: the LAN stays inside, and the uplink takes
         // the address the forward is published on.

@@ -14,7 +14,7 @@
 
 use crate::ipset::Sets;
 use crate::{FilterAction, ImportError, Loc};
-use natsim_nat::{Action, IfaceId, Match, Prefix};
+use natsim_nat::{Action, IcmpType, IfaceId, Match, Prefix};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +89,31 @@ fn merge_opt<T: PartialEq + Copy>(
     }))
 }
 
+/// [`merge_opt`] for ICMP types, where a type holds each of its codes.
+fn merge_icmp(
+    a: Option<IcmpType>,
+    an: bool,
+    b: Option<IcmpType>,
+    bn: bool,
+) -> Result<Option<(Option<IcmpType>, bool)>, &'static str> {
+    match (a, b) {
+        (Some(x), Some(y)) if x != y && x.ty == y.ty && (x.code.is_none() || y.code.is_none()) => {
+            let (wide, narrow, wn, nn) = if x.code.is_none() {
+                (x, y, an, bn)
+            } else {
+                (y, x, bn, an)
+            };
+            match (wn, nn) {
+                (false, false) => Ok(Some((Some(narrow), false))),
+                (true, false) => Ok(None),
+                (true, true) => Ok(Some((Some(wide), true))),
+                (false, true) => Err("an ICMP type and a negated code of it"),
+            }
+        }
+        _ => merge_opt(a, an, b, bn),
+    }
+}
+
 fn merge_prefix(
     a: Option<Prefix>,
     an: bool,
@@ -143,6 +168,7 @@ pub fn merge(a: &Match, b: &Match) -> Result<Option<Match>, &'static str> {
     field!(dst, merge_prefix);
     field!(dst_ports, merge_opt);
     field!(src_ports, merge_opt);
+    field!(icmp_type, merge_icmp);
     match merge_opt(
         a.dst_local.then_some(()),
         a.not.dst_local,

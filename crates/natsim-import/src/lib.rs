@@ -17,6 +17,7 @@
 #![deny(unsafe_code)]
 
 pub mod flatten;
+pub mod icmp_names;
 pub mod ipset;
 pub mod iptables;
 pub mod nft;

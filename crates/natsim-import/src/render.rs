@@ -57,6 +57,9 @@ pub fn describe_match_with(iface: &dyn Fn(natsim_nat::IfaceId) -> String, m: &Ma
     if let Some(r) = m.src_ports {
         w.push(format!("{}--sport {}", not(m.not.src_ports), r));
     }
+    if let Some(t) = m.icmp_type {
+        w.push(format!("{}--icmp-type {t}", not(m.not.icmp_type)));
+    }
     if let Some(s) = m.ct_state {
         w.push(format!("--ctstate {}", s.names().join(",")));
     }

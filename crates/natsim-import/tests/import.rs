@@ -449,3 +449,72 @@ fn a_covered_nat_rule_is_left_out_with_a_located_note() {
         natsim_nat::NatEngine::new(cfg).expect("the engine takes it");
     }
 }
+
+/// `--icmp-type` as iptables-save writes it (numbers, `TYPE/CODE`) and as
+/// people type it (libxt_icmp's names): a match field, negation kept, and
+/// `any` the same as no type at all (xt_icmp's type 255).
+#[test]
+fn icmp_type_matches_import_by_name_number_and_code() {
+    use natsim_nat::IcmpType;
+    let src = "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n\
+        -A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT\n\
+        -A INPUT -p icmp --icmp-type fragmentation-needed -j ACCEPT\n\
+        -A INPUT -p icmp ! --icmp-type echo-reply -j DROP\n\
+        -A INPUT -p icmp -m icmp --icmp-type 3/1 -j ACCEPT\n\
+        -A INPUT -p icmp --icmp-type any -j ACCEPT\n\
+        COMMIT\n";
+    let imp = import("icmp.rules", src, None).unwrap();
+    let got: Vec<_> = imp
+        .filter
+        .input
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                r.matches.proto,
+                r.matches.icmp_type,
+                r.matches.not.icmp_type,
+            )
+        })
+        .collect();
+    let t = |ty, code| Some(IcmpType { ty, code });
+    let icmp = Some(Proto::Icmp);
+    assert_eq!(
+        got,
+        [
+            (icmp, t(8, None), false),
+            (icmp, t(3, Some(4)), false),
+            (icmp, t(0, None), true),
+            (icmp, t(3, Some(1)), false),
+            (icmp, None, false),
+        ]
+    );
+    for (bad, col, says) in [
+        ("-A INPUT --icmp-type 8 -j ACCEPT", 10, "needs -p icmp"),
+        (
+            "-A INPUT -p tcp --icmp-type 8 -j ACCEPT",
+            17,
+            "needs -p icmp",
+        ),
+        (
+            "-A INPUT -p icmp --icmp-type echo -j ACCEPT",
+            30,
+            "not an ICMP type",
+        ),
+        (
+            "-A INPUT -p icmp --icmp-type 3/x -j ACCEPT",
+            30,
+            "not an ICMP type",
+        ),
+        (
+            "-A INPUT -p icmp ! --icmp-type any -j ACCEPT",
+            32,
+            "can never match",
+        ),
+    ] {
+        let src = format!("*filter\n:INPUT DROP [0:0]\n{bad}\nCOMMIT\n");
+        let e = import("bad.rules", &src, None).unwrap_err();
+        assert_eq!((e.loc.line, e.loc.col), (3, col), "{bad}: {e}");
+        assert!(e.message.contains(says), "{bad}: {e}");
+    }
+}

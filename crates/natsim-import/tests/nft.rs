@@ -218,3 +218,62 @@ fn an_nft_ct_state_verdict_map_is_a_rule_per_verdict() {
         "{e}"
     );
 }
+
+/// ICMP type matches as `nft -j` (nftables 1.0.6) prints them: a name, a
+/// set (one rule per type), a type with a code, a negation, and the
+/// `ip protocol icmp` nft adds when written out.
+#[test]
+fn nft_icmp_type_matches_import() {
+    use natsim_nat::IcmpType;
+    let ty = |t: &str| {
+        format!(
+            r#"{{"match": {{"op": "==", "left": {{"payload": {{"protocol": "icmp", "field": "type"}}}}, "right": {t}}}}}"#
+        )
+    };
+    let code = r#"{"match": {"op": "==", "left": {"payload": {"protocol": "icmp", "field": "code"}}, "right": "frag-needed"}}"#;
+    let ip_icmp = r#"{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "protocol"}}, "right": "icmp"}}"#;
+    let neg = r#"{"match": {"op": "!=", "left": {"payload": {"protocol": "icmp", "field": "type"}}, "right": "echo-request"}}"#;
+    let drop = r#"{"drop": null}"#;
+    let rules = [
+        format!("{}, {drop}", ty(r#""echo-request""#)),
+        format!(
+            "{}, {drop}",
+            ty(r#"{"set": ["echo-reply", "destination-unreachable"]}"#)
+        ),
+        format!(
+            "{ip_icmp}, {}, {code}, {drop}",
+            ty(r#""destination-unreachable""#)
+        ),
+        format!("{neg}, {drop}"),
+    ];
+    let refs: Vec<&str> = rules.iter().map(String::as_str).collect();
+    let imp = import("icmp.json", &forward_rules(&refs), None).unwrap();
+    let got: Vec<_> = imp
+        .filter
+        .forward
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                r.matches.proto,
+                r.matches.icmp_type,
+                r.matches.not.icmp_type,
+            )
+        })
+        .collect();
+    let t = |ty, code| Some(IcmpType { ty, code });
+    let icmp = Some(Proto::Icmp);
+    assert_eq!(
+        got,
+        [
+            (icmp, t(8, None), false),
+            (icmp, t(0, None), false),
+            (icmp, t(3, None), false),
+            (icmp, t(3, Some(4)), false),
+            (icmp, t(8, None), true),
+        ]
+    );
+    let bad = forward_rules(&[&format!("{code}, {drop}")]);
+    let e = import("bad.json", &bad, None).unwrap_err();
+    assert!(e.message.contains("icmp code"), "{e}");
+}

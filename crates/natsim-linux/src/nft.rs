@@ -197,6 +197,17 @@ fn matches(
         };
         out.push(cmp(field(p, "sport"), ports(range), n.src_ports));
     }
+    if let Some(t) = m.icmp_type {
+        let num = |v: u8| Expression::Number(u32::from(v));
+        match (t.code, n.icmp_type) {
+            (None, neg) => out.push(cmp(field("icmp", "type"), num(t.ty), neg)),
+            (Some(c), false) => {
+                out.push(eq(field("icmp", "type"), num(t.ty)));
+                out.push(eq(field("icmp", "code"), num(c)));
+            }
+            (Some(_), true) => return Err(bad("a negated ICMP type/code pair")),
+        }
+    }
     Ok(out)
 }
 

@@ -48,9 +48,11 @@ pub(crate) enum L4 {
     },
     Udp,
     /// ICMP query (echo and friends); `request` says which side the
-    /// identifier belongs to.
+    /// identifier belongs to. Type and code are kept for `--icmp-type`.
     IcmpQuery {
         request: bool,
+        icmp_type: u8,
+        code: u8,
     },
     /// ICMP error (destination unreachable, time exceeded, parameter problem).
     IcmpError,
@@ -165,10 +167,15 @@ pub(crate) fn transport(
             let t = seg[0];
             if let Some(request) = icmp_is_query_request(t) {
                 let id = port(4);
+                let kind = L4::IcmpQuery {
+                    request,
+                    icmp_type: t,
+                    code: seg[1],
+                };
                 Ok(if request {
-                    (L4::IcmpQuery { request }, id, 0)
+                    (kind, id, 0)
                 } else {
-                    (L4::IcmpQuery { request }, 0, id)
+                    (kind, 0, id)
                 })
             } else if icmp_is_error(t) {
                 Ok((L4::IcmpError, 0, 0))
@@ -181,6 +188,16 @@ pub(crate) fn transport(
 }
 
 impl Parsed {
+    /// An ICMP query's (type, code), which `--icmp-type` matches see.
+    pub fn icmp_query(&self) -> Option<(u8, u8)> {
+        match self.l4_kind {
+            L4::IcmpQuery {
+                icmp_type, code, ..
+            } => Some((icmp_type, code)),
+            _ => None,
+        }
+    }
+
     /// Validates `frame` down to the transport header.
     #[inline]
     pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {
@@ -370,7 +387,7 @@ pub(crate) fn rewrite(
     rewrite_addrs(buf, l3, old, new);
     let l4d = match kind {
         L4::Tcp { .. } | L4::Udp => rewrite_ports(buf, l4, old, new),
-        L4::IcmpQuery { request } => {
+        L4::IcmpQuery { request, .. } => {
             let (o, n) = if request {
                 (old.src.port, new.src.port)
             } else {
@@ -563,7 +580,11 @@ mod tests {
         };
         let mut f = built(false, flow, 1, &[]);
         let mut p = Parsed::parse(&f).unwrap();
-        p.l4_kind = L4::IcmpQuery { request: true };
+        p.l4_kind = L4::IcmpQuery {
+            request: true,
+            icmp_type: 8,
+            code: 0,
+        };
         let before = f.clone();
         assert!(!rewrite_plain(&mut f, &p, flow));
         p.l4_kind = L4::Udp;

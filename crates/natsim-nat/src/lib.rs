@@ -117,7 +117,7 @@ pub mod wire;
 pub use alg::{AlgConfig, AlgEvent, AlgKind, AlgPass, AlgPolicy, FtpVerb};
 pub use config::{
     Action, Behaviour, Chain, ConfigError, CtStates, Filter, FilterAction, FilterChain, FilterHook,
-    FilterRule, FilteringBehaviour, FragmentHandling, Hairpin, IfaceId, Interface,
+    FilterRule, FilteringBehaviour, FragmentHandling, Hairpin, IcmpType, IfaceId, Interface,
     MappingBehaviour, Match, NatConfig, Negated, Pooling, PortAssignment, PortClasses, PortFlag,
     PortStrategy, ProtoBehaviour, RejectWith, Role, Rule, RuleId, RuleSet, SnatPool, Timeouts,
     UdpRefresh, Unreachable, Unsolicited,

@@ -10,6 +10,7 @@
 //! chains, with `--to-destination`, `--to-source`, `--to-ports`, `--to`.
 
 use crate::flatten::{assemble, Ifaces, RawChain, RawRule, RawTable, SetRef, Target};
+use crate::icmp_names::Named;
 use crate::ipset::{parse_prefix, Sets};
 use crate::{FilterAction, ImportError, Imported, Loc, RejectWith, Unreachable};
 use natsim_nat::{Action, CtStates, Match, Pooling, PortFlag, PortRange, Proto, SnatPool};
@@ -21,7 +22,7 @@ mod tokens;
 
 use tokens::tokens;
 
-const SUPPORTED_MATCHES: &str = "-i, -o, -s, -d, -p tcp|udp|icmp (each with !), -m tcp|udp --dport/--sport N[:M], -m conntrack --ctstate, -m state --state, -m addrtype --dst-type LOCAL, -m set --match-set NAME src|dst, -m multiport --dports|--sports N[:M],..., -m comment --comment";
+const SUPPORTED_MATCHES: &str = "-i, -o, -s, -d, -p tcp|udp|icmp (each with !), -m icmp --icmp-type T[/C], -m tcp|udp --dport/--sport N[:M], -m conntrack --ctstate, -m state --state, -m addrtype --dst-type LOCAL, -m set --match-set NAME src|dst, -m multiport --dports|--sports N[:M],..., -m comment --comment";
 const SUPPORTED_TARGETS: &str = "-j DNAT --to-destination A[:P[-Q]], SNAT --to-source A[-B][:P-Q], MASQUERADE [--to-ports P[-Q]], REDIRECT [--to-ports P], NETMAP --to P/LEN, ACCEPT, DROP, REJECT, RETURN, or a user chain";
 
 fn ports(s: &str) -> Option<PortRange> {
@@ -267,6 +268,45 @@ impl Parser<'_> {
                     } else {
                         m.src_ports = Some(r);
                         m.not.src_ports = neg;
+                    }
+                    i += 2;
+                }
+                "--icmp-type" => {
+                    let (v, c) = val(i, "--icmp-type")?;
+                    if m.proto != Some(Proto::Icmp) || m.not.proto {
+                        return Err(self.err(
+                            n,
+                            t.col,
+                            line,
+                            "`--icmp-type` needs -p icmp first".into(),
+                            SUPPORTED_MATCHES,
+                        ));
+                    }
+                    match crate::icmp_names::iptables(v) {
+                        // `any` holds for every ICMP packet (xt_icmp type 255).
+                        Some(Named::Any) if !neg => {}
+                        Some(Named::Any) => {
+                            return Err(self.err(
+                                n,
+                                c,
+                                line,
+                                "`! --icmp-type any` can never match".into(),
+                                "delete the rule",
+                            ))
+                        }
+                        Some(Named::One(ty)) => {
+                            m.icmp_type = Some(ty);
+                            m.not.icmp_type = neg;
+                        }
+                        None => {
+                            return Err(self.err(
+                                n,
+                                c,
+                                line,
+                                format!("`{v}` is not an ICMP type"),
+                                "a name from `iptables -p icmp -h`, TYPE or TYPE/CODE",
+                            ))
+                        }
                     }
                     i += 2;
                 }

@@ -3,12 +3,14 @@
 use crate::flatten::{Ifaces, RawRule, Target};
 use crate::ipset::parse_prefix;
 use crate::{FilterAction, ImportError, Loc, RejectWith, Unreachable};
-use natsim_nat::{Action, CtStates, Match, Pooling, PortFlag, PortRange, Prefix, Proto, SnatPool};
+use natsim_nat::{
+    Action, CtStates, IcmpType, Match, Pooling, PortFlag, PortRange, Prefix, Proto, SnatPool,
+};
 use nftables::expr::{Expression, MetaKey, NamedExpression, Payload};
 use nftables::stmt::{NATFlag, Operator, Statement};
 use std::net::Ipv4Addr;
 
-const SUPPORTED: &str = "meta l4proto, iifname, oifname, ip saddr/daddr, tcp/udp dport/sport, fib daddr type local, ct state, ct status dnat (== or !=), meta nfproto, counter, log; dnat, snat, masquerade, redirect, accept, drop, reject, jump, return";
+const SUPPORTED: &str = "meta l4proto, iifname, oifname, ip saddr/daddr, tcp/udp dport/sport, icmp type/code, fib daddr type local, ct state, ct status dnat (== or !=), meta nfproto, counter, log; dnat, snat, masquerade, redirect, accept, drop, reject, jump, return";
 
 fn text(e: &Expression<'_>) -> Option<String> {
     match e {
@@ -94,6 +96,8 @@ impl Reader<'_> {
         let mut target = None;
         // `ct state vmap { established : accept, … }`: a verdict per state.
         let mut by_state: Vec<(Target, CtStates)> = Vec::new();
+        // `icmp type { a, b }`: one of these.
+        let mut any_of: Vec<Vec<Match>> = Vec::new();
         for (k, st) in stmts.iter().enumerate() {
             let col = k + 1;
             let bad = |r: &Reader<'_>, what: String| r.err(line, col, text_.clone(), what);
@@ -108,35 +112,19 @@ impl Reader<'_> {
                     };
                     match &mt.left {
                         Expression::Named(NamedExpression::Meta(me)) => match me.key {
-                            MetaKey::L4proto | MetaKey::Protocol => {
-                                // ICMPv6 never rides in IPv4: firewalld's
-                                // `{ icmp, ipv6-icmp }` is icmp here.
-                                let mut v4 = Vec::new();
-                                for v in names(&mt.right) {
-                                    match v.as_str() {
-                                        "tcp" | "6" => v4.push(Proto::Tcp),
-                                        "udp" | "17" => v4.push(Proto::Udp),
-                                        "icmp" | "1" => v4.push(Proto::Icmp),
-                                        "ipv6-icmp" | "icmpv6" | "58" => {}
-                                        _ => return Err(bad(self, format!("protocol `{v}`"))),
-                                    }
-                                }
-                                match (v4.as_slice(), neg) {
-                                    ([], false) => return Ok(Read::Skip(Skip::Ipv6)),
-                                    ([], true) => {}
-                                    ([p], _) => {
-                                        m.proto = Some(*p);
-                                        m.not.proto = neg;
-                                    }
-                                    _ => return Err(bad(
-                                        self,
-                                        "a set of several IPv4 protocols (one protocol per rule)"
-                                            .into(),
-                                    )),
+                            MetaKey::L4proto => {
+                                if let Some(skip) =
+                                    proto_match(&mut m, &mt.right, neg).map_err(|w| bad(self, w))?
+                                {
+                                    return Ok(Read::Skip(skip));
                                 }
                             }
-                            MetaKey::Nfproto => {
-                                let v4 = names(&mt.right).iter().any(|v| v == "ipv4");
+                            // The family (`meta nfproto ipv4`) or the
+                            // ethertype (`meta protocol ip`).
+                            MetaKey::Nfproto | MetaKey::Protocol => {
+                                let v4 = names(&mt.right)
+                                    .iter()
+                                    .any(|v| v == "ipv4" || v == "ip" || v == "0x0800");
                                 if v4 == neg {
                                     return Ok(Read::Skip(Skip::Ipv6));
                                 }
@@ -162,6 +150,13 @@ impl Reader<'_> {
                             match (f.protocol.as_ref(), f.field.as_ref()) {
                                 // Only IPv6 packets have these headers.
                                 ("ip6" | "icmpv6", _) => return Ok(Read::Skip(Skip::Ipv6)),
+                                ("ip", "protocol") => {
+                                    if let Some(skip) = proto_match(&mut m, &mt.right, neg)
+                                        .map_err(|w| bad(self, w))?
+                                    {
+                                        return Ok(Read::Skip(skip));
+                                    }
+                                }
                                 ("ip", "saddr" | "daddr") => {
                                     let p = prefix(&mt.right)
                                         .ok_or_else(|| bad(self, "an address set or map".into()))?;
@@ -188,6 +183,17 @@ impl Reader<'_> {
                                         m.src_ports = Some(r);
                                         m.not.src_ports = neg;
                                     }
+                                }
+                                ("icmp", fld @ ("type" | "code")) => {
+                                    if m.proto.is_some_and(|x| x != Proto::Icmp) {
+                                        return Err(bad(
+                                            self,
+                                            "icmp fields of another protocol".into(),
+                                        ));
+                                    }
+                                    m.proto = Some(Proto::Icmp);
+                                    self.icmp(&mut m, &mut any_of, fld == "type", &mt.right, neg)
+                                        .map_err(|what| bad(self, what))?;
                                 }
                                 (p, fld) => return Err(bad(self, format!("payload `{p} {fld}`"))),
                             }
@@ -384,11 +390,66 @@ impl Reader<'_> {
                 name: comment.clone(),
                 m,
                 sets: Vec::new(),
-                any_of: Vec::new(),
+                any_of: any_of.clone(),
                 target,
             });
         }
         Ok(Read::Rules(rules))
+    }
+
+    /// `icmp type` (a name, number or set) or `icmp code` into `m`.
+    fn icmp(
+        &self,
+        m: &mut Match,
+        any_of: &mut Vec<Vec<Match>>,
+        is_type: bool,
+        right: &Expression<'_>,
+        neg: bool,
+    ) -> Result<(), String> {
+        let words = names(right);
+        let parse = if is_type {
+            crate::icmp_names::nft_type
+        } else {
+            crate::icmp_names::nft_code
+        };
+        let mut vals = Vec::new();
+        for w in &words {
+            vals.push(parse(w).ok_or(format!(
+                "ICMP {} `{w}`",
+                if is_type { "type" } else { "code" }
+            ))?);
+        }
+        match (is_type, vals.as_slice(), neg) {
+            (_, [], _) => Err("an empty ICMP set".into()),
+            (true, [ty], _) => {
+                m.icmp_type = Some(IcmpType {
+                    ty: *ty,
+                    code: None,
+                });
+                m.not.icmp_type = neg;
+                Ok(())
+            }
+            (true, tys, false) => {
+                let alts = tys
+                    .iter()
+                    .map(|&ty| Match {
+                        icmp_type: Some(IcmpType { ty, code: None }),
+                        ..Match::default()
+                    })
+                    .collect();
+                any_of.push(alts);
+                Ok(())
+            }
+            (true, _, true) => Err("a negated set of ICMP types".into()),
+            (false, [code], false) => match &mut m.icmp_type {
+                Some(t) if !m.not.icmp_type && t.code.is_none() => {
+                    t.code = Some(*code);
+                    Ok(())
+                }
+                _ => Err("`icmp code` without one `icmp type` before it".into()),
+            },
+            (false, _, _) => Err("a negated `icmp code` or a set of codes".into()),
+        }
     }
 
     /// The verdicts of a `ct state vmap`, one per distinct verdict with
@@ -446,6 +507,32 @@ pub(super) enum Skip {
     Ipv6,
     /// It has no verdict: it only counts or logs.
     NoVerdict,
+}
+
+/// `meta l4proto` / `ip protocol` into `m`; `Some`: the rule matches
+/// only IPv6 packets. ICMPv6 never rides in IPv4: firewalld's
+/// `{ icmp, ipv6-icmp }` is icmp here.
+fn proto_match(m: &mut Match, right: &Expression<'_>, neg: bool) -> Result<Option<Skip>, String> {
+    let mut v4 = Vec::new();
+    for v in names(right) {
+        match v.as_str() {
+            "tcp" | "6" => v4.push(Proto::Tcp),
+            "udp" | "17" => v4.push(Proto::Udp),
+            "icmp" | "1" => v4.push(Proto::Icmp),
+            "ipv6-icmp" | "icmpv6" | "58" => {}
+            _ => return Err(format!("protocol `{v}`")),
+        }
+    }
+    match (v4.as_slice(), neg) {
+        ([], false) => return Ok(Some(Skip::Ipv6)),
+        ([], true) => {}
+        ([p], _) => {
+            m.proto = Some(*p);
+            m.not.proto = neg;
+        }
+        _ => return Err("a set of several IPv4 protocols (one protocol per rule)".into()),
+    }
+    Ok(None)
 }
 
 /// A NAT statement's flags as the rule's port flag. `persistent` changes

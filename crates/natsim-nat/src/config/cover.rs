@@ -1,7 +1,7 @@
 //! Whether one rule's match covers another's: a later rule in the same
 //! chain that an earlier one covers can never match.
 
-use super::{Match, PortRange, Prefix, RuleSet};
+use super::{IcmpType, Match, PortRange, Prefix, RuleSet};
 
 impl RuleSet {
     /// The first earlier rule of rule `i`'s chain that matches everything
@@ -71,6 +71,13 @@ fn covers(a: &Match, b: &Match) -> bool {
             &b.dst_local.then_some(()),
             m.dst_local,
             same,
+        )
+        && field(
+            &a.icmp_type,
+            n.icmp_type,
+            &b.icmp_type,
+            m.icmp_type,
+            |x: &IcmpType, y: &IcmpType| x.ty == y.ty && (x.code.is_none() || x.code == y.code),
         )
         && (a.dst_iface_addr.is_none() || a.dst_iface_addr == b.dst_iface_addr)
         && (a.ct_dnat.is_none() || a.ct_dnat == b.ct_dnat)

@@ -33,6 +33,10 @@ pub enum ConfigError {
     PortsNeedTcpOrUdp {
         rule: RuleId,
     },
+    /// An ICMP type match without protocol ICMP.
+    IcmpTypeNeedsIcmp {
+        rule: RuleId,
+    },
     /// A DNAT port range that would run past 65535.
     DnatRangeOverflow {
         rule: RuleId,
@@ -75,6 +79,9 @@ impl fmt::Display for ConfigError {
             }
             Self::PortsNeedTcpOrUdp { rule } => {
                 write!(f, "{rule} matches ports but not protocol tcp or udp")
+            }
+            Self::IcmpTypeNeedsIcmp { rule } => {
+                write!(f, "{rule} matches an ICMP type but not protocol icmp")
             }
             Self::DnatRangeOverflow { rule } => {
                 write!(f, "{rule}: the translated port range runs past 65535")
@@ -169,6 +176,9 @@ pub(crate) fn validate(cfg: &NatConfig) -> Result<(), ConfigError> {
             if !matches!(m.proto, Some(Proto::Tcp | Proto::Udp)) {
                 return Err(ConfigError::PortsNeedTcpOrUdp { rule: id });
             }
+        }
+        if m.icmp_type.is_some() && (m.proto != Some(Proto::Icmp) || m.not.proto) {
+            return Err(ConfigError::IcmpTypeNeedsIcmp { rule: id });
         }
         match &r.action {
             Action::Masquerade { ports, .. } if ports.is_empty() => {

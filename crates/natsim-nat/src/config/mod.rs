@@ -122,6 +122,9 @@ pub struct Match {
     /// Conntrack states the packet must be in (`ct state`, `-m conntrack
     /// --ctstate`). NAT chains see only a connection's first packet (NEW).
     pub ct_state: Option<CtStates>,
+    /// An ICMP type (and code); only ICMP packets match, even negated
+    /// (iptables requires `-p icmp` before `! --icmp-type`).
+    pub icmp_type: Option<IcmpType>,
     /// Matches written with `!` (iptables `! -i eth0`, nft `!=`).
     pub not: Negated,
 }
@@ -137,6 +140,31 @@ pub struct Negated {
     pub dst_ports: bool,
     pub src_ports: bool,
     pub dst_local: bool,
+    pub icmp_type: bool,
+}
+
+/// An ICMP type and, if given, code: iptables `--icmp-type T[/C]` (xt_icmp
+/// `icmp_type_code_match`), nft `icmp type` / `icmp code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IcmpType {
+    pub ty: u8,
+    pub code: Option<u8>,
+}
+
+impl IcmpType {
+    /// Whether a packet of this type and code matches.
+    pub fn hits(self, ty: u8, code: u8) -> bool {
+        self.ty == ty && self.code.is_none_or(|c| c == code)
+    }
+}
+
+impl core::fmt::Display for IcmpType {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.code {
+            Some(c) => write!(f, "{}/{c}", self.ty),
+            None => write!(f, "{}", self.ty),
+        }
+    }
 }
 
 /// A set of conntrack states (nf_conntrack `ctinfo` as `ct state` sees it).

@@ -7,11 +7,14 @@ use crate::config::{CtStates, FilterAction, FilterHook, Match, RejectWith};
 
 impl NatEngine {
     /// Whether `m` matches packet `f` (after DNAT, before SNAT) in
-    /// conntrack state `state`; `dnat`: its connection was DNATed.
+    /// conntrack state `state`; `dnat`: its connection was DNATed; `icmp`:
+    /// an ICMP query's (type, code).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn match_ok(
         &self,
         m: &Match,
         f: &Flow,
+        icmp: Option<(u8, u8)>,
         ingress: IfaceId,
         egress: Option<IfaceId>,
         dnat: bool,
@@ -40,6 +43,9 @@ impl NatEngine {
             )
             && m.ct_dnat.is_none_or(|d| d == dnat)
             && m.ct_state.is_none_or(|s| s.contains(state))
+            && m
+                .icmp_type
+                .is_none_or(|t| icmp.is_some_and(|(ty, code)| t.hits(ty, code) != n.icmp_type))
     }
 
     /// Runs the filter chain for `hook`. `None`: accepted; otherwise the
@@ -60,7 +66,7 @@ impl NatEngine {
         let chain = self.cfg.filter.chain(hook);
         let mut decided = (chain.policy, None);
         for (k, r) in chain.rules.iter().enumerate() {
-            if self.match_ok(&r.matches, f, ingress, egress, dnat, state) {
+            if self.match_ok(&r.matches, f, p.icmp_query(), ingress, egress, dnat, state) {
                 decided = (r.action, Some(k as u16));
                 break;
             }

@@ -80,6 +80,7 @@ impl NatEngine {
         &self,
         r: &Rule,
         f: &Flow,
+        icmp: Option<(u8, u8)>,
         ingress: IfaceId,
         egress: Option<IfaceId>,
         dnat: bool,
@@ -87,6 +88,7 @@ impl NatEngine {
         self.match_ok(
             &r.matches,
             f,
+            icmp,
             ingress,
             egress,
             dnat,
@@ -157,7 +159,7 @@ impl NatEngine {
             }
             let ri = self.pre[k];
             let r = &self.cfg.rules.rules[usize::from(ri)];
-            if !self.rule_matches(r, &flow, ingress, None, false) {
+            if !self.rule_matches(r, &flow, p.icmp_query(), ingress, None, false) {
                 continue;
             }
             pre_matched = true;
@@ -257,7 +259,7 @@ impl NatEngine {
                     // addresses is the router's to answer (icmp_echo), not
                     // unsolicited traffic for the NAT to filter.
                     || (proto == Proto::Icmp
-                        && matches!(p.l4_kind, L4::IcmpQuery { request: true })
+                        && matches!(p.l4_kind, L4::IcmpQuery { request: true, .. })
                         && (behaviour.unsolicited == Unsolicited::Reject
                             || self.cfg.interfaces.iter().any(|i| i.addr == flow.dst.addr))));
             if !local_ok {
@@ -336,7 +338,7 @@ impl NatEngine {
             for k in 0..self.post.len() {
                 let ri = self.post[k];
                 let r = &self.cfg.rules.rules[usize::from(ri)];
-                if !self.rule_matches(r, &after_dnat, ingress, Some(e), dnat) {
+                if !self.rule_matches(r, &after_dnat, p.icmp_query(), ingress, Some(e), dnat) {
                     continue;
                 }
                 trace.step(NatStep::RuleMatched { rule: RuleId(ri) });

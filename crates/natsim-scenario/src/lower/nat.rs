@@ -312,6 +312,7 @@ pub fn nat_error(e: &ConfigError, spans: &[Range<usize>], r: &Router, cx: &Ctx<'
         | ConfigError::NetmapLengthMismatch { rule }
         | ConfigError::DnatRangeOverflow { rule }
         | ConfigError::PortsNeedTcpOrUdp { rule }
+        | ConfigError::IcmpTypeNeedsIcmp { rule }
         | ConfigError::EmptyPool { rule }
         | ConfigError::PoolTooLarge { rule } => cx.at(
             at(rule),
