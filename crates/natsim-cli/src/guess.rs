@@ -103,11 +103,28 @@ pub fn router_with_notes(
 /// uplink or LAN it implies but does not name).
 pub fn router(imp: &Imported) -> Result<(RouterSpec, Vec<Guessed>), String> {
     let rules = &imp.rules.rules;
-    let mut names = imp.ifaces.clone();
+    // A wildcard (`ppp+`, `"wg*"`) stands for one interface of its kind.
+    let mut names: Vec<String> = Vec::new();
+    for n in &imp.ifaces {
+        names.push(match natsim_import::bind::wildcard_stem(n) {
+            Some(stem) => {
+                let stem = if stem.is_empty() { "eth" } else { stem };
+                (0..)
+                    .map(|i| format!("{stem}{i}"))
+                    .find(|c| !imp.ifaces.contains(c) && !names.contains(c))
+                    .unwrap_or_default()
+            }
+            None => n.clone(),
+        });
+    }
     let mut roles: Vec<(Role, String)> = (0..names.len())
         .map(|k| {
             let (r, why) = role_of(rules, k);
-            (r, why.to_string())
+            let why = match natsim_import::bind::wildcard_stem(&imp.ifaces[k]) {
+                Some(_) => format!("{why} (one interface `{}` matches)", imp.ifaces[k]),
+                None => why.to_string(),
+            };
+            (r, why)
         })
         .collect();
     let free_name = |names: &[String], want: &[&str]| {
@@ -287,7 +304,7 @@ pub fn router(imp: &Imported) -> Result<(RouterSpec, Vec<Guessed>), String> {
     }
     let mut bound = imp.clone();
     bound
-        .bind(|n| names.iter().position(|x| x == n).map(|k| IfaceId(k as u16)))
+        .bind(&names)
         .map_err(|u| format!("interface `{}` could not be placed", u.name))?;
     nat.rules = bound.rules;
     nat.filter = bound.filter;

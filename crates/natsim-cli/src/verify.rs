@@ -2,7 +2,6 @@
 //! against the kernel (see the natsim-linux crate).
 
 use natsim_linux::{render, verify, IfaceSpec, RouterSpec, VerifyError};
-use natsim_nat::IfaceId;
 use natsim_scenario::load_file;
 use natsim_scenario::model;
 use std::path::Path;
@@ -61,13 +60,7 @@ fn with_rules(
     let shown = path.display().to_string();
     let mut imp = read_rules(path, ipsets)?;
     let names: Vec<String> = spec.ifaces.iter().map(|i| i.name.clone()).collect();
-    imp.bind(|name| {
-        names
-            .iter()
-            .position(|n| n == name)
-            .map(|k| IfaceId(k as u16))
-    })
-    .map_err(|u| {
+    imp.bind(&names).map_err(|u| {
         format!(
             "{shown}:{}:{}: error: interface `{}` is not one of router `{}`'s interfaces",
             u.loc.line, u.loc.col, u.name, spec.name

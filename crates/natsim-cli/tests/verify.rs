@@ -163,10 +163,13 @@ fn a_ruleset_alone_is_checked_on_the_router_it_describes() {
         // ICMP types by number, name and code, one negated: pings leave
         // and reach the router, every other ICMP from the LAN is dropped
         // (the negation decides the echo probes), errors pass as RELATED.
+        // The uplink is `ppp+`: the guessed router names it ppp0.
         (
-            "../../crates/natsim-cli/tests/fixtures/icmp-types.rules",
+            "../../crates/natsim-cli/tests/fixtures/pppoe-icmp.rules",
             None,
             &[
+                "ppp0           203.0.113.1/24  outside",
+                "one interface `ppp+` matches",
                 "lan0           192.168.1.1/24  inside",
                 "unsolicited icmp to router",
             ][..],

@@ -16,6 +16,7 @@
 //! sends or receives) are listed in [`Imported::notes`].
 #![deny(unsafe_code)]
 
+pub mod bind;
 pub mod flatten;
 pub mod icmp_names;
 pub mod ipset;
@@ -104,31 +105,6 @@ fn remap_match(m: &mut Match, map: &[IfaceId]) {
 }
 
 impl Imported {
-    /// Renumbers interfaces to the router's own (`lookup` by name).
-    pub fn bind(&mut self, lookup: impl Fn(&str) -> Option<IfaceId>) -> Result<(), UnboundIface> {
-        let mut map = Vec::new();
-        for (k, n) in self.ifaces.iter().enumerate() {
-            match lookup(n) {
-                Some(id) => map.push(id),
-                None => {
-                    return Err(UnboundIface {
-                        name: n.clone(),
-                        loc: self.iface_locs.get(k).cloned().unwrap_or_default(),
-                    })
-                }
-            }
-        }
-        for r in &mut self.rules.rules {
-            remap_match(&mut r.matches, &map);
-        }
-        for c in [&mut self.filter.input, &mut self.filter.forward] {
-            for r in &mut c.rules {
-                remap_match(&mut r.matches, &map);
-            }
-        }
-        Ok(())
-    }
-
     /// Leaves out what concerns the loopback interface `lo`: rules that
     /// match only `-i lo` / `-o lo` (the router's own traffic to itself,
     /// which no forwarded or probe packet is), and `! -i lo`-style

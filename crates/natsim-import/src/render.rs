@@ -139,6 +139,15 @@ pub fn router_block(imp: &Imported, rules_path: &str, ipsets: Option<&str>) -> S
                 && !crate::hairpin_rule(r)
         });
         let role = if outside { "outside" } else { "inside" };
+        if let Some(stem) = crate::bind::wildcard_stem(n) {
+            o.push_str(&format!(
+                "  # `{n}` matches every interface whose name starts with `{stem}`: name yours so\n"
+            ));
+        }
+        let n = match crate::bind::wildcard_stem(n) {
+            Some(stem) => format!("{}0", if stem.is_empty() { "eth" } else { stem }),
+            None => n.clone(),
+        };
         o.push_str(&format!(
             "  {{ name = \"{n}\", segment = \"SEGMENT\", address = \"ADDRESS/LEN\", role = \"{role}\" }},\n"
         ));

@@ -518,3 +518,93 @@ fn icmp_type_matches_import_by_name_number_and_code() {
         assert!(e.message.contains(says), "{bad}: {e}");
     }
 }
+
+/// Interface wildcards (`ppp+`, xt's `ifname_compare`) bind to every
+/// interface of the router whose name starts with the stem: one rule per
+/// interface in the router's order, a negation to the interfaces it
+/// leaves, none at all to a located note; a copy an earlier rule covers
+/// is left out as the kernel never reaches it.
+#[test]
+fn interface_wildcards_expand_at_binding() {
+    let src = "*nat\n:POSTROUTING ACCEPT [0:0]\n\
+        -A POSTROUTING -o ppp+ -j MASQUERADE\n\
+        -A POSTROUTING -o eth0 -j MASQUERADE\n\
+        -A POSTROUTING -o eth+ -j MASQUERADE\n\
+        COMMIT\n*filter\n:FORWARD DROP [0:0]\n\
+        -A FORWARD -i lan0 -o ppp+ -j ACCEPT\n\
+        -A FORWARD ! -i ppp+ -j ACCEPT\n\
+        -A FORWARD -i wg+ -j DROP\n\
+        COMMIT\n";
+    let mut imp = import("wild.rules", src, None).unwrap();
+    let router = ["lan0", "ppp0", "ppp1", "eth0", "eth1"];
+    imp.bind(&router).unwrap();
+    let id = |n: &str| Some(IfaceId(router.iter().position(|x| *x == n).unwrap() as u16));
+    let outs: Vec<_> = imp
+        .rules
+        .rules
+        .iter()
+        .map(|r| (r.matches.out_iface, r.matches.not.out_iface))
+        .collect();
+    assert_eq!(
+        outs,
+        [
+            (id("ppp0"), false),
+            (id("ppp1"), false),
+            (id("eth0"), false),
+            (id("eth1"), false)
+        ]
+    );
+    let fwd: Vec<_> = imp
+        .filter
+        .forward
+        .rules
+        .iter()
+        .map(|r| {
+            (
+                r.matches.in_iface,
+                r.matches.not.in_iface,
+                r.matches.out_iface,
+            )
+        })
+        .collect();
+    assert_eq!(
+        fwd,
+        [
+            (id("lan0"), false, id("ppp0")),
+            (id("lan0"), false, id("ppp1")),
+            (id("lan0"), false, None),
+            (id("eth0"), false, None),
+            (id("eth1"), false, None),
+        ]
+    );
+    assert!(
+        imp.notes
+            .iter()
+            .any(|n| n.contains("1 rule(s) left out: their interface wildcard")),
+        "{:?}",
+        imp.notes
+    );
+    assert!(
+        imp.notes.iter().any(|n| n.contains("can never match")),
+        "{:?}",
+        imp.notes
+    );
+    // A negated wildcard naming one interface is that interface negated.
+    let mut one = import(
+        "w.rules",
+        "*filter\n:FORWARD DROP [0:0]\n-A FORWARD ! -i wg+ -j ACCEPT\nCOMMIT\n",
+        None,
+    )
+    .unwrap();
+    one.bind(&["lan0", "wg0"]).unwrap();
+    let m = &one.filter.forward.rules[0].matches;
+    assert_eq!((m.in_iface, m.not.in_iface), (Some(IfaceId(1)), true));
+    // An exact name the router lacks is still an error.
+    let mut bad = import(
+        "b.rules",
+        "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -i wan9 -j ACCEPT\nCOMMIT\n",
+        None,
+    )
+    .unwrap();
+    assert_eq!(bad.bind(&["lan0"]).unwrap_err().name, "wan9");
+}

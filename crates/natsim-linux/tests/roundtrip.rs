@@ -38,13 +38,8 @@ fn base() -> NatConfig {
 fn reimport(s: &RouterSpec) -> NatConfig {
     let json = nft::ruleset_json(s).unwrap();
     let mut imp = natsim_import::import("generated.json", &json, None).unwrap();
-    imp.bind(|n| {
-        s.ifaces
-            .iter()
-            .position(|i| i.name == n)
-            .map(|k| IfaceId(k as u16))
-    })
-    .unwrap();
+    let names: Vec<&str> = s.ifaces.iter().map(|i| i.name.as_str()).collect();
+    imp.bind(&names).unwrap();
     let mut cfg = base();
     cfg.rules = imp.rules;
     cfg.filter = imp.filter;

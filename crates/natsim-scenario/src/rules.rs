@@ -5,7 +5,6 @@
 use crate::diag::{Ctx, Problem};
 use crate::schema::{Router, S};
 use natsim_import::{import, Imported};
-use natsim_nat::IfaceId;
 use std::path::{Path, PathBuf};
 
 /// `name` relative to the scenario file's folder.
@@ -46,13 +45,12 @@ pub fn load(r: &Router, rules: &S<String>, cx: &Ctx<'_>) -> Result<Imported, Pro
         hint: Some(format!("supported: {}", e.supported)),
         span: 0..0,
     })?;
-    imp.bind(|name| {
-        r.interfaces
-            .iter()
-            .position(|i| i.name.get_ref() == name)
-            .map(|k| IfaceId(k as u16))
-    })
-    .map_err(|u| Problem {
+    let names: Vec<&str> = r
+        .interfaces
+        .iter()
+        .map(|i| i.name.get_ref().as_str())
+        .collect();
+    imp.bind(&names).map_err(|u| Problem {
         severity: crate::diag::Severity::Error,
         file: file.clone(),
         line: u.loc.line,

@@ -177,16 +177,8 @@ impl Parser<'_> {
                     i += 2;
                 }
                 "-i" | "-o" => {
+                    // `eth+` is a wildcard, expanded at binding (crate::bind).
                     let (v, c) = val(i, &t.s)?;
-                    if v.ends_with('+') {
-                        return Err(self.err(
-                            n,
-                            c,
-                            line,
-                            format!("interface wildcard `{v}`"),
-                            "exact interface names",
-                        ));
-                    }
                     let id = self.ifaces.id(v, &Loc { line: n, col: c });
                     if t.s == "-i" {
                         m.in_iface = Some(id);

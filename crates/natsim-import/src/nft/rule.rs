@@ -132,9 +132,7 @@ impl Reader<'_> {
                             MetaKey::Iifname | MetaKey::Oifname => {
                                 let v = text(&mt.right)
                                     .ok_or_else(|| bad(self, "an interface set".into()))?;
-                                if v.ends_with('*') {
-                                    return Err(bad(self, format!("interface wildcard `{v}`")));
-                                }
+                                // `"eth*"` is a wildcard, expanded at binding.
                                 let id = self.ifaces.id(&v, &Loc { line, col });
                                 if me.key == MetaKey::Iifname {
                                     m.in_iface = Some(id);
