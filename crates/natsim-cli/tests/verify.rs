@@ -174,6 +174,18 @@ fn a_ruleset_alone_is_checked_on_the_router_it_describes() {
                 "unsolicited icmp to router",
             ][..],
         ),
+        // A home router as `nft -j` (nftables 1.0.6) printed it: `iif lo`,
+        // port and protocol sets (`meta l4proto { tcp, udp } th dport`),
+        // `tcp flags syn`, a rate-limited ping (taken as under its limit)
+        // and a DNAT of a port set.
+        (
+            "../../crates/natsim-cli/tests/fixtures/nft-home.json",
+            None,
+            &[
+                "ppp0           203.0.113.1/24  outside",
+                "taken as under the limit",
+            ][..],
+        ),
         // OpenWrt fw3's zone chains, with a forward's "(reflection)" DNAT
         // and SNAT on br-lan: the LAN stays inside, and the uplink takes
         // the address the forward is published on.

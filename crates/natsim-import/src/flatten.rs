@@ -14,7 +14,7 @@
 
 use crate::ipset::Sets;
 use crate::{FilterAction, ImportError, Loc};
-use natsim_nat::{Action, IcmpType, IfaceId, Match, Prefix};
+use natsim_nat::{Action, IcmpType, IfaceId, Match, Prefix, TcpFlagsMatch};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,6 +114,32 @@ fn merge_icmp(
     }
 }
 
+/// [`merge_opt`] for TCP flag matches: two positive masks hold together
+/// when they agree on the flags both look at.
+fn merge_flags(
+    a: Option<TcpFlagsMatch>,
+    an: bool,
+    b: Option<TcpFlagsMatch>,
+    bn: bool,
+) -> Result<Option<(Option<TcpFlagsMatch>, bool)>, &'static str> {
+    match (a, b, an, bn) {
+        (Some(x), Some(y), false, false) if x != y => {
+            let both = x.mask & y.mask;
+            if x.comp & both != y.comp & both {
+                return Ok(None);
+            }
+            Ok(Some((
+                Some(TcpFlagsMatch {
+                    mask: x.mask | y.mask,
+                    comp: x.comp | y.comp,
+                }),
+                false,
+            )))
+        }
+        _ => merge_opt(a, an, b, bn),
+    }
+}
+
 fn merge_prefix(
     a: Option<Prefix>,
     an: bool,
@@ -169,6 +195,7 @@ pub fn merge(a: &Match, b: &Match) -> Result<Option<Match>, &'static str> {
     field!(dst_ports, merge_opt);
     field!(src_ports, merge_opt);
     field!(icmp_type, merge_icmp);
+    field!(tcp_flags, merge_flags);
     match merge_opt(
         a.dst_local.then_some(()),
         a.not.dst_local,

@@ -60,6 +60,14 @@ pub fn describe_match_with(iface: &dyn Fn(natsim_nat::IfaceId) -> String, m: &Ma
     if let Some(t) = m.icmp_type {
         w.push(format!("{}--icmp-type {t}", not(m.not.icmp_type)));
     }
+    if let Some(t) = m.tcp_flags {
+        w.push(format!(
+            "{}--tcp-flags {} {}",
+            not(m.not.tcp_flags),
+            natsim_nat::TcpFlagsMatch::names(t.mask),
+            natsim_nat::TcpFlagsMatch::names(t.comp)
+        ));
+    }
     if let Some(s) = m.ct_state {
         w.push(format!("--ctstate {}", s.names().join(",")));
     }

@@ -608,3 +608,52 @@ fn interface_wildcards_expand_at_binding() {
     .unwrap();
     assert_eq!(bad.bind(&["lan0"]).unwrap_err().name, "wan9");
 }
+
+/// `--syn` and `--tcp-flags MASK COMP` (xt_tcpudp), negation kept; flags
+/// outside the mask are not compared, so COMP is cut to the mask.
+#[test]
+fn tcp_flag_matches_import() {
+    use natsim_nat::TcpFlagsMatch;
+    let src = "*filter\n:INPUT DROP [0:0]\n\
+        -A INPUT -p tcp -m tcp --syn -j ACCEPT\n\
+        -A INPUT -p tcp ! --syn -m conntrack --ctstate NEW -j DROP\n\
+        -A INPUT -p tcp -m tcp --tcp-flags ALL NONE -j DROP\n\
+        -A INPUT -p tcp --tcp-flags SYN,RST SYN,RST,ACK -j DROP\n\
+        COMMIT\n";
+    let imp = import("flags.rules", src, None).unwrap();
+    let got: Vec<_> = imp
+        .filter
+        .input
+        .rules
+        .iter()
+        .map(|r| (r.matches.tcp_flags, r.matches.not.tcp_flags))
+        .collect();
+    let f = |mask, comp| Some(TcpFlagsMatch { mask, comp });
+    assert_eq!(
+        got,
+        [
+            (Some(TcpFlagsMatch::SYN), false),
+            (Some(TcpFlagsMatch::SYN), true),
+            (f(0xff, 0), false),
+            (f(0x06, 0x06), false),
+        ]
+    );
+    for (bad, col, says) in [
+        ("-A INPUT --syn -j DROP", 10, "needs -p tcp"),
+        (
+            "-A INPUT -p udp --tcp-flags SYN SYN -j DROP",
+            17,
+            "needs -p tcp",
+        ),
+        (
+            "-A INPUT -p tcp --tcp-flags SYN,BOGUS SYN -j DROP",
+            17,
+            "not a list of TCP flags",
+        ),
+    ] {
+        let src = format!("*filter\n:INPUT DROP [0:0]\n{bad}\nCOMMIT\n");
+        let e = import("bad.rules", &src, None).unwrap_err();
+        assert_eq!((e.loc.line, e.loc.col), (3, col), "{bad}: {e}");
+        assert!(e.message.contains(says), "{bad}: {e}");
+    }
+}

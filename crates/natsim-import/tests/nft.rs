@@ -277,3 +277,128 @@ fn nft_icmp_type_matches_import() {
     let e = import("bad.json", &bad, None).unwrap_err();
     assert!(e.message.contains("icmp code"), "{e}");
 }
+
+/// What `nft -j` (nftables 1.0.6) printed for a home router's input
+/// chain: port sets (one rule per entry; a negated set as the ranges it
+/// leaves), a protocol set with `th dport`, `tcp flags` three ways, `oif`,
+/// and `limit rate` (under: kept with a note; `over`: left out).
+#[test]
+fn nft_sets_flags_and_limits_import() {
+    use natsim_nat::{PortRange, TcpFlagsMatch};
+    let p = |proto: &str, f: &str| {
+        format!(r#"{{"payload": {{"protocol": "{proto}", "field": "{f}"}}}}"#)
+    };
+    let mt = |op: &str, l: String, r: &str| {
+        format!(r#"{{"match": {{"op": "{op}", "left": {l}, "right": {r}}}}}"#)
+    };
+    let (acc, drop) = (r#"{"accept": null}"#, r#"{"drop": null}"#);
+    let rules = [
+        format!(
+            "{}, {acc}",
+            mt("==", p("tcp", "dport"), r#"{"set": [22, 80, 443]}"#)
+        ),
+        format!(
+            "{}, {drop}",
+            mt("!=", p("tcp", "dport"), r#"{"set": [22, 80]}"#)
+        ),
+        format!(
+            "{}, {acc}",
+            mt(
+                "==",
+                p("tcp", "dport"),
+                r#"{"set": [{"range": [1000, 2000]}, 3000]}"#
+            )
+        ),
+        format!(
+            "{}, {}, {acc}",
+            mt(
+                "==",
+                r#"{"meta": {"key": "l4proto"}}"#.into(),
+                r#"{"set": ["tcp", "udp"]}"#
+            ),
+            mt("==", p("th", "dport"), "53")
+        ),
+        format!(
+            "{}, {}, {acc}",
+            mt("in", p("tcp", "flags"), r#""syn""#),
+            mt("==", p("tcp", "dport"), "8080")
+        ),
+        format!(
+            "{}, {acc}",
+            mt(
+                "==",
+                format!(r#"{{"&": [{}, ["syn", "ack"]]}}"#, p("tcp", "flags")),
+                r#""syn""#
+            )
+        ),
+        format!(
+            "{}, {acc}",
+            mt("==", r#"{"meta": {"key": "oif"}}"#.into(), r#""eth0""#)
+        ),
+        format!(r#"{{"limit": {{"rate": 10, "burst": 5, "per": "second", "inv": true}}}}, {drop}"#),
+        format!(
+            r#"{}, {{"limit": {{"rate": 5, "burst": 10, "per": "second"}}}}, {acc}"#,
+            mt("==", p("icmp", "type"), r#""echo-request""#)
+        ),
+    ];
+    let refs: Vec<&str> = rules.iter().map(String::as_str).collect();
+    let imp = import("home.json", &forward_rules(&refs), None).unwrap();
+    let r = PortRange::new;
+    let got: Vec<_> = imp
+        .filter
+        .forward
+        .rules
+        .iter()
+        .map(|x| {
+            (
+                x.matches.proto,
+                x.matches.dst_ports,
+                x.matches.not.dst_ports,
+                x.matches.tcp_flags,
+            )
+        })
+        .collect();
+    let (tcp, udp, icmp) = (Some(Proto::Tcp), Some(Proto::Udp), Some(Proto::Icmp));
+    let syn = Some(TcpFlagsMatch {
+        mask: 0x02,
+        comp: 0x02,
+    });
+    let syn_of_syn_ack = Some(TcpFlagsMatch {
+        mask: 0x12,
+        comp: 0x02,
+    });
+    assert_eq!(
+        got,
+        [
+            (tcp, Some(r(22, 22)), false, None),
+            (tcp, Some(r(80, 80)), false, None),
+            (tcp, Some(r(443, 443)), false, None),
+            (tcp, Some(r(0, 21)), false, None),
+            (tcp, Some(r(23, 79)), false, None),
+            (tcp, Some(r(81, 65_535)), false, None),
+            (tcp, Some(r(1000, 2000)), false, None),
+            (tcp, Some(r(3000, 3000)), false, None),
+            (tcp, Some(r(53, 53)), false, None),
+            (udp, Some(r(53, 53)), false, None),
+            (tcp, Some(r(8080, 8080)), false, syn),
+            (tcp, None, false, syn_of_syn_ack),
+            (None, None, false, None),
+            (icmp, None, false, None),
+        ]
+    );
+    assert_eq!(imp.ifaces, ["eth0"]);
+    assert!(
+        imp.notes
+            .iter()
+            .any(|n| n.contains("1 rule(s) left out: they match only above a rate")),
+        "{:?}",
+        imp.notes
+    );
+    assert!(
+        imp.notes
+            .iter()
+            .any(|n| n.contains("1 rule(s) with `limit rate` taken as under the limit")),
+        "{:?}",
+        imp.notes
+    );
+}

@@ -197,6 +197,17 @@ fn matches(
         };
         out.push(cmp(field(p, "sport"), ports(range), n.src_ports));
     }
+    if let Some(t) = m.tcp_flags {
+        let flags = Expression::BinaryOperation(Box::new(nftables::expr::BinaryOperation::AND(
+            field("tcp", "flags"),
+            Expression::Number(u32::from(t.mask)),
+        )));
+        out.push(cmp(
+            flags,
+            Expression::Number(u32::from(t.comp)),
+            n.tcp_flags,
+        ));
+    }
     if let Some(t) = m.icmp_type {
         let num = |v: u8| Expression::Number(u32::from(v));
         match (t.code, n.icmp_type) {

@@ -188,16 +188,6 @@ pub(crate) fn transport(
 }
 
 impl Parsed {
-    /// An ICMP query's (type, code), which `--icmp-type` matches see.
-    pub fn icmp_query(&self) -> Option<(u8, u8)> {
-        match self.l4_kind {
-            L4::IcmpQuery {
-                icmp_type, code, ..
-            } => Some((icmp_type, code)),
-            _ => None,
-        }
-    }
-
     /// Validates `frame` down to the transport header.
     #[inline]
     pub fn parse(frame: &[u8]) -> Result<Parsed, DropReason> {

@@ -119,8 +119,8 @@ pub use config::{
     Action, Behaviour, Chain, ConfigError, CtStates, Filter, FilterAction, FilterChain, FilterHook,
     FilterRule, FilteringBehaviour, FragmentHandling, Hairpin, IcmpType, IfaceId, Interface,
     MappingBehaviour, Match, NatConfig, Negated, Pooling, PortAssignment, PortClasses, PortFlag,
-    PortStrategy, ProtoBehaviour, RejectWith, Role, Rule, RuleId, RuleSet, SnatPool, Timeouts,
-    UdpRefresh, Unreachable, Unsolicited,
+    PortStrategy, ProtoBehaviour, RejectWith, Role, Rule, RuleId, RuleSet, SnatPool, TcpFlagsMatch,
+    Timeouts, UdpRefresh, Unreachable, Unsolicited,
 };
 pub use defrag::{Released, FRAGMENT_MEMORY, FRAGMENT_TIMEOUT};
 pub use engine::{ConnInfo, NatEngine};

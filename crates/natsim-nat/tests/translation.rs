@@ -520,3 +520,34 @@ fn an_icmp_type_match_sees_only_icmp_of_that_type() {
         Verdict::Forward { .. }
     ));
 }
+
+/// `-p tcp --syn -j DROP` (xt_tcpudp: flags & SYN,RST,ACK,FIN == SYN)
+/// in FORWARD: a SYN is dropped, a SYN-ACK and UDP are not looked at.
+#[test]
+fn a_tcp_flags_match_sees_only_tcp_with_those_flags() {
+    let mut c = config(Behaviour::linux());
+    c.rules.masquerade("masq", WAN, None);
+    c.filter.forward.rules.push(FilterRule {
+        name: "no syn".into(),
+        matches: Match {
+            proto: Some(Proto::Tcp),
+            tcp_flags: Some(TcpFlagsMatch::SYN),
+            ..Match::default()
+        },
+        action: FilterAction::Drop,
+    });
+    let mut nat = NatEngine::new(c).unwrap();
+    let denied = Verdict::Drop(DropReason::FilterDenied {
+        hook: FilterHook::Forward,
+        rule: Some(0),
+    });
+    let mut syn = tcp((HOST_A, 40000), (REMOTE, 80), "S", b"");
+    assert_eq!(run(&mut nat, T0, LAN, &mut syn).0, denied);
+    let mut syn_ack = tcp((HOST_A, 40001), (REMOTE, 80), "SA", b"");
+    assert_ne!(run(&mut nat, T0, LAN, &mut syn_ack).0, denied);
+    let mut dgram = udp((HOST_A, 40000), (REMOTE, 53), b"query");
+    assert!(matches!(
+        run(&mut nat, T0, LAN, &mut dgram).0,
+        Verdict::Forward { .. }
+    ));
+}

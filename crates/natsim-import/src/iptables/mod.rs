@@ -10,19 +10,19 @@
 //! chains, with `--to-destination`, `--to-source`, `--to-ports`, `--to`.
 
 use crate::flatten::{assemble, Ifaces, RawChain, RawRule, RawTable, SetRef, Target};
-use crate::icmp_names::Named;
 use crate::ipset::{parse_prefix, Sets};
 use crate::{FilterAction, ImportError, Imported, Loc, RejectWith, Unreachable};
 use natsim_nat::{Action, CtStates, Match, Pooling, PortFlag, PortRange, Proto, SnatPool};
 use std::net::Ipv4Addr;
 
 mod inert;
+mod l4;
 mod target;
 mod tokens;
 
 use tokens::tokens;
 
-const SUPPORTED_MATCHES: &str = "-i, -o, -s, -d, -p tcp|udp|icmp (each with !), -m icmp --icmp-type T[/C], -m tcp|udp --dport/--sport N[:M], -m conntrack --ctstate, -m state --state, -m addrtype --dst-type LOCAL, -m set --match-set NAME src|dst, -m multiport --dports|--sports N[:M],..., -m comment --comment";
+const SUPPORTED_MATCHES: &str = "-i, -o, -s, -d, -p tcp|udp|icmp (each with !), -m icmp --icmp-type T[/C], --syn, --tcp-flags MASK COMP, -m tcp|udp --dport/--sport N[:M], -m conntrack --ctstate, -m state --state, -m addrtype --dst-type LOCAL, -m set --match-set NAME src|dst, -m multiport --dports|--sports N[:M],..., -m comment --comment";
 const SUPPORTED_TARGETS: &str = "-j DNAT --to-destination A[:P[-Q]], SNAT --to-source A[-B][:P-Q], MASQUERADE [--to-ports P[-Q]], REDIRECT [--to-ports P], NETMAP --to P/LEN, ACCEPT, DROP, REJECT, RETURN, or a user chain";
 
 fn ports(s: &str) -> Option<PortRange> {
@@ -77,45 +77,6 @@ impl Parser<'_> {
             message,
             supported,
         }
-    }
-
-    /// `v` as a port or a range `N:M`.
-    fn port_range(
-        &self,
-        n: usize,
-        col: usize,
-        line: &str,
-        v: &str,
-    ) -> Result<PortRange, ImportError> {
-        ports(v).ok_or_else(|| {
-            self.err(
-                n,
-                col,
-                line,
-                format!("`{v}` is not a port or range N:M"),
-                SUPPORTED_MATCHES,
-            )
-        })
-    }
-
-    /// A port match needs `-p tcp` or `-p udp` before it.
-    fn needs_tcp_or_udp(
-        &self,
-        m: &Match,
-        n: usize,
-        col: usize,
-        line: &str,
-    ) -> Result<(), ImportError> {
-        if matches!(m.proto, Some(Proto::Tcp | Proto::Udp)) && !m.not.proto {
-            return Ok(());
-        }
-        Err(self.err(
-            n,
-            col,
-            line,
-            "a port match needs -p tcp or -p udp first".into(),
-            SUPPORTED_MATCHES,
-        ))
     }
 
     fn rule(
@@ -265,42 +226,18 @@ impl Parser<'_> {
                 }
                 "--icmp-type" => {
                     let (v, c) = val(i, "--icmp-type")?;
-                    if m.proto != Some(Proto::Icmp) || m.not.proto {
-                        return Err(self.err(
-                            n,
-                            t.col,
-                            line,
-                            "`--icmp-type` needs -p icmp first".into(),
-                            SUPPORTED_MATCHES,
-                        ));
-                    }
-                    match crate::icmp_names::iptables(v) {
-                        // `any` holds for every ICMP packet (xt_icmp type 255).
-                        Some(Named::Any) if !neg => {}
-                        Some(Named::Any) => {
-                            return Err(self.err(
-                                n,
-                                c,
-                                line,
-                                "`! --icmp-type any` can never match".into(),
-                                "delete the rule",
-                            ))
-                        }
-                        Some(Named::One(ty)) => {
-                            m.icmp_type = Some(ty);
-                            m.not.icmp_type = neg;
-                        }
-                        None => {
-                            return Err(self.err(
-                                n,
-                                c,
-                                line,
-                                format!("`{v}` is not an ICMP type"),
-                                "a name from `iptables -p icmp -h`, TYPE or TYPE/CODE",
-                            ))
-                        }
-                    }
+                    self.icmp_type(&mut m, (n, t.col, c), line, v, neg)?;
                     i += 2;
+                }
+                "--syn" => {
+                    self.tcp_flags(&mut m, (n, t.col), line, "SYN,RST,ACK,FIN", "SYN", neg)?;
+                    i += 1;
+                }
+                "--tcp-flags" => {
+                    let (mask, _) = val(i, "--tcp-flags")?;
+                    let (comp, _) = val(i + 1, "--tcp-flags")?;
+                    self.tcp_flags(&mut m, (n, t.col), line, mask, comp, neg)?;
+                    i += 3;
                 }
                 "--ctstate" | "--state" => {
                     let (v, c) = val(i, &t.s)?;

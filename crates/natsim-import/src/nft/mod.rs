@@ -20,6 +20,7 @@ use nftables::schema::{NfListObject, NfObject, Nftables};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use rule::{Read, Reader, Skip};
 
+mod matches;
 mod rule;
 
 pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportError> {
@@ -34,6 +35,7 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
     let mut r = Reader {
         file,
         ifaces: Ifaces::default(),
+        limited: Default::default(),
     };
     let mut nat = RawTable::new();
     let mut filter = RawTable::new();
@@ -216,11 +218,21 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
             Skip::NoVerdict,
             "only count or log (no verdict), which changes no packet's fate",
         ),
+        (
+            Skip::OverLimit,
+            "match only above a rate (`limit rate over`), which natsim's traffic never exceeds",
+        ),
     ] {
         let n = skipped.iter().filter(|s| **s == why).count();
         if n > 0 {
             notes.push(format!("{n} rule(s) left out: they {what}"));
         }
+    }
+    if !r.limited.is_empty() {
+        notes.push(format!(
+            "{} rule(s) with `limit rate` taken as under the limit: natsim does not model packet rates",
+            r.limited.len()
+        ));
     }
     assemble(file, &nat, &filter, sets, r.ifaces, notes)
 }

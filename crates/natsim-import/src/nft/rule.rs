@@ -6,13 +6,13 @@ use crate::{FilterAction, ImportError, Loc, RejectWith, Unreachable};
 use natsim_nat::{
     Action, CtStates, IcmpType, Match, Pooling, PortFlag, PortRange, Prefix, Proto, SnatPool,
 };
-use nftables::expr::{Expression, MetaKey, NamedExpression, Payload};
+use nftables::expr::{BinaryOperation, Expression, MetaKey, NamedExpression, Payload};
 use nftables::stmt::{NATFlag, Operator, Statement};
 use std::net::Ipv4Addr;
 
-const SUPPORTED: &str = "meta l4proto, iifname, oifname, ip saddr/daddr, tcp/udp dport/sport, icmp type/code, fib daddr type local, ct state, ct status dnat (== or !=), meta nfproto, counter, log; dnat, snat, masquerade, redirect, accept, drop, reject, jump, return";
+const SUPPORTED: &str = "meta l4proto, iifname, oifname, ip saddr/daddr, tcp/udp/th dport/sport (sets too), tcp flags, icmp type/code, limit rate, fib daddr type local, ct state, ct status dnat (== or !=), meta nfproto, counter, log; dnat, snat, masquerade, redirect, accept, drop, reject, jump, return";
 
-fn text(e: &Expression<'_>) -> Option<String> {
+pub(super) fn text(e: &Expression<'_>) -> Option<String> {
     match e {
         Expression::String(s) => Some(s.to_string()),
         Expression::Number(n) => Some(n.to_string()),
@@ -34,27 +34,7 @@ fn prefix(e: &Expression<'_>) -> Option<Prefix> {
     }
 }
 
-fn ports(e: &Expression<'_>) -> Option<PortRange> {
-    match e {
-        Expression::Number(n) => u16::try_from(*n).ok().map(PortRange::single),
-        Expression::Range(r) => {
-            let a = u16::try_from(match &r.range[0] {
-                Expression::Number(n) => *n,
-                _ => return None,
-            })
-            .ok()?;
-            let b = u16::try_from(match &r.range[1] {
-                Expression::Number(n) => *n,
-                _ => return None,
-            })
-            .ok()?;
-            (a <= b).then(|| PortRange::new(a, b))
-        }
-        _ => None,
-    }
-}
-
-fn names(e: &Expression<'_>) -> Vec<String> {
+pub(super) fn names(e: &Expression<'_>) -> Vec<String> {
     match e {
         Expression::List(l) => l.iter().filter_map(text).collect(),
         Expression::Named(NamedExpression::Set(items)) => items
@@ -71,6 +51,8 @@ fn names(e: &Expression<'_>) -> Vec<String> {
 pub(super) struct Reader<'a> {
     pub file: &'a str,
     pub ifaces: Ifaces,
+    /// Rules (by line) whose `limit rate` is taken as never exceeded.
+    pub limited: std::collections::BTreeSet<usize>,
 }
 
 impl Reader<'_> {
@@ -104,6 +86,15 @@ impl Reader<'_> {
             match st {
                 // Side effects only: the packet's fate is the same.
                 Statement::Counter(_) | Statement::Log(_) => {}
+                // natsim does not model packet rates: a limit is taken as
+                // never exceeded (said in a note), so `limit rate over`
+                // never matches.
+                Statement::Limit(l) if l.inv == Some(true) => {
+                    return Ok(Read::Skip(Skip::OverLimit))
+                }
+                Statement::Limit(_) => {
+                    self.limited.insert(line);
+                }
                 Statement::Match(mt) => {
                     let neg = match mt.op {
                         Operator::EQ | Operator::IN => false,
@@ -114,7 +105,8 @@ impl Reader<'_> {
                         Expression::Named(NamedExpression::Meta(me)) => match me.key {
                             MetaKey::L4proto => {
                                 if let Some(skip) =
-                                    proto_match(&mut m, &mt.right, neg).map_err(|w| bad(self, w))?
+                                    super::matches::proto(&mut m, &mut any_of, &mt.right, neg)
+                                        .map_err(|w| bad(self, w))?
                                 {
                                     return Ok(Read::Skip(skip));
                                 }
@@ -129,12 +121,14 @@ impl Reader<'_> {
                                     return Ok(Read::Skip(Skip::Ipv6));
                                 }
                             }
-                            MetaKey::Iifname | MetaKey::Oifname => {
+                            // `iif lo` names the interface by index, resolved
+                            // when the rule is loaded: the same interface.
+                            MetaKey::Iifname | MetaKey::Oifname | MetaKey::Iif | MetaKey::Oif => {
                                 let v = text(&mt.right)
                                     .ok_or_else(|| bad(self, "an interface set".into()))?;
                                 // `"eth*"` is a wildcard, expanded at binding.
                                 let id = self.ifaces.id(&v, &Loc { line, col });
-                                if me.key == MetaKey::Iifname {
+                                if matches!(me.key, MetaKey::Iifname | MetaKey::Iif) {
                                     m.in_iface = Some(id);
                                     m.not.in_iface = neg;
                                 } else {
@@ -149,8 +143,9 @@ impl Reader<'_> {
                                 // Only IPv6 packets have these headers.
                                 ("ip6" | "icmpv6", _) => return Ok(Read::Skip(Skip::Ipv6)),
                                 ("ip", "protocol") => {
-                                    if let Some(skip) = proto_match(&mut m, &mt.right, neg)
-                                        .map_err(|w| bad(self, w))?
+                                    if let Some(skip) =
+                                        super::matches::proto(&mut m, &mut any_of, &mt.right, neg)
+                                            .map_err(|w| bad(self, w))?
                                     {
                                         return Ok(Read::Skip(skip));
                                     }
@@ -166,21 +161,27 @@ impl Reader<'_> {
                                         m.not.dst = neg;
                                     }
                                 }
-                                (p @ ("tcp" | "udp"), fld @ ("dport" | "sport")) => {
-                                    let r = ports(&mt.right)
-                                        .ok_or_else(|| bad(self, "a port set".into()))?;
-                                    let proto = if p == "tcp" { Proto::Tcp } else { Proto::Udp };
-                                    if m.proto.is_some_and(|x| x != proto) {
-                                        return Err(bad(self, "ports of another protocol".into()));
-                                    }
-                                    m.proto = Some(proto);
-                                    if fld == "dport" {
-                                        m.dst_ports = Some(r);
-                                        m.not.dst_ports = neg;
-                                    } else {
-                                        m.src_ports = Some(r);
-                                        m.not.src_ports = neg;
-                                    }
+                                (p @ ("tcp" | "udp" | "th"), fld @ ("dport" | "sport")) => {
+                                    // `th`: the transport header of whichever
+                                    // protocol the rule names.
+                                    let proto = match p {
+                                        "tcp" => Some(Proto::Tcp),
+                                        "udp" => Some(Proto::Udp),
+                                        _ => None,
+                                    };
+                                    super::matches::ports(
+                                        &mut m,
+                                        &mut any_of,
+                                        proto,
+                                        fld == "dport",
+                                        &mt.right,
+                                        neg,
+                                    )
+                                    .map_err(|w| bad(self, w))?;
+                                }
+                                ("tcp", "flags") => {
+                                    super::matches::tcp_flags(&mut m, mt.op, None, &mt.right)
+                                        .map_err(|w| bad(self, w))?;
                                 }
                                 ("icmp", fld @ ("type" | "code")) => {
                                     if m.proto.is_some_and(|x| x != Proto::Icmp) {
@@ -196,6 +197,19 @@ impl Reader<'_> {
                                 (p, fld) => return Err(bad(self, format!("payload `{p} {fld}`"))),
                             }
                         }
+                        // `tcp flags & (syn | ack) == syn`
+                        Expression::BinaryOperation(b) => match b.as_ref() {
+                            BinaryOperation::AND(
+                                Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+                                    f,
+                                ))),
+                                mask,
+                            ) if f.protocol == "tcp" && f.field == "flags" => {
+                                super::matches::tcp_flags(&mut m, mt.op, Some(mask), &mt.right)
+                                    .map_err(|w| bad(self, w))?;
+                            }
+                            _ => return Err(bad(self, "this bitwise match".into())),
+                        },
                         Expression::Named(NamedExpression::Fib(fib)) => {
                             let ok = fib.result == nftables::expr::FibResult::Type
                                 && fib
@@ -293,7 +307,7 @@ impl Reader<'_> {
                     let to_port = match &n.port {
                         None => None,
                         Some(p) => Some(
-                            ports(p)
+                            super::matches::port_range(p)
                                 .filter(|r| r.first == r.last)
                                 .ok_or_else(|| bad(self, "dnat to a port range".into()))?
                                 .first,
@@ -317,7 +331,8 @@ impl Reader<'_> {
                     };
                     let p = match &n.port {
                         None => PortRange::ALL,
-                        Some(p) => ports(p).ok_or_else(|| bad(self, "snat port".into()))?,
+                        Some(p) => super::matches::port_range(p)
+                            .ok_or_else(|| bad(self, "snat port".into()))?,
                     };
                     target = Some(Target::Nat(Action::Snat(SnatPool {
                         first,
@@ -336,7 +351,8 @@ impl Reader<'_> {
                         .map_or(PortFlag::Profile, |n| port_flag(&n.flags));
                     let p = match n.as_ref().and_then(|n| n.port.as_ref()) {
                         None => PortRange::ALL,
-                        Some(p) => ports(p).ok_or_else(|| bad(self, "masquerade port".into()))?,
+                        Some(p) => super::matches::port_range(p)
+                            .ok_or_else(|| bad(self, "masquerade port".into()))?,
                     };
                     target = Some(Target::Nat(Action::Masquerade { ports: p, random }));
                 }
@@ -348,7 +364,7 @@ impl Reader<'_> {
                     let to_port = match n.as_ref().and_then(|n| n.port.as_ref()) {
                         None => None,
                         Some(p) => Some(
-                            ports(p)
+                            super::matches::port_range(p)
                                 .filter(|r| r.first == r.last)
                                 .ok_or_else(|| bad(self, "redirect to a port range".into()))?
                                 .first,
@@ -505,32 +521,8 @@ pub(super) enum Skip {
     Ipv6,
     /// It has no verdict: it only counts or logs.
     NoVerdict,
-}
-
-/// `meta l4proto` / `ip protocol` into `m`; `Some`: the rule matches
-/// only IPv6 packets. ICMPv6 never rides in IPv4: firewalld's
-/// `{ icmp, ipv6-icmp }` is icmp here.
-fn proto_match(m: &mut Match, right: &Expression<'_>, neg: bool) -> Result<Option<Skip>, String> {
-    let mut v4 = Vec::new();
-    for v in names(right) {
-        match v.as_str() {
-            "tcp" | "6" => v4.push(Proto::Tcp),
-            "udp" | "17" => v4.push(Proto::Udp),
-            "icmp" | "1" => v4.push(Proto::Icmp),
-            "ipv6-icmp" | "icmpv6" | "58" => {}
-            _ => return Err(format!("protocol `{v}`")),
-        }
-    }
-    match (v4.as_slice(), neg) {
-        ([], false) => return Ok(Some(Skip::Ipv6)),
-        ([], true) => {}
-        ([p], _) => {
-            m.proto = Some(*p);
-            m.not.proto = neg;
-        }
-        _ => return Err("a set of several IPv4 protocols (one protocol per rule)".into()),
-    }
-    Ok(None)
+    /// `limit rate over`: it matches only above a rate.
+    OverLimit,
 }
 
 /// A NAT statement's flags as the rule's port flag. `persistent` changes

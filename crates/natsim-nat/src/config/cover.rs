@@ -79,6 +79,7 @@ fn covers(a: &Match, b: &Match) -> bool {
             m.icmp_type,
             |x: &IcmpType, y: &IcmpType| x.ty == y.ty && (x.code.is_none() || x.code == y.code),
         )
+        && field(&a.tcp_flags, n.tcp_flags, &b.tcp_flags, m.tcp_flags, same)
         && (a.dst_iface_addr.is_none() || a.dst_iface_addr == b.dst_iface_addr)
         && (a.ct_dnat.is_none() || a.ct_dnat == b.ct_dnat)
         && (a.ct_state.is_none() || a.ct_state == b.ct_state)

@@ -37,6 +37,10 @@ pub enum ConfigError {
     IcmpTypeNeedsIcmp {
         rule: RuleId,
     },
+    /// A TCP flags match without protocol TCP.
+    TcpFlagsNeedTcp {
+        rule: RuleId,
+    },
     /// A DNAT port range that would run past 65535.
     DnatRangeOverflow {
         rule: RuleId,
@@ -82,6 +86,9 @@ impl fmt::Display for ConfigError {
             }
             Self::IcmpTypeNeedsIcmp { rule } => {
                 write!(f, "{rule} matches an ICMP type but not protocol icmp")
+            }
+            Self::TcpFlagsNeedTcp { rule } => {
+                write!(f, "{rule} matches TCP flags but not protocol tcp")
             }
             Self::DnatRangeOverflow { rule } => {
                 write!(f, "{rule}: the translated port range runs past 65535")
@@ -179,6 +186,9 @@ pub(crate) fn validate(cfg: &NatConfig) -> Result<(), ConfigError> {
         }
         if m.icmp_type.is_some() && (m.proto != Some(Proto::Icmp) || m.not.proto) {
             return Err(ConfigError::IcmpTypeNeedsIcmp { rule: id });
+        }
+        if m.tcp_flags.is_some() && (m.proto != Some(Proto::Tcp) || m.not.proto) {
+            return Err(ConfigError::TcpFlagsNeedTcp { rule: id });
         }
         match &r.action {
             Action::Masquerade { ports, .. } if ports.is_empty() => {

@@ -125,6 +125,8 @@ pub struct Match {
     /// An ICMP type (and code); only ICMP packets match, even negated
     /// (iptables requires `-p icmp` before `! --icmp-type`).
     pub icmp_type: Option<IcmpType>,
+    /// TCP flags under a mask; only TCP packets match, even negated.
+    pub tcp_flags: Option<TcpFlagsMatch>,
     /// Matches written with `!` (iptables `! -i eth0`, nft `!=`).
     pub not: Negated,
 }
@@ -141,6 +143,41 @@ pub struct Negated {
     pub src_ports: bool,
     pub dst_local: bool,
     pub icmp_type: bool,
+    pub tcp_flags: bool,
+}
+
+/// TCP flags under a mask: iptables `--tcp-flags MASK COMP` (`--syn` is
+/// `SYN,RST,ACK,FIN SYN`), nft `tcp flags & MASK == COMP`; xt_tcpudp's
+/// `tcp_mt` tests `(flags & mask) == comp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TcpFlagsMatch {
+    pub mask: u8,
+    pub comp: u8,
+}
+
+impl TcpFlagsMatch {
+    /// `--syn`: SYN set, RST, ACK and FIN clear.
+    pub const SYN: TcpFlagsMatch = TcpFlagsMatch {
+        mask: 0x17,
+        comp: 0x02,
+    };
+    /// Whether a segment with `flags` matches.
+    pub fn hits(self, flags: u8) -> bool {
+        flags & self.mask == self.comp
+    }
+    /// The flag names of `bits` (iptables' spelling), `NONE` for none.
+    pub fn names(bits: u8) -> String {
+        const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+        let v: Vec<&str> = (0..8)
+            .filter(|i| bits & (1 << i) != 0)
+            .map(|i| NAMES[i])
+            .collect();
+        if v.is_empty() {
+            "NONE".into()
+        } else {
+            v.join(",")
+        }
+    }
 }
 
 /// An ICMP type and, if given, code: iptables `--icmp-type T[/C]` (xt_icmp

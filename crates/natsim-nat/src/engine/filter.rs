@@ -7,14 +7,14 @@ use crate::config::{CtStates, FilterAction, FilterHook, Match, RejectWith};
 
 impl NatEngine {
     /// Whether `m` matches packet `f` (after DNAT, before SNAT) in
-    /// conntrack state `state`; `dnat`: its connection was DNATed; `icmp`:
-    /// an ICMP query's (type, code).
+    /// conntrack state `state`; `dnat`: its connection was DNATed; `l4`:
+    /// what its transport header says (TCP flags, ICMP type).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn match_ok(
         &self,
         m: &Match,
         f: &Flow,
-        icmp: Option<(u8, u8)>,
+        l4: L4,
         ingress: IfaceId,
         egress: Option<IfaceId>,
         dnat: bool,
@@ -43,9 +43,16 @@ impl NatEngine {
             )
             && m.ct_dnat.is_none_or(|d| d == dnat)
             && m.ct_state.is_none_or(|s| s.contains(state))
-            && m
-                .icmp_type
-                .is_none_or(|t| icmp.is_some_and(|(ty, code)| t.hits(ty, code) != n.icmp_type))
+            && m.icmp_type.is_none_or(|t| match l4 {
+                L4::IcmpQuery {
+                    icmp_type, code, ..
+                } => t.hits(icmp_type, code) != n.icmp_type,
+                _ => false,
+            })
+            && m.tcp_flags.is_none_or(|t| match l4 {
+                L4::Tcp { flags } => t.hits(flags.0) != n.tcp_flags,
+                _ => false,
+            })
     }
 
     /// Runs the filter chain for `hook`. `None`: accepted; otherwise the
@@ -66,7 +73,7 @@ impl NatEngine {
         let chain = self.cfg.filter.chain(hook);
         let mut decided = (chain.policy, None);
         for (k, r) in chain.rules.iter().enumerate() {
-            if self.match_ok(&r.matches, f, p.icmp_query(), ingress, egress, dnat, state) {
+            if self.match_ok(&r.matches, f, p.l4_kind, ingress, egress, dnat, state) {
                 decided = (r.action, Some(k as u16));
                 break;
             }

@@ -80,7 +80,7 @@ impl NatEngine {
         &self,
         r: &Rule,
         f: &Flow,
-        icmp: Option<(u8, u8)>,
+        l4: L4,
         ingress: IfaceId,
         egress: Option<IfaceId>,
         dnat: bool,
@@ -88,7 +88,7 @@ impl NatEngine {
         self.match_ok(
             &r.matches,
             f,
-            icmp,
+            l4,
             ingress,
             egress,
             dnat,
@@ -159,7 +159,7 @@ impl NatEngine {
             }
             let ri = self.pre[k];
             let r = &self.cfg.rules.rules[usize::from(ri)];
-            if !self.rule_matches(r, &flow, p.icmp_query(), ingress, None, false) {
+            if !self.rule_matches(r, &flow, p.l4_kind, ingress, None, false) {
                 continue;
             }
             pre_matched = true;
@@ -338,7 +338,7 @@ impl NatEngine {
             for k in 0..self.post.len() {
                 let ri = self.post[k];
                 let r = &self.cfg.rules.rules[usize::from(ri)];
-                if !self.rule_matches(r, &after_dnat, p.icmp_query(), ingress, Some(e), dnat) {
+                if !self.rule_matches(r, &after_dnat, p.l4_kind, ingress, Some(e), dnat) {
                     continue;
                 }
                 trace.step(NatStep::RuleMatched { rule: RuleId(ri) });

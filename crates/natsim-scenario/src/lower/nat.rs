@@ -313,6 +313,7 @@ pub fn nat_error(e: &ConfigError, spans: &[Range<usize>], r: &Router, cx: &Ctx<'
         | ConfigError::DnatRangeOverflow { rule }
         | ConfigError::PortsNeedTcpOrUdp { rule }
         | ConfigError::IcmpTypeNeedsIcmp { rule }
+        | ConfigError::TcpFlagsNeedTcp { rule }
         | ConfigError::EmptyPool { rule }
         | ConfigError::PoolTooLarge { rule } => cx.at(
             at(rule),
