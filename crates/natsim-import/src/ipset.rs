@@ -27,6 +27,23 @@ pub fn parse_prefix(s: &str) -> Option<Prefix> {
     Some(Prefix::new(a.parse::<Ipv4Addr>().ok()?, l))
 }
 
+/// The fewest prefixes that cover exactly `first..=last` (as an
+/// `-m iprange` range or an ipset range is written).
+pub fn range_prefixes(first: Ipv4Addr, last: Ipv4Addr) -> Vec<Prefix> {
+    let (mut a, b) = (u64::from(first.to_bits()), u64::from(last.to_bits()));
+    let mut out = Vec::new();
+    while a <= b {
+        // The largest aligned block at `a` that stays within `b`.
+        let mut len = 32 - a.trailing_zeros().min(32);
+        while len < 32 && a + (1u64 << (32 - len)) - 1 > b {
+            len += 1;
+        }
+        out.push(Prefix::new(Ipv4Addr::from_bits(a as u32), len as u8));
+        a += 1u64 << (32 - len);
+    }
+    out
+}
+
 pub fn parse(file: &str, src: &str) -> Result<Sets, ImportError> {
     let mut sets = Sets::new();
     for (i, line) in src.lines().enumerate() {
@@ -92,6 +109,31 @@ pub fn parse(file: &str, src: &str) -> Result<Sets, ImportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_range_is_covered_by_the_fewest_prefixes() {
+        let p = |s: &str| parse_prefix(s).unwrap();
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            range_prefixes(a("192.168.1.100"), a("192.168.1.200")),
+            [
+                p("192.168.1.100/30"),
+                p("192.168.1.104/29"),
+                p("192.168.1.112/28"),
+                p("192.168.1.128/26"),
+                p("192.168.1.192/29"),
+                p("192.168.1.200/32")
+            ]
+        );
+        assert_eq!(
+            range_prefixes(a("0.0.0.0"), a("255.255.255.255")),
+            [p("0.0.0.0/0")]
+        );
+        assert_eq!(
+            range_prefixes(a("10.0.0.5"), a("10.0.0.5")),
+            [p("10.0.0.5/32")]
+        );
+    }
 
     #[test]
     fn reads_the_lines_ipset_save_prints() {

@@ -657,3 +657,46 @@ fn tcp_flag_matches_import() {
         assert!(e.message.contains(says), "{bad}: {e}");
     }
 }
+
+/// `-m iprange` becomes one rule per prefix of the range (a negated one,
+/// of what it leaves), and `-m limit` on a verdict rule is taken as under
+/// its limit, with a note.
+#[test]
+fn ipranges_and_limits_import() {
+    let src = "*filter\n:FORWARD DROP [0:0]\n\
+        -A FORWARD -m iprange --src-range 192.168.1.100-192.168.1.103 -j DROP\n\
+        -A FORWARD -m iprange ! --dst-range 0.0.0.0-127.255.255.255 -j DROP\n\
+        -A FORWARD -p icmp -m limit --limit 1/sec --limit-burst 4 -j ACCEPT\n\
+        COMMIT\n";
+    let imp = import("r.rules", src, None).unwrap();
+    let got: Vec<_> = imp
+        .filter
+        .forward
+        .rules
+        .iter()
+        .map(|r| (r.matches.src, r.matches.dst, r.matches.proto))
+        .collect();
+    let p = |a: [u8; 4], l| Some(Prefix::new(Ipv4Addr::from(a), l));
+    assert_eq!(
+        got,
+        [
+            (p([192, 168, 1, 100], 30), None, None),
+            (None, p([128, 0, 0, 0], 1), None),
+            (None, None, Some(Proto::Icmp)),
+        ]
+    );
+    assert!(
+        imp.notes
+            .iter()
+            .any(|n| n.contains("1 rule(s) with `-m limit` taken as under the limit")),
+        "{:?}",
+        imp.notes
+    );
+    let e = import(
+        "b.rules",
+        "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m iprange --src-range 10.0.0.9-10.0.0.1 -j DROP\nCOMMIT\n",
+        None,
+    )
+    .unwrap_err();
+    assert!(e.message.contains("not an address range"), "{e}");
+}

@@ -402,3 +402,35 @@ fn nft_sets_flags_and_limits_import() {
         imp.notes
     );
 }
+
+/// Address ranges and sets as `nft -j` (1.0.6) prints them: one rule per
+/// prefix.
+#[test]
+fn nft_address_ranges_and_sets_import() {
+    use natsim_nat::Prefix;
+    let imp = import(
+        "a.json",
+        &forward_rules(&[
+            r#"{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"range": ["192.168.1.100", "192.168.1.103"]}}}, {"drop": null}"#,
+            r#"{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"set": ["10.0.0.1", {"prefix": {"addr": "10.1.0.0", "len": 16}}]}}}, {"drop": null}"#,
+        ]),
+        None,
+    )
+    .unwrap();
+    let got: Vec<_> = imp
+        .filter
+        .forward
+        .rules
+        .iter()
+        .map(|r| (r.matches.src, r.matches.dst))
+        .collect();
+    let p = |a: [u8; 4], l| Some(Prefix::new(Ipv4Addr::from(a), l));
+    assert_eq!(
+        got,
+        [
+            (p([192, 168, 1, 100], 30), None),
+            (None, p([10, 0, 0, 1], 32)),
+            (None, p([10, 1, 0, 0], 16)),
+        ]
+    );
+}

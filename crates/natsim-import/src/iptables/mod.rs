@@ -22,7 +22,7 @@ mod tokens;
 
 use tokens::tokens;
 
-const SUPPORTED_MATCHES: &str = "-i, -o, -s, -d, -p tcp|udp|icmp (each with !), -m icmp --icmp-type T[/C], --syn, --tcp-flags MASK COMP, -m tcp|udp --dport/--sport N[:M], -m conntrack --ctstate, -m state --state, -m addrtype --dst-type LOCAL, -m set --match-set NAME src|dst, -m multiport --dports|--sports N[:M],..., -m comment --comment";
+const SUPPORTED_MATCHES: &str = "-i, -o, -s, -d, -p tcp|udp|icmp (each with !), -m icmp --icmp-type T[/C], --syn, --tcp-flags MASK COMP, -m tcp|udp --dport/--sport N[:M], -m conntrack --ctstate, -m state --state, -m addrtype --dst-type LOCAL, -m set --match-set NAME src|dst, -m multiport --dports|--sports N[:M],..., -m iprange --src-range|--dst-range A-B, -m limit, -m comment --comment";
 const SUPPORTED_TARGETS: &str = "-j DNAT --to-destination A[:P[-Q]], SNAT --to-source A[-B][:P-Q], MASQUERADE [--to-ports P[-Q]], REDIRECT [--to-ports P], NETMAP --to P/LEN, ACCEPT, DROP, REJECT, RETURN, or a user chain";
 
 fn ports(s: &str) -> Option<PortRange> {
@@ -56,9 +56,44 @@ fn addr_ports(s: &str) -> Option<(Ipv4Addr, Ipv4Addr, Option<PortRange>)> {
     (first <= last).then_some((first, last, p))
 }
 
+/// `-m iprange`'s range (or, negated, what it leaves) as one
+/// alternative per prefix.
+fn iprange_alternatives((first, last): (Ipv4Addr, Ipv4Addr), neg: bool, src: bool) -> Vec<Match> {
+    let ranges = if neg {
+        let mut r = Vec::new();
+        if first > Ipv4Addr::UNSPECIFIED {
+            r.push((
+                Ipv4Addr::UNSPECIFIED,
+                Ipv4Addr::from_bits(first.to_bits() - 1),
+            ));
+        }
+        if last < Ipv4Addr::BROADCAST {
+            r.push((Ipv4Addr::from_bits(last.to_bits() + 1), Ipv4Addr::BROADCAST));
+        }
+        r
+    } else {
+        vec![(first, last)]
+    };
+    ranges
+        .into_iter()
+        .flat_map(|(a, b)| crate::ipset::range_prefixes(a, b))
+        .map(|p| {
+            let mut m = Match::default();
+            if src {
+                m.src = Some(p);
+            } else {
+                m.dst = Some(p);
+            }
+            m
+        })
+        .collect()
+}
+
 struct Parser<'a> {
     file: &'a str,
     ifaces: Ifaces,
+    /// Lines whose `-m limit` is taken as never exceeded.
+    limited: std::collections::BTreeSet<usize>,
 }
 
 impl Parser<'_> {
@@ -197,6 +232,8 @@ impl Parser<'_> {
                             | "set"
                             | "comment"
                             | "multiport"
+                            | "limit"
+                            | "iprange"
                     ) {
                         return Err(self.err(
                             n,
@@ -328,6 +365,46 @@ impl Parser<'_> {
                     any_of.push(alts);
                     i += 2;
                 }
+                // natsim does not model packet rates: a limit is taken as
+                // never exceeded (said in a note).
+                "--limit" | "--limit-burst" => {
+                    val(i, &t.s)?;
+                    if neg {
+                        return Err(bad_neg(self));
+                    }
+                    self.limited.insert(n);
+                    i += 2;
+                }
+                "--src-range" | "--dst-range" => {
+                    let (v, c) = val(i, &t.s)?;
+                    let range = v
+                        .split_once('-')
+                        .and_then(|(a, b)| {
+                            Some((a.parse::<Ipv4Addr>().ok()?, b.parse::<Ipv4Addr>().ok()?))
+                        })
+                        .filter(|(a, b)| a <= b)
+                        .ok_or_else(|| {
+                            self.err(
+                                n,
+                                c,
+                                line,
+                                format!("`{v}` is not an address range A-B"),
+                                SUPPORTED_MATCHES,
+                            )
+                        })?;
+                    let alts = iprange_alternatives(range, neg, t.s == "--src-range");
+                    if alts.is_empty() {
+                        return Err(self.err(
+                            n,
+                            c,
+                            line,
+                            format!("`! {} {v}` can never match", t.s),
+                            "delete the rule",
+                        ));
+                    }
+                    any_of.push(alts);
+                    i += 2;
+                }
                 "--comment" => {
                     name = Some(val(i, "--comment")?.0.to_string());
                     i += 2;
@@ -400,6 +477,7 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
     let mut p = Parser {
         file,
         ifaces: Ifaces::default(),
+        limited: Default::default(),
     };
     let mut nat = RawTable::new();
     let mut filter = RawTable::new();
@@ -520,6 +598,12 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
     if skipped > 0 {
         notes.push(format!(
             "{skipped} rule(s) left out: they only log (LOG, NFLOG, ULOG) or count, or jump to chains that do no more, which changes no packet's fate"
+        ));
+    }
+    if !p.limited.is_empty() {
+        notes.push(format!(
+            "{} rule(s) with `-m limit` taken as under the limit: natsim does not model packet rates",
+            p.limited.len()
         ));
     }
     assemble(file, &nat, &filter, sets, p.ifaces, notes)

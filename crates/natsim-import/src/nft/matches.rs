@@ -2,8 +2,8 @@
 //! ports. A set becomes alternatives (one rule each, as `-m multiport`
 //! does); a negated port set becomes the ranges it leaves.
 
-use super::rule::{names, Skip};
-use natsim_nat::{Match, PortRange, Proto};
+use super::rule::{names, prefix, text, Skip};
+use natsim_nat::{Match, PortRange, Prefix, Proto};
 use nftables::expr::{Expression, NamedExpression, SetItem};
 
 /// A port or `a-b` range.
@@ -190,6 +190,70 @@ pub(super) fn tcp_flags(
     });
     m.not.tcp_flags = neg;
     Ok(())
+}
+
+/// `ip saddr|daddr` into `m`: an address or prefix, a range `a-b`, or a
+/// set of these (one rule per prefix; a negated range, what it leaves).
+pub(super) fn addrs(
+    m: &mut Match,
+    any_of: &mut Vec<Vec<Match>>,
+    src: bool,
+    right: &Expression<'_>,
+    neg: bool,
+) -> Result<(), String> {
+    use std::net::Ipv4Addr;
+    let range = |e: &Expression<'_>| -> Option<Vec<Prefix>> {
+        match e {
+            Expression::Range(r) => {
+                let a: Ipv4Addr = text(&r.range[0])?.parse().ok()?;
+                let b: Ipv4Addr = text(&r.range[1])?.parse().ok()?;
+                (a <= b).then(|| crate::ipset::range_prefixes(a, b))
+            }
+            e => prefix(e).map(|p| vec![p]),
+        }
+    };
+    let set: Option<Vec<Prefix>> = match right {
+        Expression::Named(NamedExpression::Set(items)) => items
+            .iter()
+            .map(|i| match i {
+                SetItem::Element(x) => range(x),
+                _ => None,
+            })
+            .collect::<Option<Vec<Vec<Prefix>>>>()
+            .map(|v| v.concat()),
+        e => range(e),
+    };
+    let set =
+        set.ok_or("an address set other than addresses, prefixes and ranges (a named set?)")?;
+    let put = |m: &mut Match, p: Prefix, neg: bool| {
+        if src {
+            m.src = Some(p);
+            m.not.src = neg;
+        } else {
+            m.dst = Some(p);
+            m.not.dst = neg;
+        }
+    };
+    match (set.as_slice(), neg) {
+        ([], _) => Err("an empty address set".into()),
+        ([p], _) => {
+            put(m, *p, neg);
+            Ok(())
+        }
+        (ps, false) => {
+            any_of.push(
+                ps.iter()
+                    .map(|&p| {
+                        let mut alt = Match::default();
+                        put(&mut alt, p, false);
+                        alt
+                    })
+                    .collect(),
+            );
+            Ok(())
+        }
+        (_, true) => Err("a negated set of several prefixes".into()),
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub(super) fn text(e: &Expression<'_>) -> Option<String> {
     }
 }
 
-fn prefix(e: &Expression<'_>) -> Option<Prefix> {
+pub(super) fn prefix(e: &Expression<'_>) -> Option<Prefix> {
     match e {
         Expression::String(s) => parse_prefix(s),
         Expression::Named(NamedExpression::Prefix(p)) => {
@@ -151,15 +151,9 @@ impl Reader<'_> {
                                     }
                                 }
                                 ("ip", "saddr" | "daddr") => {
-                                    let p = prefix(&mt.right)
-                                        .ok_or_else(|| bad(self, "an address set or map".into()))?;
-                                    if f.field == "saddr" {
-                                        m.src = Some(p);
-                                        m.not.src = neg;
-                                    } else {
-                                        m.dst = Some(p);
-                                        m.not.dst = neg;
-                                    }
+                                    let src = f.field == "saddr";
+                                    super::matches::addrs(&mut m, &mut any_of, src, &mt.right, neg)
+                                        .map_err(|w| bad(self, w))?;
                                 }
                                 (p @ ("tcp" | "udp" | "th"), fld @ ("dport" | "sport")) => {
                                     // `th`: the transport header of whichever
