@@ -186,6 +186,14 @@ fn a_ruleset_alone_is_checked_on_the_router_it_describes() {
                 "taken as under the limit",
             ][..],
         ),
+        // Docker 28's raw-table rules: a container's own address is
+        // dropped from outside before conntrack, the published port still
+        // reaches it (without them, Docker's FORWARD rule lets it in).
+        (
+            "../../crates/natsim-cli/tests/fixtures/docker28-raw.rules",
+            None,
+            &["forward `line 42`: its server's own address   silence"][..],
+        ),
         // OpenWrt fw3's zone chains, with a forward's "(reflection)" DNAT
         // and SNAT on br-lan: the LAN stays inside, and the uplink takes
         // the address the forward is published on.

@@ -143,7 +143,7 @@ impl Imported {
         let rules = std::mem::take(&mut self.rules.rules);
         self.rules.rules =
             bind_rules(rules, |r| &mut r.matches, &map, all, &mut none).map_err(unbound)?;
-        for c in [&mut self.filter.input, &mut self.filter.forward] {
+        for c in self.filter.chains_mut() {
             let rules = std::mem::take(&mut c.rules);
             c.rules =
                 bind_rules(rules, |r| &mut r.matches, &map, all, &mut none).map_err(unbound)?;

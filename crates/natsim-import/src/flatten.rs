@@ -466,16 +466,24 @@ impl Ifaces {
     }
 }
 
+/// The tables an import read: iptables' (or nft's equivalents).
+pub struct Tables {
+    pub nat: RawTable,
+    pub filter: RawTable,
+    /// The raw table (its PREROUTING runs before conntrack and NAT).
+    pub raw: RawTable,
+}
+
 /// Assembles flattened chains into an [`crate::Imported`].
 pub fn assemble(
     file: &str,
-    nat: &RawTable,
-    filter: &RawTable,
+    tables: &Tables,
     sets: &Sets,
     ifaces: Ifaces,
     mut notes: Vec<String>,
 ) -> Result<crate::Imported, ImportError> {
     use natsim_nat::{Chain, Rule};
+    let (nat, filter) = (&tables.nat, &tables.filter);
     let mut imp = crate::Imported::default();
     for (base, chain) in [
         ("PREROUTING", Chain::Prerouting),
@@ -524,15 +532,19 @@ pub fn assemble(
             }
         }
     }
-    for (base, slot) in [("INPUT", 0), ("FORWARD", 1)] {
-        let Some(raw) = filter.get(base) else {
+    for (table, base, slot) in [
+        (filter, "INPUT", 0),
+        (filter, "FORWARD", 1),
+        (&tables.raw, "PREROUTING", 2),
+    ] {
+        let Some(raw) = table.get(base) else {
             continue;
         };
         let mut chain = crate::FilterChain {
             policy: raw.policy.unwrap_or(FilterAction::Accept),
             rules: Vec::new(),
         };
-        for f in flatten(file, filter, base, sets)? {
+        for f in flatten(file, table, base, sets)? {
             let Target::Filter(action) = f.target else {
                 return Err(ImportError {
                     file: file.into(),
@@ -552,13 +564,13 @@ pub fn assemble(
                 action,
             });
         }
-        if slot == 0 {
-            imp.filter.input = chain;
-        } else {
-            imp.filter.forward = chain;
+        match slot {
+            0 => imp.filter.input = chain,
+            1 => imp.filter.forward = chain,
+            _ => imp.filter.raw = chain,
         }
     }
-    for (t, name) in [(nat, "nat"), (filter, "filter")] {
+    for (t, name) in [(nat, "nat"), (filter, "filter"), (&tables.raw, "raw")] {
         for (c, ch) in t {
             if !ch.rules.is_empty() && matches!(c.as_str(), "OUTPUT" | "INPUT") && name == "nat" {
                 notes.push(format!(
@@ -566,9 +578,9 @@ pub fn assemble(
                     ch.rules.len()
                 ));
             }
-            if !ch.rules.is_empty() && c == "OUTPUT" && name == "filter" {
+            if !ch.rules.is_empty() && c == "OUTPUT" && name != "nat" {
                 notes.push(format!(
-                    "filter OUTPUT: {} rule(s) for traffic the router itself sends; not applied",
+                    "{name} OUTPUT: {} rule(s) for traffic the router itself sends; not applied",
                     ch.rules.len()
                 ));
             }

@@ -129,6 +129,7 @@ impl Imported {
             }
         };
         let before = self.rules.rules.len()
+            + self.filter.raw.rules.len()
             + self.filter.input.rules.len()
             + self.filter.forward.rules.len();
         self.rules.rules.retain(|r| !only_lo(&r.matches));
@@ -136,7 +137,7 @@ impl Imported {
             .rules
             .iter_mut()
             .for_each(|r| clear(&mut r.matches));
-        for c in [&mut self.filter.input, &mut self.filter.forward] {
+        for c in self.filter.chains_mut() {
             c.rules.retain(|r| !only_lo(&r.matches));
             c.rules.iter_mut().for_each(|r| clear(&mut r.matches));
         }
@@ -148,7 +149,7 @@ impl Imported {
             .rules
             .iter_mut()
             .for_each(|r| remap_match(&mut r.matches, &map));
-        for c in [&mut self.filter.input, &mut self.filter.forward] {
+        for c in self.filter.chains_mut() {
             c.rules
                 .iter_mut()
                 .for_each(|r| remap_match(&mut r.matches, &map));
@@ -159,6 +160,7 @@ impl Imported {
         }
         before
             - (self.rules.rules.len()
+                + self.filter.raw.rules.len()
                 + self.filter.input.rules.len()
                 + self.filter.forward.rules.len())
     }

@@ -185,11 +185,15 @@ pub fn router_block(imp: &Imported, rules_path: &str, ipsets: Option<&str>) -> S
         ));
     }
     for (name, chain) in [
-        ("input", &imp.filter.input),
-        ("forward", &imp.filter.forward),
+        ("raw prerouting", &imp.filter.raw),
+        ("filter input", &imp.filter.input),
+        ("filter forward", &imp.filter.forward),
     ] {
+        if name == "raw prerouting" && chain.is_open() {
+            continue;
+        }
         o.push_str(&format!(
-            "# filter {name}: policy {}, {} rule(s)\n",
+            "# {name}: policy {}, {} rule(s)\n",
             verdict(chain.policy),
             chain.rules.len()
         ));

@@ -700,3 +700,47 @@ fn ipranges_and_limits_import() {
     .unwrap_err();
     assert!(e.message.contains("not an address range"), "{e}");
 }
+
+/// The raw table's PREROUTING (Docker 28's direct-access rules) becomes
+/// the raw chain; REJECT, conntrack state and `-o` are refused there (the
+/// raw table runs before conntrack and routing; xt_REJECT is filter-only).
+#[test]
+fn the_raw_table_prerouting_imports_and_refuses_what_cannot_run_there() {
+    let src = "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+        -A PREROUTING -d 172.17.0.2/32 ! -i docker0 -j DROP\n\
+        -A OUTPUT -o docker0 -j ACCEPT\n\
+        COMMIT\n";
+    let imp = import("raw.rules", src, None).unwrap();
+    let raw = &imp.filter.raw;
+    assert_eq!(raw.rules.len(), 1);
+    assert_eq!(raw.rules[0].action, FilterAction::Drop);
+    let m = &raw.rules[0].matches;
+    assert_eq!(m.dst, Some(Prefix::new(Ipv4Addr::new(172, 17, 0, 2), 32)));
+    assert_eq!((m.in_iface, m.not.in_iface), (Some(IfaceId(0)), true));
+    assert!(
+        imp.notes
+            .iter()
+            .any(|n| n.starts_with("raw OUTPUT: 1 rule(s)")),
+        "{:?}",
+        imp.notes
+    );
+    for (bad, says) in [
+        (
+            "-A PREROUTING -p tcp -j REJECT",
+            "not modelled in the raw table",
+        ),
+        (
+            "-A PREROUTING -m conntrack --ctstate NEW -j DROP",
+            "before conntrack",
+        ),
+        (
+            "-A PREROUTING -o eth0 -j DROP",
+            "before conntrack and routing",
+        ),
+    ] {
+        let src = format!("*raw\n:PREROUTING ACCEPT [0:0]\n{bad}\nCOMMIT\n");
+        let e = import("bad.rules", &src, None).unwrap_err();
+        assert_eq!(e.loc.line, 3, "{bad}: {e}");
+        assert!(e.message.contains(says), "{bad}: {e}");
+    }
+}

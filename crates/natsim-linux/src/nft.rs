@@ -500,9 +500,12 @@ pub fn ruleset(spec: &RouterSpec) -> Result<Nftables<'static>, Unsupported> {
         })));
     }
     let f = &spec.nat.filter;
-    for (name, hook, chain) in [
-        ("input", NfHook::Input, &f.input),
-        ("forward", NfHook::Forward, &f.forward),
+    // The raw chain at priority raw (-300): before conntrack (-200) and
+    // destination NAT (-100), as iptables' raw table.
+    for (name, hook, prio, chain) in [
+        ("raw", NfHook::Prerouting, -300, &f.raw),
+        ("input", NfHook::Input, 0, &f.input),
+        ("forward", NfHook::Forward, 0, &f.forward),
     ] {
         if chain.is_open() {
             continue;
@@ -513,7 +516,7 @@ pub fn ruleset(spec: &RouterSpec) -> Result<Nftables<'static>, Unsupported> {
             name: name.into(),
             _type: Some(NfChainType::Filter),
             hook: Some(hook),
-            prio: Some(0),
+            prio: Some(prio),
             policy: Some(match chain.policy {
                 FilterAction::Drop => NfChainPolicy::Drop,
                 _ => NfChainPolicy::Accept,

@@ -397,6 +397,25 @@ pub fn probes(t: &Topology) -> Vec<Probe> {
                         },
                     );
                 }
+                // The server by its own address, around the forward: what
+                // FORWARD and raw rules make of it (Docker 28 drops it in
+                // raw PREROUTING; before, its FORWARD rule let it in).
+                if let Action::Dnat {
+                    to: inside,
+                    to_port,
+                } = r.action
+                {
+                    p(
+                        format!("forward `{}`: its server's own address", r.name),
+                        Kind::Forward {
+                            proto,
+                            remote: r1,
+                            to: inside,
+                            port: to_port.unwrap_or(range.first),
+                            server,
+                        },
+                    );
+                }
                 let port = range.first;
                 // From every inside network: a rule may exempt one of
                 // them (Docker's `-i docker0 -j RETURN`).

@@ -551,3 +551,65 @@ fn a_tcp_flags_match_sees_only_tcp_with_those_flags() {
         Verdict::Forward { .. }
     ));
 }
+
+/// A raw PREROUTING DROP of the server's own address (Docker 28's
+/// `-t raw -A PREROUTING -d 172.17.0.2 ! -i docker0 -j DROP`) sees the
+/// packet before DNAT: the forward through the public address still
+/// works, the server's address from outside does not (as the kernel did
+/// in `natsim verify` on the docker28-raw fixture).
+#[test]
+fn a_raw_drop_sees_the_destination_before_dnat() {
+    let mut c = config(Behaviour::linux());
+    c.rules.masquerade("masq", WAN, None);
+    c.rules.rules.push(Rule {
+        name: "fwd".into(),
+        chain: Chain::Prerouting,
+        matches: Match {
+            proto: Some(Proto::Tcp),
+            in_iface: Some(WAN),
+            dst_ports: Some(PortRange::single(8080)),
+            ..Match::default()
+        },
+        action: Action::Dnat {
+            to: HOST_A,
+            to_port: Some(80),
+        },
+    });
+    c.filter.raw.rules.push(FilterRule {
+        name: "direct access".into(),
+        matches: Match {
+            dst: Some(Prefix::new(HOST_A, 32)),
+            in_iface: Some(LAN),
+            not: Negated {
+                in_iface: true,
+                ..Default::default()
+            },
+            ..Match::default()
+        },
+        action: FilterAction::Drop,
+    });
+    let mut nat = NatEngine::new(c).unwrap();
+    let mut published = tcp((REMOTE, 40000), (WAN_ADDR, 8080), "S", b"");
+    assert!(matches!(
+        run(&mut nat, T0, WAN, &mut published).0,
+        Verdict::Forward { .. }
+    ));
+    assert_eq!(flow_of(&published).dst, Endpoint::new(HOST_A, 80));
+    let mut direct = tcp((REMOTE, 40001), (HOST_A, 80), "S", b"");
+    assert_eq!(
+        run(&mut nat, T0, WAN, &mut direct).0,
+        Verdict::Drop(DropReason::FilterDenied {
+            hook: FilterHook::Raw,
+            rule: Some(0)
+        })
+    );
+    // From inside, the rule does not apply.
+    let mut inside = tcp((HOST_B, 40002), (HOST_A, 80), "S", b"");
+    assert_ne!(
+        run(&mut nat, T0, LAN, &mut inside).0,
+        Verdict::Drop(DropReason::FilterDenied {
+            hook: FilterHook::Raw,
+            rule: Some(0)
+        })
+    );
+}

@@ -110,7 +110,11 @@ pub fn nat_json(c: &NatConfig) -> Value {
         },
         "max_connections": c.capacity,
         "alg_ports": algs,
-        "filter": { "input": chain(&c.filter.input), "forward": chain(&c.filter.forward) },
+        "filter": {
+            "raw": chain(&c.filter.raw),
+            "input": chain(&c.filter.input),
+            "forward": chain(&c.filter.forward)
+        },
     })
 }
 

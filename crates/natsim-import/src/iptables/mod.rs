@@ -456,6 +456,19 @@ impl Parser<'_> {
                 SUPPORTED_TARGETS,
             )
         })?;
+        // (Raw OUTPUT is routed already; it is only noted, not applied.)
+        if table == "raw"
+            && chain != "OUTPUT"
+            && (m.ct_state.is_some() || m.ct_dnat.is_some() || m.out_iface.is_some())
+        {
+            return Err(self.err(
+                n,
+                1,
+                line,
+                "a raw-table rule matching conntrack state or -o: the raw table runs before conntrack and routing".into(),
+                SUPPORTED_MATCHES,
+            ));
+        }
         let t = self.target(n, line, table, (tname, tcol), &topts, &m)?;
         let text = line.trim().to_string();
         Ok((
@@ -481,6 +494,7 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
     };
     let mut nat = RawTable::new();
     let mut filter = RawTable::new();
+    let mut raw = RawTable::new();
     let mut table: Option<String> = None;
     let mut notes = Vec::new();
     let inert = inert::Inert::scan(src);
@@ -512,6 +526,7 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
         let slot = match tb.as_str() {
             "nat" => Some(&mut nat),
             "filter" => Some(&mut filter),
+            "raw" => Some(&mut raw),
             _ => None,
         };
         if let Some(rest) = t.strip_prefix(':') {
@@ -566,7 +581,7 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
                 col,
                 t,
                 format!("rules in table `{tb}` are not modelled"),
-                "the nat and filter tables",
+                "the nat, filter and raw tables",
             ));
         };
         let harmless =
@@ -606,5 +621,6 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
             p.limited.len()
         ));
     }
-    assemble(file, &nat, &filter, sets, p.ifaces, notes)
+    let tables = crate::flatten::Tables { nat, filter, raw };
+    assemble(file, &tables, sets, p.ifaces, notes)
 }

@@ -148,7 +148,7 @@ impl Parser<'_> {
             }
             ("ACCEPT", _) => Target::Filter(FilterAction::Accept),
             ("DROP", false) => Target::Filter(FilterAction::Drop),
-            ("REJECT", false) => {
+            ("REJECT", false) if table == "filter" => {
                 let with = match want("--reject-with") {
                     None => RejectWith::Icmp(Unreachable::Port),
                     Some((v, c)) => match v.as_str() {

@@ -234,7 +234,12 @@ pub fn import(file: &str, src: &str, sets: &Sets) -> Result<Imported, ImportErro
             r.limited.len()
         ));
     }
-    assemble(file, &nat, &filter, sets, r.ifaces, notes)
+    let tables = crate::flatten::Tables {
+        nat,
+        filter,
+        raw: RawTable::new(),
+    };
+    assemble(file, &tables, sets, r.ifaces, notes)
 }
 
 /// The netfilter name of a base chain (`PREROUTING`, ...), by its table and

@@ -33,6 +33,15 @@ pub enum ConfigError {
     PortsNeedTcpOrUdp {
         rule: RuleId,
     },
+    /// A raw PREROUTING rule that matches conntrack state or an egress
+    /// interface, which no packet has before conntrack and routing.
+    RawRuleNeedsState {
+        rule: u16,
+    },
+    /// A raw PREROUTING rule with REJECT (a filter-table target).
+    RawRuleRejects {
+        rule: u16,
+    },
     /// An ICMP type match without protocol ICMP.
     IcmpTypeNeedsIcmp {
         rule: RuleId,
@@ -84,6 +93,16 @@ impl fmt::Display for ConfigError {
             Self::PortsNeedTcpOrUdp { rule } => {
                 write!(f, "{rule} matches ports but not protocol tcp or udp")
             }
+            Self::RawRuleNeedsState { rule } => write!(
+                f,
+                "raw prerouting rule {}: conntrack state and -o are unknown before conntrack and routing",
+                rule + 1
+            ),
+            Self::RawRuleRejects { rule } => write!(
+                f,
+                "raw prerouting rule {}: REJECT is a filter-table target",
+                rule + 1
+            ),
             Self::IcmpTypeNeedsIcmp { rule } => {
                 write!(f, "{rule} matches an ICMP type but not protocol icmp")
             }
@@ -130,6 +149,17 @@ pub(crate) fn validate(cfg: &NatConfig) -> Result<(), ConfigError> {
     }
     if cfg.rules.rules.len() >= usize::from(u16::MAX) {
         return Err(ConfigError::TooManyRules);
+    }
+    // The raw table runs before conntrack, and REJECT is a filter-table
+    // target (xt_REJECT's table is "filter").
+    for (k, r) in cfg.filter.raw.rules.iter().enumerate() {
+        let m = &r.matches;
+        if m.ct_state.is_some() || m.ct_dnat.is_some() || m.out_iface.is_some() {
+            return Err(ConfigError::RawRuleNeedsState { rule: k as u16 });
+        }
+        if matches!(r.action, super::FilterAction::Reject(_)) {
+            return Err(ConfigError::RawRuleRejects { rule: k as u16 });
+        }
     }
     for (i, a) in cfg.interfaces.iter().enumerate() {
         if a.prefix_len > 32 {

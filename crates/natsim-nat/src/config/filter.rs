@@ -98,6 +98,9 @@ impl FilterChain {
 pub enum FilterHook {
     Input,
     Forward,
+    /// The raw table's PREROUTING: every received packet, before
+    /// conntrack and NAT (Docker 28's direct-access DROP rules).
+    Raw,
 }
 
 impl core::fmt::Display for FilterHook {
@@ -105,6 +108,7 @@ impl core::fmt::Display for FilterHook {
         f.write_str(match self {
             FilterHook::Input => "input",
             FilterHook::Forward => "forward",
+            FilterHook::Raw => "raw prerouting",
         })
     }
 }
@@ -114,18 +118,27 @@ impl core::fmt::Display for FilterHook {
 pub struct Filter {
     pub input: FilterChain,
     pub forward: FilterChain,
+    /// Stateless: its rules match no conntrack state and do not REJECT.
+    pub raw: FilterChain,
 }
 
 impl Filter {
-    /// Accepts everything: no rules, accept policies.
+    /// INPUT and FORWARD accept everything: no rules, accept policies
+    /// (the raw chain is asked apart, before any lookup).
     pub fn is_open(&self) -> bool {
         self.input.is_open() && self.forward.is_open()
+    }
+
+    /// Every chain, for passes that treat them alike.
+    pub fn chains_mut(&mut self) -> [&mut FilterChain; 3] {
+        [&mut self.raw, &mut self.input, &mut self.forward]
     }
 
     pub fn chain(&self, hook: FilterHook) -> &FilterChain {
         match hook {
             FilterHook::Input => &self.input,
             FilterHook::Forward => &self.forward,
+            FilterHook::Raw => &self.raw,
         }
     }
 }

@@ -55,6 +55,29 @@ impl NatEngine {
             })
     }
 
+    /// The raw PREROUTING chain for a received packet, before its
+    /// connection is looked up: `Some` if it drops it.
+    #[inline(never)]
+    pub(super) fn raw_filter<T: TraceSink>(
+        &mut self,
+        frame: &mut Vec<u8>,
+        p: &Parsed,
+        ingress: IfaceId,
+        trace: &mut T,
+    ) -> Option<Verdict> {
+        self.filter(
+            frame,
+            p,
+            FilterHook::Raw,
+            &p.flow,
+            ingress,
+            None,
+            false,
+            CtStates::UNTRACKED,
+            trace,
+        )
+    }
+
     /// Runs the filter chain for `hook`. `None`: accepted; otherwise the
     /// verdict (a drop, or a reject's answer now in `frame`).
     #[allow(clippy::too_many_arguments)]
@@ -96,7 +119,8 @@ impl NatEngine {
                         // the router comes from the address it targeted;
                         // one about a forwarded packet from the way back.
                         let from = match hook {
-                            FilterHook::Input => f.dst.addr,
+                            // (Validation keeps REJECT out of raw.)
+                            FilterHook::Input | FilterHook::Raw => f.dst.addr,
                             FilterHook::Forward => {
                                 self.cfg.iface(ingress).map_or(p.flow.dst.addr, |i| i.addr)
                             }

@@ -406,6 +406,21 @@ impl NatEngine {
             iface: ingress,
             flow: p.flow,
         };
+        if matches!(p.l4_kind, L4::IcmpError | L4::IcmpOther { .. })
+            && !self.cfg.filter.raw.is_open()
+            && ingress != IfaceId::LOCAL
+        {
+            trace.step(received);
+            if let Some(v) = self.raw_filter(frame, &p, ingress, trace) {
+                return v;
+            }
+            return match p.l4_kind {
+                L4::IcmpOther { icmp_type } => {
+                    self.icmp_other(icmp_type, p.flow.dst.addr, routes, trace)
+                }
+                _ => self.icmp_error(ingress, frame, &p, routes, trace),
+            };
+        }
         match p.l4_kind {
             L4::IcmpError => {
                 trace.step(received);
@@ -413,16 +428,7 @@ impl NatEngine {
             }
             L4::IcmpOther { icmp_type } => {
                 trace.step(received);
-                // Not a query, not an error: only the router itself may
-                // want it (RFC 5508 leaves the rest to configuration).
-                match routes.route(p.flow.dst.addr) {
-                    Route::Local => Verdict::Local,
-                    _ => self.drop(
-                        Proto::Icmp,
-                        DropReason::IcmpUnsupported { icmp_type },
-                        trace,
-                    ),
-                }
+                self.icmp_other(icmp_type, p.flow.dst.addr, routes, trace)
             }
             _ => self.process_flow(now, ingress, frame, &p, h, routes, trace),
         }
@@ -449,10 +455,35 @@ impl NatEngine {
             iface: ingress,
             flow: p.flow,
         });
+        if !self.cfg.filter.raw.is_open() && ingress != IfaceId::LOCAL {
+            if let Some(v) = self.raw_filter(frame, p, ingress, trace) {
+                return v;
+            }
+        }
         if let Some((id, dir)) = self.table.lookup_hashed(h, &p.flow) {
             return self.tracked(now, ingress, frame, p, id, dir, routes, trace);
         }
         self.new_flow(now, ingress, frame, p, routes, trace)
+    }
+
+    /// An ICMP message that is neither a query nor an error: only the
+    /// router itself may want it (RFC 5508 leaves the rest to
+    /// configuration).
+    fn icmp_other<R: Routes + ?Sized, T: TraceSink>(
+        &mut self,
+        icmp_type: u8,
+        dst: Ipv4Addr,
+        routes: &R,
+        trace: &mut T,
+    ) -> Verdict {
+        match routes.route(dst) {
+            Route::Local => Verdict::Local,
+            _ => self.drop(
+                Proto::Icmp,
+                DropReason::IcmpUnsupported { icmp_type },
+                trace,
+            ),
+        }
     }
 
     /// Replaces `frame` with `answer`, built the way the kernel builds it
