@@ -1,13 +1,10 @@
 //! `iptables-save` output: `*table`, `:CHAIN POLICY [p:b]`, `-A CHAIN
 //! options...`, `COMMIT`.
 //!
-//! Read: tables `nat` and `filter` (others must be empty); options `-i`,
-//! `-o`, `-s`, `-d`, `-p` (each with `!`), `-m tcp|udp|icmp` with
-//! `--dport`/`--sport` (`N` or `N:M`, `!`), `-m conntrack --ctstate`,
-//! `-m state --state`, `-m addrtype --dst-type LOCAL`, `-m set
-//! --match-set NAME src|dst`, `-m comment --comment`; targets DNAT, SNAT,
-//! MASQUERADE, REDIRECT, NETMAP, ACCEPT, DROP, REJECT, RETURN and user
-//! chains, with `--to-destination`, `--to-source`, `--to-ports`, `--to`.
+//! Read: tables `nat`, `filter` and `raw` (others must be empty); the
+//! options of [`SUPPORTED_MATCHES`]; targets DNAT, SNAT, MASQUERADE,
+//! REDIRECT, NETMAP, ACCEPT, DROP, REJECT, RETURN and user chains, with
+//! `--to-destination`, `--to-source`, `--to-ports`, `--to`.
 
 use crate::flatten::{assemble, Ifaces, RawChain, RawRule, RawTable, SetRef, Target};
 use crate::ipset::{parse_prefix, Sets};
@@ -19,75 +16,13 @@ mod inert;
 mod l4;
 mod target;
 mod tokens;
+mod values;
 
 use tokens::tokens;
+use values::{addr_ports, iprange_alternatives, ports, proto};
 
 const SUPPORTED_MATCHES: &str = "-i, -o, -s, -d, -p tcp|udp|icmp (each with !), -m icmp --icmp-type T[/C], --syn, --tcp-flags MASK COMP, -m tcp|udp --dport/--sport N[:M], -m conntrack --ctstate, -m state --state, -m addrtype --dst-type LOCAL, -m set --match-set NAME src|dst, -m multiport --dports|--sports N[:M],..., -m iprange --src-range|--dst-range A-B, -m limit, -m comment --comment";
 const SUPPORTED_TARGETS: &str = "-j DNAT --to-destination A[:P[-Q]], SNAT --to-source A[-B][:P-Q], MASQUERADE [--to-ports P[-Q]], REDIRECT [--to-ports P], NETMAP --to P/LEN, ACCEPT, DROP, REJECT, RETURN, or a user chain";
-
-fn ports(s: &str) -> Option<PortRange> {
-    let (a, b) = s.split_once([':', '-']).unwrap_or((s, s));
-    let (a, b) = (a.parse::<u16>().ok()?, b.parse::<u16>().ok()?);
-    (a <= b).then(|| PortRange::new(a, b))
-}
-
-fn proto(s: &str) -> Option<Proto> {
-    Some(match s.to_ascii_lowercase().as_str() {
-        "tcp" | "6" => Proto::Tcp,
-        "udp" | "17" => Proto::Udp,
-        "icmp" | "1" => Proto::Icmp,
-        _ => return None,
-    })
-}
-
-/// `A[-B][:P[-Q]]` of `--to-destination` / `--to-source`.
-fn addr_ports(s: &str) -> Option<(Ipv4Addr, Ipv4Addr, Option<PortRange>)> {
-    let (a, p) = match s.split_once(':') {
-        Some((a, p)) => (a, Some(ports(p)?)),
-        None => (s, None),
-    };
-    let (first, last) = match a.split_once('-') {
-        Some((x, y)) => (x.parse().ok()?, y.parse().ok()?),
-        None => {
-            let x: Ipv4Addr = a.parse().ok()?;
-            (x, x)
-        }
-    };
-    (first <= last).then_some((first, last, p))
-}
-
-/// `-m iprange`'s range (or, negated, what it leaves) as one
-/// alternative per prefix.
-fn iprange_alternatives((first, last): (Ipv4Addr, Ipv4Addr), neg: bool, src: bool) -> Vec<Match> {
-    let ranges = if neg {
-        let mut r = Vec::new();
-        if first > Ipv4Addr::UNSPECIFIED {
-            r.push((
-                Ipv4Addr::UNSPECIFIED,
-                Ipv4Addr::from_bits(first.to_bits() - 1),
-            ));
-        }
-        if last < Ipv4Addr::BROADCAST {
-            r.push((Ipv4Addr::from_bits(last.to_bits() + 1), Ipv4Addr::BROADCAST));
-        }
-        r
-    } else {
-        vec![(first, last)]
-    };
-    ranges
-        .into_iter()
-        .flat_map(|(a, b)| crate::ipset::range_prefixes(a, b))
-        .map(|p| {
-            let mut m = Match::default();
-            if src {
-                m.src = Some(p);
-            } else {
-                m.dst = Some(p);
-            }
-            m
-        })
-        .collect()
-}
 
 struct Parser<'a> {
     file: &'a str,

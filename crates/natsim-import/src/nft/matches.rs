@@ -2,7 +2,7 @@
 //! ports. A set becomes alternatives (one rule each, as `-m multiport`
 //! does); a negated port set becomes the ranges it leaves.
 
-use super::rule::{names, prefix, text, Skip};
+use super::expr::{names, prefix, text};
 use natsim_nat::{Match, PortRange, Prefix, Proto};
 use nftables::expr::{Expression, NamedExpression, SetItem};
 
@@ -100,7 +100,7 @@ pub(super) fn ports(
     Ok(())
 }
 
-/// `meta l4proto` / `ip protocol` into `m`; `Some`: the rule matches
+/// `meta l4proto` / `ip protocol` into `m`; `true`: the rule matches
 /// only IPv6 packets. ICMPv6 never rides in IPv4: firewalld's
 /// `{ icmp, ipv6-icmp }` is icmp here.
 pub(super) fn proto(
@@ -108,7 +108,7 @@ pub(super) fn proto(
     any_of: &mut Vec<Vec<Match>>,
     right: &Expression<'_>,
     neg: bool,
-) -> Result<Option<Skip>, String> {
+) -> Result<bool, String> {
     let mut v4 = Vec::new();
     for v in names(right) {
         match v.as_str() {
@@ -120,7 +120,7 @@ pub(super) fn proto(
         }
     }
     match (v4.as_slice(), neg) {
-        ([], false) => return Ok(Some(Skip::Ipv6)),
+        ([], false) => return Ok(true),
         ([], true) => {}
         ([p], _) => {
             m.proto = Some(*p);
@@ -136,7 +136,7 @@ pub(super) fn proto(
         ),
         (_, true) => return Err("a negated set of several protocols".into()),
     }
-    Ok(None)
+    Ok(false)
 }
 
 /// nft's TCP flag names (`tcp_flag_type`), a list of them or a number.

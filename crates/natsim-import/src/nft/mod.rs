@@ -20,6 +20,7 @@ use nftables::schema::{NfListObject, NfObject, Nftables};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use rule::{Read, Reader, Skip};
 
+mod expr;
 mod matches;
 mod rule;
 

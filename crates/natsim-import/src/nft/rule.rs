@@ -1,52 +1,16 @@
 //! One nft rule's statements, read into the model's match and verdict.
 
+use super::expr::{names, text};
 use crate::flatten::{Ifaces, RawRule, Target};
-use crate::ipset::parse_prefix;
 use crate::{FilterAction, ImportError, Loc, RejectWith, Unreachable};
 use natsim_nat::{
-    Action, CtStates, IcmpType, Match, Pooling, PortFlag, PortRange, Prefix, Proto, SnatPool,
+    Action, CtStates, IcmpType, Match, Pooling, PortFlag, PortRange, Proto, SnatPool,
 };
 use nftables::expr::{BinaryOperation, Expression, MetaKey, NamedExpression, Payload};
 use nftables::stmt::{NATFlag, Operator, Statement};
 use std::net::Ipv4Addr;
 
 const SUPPORTED: &str = "meta l4proto, iifname, oifname, ip saddr/daddr, tcp/udp/th dport/sport (sets too), tcp flags, icmp type/code, limit rate, fib daddr type local, ct state, ct status dnat (== or !=), meta nfproto, counter, log; dnat, snat, masquerade, redirect, accept, drop, reject, jump, return";
-
-pub(super) fn text(e: &Expression<'_>) -> Option<String> {
-    match e {
-        Expression::String(s) => Some(s.to_string()),
-        Expression::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-pub(super) fn prefix(e: &Expression<'_>) -> Option<Prefix> {
-    match e {
-        Expression::String(s) => parse_prefix(s),
-        Expression::Named(NamedExpression::Prefix(p)) => {
-            let a: Ipv4Addr = text(&p.addr)?.parse().ok()?;
-            Some(Prefix::new(
-                a,
-                u8::try_from(p.len).ok().filter(|l| *l <= 32)?,
-            ))
-        }
-        _ => None,
-    }
-}
-
-pub(super) fn names(e: &Expression<'_>) -> Vec<String> {
-    match e {
-        Expression::List(l) => l.iter().filter_map(text).collect(),
-        Expression::Named(NamedExpression::Set(items)) => items
-            .iter()
-            .filter_map(|i| match i {
-                nftables::expr::SetItem::Element(x) => text(x),
-                _ => None,
-            })
-            .collect(),
-        e => text(e).into_iter().collect(),
-    }
-}
 
 pub(super) struct Reader<'a> {
     pub file: &'a str,
@@ -104,11 +68,10 @@ impl Reader<'_> {
                     match &mt.left {
                         Expression::Named(NamedExpression::Meta(me)) => match me.key {
                             MetaKey::L4proto => {
-                                if let Some(skip) =
-                                    super::matches::proto(&mut m, &mut any_of, &mt.right, neg)
-                                        .map_err(|w| bad(self, w))?
+                                if super::matches::proto(&mut m, &mut any_of, &mt.right, neg)
+                                    .map_err(|w| bad(self, w))?
                                 {
-                                    return Ok(Read::Skip(skip));
+                                    return Ok(Read::Skip(Skip::Ipv6));
                                 }
                             }
                             // The family (`meta nfproto ipv4`) or the
@@ -143,11 +106,10 @@ impl Reader<'_> {
                                 // Only IPv6 packets have these headers.
                                 ("ip6" | "icmpv6", _) => return Ok(Read::Skip(Skip::Ipv6)),
                                 ("ip", "protocol") => {
-                                    if let Some(skip) =
-                                        super::matches::proto(&mut m, &mut any_of, &mt.right, neg)
-                                            .map_err(|w| bad(self, w))?
+                                    if super::matches::proto(&mut m, &mut any_of, &mt.right, neg)
+                                        .map_err(|w| bad(self, w))?
                                     {
-                                        return Ok(Read::Skip(skip));
+                                        return Ok(Read::Skip(Skip::Ipv6));
                                     }
                                 }
                                 ("ip", "saddr" | "daddr") => {

@@ -41,6 +41,7 @@ mod end;
 mod established;
 mod filter;
 mod fragment;
+mod icmp_path;
 mod new_flow;
 mod ports;
 
@@ -466,26 +467,6 @@ impl NatEngine {
         self.new_flow(now, ingress, frame, p, routes, trace)
     }
 
-    /// An ICMP message that is neither a query nor an error: only the
-    /// router itself may want it (RFC 5508 leaves the rest to
-    /// configuration).
-    fn icmp_other<R: Routes + ?Sized, T: TraceSink>(
-        &mut self,
-        icmp_type: u8,
-        dst: Ipv4Addr,
-        routes: &R,
-        trace: &mut T,
-    ) -> Verdict {
-        match routes.route(dst) {
-            Route::Local => Verdict::Local,
-            _ => self.drop(
-                Proto::Icmp,
-                DropReason::IcmpUnsupported { icmp_type },
-                trace,
-            ),
-        }
-    }
-
     /// Replaces `frame` with `answer`, built the way the kernel builds it
     /// ([`reply`]), and says which it sent; None, leaving `frame`, where the
     /// kernel sends nothing (a RST for a RST, an error about an error, ...).
@@ -507,32 +488,7 @@ impl NatEngine {
         Some(kind)
     }
 
-    /// An ICMP error: planned by [`icmp::plan`], counted and routed here.
-    #[inline(never)]
-    fn icmp_error<R: Routes + ?Sized, T: TraceSink>(
-        &mut self,
-        ingress: IfaceId,
-        frame: &mut [u8],
-        p: &Parsed,
-        routes: &R,
-        trace: &mut T,
-    ) -> Verdict {
-        let at = icmp::Arrival {
-            outside: self.role(ingress) == Some(Role::Outside),
-            local: ingress == IfaceId::LOCAL,
-        };
-        match icmp::plan(&self.table, &self.cfg.rules.rules, at, frame, p) {
-            Err(reason) => self.drop(Proto::Icmp, reason, trace),
-            Ok(icmp::Plan::AsIs) => self.route_verdict(Proto::Icmp, p.flow.dst.addr, routes, trace),
-            Ok(icmp::Plan::Rewrite(rw)) => {
-                let dst = icmp::apply(frame, p, &rw, trace);
-                self.stats.icmp.translated += 1;
-                self.route_verdict(Proto::Icmp, dst, routes, trace)
-            }
-        }
-    }
-
-    fn route_verdict<R: Routes + ?Sized, T: TraceSink>(
+    pub(super) fn route_verdict<R: Routes + ?Sized, T: TraceSink>(
         &mut self,
         proto: Proto,
         dst: Ipv4Addr,
@@ -558,7 +514,7 @@ impl NatEngine {
         Verdict::Drop(reason)
     }
 
-    fn role(&self, id: IfaceId) -> Option<Role> {
+    pub(super) fn role(&self, id: IfaceId) -> Option<Role> {
         self.cfg.iface(id).map(|i| i.role)
     }
 

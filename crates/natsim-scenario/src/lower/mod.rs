@@ -3,6 +3,7 @@
 //! located. Steps are lowered in [`step`], NAT tables in [`nat`].
 
 pub mod action;
+mod fields;
 pub mod ims;
 pub mod nat;
 pub mod step;
@@ -11,6 +12,7 @@ use crate::diag::{Ctx, Problem};
 use crate::model::*;
 use crate::parse;
 use crate::schema::{self, Host, HostGroup, Router, Scenario, S};
+use fields::{mss_clamp, tcp_profile};
 use natsim_apps::dns::Zone;
 use natsim_nat::{NatEngine, Prefix, Role};
 use natsim_sim::{LinkParams, TcpProfile};
@@ -333,34 +335,6 @@ fn router(r: &Router, names: &Names, cx: &Ctx<'_>, p: &mut Problems) -> Option<R
         reject_closed_ports: r.reject_closed_ports.unwrap_or(true),
         file_rules,
     })
-}
-
-/// `"pmtu"` (--clamp-mss-to-pmtu) or an MSS (--set-mss).
-fn mss_clamp(v: &S<toml::Value>, cx: &Ctx<'_>) -> Result<natsim_sim::MssClamp, Problem> {
-    match v.get_ref() {
-        toml::Value::String(s) if s == "pmtu" => Ok(natsim_sim::MssClamp::Pmtu),
-        toml::Value::Integer(n) if (88..=65535).contains(n) => {
-            Ok(natsim_sim::MssClamp::To(*n as u16))
-        }
-        _ => Err(cx.at(
-            v.span(),
-            "`mss_clamp` must be \"pmtu\" or an MSS of 88–65535",
-            Some("e.g. mss_clamp = \"pmtu\" or mss_clamp = 1452"),
-        )),
-    }
-}
-
-fn tcp_profile(t: &Option<S<String>>, cx: &Ctx<'_>) -> Result<TcpProfile, Problem> {
-    match t {
-        None => Ok(TcpProfile::windows()),
-        Some(t) => TcpProfile::by_name(t.get_ref()).ok_or_else(|| {
-            cx.at(
-                t.span(),
-                format!("unknown TCP profile `{}`", t.get_ref()),
-                Some("`windows` or `linux`"),
-            )
-        }),
-    }
 }
 
 fn listeners(list: &[S<String>], cx: &Ctx<'_>, p: &mut Problems) -> Vec<AppSpec> {
