@@ -74,6 +74,15 @@ pub fn iptables(v: &str) -> Option<Named> {
     }
 }
 
+/// `v` by its name in `names`, or as a number.
+fn named(names: &[(&str, u8)], v: &str) -> Option<u8> {
+    names
+        .iter()
+        .find(|(n, _)| *n == v)
+        .map(|&(_, x)| x)
+        .or_else(|| v.parse().ok())
+}
+
 /// nft's `icmp type` names (nftables `icmp_type_tbl`), or a number.
 pub fn nft_type(v: &str) -> Option<u8> {
     const NAMES: &[(&str, u8)] = &[
@@ -93,11 +102,7 @@ pub fn nft_type(v: &str) -> Option<u8> {
         ("address-mask-request", 17),
         ("address-mask-reply", 18),
     ];
-    NAMES
-        .iter()
-        .find(|(n, _)| *n == v)
-        .map(|&(_, t)| t)
-        .or_else(|| v.parse().ok())
+    named(NAMES, v)
 }
 
 /// nft's `icmp code` names (nftables `icmp_code_tbl`), or a number.
@@ -112,11 +117,7 @@ pub fn nft_code(v: &str) -> Option<u8> {
         ("host-prohibited", 10),
         ("admin-prohibited", 13),
     ];
-    NAMES
-        .iter()
-        .find(|(n, _)| *n == v)
-        .map(|&(_, c)| c)
-        .or_else(|| v.parse().ok())
+    named(NAMES, v)
 }
 
 #[cfg(test)]

@@ -8,14 +8,13 @@ use natsim_nat::{Match, PortRange, Proto, TcpFlagsMatch};
 
 /// A `--tcp-flags` list: comma-separated names, `ALL` or `NONE`.
 fn flag_bits(v: &str) -> Option<u8> {
-    const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
     match v {
         "ALL" => return Some(0xff),
         "NONE" => return Some(0),
         _ => {}
     }
     v.split(',').try_fold(0u8, |acc, f| {
-        NAMES
+        TcpFlagsMatch::NAMES
             .iter()
             .position(|n| n.eq_ignore_ascii_case(f))
             .map(|i| acc | (1 << i))

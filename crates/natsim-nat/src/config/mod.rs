@@ -165,12 +165,14 @@ impl TcpFlagsMatch {
     pub fn hits(self, flags: u8) -> bool {
         flags & self.mask == self.comp
     }
+    /// The flags by bit, low bit first, as iptables spells them.
+    pub const NAMES: [&'static str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+
     /// The flag names of `bits` (iptables' spelling), `NONE` for none.
     pub fn names(bits: u8) -> String {
-        const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
         let v: Vec<&str> = (0..8)
             .filter(|i| bits & (1 << i) != 0)
-            .map(|i| NAMES[i])
+            .map(|i| Self::NAMES[i])
             .collect();
         if v.is_empty() {
             "NONE".into()
